@@ -1,0 +1,37 @@
+"""Shortcut baselines: what a score must be compared with before it means detection.
+
+A lookup from a file property to a class, fitted on the training split and
+scored on the test split. If the detector barely beats it, the detector may
+have learnt the property (file format, JPEG quantisation table) and not the
+manipulation.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+
+
+def lookup_accuracy(train_keys, train_labels, test_keys, test_labels) -> float:
+  """Accuracy of predicting each key's majority training class (overall majority if unseen)."""
+  train_labels, test_labels = np.asarray(train_labels), np.asarray(test_labels)
+  if not len(test_labels):
+    return float('nan')
+  overall = int(np.bincount(train_labels).argmax())
+  by_key: dict = collections.defaultdict(collections.Counter)
+  for k, y in zip(np.asarray(train_keys).tolist(), train_labels.tolist()):
+    by_key[k][y] += 1
+  table = {k: c.most_common(1)[0][0] for k, c in by_key.items()}
+  pred = np.array([table.get(k, overall) for k in np.asarray(test_keys).tolist()])
+  return float((pred == test_labels).mean())
+
+
+def shortcut_baselines(dataset) -> dict[str, float]:
+  """Test accuracy of the majority class and of every scalar file property the dataset has."""
+  tr, te = dataset.split.train, dataset.split.test
+  y = dataset.labels
+  out = {'baseline/majority_accuracy': lookup_accuracy(np.zeros(len(tr)), y[tr], np.zeros(len(te)), y[te])}
+  for name, values in sorted(dataset.extra.items()):
+    out[f'baseline/{name}_lookup_accuracy'] = lookup_accuracy(values[tr], y[tr], values[te], y[te])
+  return out

@@ -1,0 +1,47 @@
+"""Entry point: `python -m forgery_jax.main --config=configs/default.py --workdir=DIR`.
+
+Any config field can be overridden on the command line, e.g.
+`--config.dataset.split=random --config.model.branches="('ela',)"`.
+"""
+
+import logging as std_logging
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from forgery_jax import checkpointing
+from forgery_jax import datasets
+from forgery_jax import train
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.json.')
+config_flags.DEFINE_config_file('config', None, 'Training configuration file.', lock_config=True)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+class _QuietLibraries:
+  """Drops INFO records of libraries that log every checkpoint operation."""
+
+  NOISY = ('/orbax/', '/jax/_src/', '/grain/', '/absl/')
+
+  def filter(self, record) -> bool:
+    return record.levelno > std_logging.INFO or not any(n in record.pathname for n in self.NOISY)
+
+
+def main(argv):
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  logging.info('JAX process %d/%d, local devices %s', jax.process_index(), jax.process_count(),
+               jax.local_devices())
+  try:
+    train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
+  except (checkpointing.CheckpointError, datasets.DatasetError, ValueError) as e:
+    logging.error('%s', e)
+    raise SystemExit(f'error: {e}') from None
+
+
+if __name__ == '__main__':
+  app.run(main)

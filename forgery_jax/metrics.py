@@ -1,0 +1,36 @@
+"""Classification metrics from class probabilities, computed on the host.
+
+Class 0 is `authentic` in both label spaces (2 classes: authentic/tampered;
+3: authentic/copy_move/splicing), so "tampered" = any class but 0. precision,
+recall, f1 and auc treat tampered as the positive class; the *_authentic keys
+repeat them with authentic positive, the convention of the dual-branch paper.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def classification_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
+  """Scalar metrics and the confusion matrix (rows: true class, columns: predicted)."""
+  probs = np.asarray(probs, np.float64)
+  labels = np.asarray(labels)
+  num_classes = probs.shape[1]
+  pred = probs.argmax(1)
+  p_tampered = 1.0 - probs[:, 0]
+  true_t, pred_t = labels != 0, pred != 0
+  out = {'accuracy': float((pred == labels).mean()) if len(labels) else float('nan'),
+         'balanced_accuracy': float(skm.balanced_accuracy_score(labels, pred)) if len(labels) else float('nan'),
+         'num_examples': int(len(labels))}
+  for suffix, positive in (('', True), ('_authentic', False)):
+    p, r, f, _ = skm.precision_recall_fscore_support(
+        true_t, pred_t, pos_label=positive, average='binary', zero_division=0)
+    out.update({f'precision{suffix}': float(p), f'recall{suffix}': float(r), f'f1{suffix}': float(f)})
+  out['auc'] = float(skm.roc_auc_score(true_t, p_tampered)) if len(np.unique(true_t)) == 2 else float('nan')
+  if num_classes > 2:
+    p, r, f, _ = skm.precision_recall_fscore_support(
+        labels, pred, labels=np.arange(num_classes), average='macro', zero_division=0)
+    out.update({'macro_precision': float(p), 'macro_recall': float(r), 'macro_f1': float(f)})
+  out['confusion_matrix'] = skm.confusion_matrix(labels, pred, labels=np.arange(num_classes)).tolist()
+  return out

@@ -1,0 +1,103 @@
+"""Train / validation / test protocols over a dataset's examples.
+
+Forgery releases have no official splits, and the same scene often appears in
+several images (a CASIA tampered image is made from a source and a target
+photo; MICC-F220's forgeries come from 11 scenes). A random split then puts
+one scene on both sides and measures recognition of scenes. The `grouped`
+protocol (the default) keeps every *connected component* of groups on one
+side: an example's `group` may name several ids joined by '+', and examples
+sharing any id are linked.
+
+* random  stratified 80/20 with a fixed seed (the papers' protocol, for comparison)
+* grouped stratified by class, no group component on both sides (the honest default)
+* kfold   stratified grouped k-fold; `fold` picks the test fold
+
+Validation is carved from the training side with the same protocol, so model
+selection never sees the test split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from absl import logging
+import numpy as np
+from sklearn import model_selection
+
+PROTOCOLS = ('grouped', 'random', 'kfold')
+GROUP_SEPARATOR = '+'
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """Indices into the pooled examples."""
+  train: np.ndarray
+  validation: np.ndarray
+  test: np.ndarray
+
+  def sizes(self) -> dict[str, int]:
+    return {'train': len(self.train), 'validation': len(self.validation), 'test': len(self.test)}
+
+
+def connected_groups(groups: list[str]) -> np.ndarray:
+  """Component id per example: examples sharing any '+'-separated id are linked."""
+  parent: dict[str, str] = {}
+
+  def find(x: str) -> str:
+    while parent.setdefault(x, x) != x:
+      parent[x] = parent[parent[x]]
+      x = parent[x]
+    return x
+
+  ids_per_example = [[i for i in g.split(GROUP_SEPARATOR) if i] or [f'#example{n}']
+                     for n, g in enumerate(groups)]
+  for ids in ids_per_example:
+    root = find(ids[0])
+    for other in ids[1:]:
+      parent[find(other)] = root
+  roots = [find(ids[0]) for ids in ids_per_example]
+  _, component = np.unique(roots, return_inverse=True)
+  return component
+
+
+def hold_out(strata: np.ndarray, components: np.ndarray | None, n_splits: int, fold: int,
+              seed: int, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Splits `candidates` into (kept, held_out), fold `fold` of `n_splits` held out."""
+  x = np.zeros(len(candidates))
+  y = strata[candidates]
+  counts = np.bincount(y)
+  # Stratification needs every present class at least n_splits times.
+  n = max(2, min(n_splits, int(counts[counts > 0].min())))
+  if components is None:
+    folds = model_selection.StratifiedKFold(n, shuffle=True, random_state=seed).split(x, y)
+  else:
+    g = components[candidates]
+    sizes = np.bincount(g)
+    if (sizes > 0).sum() < 2:
+      raise ValueError('grouped split impossible: all examples form one connected group')
+    n = min(n, int((sizes > 0).sum()))
+    if sizes.max() > len(candidates) / n:
+      logging.warning('grouped split: one connected group holds %d of %d examples, more than '
+                      'a 1/%d share; the held-out part will be unbalanced', sizes.max(),
+                      len(candidates), n)
+    folds = model_selection.StratifiedGroupKFold(n, shuffle=True, random_state=seed).split(x, y, g)
+  kept, held = list(folds)[fold % n]
+  return candidates[kept], candidates[held]
+
+
+def make_split(strata: np.ndarray, groups: list[str] | None, protocol: str, *, seed: int,
+               test_fraction: float = 0.2, validation_fraction: float = 0.1,
+               num_folds: int = 10, fold: int = 0) -> Split:
+  """Indices of train/validation/test for `protocol`; `strata` are class ids to balance."""
+  if protocol not in PROTOCOLS:
+    raise ValueError(f'unknown split protocol {protocol!r}; choose one of {PROTOCOLS}')
+  strata = np.asarray(strata)
+  components = None if protocol == 'random' or groups is None else connected_groups(groups)
+  everything = np.arange(len(strata))
+  if protocol == 'kfold':
+    train, test = hold_out(strata, components, num_folds, fold, seed, everything)
+  else:
+    train, test = hold_out(strata, components, round(1 / test_fraction), 0, seed, everything)
+  train, validation = hold_out(strata, components, round(1 / validation_fraction), 0,
+                                seed + 1, train)
+  return Split(np.sort(train), np.sort(validation), np.sort(test))

@@ -1,0 +1,51 @@
+"""Model shapes for every branch set, parameter count of the paper's net, fixed SRM kernels."""
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import default
+from forgery_jax import models
+
+
+@pytest.mark.parametrize('branches', [('ela', 'srm'), ('ela',), ('srm',)])
+@pytest.mark.parametrize('num_classes', [2, 3])
+def test_output_shapes(branches, num_classes):
+  model = models.DualBranchCNN(num_classes=num_classes, resolution=32, branches=branches,
+                               rngs=nnx.Rngs(0))
+  x = jnp.zeros((4, 32, 32, 3), jnp.uint8)
+  assert model(x, x).shape == (4, num_classes)
+  assert model(x, x, train=True, rngs=nnx.Rngs(dropout=1)).shape == (4, num_classes)
+
+
+def test_paper_network_size_at_128():
+  config = default.get_config()
+  model = models.create_model(config, nnx.Rngs(0))
+  n = sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  # 2 branches x (3*9*32+32 + 32*9*32+32) + 64*64*64*256+256 + 256*2+2
+  assert n == 2 * (896 + 9248) + 67109120 + 514
+
+
+def test_unknown_branch_is_rejected():
+  with pytest.raises(ValueError, match='branches'):
+    models.DualBranchCNN(num_classes=2, resolution=32, branches=('ela', 'noise'), rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize('trainable', [False, True])
+def test_srm_kernels_fixed_unless_trainable(trainable):
+  model = models.DualBranchCNN(num_classes=2, resolution=16, srm_trainable=trainable, rngs=nnx.Rngs(0))
+  before = np.asarray(model.srm_kernels.value)
+  optimizer = nnx.Optimizer(model, optax.sgd(1.0), wrt=nnx.Param)
+  rng = np.random.default_rng(0)
+  img = jnp.asarray(rng.integers(0, 256, (4, 16, 16, 3)), jnp.uint8)
+
+  def loss(m):
+    return m(img, img).sum()
+
+  grads = nnx.grad(loss)(model)
+  optimizer.update(model, grads)
+  changed = not np.allclose(before, np.asarray(model.srm_kernels.value))
+  assert changed == trainable

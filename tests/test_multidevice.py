@@ -1,0 +1,50 @@
+"""One train step on an 8-device mesh equals the 1-device step (8 forced CPU devices)."""
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+SCRIPT = textwrap.dedent('''
+    import jax, numpy as np
+    from configs import tiny
+    from forgery_jax import train
+    assert jax.device_count() == 8, jax.devices()
+    config = tiny.get_config()
+    config.dataset.resolution = 16
+    rng = np.random.default_rng(0)
+    batch = {'ela': rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8),
+             'image': rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8),
+             'label': rng.integers(0, 2, 16).astype(np.int32)}
+    weights = np.array([0.8, 1.3], np.float32)
+    out = []
+    for devices in (jax.devices()[:1], jax.devices()):
+      mesh = train.make_mesh(devices)
+      graphdef, state = train.create_state(config, mesh)
+      steps = train.make_steps(graphdef, mesh, weights)
+      for step in range(2):
+        state, metrics = steps.train(state, train.to_global(batch, steps.batch_sharding),
+                                     jax.random.fold_in(jax.random.key(0), step))
+      probs = steps.evaluate(state, train.to_global(batch, steps.batch_sharding))
+      assert len(probs.sharding.device_set) == len(devices)
+      out.append((jax.device_get(state), float(metrics['loss']), np.asarray(probs)))
+    (s1, l1, p1), (s8, l8, p8) = out
+    np.testing.assert_allclose(l1, l8, rtol=1e-5)
+    np.testing.assert_allclose(p1, p8, atol=1e-5)
+    leaves1, leaves8 = jax.tree.leaves(s1), jax.tree.leaves(s8)
+    assert len(leaves1) == len(leaves8) > 0
+    for a, b in zip(leaves1, leaves8):
+      np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-4, atol=1e-6)
+    print('OK', len(leaves1), 'leaves equal; loss', l1, l8)
+''')
+
+
+def test_eight_device_step_equals_one_device_step():
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu')
+  result = subprocess.run([sys.executable, '-c', SCRIPT], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'OK' in result.stdout

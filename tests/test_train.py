@@ -1,0 +1,105 @@
+"""End to end on the tiny config: results, checkpoints, resume, bad input."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from forgery_jax import checkpointing
+from forgery_jax import train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _lines(workdir, split):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [r for r in map(json.loads, f) if r['split'] == split]
+
+
+@pytest.fixture(scope='module')
+def finished_run(tiny_config, tmp_path_factory):
+  """A 1-epoch run, then the same workdir continued to 2 epochs."""
+  workdir = str(tmp_path_factory.mktemp('run'))
+  config = tiny_config.copy_and_resolve_references()
+  config.num_epochs = 1
+  first = train.train_and_evaluate(config, workdir)
+  config.num_epochs = 2
+  second = train.train_and_evaluate(config, workdir)
+  return workdir, first, second
+
+
+def test_writes_results_checkpoints_and_metrics(finished_run):
+  workdir, first, _ = finished_run
+  with open(os.path.join(workdir, 'results.json')) as f:
+    results = json.load(f)
+  for k in ('accuracy', 'precision', 'recall', 'f1', 'auc'):
+    assert 0.0 <= results[f'test/{k}'] <= 1.0
+  assert results['config']['dataset']['name'] == 'synthetic_forgery'
+  assert results['test/num_examples'] == results['split_sizes']['test'] == 32
+  assert sum(map(sum, results['test/confusion_matrix'])) == 32
+  assert 'baseline/majority_accuracy' in results and 'baseline/jpeg_quality_lookup_accuracy' in results
+  assert os.listdir(os.path.join(workdir, checkpointing.LATEST_DIR))
+  assert os.listdir(os.path.join(workdir, checkpointing.BEST_DIR))
+  assert any(p.startswith('events') for p in os.listdir(os.path.join(workdir, 'tensorboard')))
+  assert first['final_step'] == 64 // 8
+
+
+def test_resume_continues_from_saved_step(finished_run):
+  workdir, first, second = finished_run
+  steps_per_epoch = first['final_step']
+  assert second['resumed_from_step'] == steps_per_epoch
+  assert second['final_step'] == 2 * steps_per_epoch
+  train_steps = [r['step'] for r in _lines(workdir, 'train')]
+  assert len(train_steps) == len(set(train_steps)), 'a resumed run repeated steps'
+  assert max(train_steps) == 2 * steps_per_epoch
+  assert [r['step'] for r in _lines(workdir, 'validation')] == [steps_per_epoch, 2 * steps_per_epoch]
+
+
+def test_corrupt_checkpoint_is_named_and_left_alone(tiny_config, tmp_path):
+  config = tiny_config.copy_and_resolve_references()
+  config.num_epochs = 1
+  train.train_and_evaluate(config, str(tmp_path))
+  latest = tmp_path / checkpointing.LATEST_DIR
+  step_dir = sorted(latest.iterdir(), key=lambda p: int(p.name))[-1]
+  for f in (step_dir / 'state').rglob('*'):
+    if f.is_file() and f.stat().st_size > 100:
+      f.write_bytes(b'\0' * 16)  # truncate the array data
+  before = {p: p.read_bytes() for p in latest.rglob('*') if p.is_file()}
+  config.num_epochs = 2
+  with pytest.raises(checkpointing.CheckpointError, match=str(step_dir)):
+    train.train_and_evaluate(config, str(tmp_path))
+  after = {p: p.read_bytes() for p in latest.rglob('*') if p.is_file()}
+  assert before == after
+
+
+def test_checkpoint_of_other_config_is_a_clear_error(tiny_config, tmp_path):
+  config = tiny_config.copy_and_resolve_references()
+  config.num_epochs = 1
+  train.train_and_evaluate(config, str(tmp_path))
+  config.model.hidden = 64  # different parameter shapes
+  with pytest.raises(checkpointing.CheckpointError, match='different config'):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def _main(*args):
+  return subprocess.run([sys.executable, '-m', 'forgery_jax.main', *args], cwd=REPO,
+                        capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_unknown_config_field_is_a_clear_error(tmp_path):
+  result = _main('--config=configs/tiny.py', f'--workdir={tmp_path}', '--config.model.brnches=ela')
+  assert result.returncode != 0
+  assert 'brnches' in result.stderr
+  assert 'Traceback' not in result.stderr
+  assert not os.listdir(tmp_path)
+
+
+def test_unknown_dataset_is_a_clear_error(tmp_path):
+  result = _main('--config=configs/tiny.py', f'--workdir={tmp_path}',
+                 '--config.dataset.name=casia_v9')
+  assert result.returncode != 0
+  assert "unknown dataset 'casia_v9'" in result.stderr
+  assert 'Traceback' not in result.stderr
