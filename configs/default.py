@@ -37,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.lr_decay = 1e-4
   config.batch_size = 16
   config.eval_batch_size = 64
-  config.num_epochs = 3
+  config.num_epochs = 2
   config.early_stopping_patience = 7
   config.class_weights = True
   config.seed = 0

@@ -35,3 +35,20 @@ def shortcut_baselines(dataset) -> dict[str, float]:
   for name, values in sorted(dataset.extra.items()):
     out[f'baseline/{name}_lookup_accuracy'] = lookup_accuracy(values[tr], y[tr], values[te], y[te])
   return out
+
+
+def accuracy_by_property(dataset, split: str, predictions: np.ndarray) -> dict[str, dict]:
+  """Accuracy on `split` per value of every scalar file property (e.g. per JPEG quality).
+
+  Shows where a detector is blind: ELA at quality 90, for instance, sees little in images last
+  saved near quality 90.
+  """
+  idx = getattr(dataset.split, split)
+  correct = np.asarray(predictions) == dataset.labels[idx]
+  out = {}
+  for name, values in sorted(dataset.extra.items()):
+    v = values[idx]
+    out[f'{split}/accuracy_by_{name}'] = {
+        str(k): {'accuracy': float(correct[v == k].mean()), 'count': int((v == k).sum())}
+        for k in np.unique(v).tolist()}
+  return out

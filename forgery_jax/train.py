@@ -114,8 +114,8 @@ def _gather(x: jax.Array) -> np.ndarray:
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
-def evaluate(steps: Steps, state, dataset, split: str, config) -> dict:
-  """Metrics of `state` on one split (every example once; padding masked out)."""
+def predict(steps: Steps, state, dataset, split: str, config) -> tuple[np.ndarray, np.ndarray]:
+  """(probabilities, labels) of `state` on one split, every example once, in split order."""
   probs, labels, mask = [], [], []
   for batch in input_pipeline.eval_batches(dataset, split, config, process_index=jax.process_index(),
                                            process_count=jax.process_count()):
@@ -124,7 +124,12 @@ def evaluate(steps: Steps, state, dataset, split: str, config) -> dict:
     labels.append(_gather(inputs['label']))
     mask.append(_gather(inputs['mask']))
   probs, labels, mask = np.concatenate(probs), np.concatenate(labels), np.concatenate(mask)
-  return metrics_lib.classification_metrics(probs[mask], labels[mask])
+  return probs[mask], labels[mask]
+
+
+def evaluate(steps: Steps, state, dataset, split: str, config) -> dict:
+  """Metrics of `state` on one split."""
+  return metrics_lib.classification_metrics(*predict(steps, state, dataset, split, config))
 
 
 def _validate(config) -> None:
@@ -223,10 +228,12 @@ def _train_one(config, workdir: str) -> dict:
     best_step, state, _, _ = best
   else:
     best_step = step  # no epoch finished: use the last state
-  test = evaluate(steps, state, dataset, 'test', config)
+  test_probs, test_labels = predict(steps, state, dataset, 'test', config)
+  test = metrics_lib.classification_metrics(test_probs, test_labels)
   writer.write('test', best_step, test)
   results = {f'test/{k}': v for k, v in test.items()}
   results.update(baselines.shortcut_baselines(dataset))
+  results.update(baselines.accuracy_by_property(dataset, 'test', test_probs.argmax(1)))
   results.update({
       'best_step': int(best_step), 'final_step': int(step), 'resumed_from_step': int(resumed_from),
       'best_validation_accuracy': float(meta['best_accuracy']), 'stopped_early': bool(meta['stopped_early']),

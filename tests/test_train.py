@@ -41,6 +41,8 @@ def test_writes_results_checkpoints_and_metrics(finished_run):
   assert results['test/num_examples'] == results['split_sizes']['test'] == 32
   assert sum(map(sum, results['test/confusion_matrix'])) == 32
   assert 'baseline/majority_accuracy' in results and 'baseline/jpeg_quality_lookup_accuracy' in results
+  by_quality = results['test/accuracy_by_jpeg_quality']
+  assert sum(v['count'] for v in by_quality.values()) == 32
   assert os.listdir(os.path.join(workdir, checkpointing.LATEST_DIR))
   assert os.listdir(os.path.join(workdir, checkpointing.BEST_DIR))
   assert any(p.startswith('events') for p in os.listdir(os.path.join(workdir, 'tensorboard')))

@@ -49,7 +49,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
   BUILDER_CONFIGS = [
-      _config('r128', 128, 3000, 300, 600, "128x128, the paper's input size (default)."),
+      _config('r128', 128, 4000, 300, 600, "128x128, the paper's input size (default)."),
       _config('r64', 64, 4000, 800, 1600, '64x64 crops.'),
       _config('r256', 256, 2000, 400, 800, '256x256 crops.'),
       _config('tiny', 32, 64, 32, 32, '32x32, a few examples: for tests.'),
