@@ -43,5 +43,20 @@ def main(argv):
     raise SystemExit(f'error: {e}') from None
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing, with a config override that names no field reported in one line."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    raise SystemExit(f'error: {e}\nPass --helpfull to see the flags.') from None
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    # ml_collections raises these for --config.<field> overrides it cannot apply.
+    overrides = [a for a in argv[1:] if a.startswith('--config.')]
+    while e.args and isinstance(e.args[0], BaseException):  # AttributeError(KeyError(...))
+      e = e.args[0]
+    message = ' '.join(str(e.args[0] if e.args else e).split())
+    raise SystemExit(f'error: bad config override among {overrides}: {message}') from None
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
