@@ -76,26 +76,24 @@ class Dataset:
     return Subset(self.source, getattr(self.split, name))
 
 
-def _metadata(builder) -> tuple[dict, dict[str, np.ndarray]]:
+def _metadata(builder) -> dict[str, np.ndarray]:
   """Scalar features of every example of every builder split, without decoding images."""
-  image_keys = [k for k, f in builder.info.features.items()
-                if isinstance(f, (tfds.features.Image, tfds.features.Tensor)) and f.shape]
+  image_keys = {k for k, f in builder.info.features.items()
+                if isinstance(f, (tfds.features.Image, tfds.features.Tensor)) and f.shape}
   decoders = {k: tfds.decode.SkipDecoding() for k in image_keys}
-  sources = {s: builder.as_data_source(s, decoders=decoders) for s in builder.info.splits}
-  pooled = PooledSource(sources)
+  pooled = PooledSource({s: builder.as_data_source(s, decoders=decoders) for s in builder.info.splits})
   columns: dict[str, list] = {}
-  for start in range(0, len(pooled), 1024):
-    for ex in (pooled[i] for i in range(start, min(start + 1024, len(pooled)))):
-      for k, v in ex.items():
-        if k not in image_keys:
-          columns.setdefault(k, []).append(v)
-  return sources, {k: np.asarray(v) for k, v in columns.items()}
+  for i in range(len(pooled)):
+    for k, v in pooled[i].items():
+      if k not in image_keys:
+        columns.setdefault(k, []).append(v)
+  return {k: np.asarray(v) for k, v in columns.items()}
 
 
 def load_dataset(builder, config) -> Dataset:
   """Pools the builder's splits and applies the split protocol of `config.dataset`."""
   dc = config.dataset
-  _, meta = _metadata(builder)
+  meta = _metadata(builder)
   sources = {s: builder.as_data_source(s) for s in builder.info.splits}
   pooled = PooledSource(sources)
   groups = [g.decode() if isinstance(g, bytes) else str(g) for g in meta['group']]

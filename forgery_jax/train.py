@@ -56,9 +56,7 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 @dataclasses.dataclass
 class Steps:
-  """Jitted steps for one mesh, and how they shard their inputs."""
-  graphdef: nnx.GraphDef
-  state_sharding: NamedSharding
+  """Jitted steps for one mesh, and how they shard a batch."""
   batch_sharding: NamedSharding
   train: callable
   evaluate: callable
@@ -100,7 +98,7 @@ def make_steps(graphdef, mesh: Mesh, weights: np.ndarray) -> Steps:
                   out_shardings=(replicated, replicated), donate_argnums=(0,))
   evaluate = jax.jit(eval_step, in_shardings=(replicated, batch_sharding),
                      out_shardings=batch_sharding)
-  return Steps(graphdef, replicated, batch_sharding, train, evaluate)
+  return Steps(batch_sharding, train, evaluate)
 
 
 def to_global(batch: dict, sharding: NamedSharding) -> dict:
