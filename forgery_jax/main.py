@@ -44,7 +44,7 @@ def main(argv):
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing, with a config override that names no field reported in one line."""
+  """absl flag parsing; a bad flag or --config.<field> override becomes one `error:` line."""
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:

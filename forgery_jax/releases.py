@@ -4,9 +4,10 @@ One place for every quirk of the real releases, shared by the TFDS builders:
 
 * CASIA v1 / v2 tampered: `Sp_<S|D>_<3 letters>_<A|..>_<src>_<tgt>_<id>` (v1, 4-digit ids) and
   `Tp_<D|S>_<3 letters>_<S|M|L|N>_<letter>_<src>_<tgt>_<id>` (v2, 5-digit ids). The S/D letter is
-  wrong for some files; source == target (copy-move) is reliable and agrees with every mask folder
-  of CASIA v1. Some names use '.' before the id, lowercase letters (`CnN`) or placeholder ids
-  (`xxx000NN`), which name no scene and so join no group.
+  wrong for some files; source == target (copy-move) is the better rule, but on CASIA v1 it still
+  contradicts the mask folder for 4 files, so a matched mask's folder decides
+  (`match_casia_masks`). Some names use '.' before the id, lowercase letters (`CnN`) or placeholder
+  ids (`xxx000NN`), which name no scene and so join no group.
 * CASIA authentic: `Au_<cat>_<digits>`; its scene id is `<cat><digits>`, the form tampered names use.
 * MICC-F220 / F2000: `<scene>tamp<N>.jpg` (copy-move) and `<scene>_scale.jpg` (authentic), with the
   release's misnamed `nikon7_scale.jpg` meaning scene `nikon_7`; labels in `groundtruthDB_<n>.txt`.
@@ -19,7 +20,7 @@ import dataclasses
 import os
 import re
 
-AUTHENTIC, COPY_MOVE, SPLICING = 'authentic', 'copy_move', 'splicing'
+from forgery_jax.labels import AUTHENTIC, COPY_MOVE, SPLICING
 
 _CASIA_TAMPERED = re.compile(
     r'^(?P<prefix>Sp|Tp)_(?P<letter>[SD])_(?P<code>[A-Za-z]{3})_'
@@ -46,11 +47,8 @@ class CasiaName:
 
 
 def _stem(filename: str) -> str:
-  stem = os.path.basename(filename)
-  for suffix in ('_gt3.png', '_gt.png', '.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.JPG'):
-    if stem.endswith(suffix):
-      return stem[:-len(suffix)]
-  return os.path.splitext(stem)[0]
+  """The name without folder, extension and a mask's `_gt` / `_gt3` suffix."""
+  return re.sub(r'_gt\d*$', '', os.path.splitext(os.path.basename(filename))[0])
 
 
 def parse_casia(filename: str) -> CasiaName:
@@ -142,11 +140,10 @@ def match_casia_masks(images: dict[str, CasiaName], masks: dict[str, str]) -> di
   for mask_file, folder_class in sorted(masks.items()):
     mask = parse_casia(mask_file)
     # Score: shared scene ids first (at least one), then the same manipulation code and kind.
-    candidates = [(len(set(mask.key[2:4]) & set(images[f].key[2:4])),
-                   (mask.key[0], mask.key[1]) == images[f].key[:2], f)
-                  for f in by_id.get(mask.key[-1], [])]
-    candidates = sorted((c for c in candidates if c[0] > 0), reverse=True)
-    candidates = [((shared, same), f) for shared, same, f in candidates]
-    if candidates and (len(candidates) == 1 or candidates[0][0] > candidates[1][0]):
-      matched.setdefault(candidates[0][1], (mask_file, folder_class))
+    scored = sorted(((len(set(mask.key[2:4]) & set(images[f].key[2:4])),
+                      mask.key[:2] == images[f].key[:2]), f)
+                    for f in by_id.get(mask.key[-1], []))
+    scored = [(score, f) for score, f in scored if score[0] > 0]
+    if scored and (len(scored) == 1 or scored[-1][0] > scored[-2][0]):
+      matched.setdefault(scored[-1][1], (mask_file, folder_class))
   return matched

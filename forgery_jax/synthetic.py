@@ -28,8 +28,8 @@ import numpy as np
 
 from forgery_jax import codecs
 from forgery_jax import ela as ela_lib
+from forgery_jax.labels import AUTHENTIC, COPY_MOVE, SPLICING
 
-FORGERY_TYPES = ('authentic', 'copy_move', 'splicing')
 SPLITS = ('train', 'validation', 'test')
 # (package, file): natural colour photographs bundled with scikit-image and scikit-learn.
 PHOTOS = (
@@ -226,19 +226,19 @@ def make_example(regions: list[Region], split: str, index: int, seed: int,
                  resolution: int, ela_quality: int = ela_lib.DEFAULT_QUALITY) -> dict:
   """Example `index` of `split`: a deterministic function of its arguments."""
   rng = np.random.default_rng([seed, SPLITS.index(split), index])
-  forgery_type = ('authentic', 'copy_move', 'authentic', 'splicing')[index % 4]
+  forgery_type = (AUTHENTIC, COPY_MOVE, AUTHENTIC, SPLICING)[index % 4]
   host_region = _pick_region(regions, rng)
   crop = _crop(host_region, resolution, rng)
   quality = int(rng.integers(*FINAL_QUALITY))
   group = host_region.group
   mask = np.zeros((resolution, resolution), np.uint8)
-  if forgery_type == 'authentic':
+  if forgery_type == AUTHENTIC:
     final = _jpeg(crop, quality)
   else:
     host = _jpeg(crop, int(rng.integers(*CAMERA_QUALITY)))
     alpha = _random_shape(resolution, rng)
     centre = resolution // 2
-    if forgery_type == 'copy_move':
+    if forgery_type == COPY_MOVE:
       dst, (dy, dx) = _copy_move_offset(alpha, _texture(host), rng)
       donor = _shift(host, dy, dx)  # the source region's pixels, moved onto the destination
     else:
@@ -259,7 +259,7 @@ def make_example(regions: list[Region], split: str, index: int, seed: int,
       'image': final,
       'ela': ela_lib.ela(final, ela_quality),
       'mask': mask[..., None],
-      'label': int(forgery_type != 'authentic'),
+      'label': int(forgery_type != AUTHENTIC),
       'forgery_type': forgery_type,
       'group': group,
       'jpeg_quality': quality,

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from forgery_jax import codecs
+from forgery_jax import labels
 from forgery_jax import synthetic
 
 IMAGE_KEYS = ('image', 'ela', 'mask')
@@ -63,8 +64,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             'image': tfds.features.Image(shape=(r, r, 3)),
             'ela': tfds.features.Image(shape=(r, r, 3)),
             'mask': tfds.features.Image(shape=(r, r, 1)),
-            'label': tfds.features.ClassLabel(names=['authentic', 'tampered']),
-            'forgery_type': tfds.features.ClassLabel(names=list(synthetic.FORGERY_TYPES)),
+            'label': tfds.features.ClassLabel(names=list(labels.BINARY_LABELS)),
+            'forgery_type': tfds.features.ClassLabel(names=list(labels.FORGERY_TYPES)),
             'group': tfds.features.Text(),
             'jpeg_quality': tfds.features.Scalar(dtype=np.int32),
         }),
