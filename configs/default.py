@@ -23,6 +23,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.num_classes = 2             # 2: authentic/tampered; 3: authentic/copy-move/splicing
   config.dataset.resolution = 128
 
+  # Cross-dataset evaluation: after training, also test on every example of another dataset
+  # (same data_dir, resolution and task). '' = none.
+  config.cross_dataset = ml_collections.ConfigDict()
+  config.cross_dataset.name = ''
+  config.cross_dataset.builder_config = ''
+  config.cross_dataset.manual_dir = ''
+
   config.model = ml_collections.ConfigDict()
   config.model.branches = ('ela', 'srm')     # ('ela',) or ('srm',) for the paper's ablation
   config.model.features = 32

@@ -104,21 +104,21 @@ def data_sources(builder: tfds.core.DatasetBuilder) -> dict:
   return {split: builder.as_data_source(split) for split in builder.info.splits}
 
 
-_NAME = flags.DEFINE_string('name', None, 'Dataset (a folder of tfds_builders/).')
-_BUILDER_CONFIG = flags.DEFINE_string('builder_config', None, 'BuilderConfig name.')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data_dir.')
-_MANUAL_DIR = flags.DEFINE_string('manual_dir', None, 'Folder with the release files.')
-
-
 def _main(argv):
   if len(argv) != 2 or argv[1] != 'build':
     raise app.UsageError('usage: python -m forgery_jax.datasets build --name=... --builder_config=...')
+  f = flags.FLAGS
   try:
-    build(_NAME.value, _BUILDER_CONFIG.value, _DATA_DIR.value, _MANUAL_DIR.value)
+    build(f.name, f.builder_config, f.data_dir, f.manual_dir)
   except (DatasetError, ValueError, OSError) as e:
-    # ValueError / OSError: an unreadable or malformed source file; the message names it.
+    # ValueError / OSError: a missing or malformed release, or an unreadable file; the message names it.
     sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':
+  # Defined here, not at import: the library must not claim flag names of the programs using it.
+  flags.DEFINE_string('name', None, 'Dataset (a folder of tfds_builders/).')
+  flags.DEFINE_string('builder_config', None, 'BuilderConfig name.')
+  flags.DEFINE_string('data_dir', None, 'TFDS data_dir.')
+  flags.DEFINE_string('manual_dir', None, 'Folder with the release files.')
   app.run(_main)

@@ -90,8 +90,11 @@ def _metadata(builder) -> dict[str, np.ndarray]:
   return {k: np.asarray(v) for k, v in columns.items()}
 
 
-def load_dataset(builder, config) -> Dataset:
-  """Pools the builder's splits and applies the split protocol of `config.dataset`."""
+def load_dataset(builder, config, *, all_for_test: bool = False) -> Dataset:
+  """Pools the builder's splits and applies the split protocol of `config.dataset`.
+
+  `all_for_test` puts every example in `test` (cross-dataset evaluation).
+  """
   dc = config.dataset
   meta = _metadata(builder)
   sources = {s: builder.as_data_source(s) for s in builder.info.splits}
@@ -107,7 +110,10 @@ def load_dataset(builder, config) -> Dataset:
   else:
     raise ValueError(f'config.dataset.num_classes must be 2 or 3, got {dc.num_classes}')
   has_own_splits = {'train', 'test'} <= set(builder.info.splits)
-  if dc.split == 'grouped' and has_own_splits:
+  if all_for_test:
+    none = np.arange(0)
+    split = splits_lib.Split(none, none, np.arange(len(pooled)))
+  elif dc.split == 'grouped' and has_own_splits:
     # The builder's own splits are group-clean by construction: keep them.
     train = pooled.builder_split_of('train')
     if 'validation' in builder.info.splits:

@@ -47,10 +47,15 @@ def estimate_from_table(luma_table) -> JpegQuality:
   return JpegQuality(best + 1, bool(errors[best] == 0), table.tobytes().hex()[:16] + f'{table.sum():x}')
 
 
+def estimate_from_image(im: Image.Image) -> JpegQuality | None:
+  """Quality of an opened PIL image, or None if it is not a JPEG (or has no tables)."""
+  tables = getattr(im, 'quantization', None)
+  if im.format not in ('JPEG', 'MPO') or not tables:
+    return None
+  return estimate_from_table(tables[min(tables)])
+
+
 def estimate(path: str) -> JpegQuality | None:
   """Quality of the JPEG at `path`, or None if it is not a JPEG (or has no tables)."""
   with Image.open(path) as im:
-    tables = getattr(im, 'quantization', None)
-    if im.format != 'JPEG' or not tables:
-      return None
-    return estimate_from_table(tables[min(tables)])
+    return estimate_from_image(im)

@@ -147,6 +147,22 @@ def _write_json_atomic(path: str, obj) -> None:
   os.replace(tmp, path)
 
 
+def _cross_dataset(steps: Steps, state, config) -> dict:
+  """Metrics on every example of `config.cross_dataset` (train on one dataset, test on another)."""
+  cross = ml_collections.ConfigDict(config.to_dict())
+  cross.dataset.update(name=config.cross_dataset.name,
+                       builder_config=config.cross_dataset.builder_config,
+                       manual_dir=config.cross_dataset.manual_dir)
+  builder = datasets.ensure_built(cross.dataset)
+  dataset = input_pipeline.load_dataset(builder, cross, all_for_test=True)
+  probs, labels = predict(steps, state, dataset, 'test', cross)
+  prefix = f'cross/{builder.info.full_name}'
+  out = {f'{prefix}/{k}': v for k, v in metrics_lib.classification_metrics(probs, labels).items()}
+  logging.info('cross-dataset %s: accuracy %.4f  auc %.4f', builder.info.full_name,
+               out[f'{prefix}/accuracy'], out[f'{prefix}/auc'])
+  return out
+
+
 def _train_one(config, workdir: str) -> dict:
   """One train/validation/test run in `workdir`; returns the results dict."""
   os.makedirs(workdir, exist_ok=True)
@@ -232,6 +248,8 @@ def _train_one(config, workdir: str) -> dict:
   results = {f'test/{k}': v for k, v in test.items()}
   results.update(baselines.shortcut_baselines(dataset))
   results.update(baselines.accuracy_by_property(dataset, 'test', test_probs.argmax(1)))
+  if config.cross_dataset.name:
+    results.update(_cross_dataset(steps, state, config))
   results.update({
       'best_step': int(best_step), 'final_step': int(step), 'resumed_from_step': int(resumed_from),
       'best_validation_accuracy': float(meta['best_accuracy']), 'stopped_early': bool(meta['stopped_early']),

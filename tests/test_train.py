@@ -21,12 +21,15 @@ def _lines(workdir, split):
 
 @pytest.fixture(scope='module')
 def finished_run(tiny_config, tmp_path_factory):
-  """A 1-epoch run, then the same workdir continued to 2 epochs."""
+  """A 1-epoch run, then the same workdir continued to 2 epochs and tested on a second dataset."""
   workdir = str(tmp_path_factory.mktemp('run'))
   config = tiny_config.copy_and_resolve_references()
   config.num_epochs = 1
   first = train.train_and_evaluate(config, workdir)
   config.num_epochs = 2
+  # Cross-dataset: the tiny set's own pooled splits stand in for another dataset.
+  config.cross_dataset.name = 'synthetic_forgery'
+  config.cross_dataset.builder_config = 'tiny'
   second = train.train_and_evaluate(config, workdir)
   return workdir, first, second
 
@@ -58,6 +61,15 @@ def test_resume_continues_from_saved_step(finished_run):
   assert len(train_steps) == len(set(train_steps)), 'a resumed run repeated steps'
   assert max(train_steps) == 2 * steps_per_epoch
   assert [r['step'] for r in _lines(workdir, 'validation')] == [steps_per_epoch, 2 * steps_per_epoch]
+
+
+def test_cross_dataset_evaluation_uses_every_example(finished_run):
+  _, first, second = finished_run
+  assert not any(k.startswith('cross/') for k in first)
+  prefix = 'cross/synthetic_forgery/tiny/1.0.0'
+  assert second[f'{prefix}/num_examples'] == 64 + 32 + 32
+  assert sum(map(sum, second[f'{prefix}/confusion_matrix'])) == 128
+  assert 0.0 <= second[f'{prefix}/accuracy'] <= 1.0
 
 
 def test_corrupt_checkpoint_is_named_and_left_alone(tiny_config, tmp_path):

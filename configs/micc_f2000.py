@@ -1,0 +1,14 @@
+"""The paper's dual-branch model on MICC-F2000 (700 copy-move forgeries, 1300 authentic).
+
+Pass the release folder: --config.dataset.manual_dir=<folder> (built on first use).
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.dataset.name = 'micc_f2000'
+  config.dataset.builder_config = 'paper128'
+  config.num_epochs = 50  # early stopping on validation accuracy (patience 7) usually ends it
+  return config

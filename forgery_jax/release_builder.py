@@ -1,0 +1,262 @@
+"""What every builder of a real release shares: features, configs, decoding, ELA and the build report.
+
+A release builder only names its lister in `forgery_jax.releases` (path, class, scene group,
+mask and variant of each file). This module turns every listed file into one example:
+
+* the file is decoded once; its container format (`source_format`, from the bytes, not the
+  extension) and, for a JPEG, the quality estimated from its quantisation tables are recorded;
+* the `jpeg_normalised` configs first re-encode lossless sources (TIFF, BMP, PNG) as JPEG at one
+  fixed quality, so that ELA cannot tell a TIFF from a JPEG (CASIA V2's tampered files are mostly
+  TIFF, its authentic ones never);
+* ELA is computed at full resolution, then `image`, `ela` and `mask` are either resized to the
+  config's resolution (the paper) or cropped at native resolution (noise residuals survive), the
+  crop centred on the tampered region where a mask shows it;
+* files that cannot be decoded or named are skipped and listed, with the reason, in the build
+  report: the log and the dataset's `metadata.json` (`skipped`, `masks_ignored`, `counts`,
+  `images_per_second`). An unusable mask drops the mask, not the image.
+
+Decoding and ELA run in a pool of worker processes, one per core.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import multiprocessing
+import os
+import time
+
+from absl import logging
+import numpy as np
+from PIL import Image
+import tensorflow_datasets as tfds
+
+from forgery_jax import codecs
+from forgery_jax import ela as ela_lib
+from forgery_jax import jpeg_quality
+from forgery_jax import labels
+from forgery_jax.releases import LayoutError, SourceFile
+
+SOURCE_FORMATS = ('jpeg', 'tiff', 'bmp', 'png')
+_PIL_FORMATS = {'JPEG': 'jpeg', 'MPO': 'jpeg', 'TIFF': 'tiff', 'BMP': 'bmp', 'PNG': 'png'}
+NORMALISE_QUALITY = 85  # the fixed JPEG quality of the jpeg_normalised configs
+
+
+class ReleaseConfig(tfds.core.BuilderConfig):
+  """How files become planes: resize or native crop, and the optional JPEG normalisation."""
+
+  def __init__(self, *, resolution: int, crop: bool = False, normalise_quality: int | None = None,
+               **kwargs):
+    super().__init__(**kwargs)
+    self.resolution = resolution
+    self.crop = crop
+    self.normalise_quality = normalise_quality
+
+
+CONFIGS = (
+    ReleaseConfig(name='paper128', resolution=128,
+                  description='The paper: ELA at full resolution, then image and ELA resized to 128x128.'),
+    ReleaseConfig(name='crop128', resolution=128, crop=True,
+                  description='A native-resolution 128x128 crop (on the tampered region when a mask '
+                              'shows it): no resize, so noise residuals survive.'),
+    ReleaseConfig(name='crop256', resolution=256, crop=True,
+                  description='A native-resolution 256x256 crop.'),
+    ReleaseConfig(name='jpeg_normalised128', resolution=128, normalise_quality=NORMALISE_QUALITY,
+                  description=f'As paper128, but lossless sources (TIFF, BMP, PNG) are first saved '
+                              f'as JPEG at quality {NORMALISE_QUALITY}: no file-format shortcut.'),
+)
+
+
+def features(resolution: int) -> tfds.features.FeaturesDict:
+  r = resolution
+  return tfds.features.FeaturesDict({
+      'image': tfds.features.Image(shape=(r, r, 3)),
+      'ela': tfds.features.Image(shape=(r, r, 3)),
+      'mask': tfds.features.Image(shape=(r, r, 1)),  # 255 = tampered; all 0 without a mask
+      'has_mask': tfds.features.Scalar(dtype=np.bool_),
+      'label': tfds.features.ClassLabel(names=list(labels.BINARY_LABELS)),
+      'forgery_type': tfds.features.ClassLabel(names=list(labels.FORGERY_TYPES)),
+      'group': tfds.features.Text(),
+      'source_format': tfds.features.ClassLabel(names=list(SOURCE_FORMATS)),
+      'jpeg_quality': tfds.features.Scalar(dtype=np.int32),  # 0: the source is not a JPEG
+      'height': tfds.features.Scalar(dtype=np.int32),        # of the source file
+      'width': tfds.features.Scalar(dtype=np.int32),
+      'filename': tfds.features.Text(),
+      'variant': tfds.features.Text(),
+      'release': tfds.features.Text(),
+  })
+
+
+def _read(path: str) -> tuple[np.ndarray, str, int]:
+  """RGB pixels, container format and JPEG quality (0 if not a JPEG) of a file."""
+  try:
+    with Image.open(path) as im:
+      fmt = _PIL_FORMATS.get(im.format)
+      if fmt is None:
+        raise ValueError(f'unsupported image format {im.format}')
+      quality = jpeg_quality.estimate_from_image(im) if fmt == 'jpeg' else None
+      im.load()
+      rgb = np.asarray(im.convert('RGB'))
+  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    raise ValueError(f'cannot read image {path}: {e}') from e
+  return rgb, fmt, quality.quality if quality else 0
+
+
+def _read_mask(path: str, shape: tuple[int, int]) -> np.ndarray:
+  """A {0, 255} mask of `shape`; a transposed mask (a CASIA V2 quirk) is turned back."""
+  try:
+    with Image.open(path) as im:
+      mask = np.asarray(im.convert('L')) > 127
+  except (OSError, ValueError, SyntaxError) as e:
+    raise ValueError(f'cannot read mask {path}: {e}') from e
+  if mask.shape == shape[::-1] and shape[0] != shape[1]:
+    mask = mask.T
+  if mask.shape != shape:
+    raise ValueError(f'mask {path} is {mask.shape[1]}x{mask.shape[0]} but its image is '
+                     f'{shape[1]}x{shape[0]}')
+  return mask.astype(np.uint8) * 255
+
+
+def _crop_window(mask: np.ndarray | None, shape: tuple[int, int], size: int) -> tuple[int, int]:
+  """Top-left corner of a size x size window: centred on the mask's tampered box, else the image."""
+  h, w = shape
+  if mask is not None and mask.any():
+    rows, cols = np.nonzero(mask)
+    cy, cx = (rows.min() + rows.max()) // 2, (cols.min() + cols.max()) // 2
+  else:
+    cy, cx = h // 2, w // 2
+  top = int(np.clip(cy - size // 2, 0, max(h - size, 0)))
+  left = int(np.clip(cx - size // 2, 0, max(w - size, 0)))
+  return top, left
+
+
+def _crop(plane: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
+  out = plane[top:top + size, left:left + size]
+  pad = [(0, size - out.shape[0]), (0, size - out.shape[1])] + [(0, 0)] * (out.ndim - 2)
+  if any(p[1] for p in pad):  # smaller than the window: mirror, never interpolate
+    out = np.pad(out, pad, mode='reflect' if min(out.shape[:2]) > 1 else 'edge')
+  return out
+
+
+def _resize(plane: np.ndarray, size: int, resample) -> np.ndarray:
+  return np.asarray(Image.fromarray(plane).resize((size, size), resample))
+
+
+def make_example(source: SourceFile, resolution: int, crop: bool,
+                 normalise_quality: int | None) -> tuple[dict, str | None]:
+  """The features of one file, and a note if its mask was unusable (the example is kept).
+
+  Raises ValueError naming the file if the image itself cannot be used.
+  """
+  rgb, fmt, quality = _read(source.path)
+  h, w = rgb.shape[:2]
+  if normalise_quality and fmt != 'jpeg':
+    rgb = codecs.jpeg_roundtrip(rgb, normalise_quality)
+  ela = ela_lib.ela(rgb)
+  mask, note = None, None
+  if source.mask_path:
+    try:
+      mask = _read_mask(source.mask_path, (h, w))
+    except ValueError as e:
+      note = f'{e}; {source.filename} kept without a mask'
+  planes = {'image': rgb, 'ela': ela, 'mask': mask if mask is not None else np.zeros((h, w), np.uint8)}
+  if crop:
+    top, left = _crop_window(mask, (h, w), resolution)
+    planes = {k: _crop(v, top, left, resolution) for k, v in planes.items()}
+  else:
+    # PIL's bicubic resize, as the paper's Keras pipeline; the mask stays binary.
+    planes = {k: _resize(v, resolution, Image.NEAREST if k == 'mask' else Image.BICUBIC)
+              for k, v in planes.items()}
+  planes['mask'] = planes['mask'][..., None]
+  example = {k: codecs.encode_png(v) for k, v in planes.items()}
+  example.update(
+      has_mask=mask is not None,
+      label=labels.BINARY_LABELS[int(source.forgery_type != labels.AUTHENTIC)],
+      forgery_type=source.forgery_type, group=source.group, source_format=fmt,
+      jpeg_quality=quality, height=h, width=w, filename=source.filename,
+      variant=source.variant, release=source.release)
+  return example, note
+
+
+def _make_or_error(args) -> tuple[dict | None, str | None, str | None]:
+  """(example, mask note, None) or (None, None, error)."""
+  try:
+    return *make_example(*args), None
+  except ValueError as e:
+    return None, None, str(e)
+
+
+class ReleaseBuilder(tfds.core.GeneratorBasedBuilder):
+  """Base of the real-release builders: subclasses set `list_release` and the docs."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  BUILDER_CONFIGS = list(CONFIGS)
+  DEFAULT_CONFIG_NAME = 'paper128'
+  HOMEPAGE = ''
+
+  # staticmethod(lister): (manual_dir, skipped) -> [SourceFile], from forgery_jax.releases.
+  list_release = None
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=features(self.builder_config.resolution), supervised_keys=None,
+        homepage=self.HOMEPAGE, metadata=tfds.core.MetadataDict())
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    try:
+      manual_dir = os.fspath(dl_manager.manual_dir)
+    except AssertionError as e:
+      raise LayoutError(f'{self.name}: {e}') from e
+    skipped: list[dict] = []
+    files = self.list_release(manual_dir, skipped)
+    if not files:
+      raise LayoutError(f'{self.name}: no usable images under {manual_dir}')
+    # The releases have no official splits: one `train` split; forgery_jax.splits makes the protocol's.
+    return {'train': self._generate_examples(files, skipped)}
+
+  def _generate_examples(self, files: list[SourceFile], skipped: list[dict]):
+    cfg = self.builder_config
+    jobs = [(f, cfg.resolution, cfg.crop, cfg.normalise_quality) for f in files]
+    counts: collections.Counter = collections.Counter()
+    mask_problems: list[dict] = []
+    start = time.perf_counter()
+    workers = max(1, min(len(jobs) // 16, os.cpu_count() or 1))
+    if workers == 1:
+      results = map(_make_or_error, jobs)
+      pool = None
+    else:
+      # 'spawn': the builder process has TensorFlow loaded, which must not be forked.
+      pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn'))
+      results = pool.map(_make_or_error, jobs, chunksize=8)
+    try:
+      for source, (example, note, error) in zip(files, results):
+        if note is not None:
+          logging.warning('%s', note)
+          mask_problems.append({'file': source.filename, 'reason': note})
+        if error is not None:
+          logging.warning('skipped %s', error)
+          skipped.append({'file': source.filename, 'reason': error})
+          continue
+        counts[f"{source.release + '/' if source.release else ''}{source.forgery_type}"] += 1
+        yield source.filename, example
+    finally:
+      if pool is not None:
+        pool.shutdown()
+    seconds = time.perf_counter() - start
+    report = {'counts': dict(sorted(counts.items())), 'skipped': skipped,
+              'masks_ignored': mask_problems, 'workers': workers,
+              'seconds': round(seconds, 1),
+              'images_per_second': round(sum(counts.values()) / max(seconds, 1e-9), 1)}
+    self.info.metadata.update(report)
+    logging.info('%s build report: %s images %s in %.1f s with %d workers (%.1f images/s); %d skipped',
+                 self.name, sum(counts.values()), report['counts'], seconds, workers,
+                 report['images_per_second'], len(skipped))
+    for s in skipped:
+      logging.warning('skipped %s: %s', s['file'], s['reason'])
+
+
+def instructions(where: str, tree: str | None) -> str:
+  """MANUAL_DOWNLOAD_INSTRUCTIONS: where the release comes from and the tree to put it in."""
+  text = f'{where}\nPass its folder as --manual_dir (tfds build) or --config.dataset.manual_dir (main).'
+  return f'{text}\nLayout:\n{tree}\n' if tree else f'{text}\n'

@@ -1,0 +1,16 @@
+"""DatasetBuilderTestCase for micc_f220 on its dummy_data tree (the release's naming, faults included)."""
+
+import tensorflow_datasets as tfds
+
+from tfds_builders.micc_f220 import micc_f220_dataset_builder
+
+
+class MiccF220Test(tfds.testing.DatasetBuilderTestCase):
+  DATASET_CLASS = micc_f220_dataset_builder.Builder
+  BUILDER_CONFIG_NAMES_TO_TEST = ['paper128']
+  SPLITS = {'train': 7}
+  SKIP_CHECKSUMS = True
+
+
+if __name__ == '__main__':
+  tfds.testing.test_main()
