@@ -8,18 +8,19 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
+  config.method = 'cnn'  # 'cnn' (forgery_jax/train.py) or 'wld_xgboost' (configs/wld_xgboost.py)
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = 'synthetic_forgery'  # a folder of tfds_builders/
   config.dataset.builder_config = ''         # '' = the builder's config at `resolution`
   config.dataset.data_dir = ''               # '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
   config.dataset.manual_dir = ''             # where the release files are, for real datasets
-  config.dataset.split = 'grouped'           # grouped | random | kfold (see forgery_jax/splits.py)
+  config.dataset.split = 'grouped'           # grouped | random | kfold | random_kfold (splits.py)
   config.dataset.split_seed = 0
   config.dataset.test_fraction = 0.2
   config.dataset.validation_fraction = 0.1
   config.dataset.num_folds = 10
-  config.dataset.fold = -1                   # kfold: -1 runs every fold and averages
+  config.dataset.fold = -1                   # k-fold: -1 runs every fold and averages
   config.dataset.num_classes = 2             # 2: authentic/tampered; 3: authentic/copy-move/splicing
   config.dataset.resolution = 128
 
@@ -52,6 +53,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.input = ml_collections.ConfigDict()
   config.input.num_threads = 2
   config.input.prefetch = 4
+  config.input.worker_processes = 0  # > 0: batches made in that many processes (for GPUs)
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.keep = 3

@@ -18,6 +18,15 @@ def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(decoded.convert('RGB'))
 
 
+def jpeg_roundtrip_bgr(bgr: np.ndarray, quality: int) -> np.ndarray:
+  """The same round trip with OpenCV's codec on a BGR array: bit-identical output to
+  `jpeg_roundtrip` (both are libjpeg-turbo with 4:2:0 subsampling) and several times faster."""
+  ok, buf = cv2.imencode('.jpg', bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+  if not ok:
+    raise ValueError(f'JPEG encoding failed for an array of shape {bgr.shape}')
+  return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+
+
 def load_rgb(path: str) -> np.ndarray:
   """Reads an image file as (H, W, 3) uint8 RGB, with a clear error naming the file."""
   try:

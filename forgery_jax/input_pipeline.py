@@ -97,7 +97,9 @@ def load_dataset(builder, config, *, all_for_test: bool = False) -> Dataset:
   """
   dc = config.dataset
   meta = _metadata(builder)
-  sources = {s: builder.as_data_source(s) for s in builder.info.splits}
+  # The mask is not a model input: leave its PNG undecoded.
+  decoders = {'mask': tfds.decode.SkipDecoding()} if 'mask' in builder.info.features else None
+  sources = {s: builder.as_data_source(s, decoders=decoders) for s in builder.info.splits}
   pooled = PooledSource(sources)
   groups = [g.decode() if isinstance(g, bytes) else str(g) for g in meta['group']]
   forgery_types = meta['forgery_type'].astype(np.int64)
@@ -162,7 +164,11 @@ def train_iterator(dataset: Dataset, config, *, process_index: int, process_coun
   ds = ds[process_index::process_count]
   ds = ds.map(_ToModelInputs(config.dataset.num_classes))
   ds = ds.batch(config.batch_size // process_count, drop_remainder=True)
-  return iter(ds.to_iter_dataset(_read_options(config)))
+  it = ds.to_iter_dataset(_read_options(config))
+  if config.input.worker_processes:
+    # Whole batches made in worker processes: past the GIL, for accelerators that outrun threads.
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.input.worker_processes))
+  return iter(it)
 
 
 def eval_batches(dataset: Dataset, split: str, config, *, process_index: int, process_count: int):

@@ -15,6 +15,7 @@ from ml_collections import config_flags
 from forgery_jax import checkpointing
 from forgery_jax import datasets
 from forgery_jax import train
+from forgery_jax import wld_xgboost
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.json.')
 config_flags.DEFINE_config_file('config', None, 'Training configuration file.', lock_config=True)
@@ -36,8 +37,14 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.info('JAX process %d/%d, local devices %s', jax.process_index(), jax.process_count(),
                jax.local_devices())
+  config = flags.FLAGS.config
   try:
-    train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
+    if config.method == 'wld_xgboost':
+      wld_xgboost.train_and_evaluate(config, _WORKDIR.value)
+    elif config.method == 'cnn':
+      train.train_and_evaluate(config, _WORKDIR.value)
+    else:
+      raise ValueError(f"config.method must be 'cnn' or 'wld_xgboost', got {config.method!r}")
   except (checkpointing.CheckpointError, datasets.DatasetError, ValueError) as e:
     logging.error('%s', e)
     raise SystemExit(f'error: {e}') from None

@@ -4,6 +4,7 @@ Class 0 is `authentic` in both label spaces (2 classes: authentic/tampered;
 3: authentic/copy_move/splicing), so "tampered" = any class but 0. precision,
 recall, f1 and auc treat tampered as the positive class; the *_authentic keys
 repeat them with authentic positive, the convention of the dual-branch paper.
+With 3 classes, macro_* and the one-vs-rest macro AUC (`auc_ovr`) cover every class.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import numpy as np
 from sklearn import metrics as skm
 
 
-def classification_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
-  """Scalar metrics and the confusion matrix (rows: true class, columns: predicted)."""
+def classification_metrics(probs: np.ndarray, labels: np.ndarray,
+                           class_names: tuple[str, ...] | None = None) -> dict:
+  """Scalar metrics, the per-class table and the confusion matrix (rows: true, columns: predicted)."""
   probs = np.asarray(probs, np.float64)
   labels = np.asarray(labels)
   num_classes = probs.shape[1]
@@ -32,5 +34,14 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
     p, r, f, _ = skm.precision_recall_fscore_support(
         labels, pred, labels=np.arange(num_classes), average='macro', zero_division=0)
     out.update({'macro_precision': float(p), 'macro_recall': float(r), 'macro_f1': float(f)})
+    present = np.unique(labels)
+    out['auc_ovr'] = (float(skm.roc_auc_score(labels, probs[:, present] / probs[:, present].sum(1, keepdims=True),
+                                              multi_class='ovr', labels=present))
+                      if len(present) > 2 else float('nan'))
+  p, r, f, support = skm.precision_recall_fscore_support(
+      labels, pred, labels=np.arange(num_classes), zero_division=0)
+  names = class_names or tuple(str(k) for k in range(num_classes))
+  out['per_class'] = {names[k]: {'precision': float(p[k]), 'recall': float(r[k]), 'f1': float(f[k]),
+                                 'support': int(support[k])} for k in range(num_classes)}
   out['confusion_matrix'] = skm.confusion_matrix(labels, pred, labels=np.arange(num_classes)).tolist()
   return out

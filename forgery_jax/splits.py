@@ -11,6 +11,9 @@ sharing any id are linked.
 * random  stratified 80/20 with a fixed seed (the papers' protocol, for comparison)
 * grouped stratified by class, no group component on both sides (the honest default)
 * kfold   stratified grouped k-fold; `fold` picks the test fold
+* random_kfold  stratified k-fold ignoring groups (the papers' cross-validation, for comparison)
+
+`test_fraction` need not be 1/n: 0.3 gives a 70/30 hold-out (3 of 10 folds held out).
 
 Validation is carved from the training side with the same protocol, so model
 selection never sees the test split.
@@ -24,7 +27,8 @@ from absl import logging
 import numpy as np
 from sklearn import model_selection
 
-PROTOCOLS = ('grouped', 'random', 'kfold')
+PROTOCOLS = ('grouped', 'random', 'kfold', 'random_kfold')
+KFOLD_PROTOCOLS = ('kfold', 'random_kfold')
 GROUP_SEPARATOR = '+'
 
 
@@ -60,6 +64,18 @@ def connected_groups(groups: list[str]) -> np.ndarray:
   return component
 
 
+def hold_out_fraction(strata: np.ndarray, components: np.ndarray | None, fraction: float, seed: int,
+                      candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(kept, held_out) with about `fraction` held out: one fold of 1/fraction, or k of 10 folds."""
+  if abs(1 / fraction - round(1 / fraction)) < 1e-9:
+    return hold_out(strata, components, round(1 / fraction), 0, seed, candidates)
+  k = round(fraction * 10)
+  if not 1 <= k <= 9:
+    raise ValueError(f'a held-out fraction of {fraction} is neither 1/n nor a multiple of 0.1')
+  held = np.concatenate([hold_out(strata, components, 10, f, seed, candidates)[1] for f in range(k)])
+  return np.setdiff1d(candidates, held), np.sort(held)
+
+
 def hold_out(strata: np.ndarray, components: np.ndarray | None, n_splits: int, fold: int,
               seed: int, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Splits `candidates` into (kept, held_out), fold `fold` of `n_splits` held out."""
@@ -92,12 +108,12 @@ def make_split(strata: np.ndarray, groups: list[str] | None, protocol: str, *, s
   if protocol not in PROTOCOLS:
     raise ValueError(f'unknown split protocol {protocol!r}; choose one of {PROTOCOLS}')
   strata = np.asarray(strata)
-  components = None if protocol == 'random' or groups is None else connected_groups(groups)
+  grouped = protocol in ('grouped', 'kfold') and groups is not None
+  components = connected_groups(groups) if grouped else None
   everything = np.arange(len(strata))
-  if protocol == 'kfold':
+  if protocol in KFOLD_PROTOCOLS:
     train, test = hold_out(strata, components, num_folds, fold, seed, everything)
   else:
-    train, test = hold_out(strata, components, round(1 / test_fraction), 0, seed, everything)
-  train, validation = hold_out(strata, components, round(1 / validation_fraction), 0,
-                                seed + 1, train)
+    train, test = hold_out_fraction(strata, components, test_fraction, seed, everything)
+  train, validation = hold_out_fraction(strata, components, validation_fraction, seed + 1, train)
   return Split(np.sort(train), np.sort(validation), np.sort(test))

@@ -84,12 +84,15 @@ def srm_residual(images: jax.Array, kernels: jax.Array, clip: float = 3.0) -> ja
   Returns:
     (N, H, W, C) residual, mean over the K kernels, rescaled to [-1, 1].
   """
-  channels = images.shape[-1]
-  k = kernels.shape[-1]
-  # Depthwise: one group per colour channel, K outputs per group.
-  rhs = jnp.tile(kernels.astype(images.dtype), (1, 1, 1, channels))
-  out = jax.lax.conv_general_dilated(
-      images, rhs, window_strides=(1, 1), padding='SAME',
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=channels)
-  out = out.reshape(*out.shape[:-1], channels, k).mean(axis=-1)
+  # The mean of the K linear responses is the response of the mean kernel: one 5x5 filter per
+  # channel instead of K (exact up to float rounding; the K kernels stay trainable through it).
+  mean_kernel = kernels.astype(images.dtype).mean(axis=-1)[:, :, 0]  # (5, 5)
+  # A 25-tap stencil of shifted slices, which XLA fuses into one loop: on CPU about 9x faster
+  # than the same filter as a convolution. Zero padding, as filter2D's BORDER_CONSTANT.
+  size = mean_kernel.shape[0]
+  r = size // 2
+  h, w = images.shape[-3:-1]
+  padded = jnp.pad(images, [(0, 0)] * (images.ndim - 3) + [(r, r), (r, r), (0, 0)])
+  out = sum(mean_kernel[dy, dx] * padded[..., dy:dy + h, dx:dx + w, :]
+            for dy in range(size) for dx in range(size))
   return jnp.clip(out, -clip, clip) / clip

@@ -11,7 +11,6 @@ checkpoint to `workdir/results.json`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 
@@ -30,9 +29,11 @@ from forgery_jax import datasets
 from forgery_jax import input_pipeline
 from forgery_jax import metrics as metrics_lib
 from forgery_jax import models
+from forgery_jax import runs
+from forgery_jax import splits
 from forgery_jax import writers
 
-RESULTS_FILE = 'results.json'
+RESULTS_FILE = runs.RESULTS_FILE
 TEST_KEYS = ('accuracy', 'precision', 'recall', 'f1', 'auc')
 
 
@@ -135,16 +136,8 @@ def _validate(config) -> None:
   for name in ('batch_size', 'eval_batch_size'):
     if config[name] % n:
       raise ValueError(f'config.{name}={config[name]} must be divisible by the {n} devices of the mesh')
-  if config.dataset.split == 'kfold' and not config.dataset.num_folds >= 2:
+  if config.dataset.split in splits.KFOLD_PROTOCOLS and not config.dataset.num_folds >= 2:
     raise ValueError('config.dataset.num_folds must be at least 2 for the kfold split')
-
-
-def _write_json_atomic(path: str, obj) -> None:
-  tmp = f'{path}.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write('\n')
-  os.replace(tmp, path)
 
 
 def _cross_dataset(steps: Steps, state, config) -> dict:
@@ -157,7 +150,7 @@ def _cross_dataset(steps: Steps, state, config) -> dict:
   dataset = input_pipeline.load_dataset(builder, cross, all_for_test=True)
   probs, labels = predict(steps, state, dataset, 'test', cross)
   prefix = f'cross/{builder.info.full_name}'
-  out = {f'{prefix}/{k}': v for k, v in metrics_lib.classification_metrics(probs, labels).items()}
+  out = {f'{prefix}/{k}': v for k, v in metrics_lib.classification_metrics(probs, labels, dataset.class_names).items()}
   logging.info('cross-dataset %s: accuracy %.4f  auc %.4f', builder.info.full_name,
                out[f'{prefix}/accuracy'], out[f'{prefix}/auc'])
   return out
@@ -236,6 +229,8 @@ def _train_one(config, workdir: str) -> dict:
     elif config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0:
       save(ckpts.save_latest)
   ckpts.wait()
+  if hasattr(train_iter, 'close'):
+    train_iter.close()  # stops worker processes when config.input.worker_processes > 0
 
   best = ckpts.restore_best(abstract)
   if best is not None:
@@ -243,7 +238,7 @@ def _train_one(config, workdir: str) -> dict:
   else:
     best_step = step  # no epoch finished: use the last state
   test_probs, test_labels = predict(steps, state, dataset, 'test', config)
-  test = metrics_lib.classification_metrics(test_probs, test_labels)
+  test = metrics_lib.classification_metrics(test_probs, test_labels, dataset.class_names)
   writer.write('test', best_step, test)
   results = {f'test/{k}': v for k, v in test.items()}
   results.update(baselines.shortcut_baselines(dataset))
@@ -257,7 +252,7 @@ def _train_one(config, workdir: str) -> dict:
       'dataset': builder.info.full_name, 'num_devices': jax.device_count(),
       'config': config.to_dict()})
   if jax.process_index() == 0:
-    _write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
+    runs.write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
   logging.info('test: %s', {k: round(results[f'test/{k}'], 4) for k in TEST_KEYS})
   writer.close()
   ckpts.close()
@@ -267,28 +262,9 @@ def _train_one(config, workdir: str) -> dict:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs the job described by `config` in `workdir`; returns what results.json holds.
 
-  With `config.dataset.split == 'kfold'` and `config.dataset.fold < 0`, every fold
+  With a k-fold split (`kfold`, `random_kfold`) and `config.dataset.fold < 0`, every fold
   runs in `workdir/fold_<k>` and results.json holds the mean over folds under the
   same `test/*` keys, with the per-fold values beside them.
   """
   _validate(config)
-  workdir = os.path.abspath(workdir)
-  dc = config.dataset
-  if dc.split != 'kfold' or dc.fold >= 0:
-    return _train_one(config, workdir)
-  per_fold = []
-  for k in range(dc.num_folds):
-    fold_config = ml_collections.ConfigDict(config.to_dict())
-    fold_config.dataset.fold = k
-    per_fold.append(_train_one(fold_config, os.path.join(workdir, f'fold_{k}')))
-  results = {'config': config.to_dict(), 'num_folds': dc.num_folds}
-  numeric = [k for k, v in per_fold[0].items()
-             if (k.startswith(('test/', 'baseline/'))) and isinstance(v, (int, float))]
-  for k in numeric:
-    values = [r[k] for r in per_fold]
-    results[k] = float(np.mean(values))
-    results[f'{k}_std'] = float(np.std(values))
-    results[f'{k}_per_fold'] = values
-  if jax.process_index() == 0:
-    _write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
-  return results
+  return runs.run_folds(config, os.path.abspath(workdir), _train_one)

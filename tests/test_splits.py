@@ -62,3 +62,24 @@ def test_kfold_test_folds_partition_the_data():
 def test_unknown_protocol():
   with pytest.raises(ValueError, match='protocol'):
     splits.make_split(np.zeros(10, int), None, 'leave_one_out', seed=0)
+
+
+def test_random_kfold_ignores_groups_and_partitions():
+  labels = np.repeat([0, 1], 50)
+  groups = [f'g{i // 10}' for i in range(100)]
+  tests = [splits.make_split(labels, groups, 'random_kfold', seed=0, num_folds=5, fold=k).test
+           for k in range(5)]
+  assert sorted(np.concatenate(tests).tolist()) == list(range(100))
+  # Groups of 10 are split across folds, which the grouped kfold never does.
+  assert any(len({groups[i] for i in t} & {groups[i] for i in tests[0]}) for t in tests[1:])
+
+
+@pytest.mark.parametrize('protocol', ['grouped', 'random'])
+def test_seventy_thirty_hold_out(protocol):
+  labels = np.repeat([0, 1, 2], 100)
+  groups = [f'g{i // 3}' for i in range(300)]
+  split = splits.make_split(labels, groups, protocol, seed=0, test_fraction=0.3)
+  assert abs(len(split.test) / 300 - 0.3) < 0.03
+  assert not set(split.test) & set(split.train) and not set(split.test) & set(split.validation)
+  if protocol == 'grouped':
+    assert not {groups[i] for i in split.test} & {groups[i] for i in split.train}

@@ -20,6 +20,6 @@ def test_tfds_build_synthetic_tiny(tmp_path):
        '--file_format=array_record', f'--data_dir={tmp_path}'],
       cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
-  prepared = tmp_path / 'synthetic_forgery' / 'tiny' / '1.0.0'
+  prepared = tmp_path / 'synthetic_forgery' / 'tiny' / '2.0.0'
   assert (prepared / 'dataset_info.json').exists()
   assert len(list(prepared.glob('*.array_record-*'))) == 3

@@ -66,7 +66,7 @@ def test_resume_continues_from_saved_step(finished_run):
 def test_cross_dataset_evaluation_uses_every_example(finished_run):
   _, first, second = finished_run
   assert not any(k.startswith('cross/') for k in first)
-  prefix = 'cross/synthetic_forgery/tiny/1.0.0'
+  prefix = 'cross/synthetic_forgery/tiny/2.0.0'
   assert second[f'{prefix}/num_examples'] == 64 + 32 + 32
   assert sum(map(sum, second[f'{prefix}/confusion_matrix'])) == 128
   assert 0.0 <= second[f'{prefix}/accuracy'] <= 1.0
@@ -116,4 +116,11 @@ def test_unknown_dataset_is_a_clear_error(tmp_path):
                  '--config.dataset.name=casia_v9')
   assert result.returncode != 0
   assert "unknown dataset 'casia_v9'" in result.stderr
+  assert 'Traceback' not in result.stderr
+
+
+def test_unknown_method_is_a_clear_error(tmp_path):
+  result = _main('--config=configs/tiny.py', f'--workdir={tmp_path}', '--config.method=svm')
+  assert result.returncode != 0
+  assert "config.method must be 'cnn' or 'wld_xgboost', got 'svm'" in result.stderr
   assert 'Traceback' not in result.stderr

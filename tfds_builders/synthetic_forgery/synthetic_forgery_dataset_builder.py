@@ -17,9 +17,9 @@ import tensorflow_datasets as tfds
 
 from forgery_jax import codecs
 from forgery_jax import labels
+from forgery_jax import release_builder
 from forgery_jax import synthetic
 
-IMAGE_KEYS = ('image', 'ela', 'mask')
 
 
 class SyntheticForgeryConfig(tfds.core.BuilderConfig):
@@ -39,16 +39,17 @@ def _config(name: str, resolution: int, train: int, validation: int, test: int, 
 
 
 def _encoded_example(*args, **kwargs) -> dict:
-  """One synthetic example with its planes PNG-encoded (in the worker, not by TFDS)."""
+  """One synthetic example with its mask PNG-encoded (in the worker, not by TFDS)."""
   example = synthetic.make_example(*args, **kwargs)
-  return {k: codecs.encode_png(v) if k in IMAGE_KEYS else v for k, v in example.items()}
+  return dict(example, mask=codecs.encode_png(example['mask']))
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
   """Synthetic copy-move and splicing forgeries with precomputed ELA planes."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  VERSION = tfds.core.Version('2.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.',
+                   '2.0.0': '`image` and `ela` stored as raw uint8 (no decode when reading).'}
   BUILDER_CONFIGS = [
       _config('r128', 128, 4000, 300, 600, "128x128, the paper's input size (default)."),
       _config('r64', 64, 4000, 800, 1600, '64x64 crops.'),
@@ -61,8 +62,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     r = self.builder_config.resolution
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(r, r, 3)),
-            'ela': tfds.features.Image(shape=(r, r, 3)),
+            'image': release_builder.plane(r),
+            'ela': release_builder.plane(r),
             'mask': tfds.features.Image(shape=(r, r, 1)),
             'label': tfds.features.ClassLabel(names=list(labels.BINARY_LABELS)),
             'forgery_type': tfds.features.ClassLabel(names=list(labels.FORGERY_TYPES)),

@@ -1,0 +1,64 @@
+"""What every method's run shares: results.json, written atomically, and the k-fold driver."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from forgery_jax import splits
+
+RESULTS_FILE = 'results.json'
+
+
+def write_json_atomic(path: str, obj) -> None:
+  """Writes JSON to a temporary file and renames it: a crash never leaves half a file."""
+  tmp = f'{path}.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+    f.write('\n')
+  os.replace(tmp, path)
+
+
+def run_folds(config: ml_collections.ConfigDict, workdir: str,
+              train_one: Callable[[ml_collections.ConfigDict, str], dict], extra: dict | None = None) -> dict:
+  """`train_one(config, workdir)` once, or once per fold for a k-fold split with `fold < 0`.
+
+  Every fold runs in `workdir/fold_<k>`; results.json then holds the mean over folds under the
+  same `test/*`, `baseline/*` and `train_seconds` keys, with `*_std` and `*_per_fold` beside them,
+  the per-class table averaged over folds and the confusion matrices summed (every example is
+  tested once). `extra` is added to the k-fold results.
+  """
+  dc = config.dataset
+  if dc.split not in splits.KFOLD_PROTOCOLS or dc.fold >= 0:
+    return train_one(config, workdir)
+  per_fold = []
+  for k in range(dc.num_folds):
+    fold_config = ml_collections.ConfigDict(config.to_dict())
+    fold_config.dataset.fold = k
+    per_fold.append(train_one(fold_config, os.path.join(workdir, f'fold_{k}')))
+  results = {'config': config.to_dict(), 'num_folds': dc.num_folds, **(extra or {})}
+  numeric = [k for k, v in per_fold[0].items()
+             if k.startswith(('test/', 'baseline/', 'train_seconds'))
+             and isinstance(v, (int, float)) and not isinstance(v, bool)]
+  for k in numeric:
+    values = [r[k] for r in per_fold]
+    results[k] = float(np.mean(values))
+    results[f'{k}_std'] = float(np.std(values))
+    results[f'{k}_per_fold'] = values
+  if 'test/confusion_matrix' in per_fold[0]:
+    results['test/confusion_matrix'] = np.sum([r['test/confusion_matrix'] for r in per_fold], 0).tolist()
+  if 'test/per_class' in per_fold[0]:
+    results['test/per_class'] = {
+        name: {m: float(np.mean([r['test/per_class'][name][m] for r in per_fold])) for m in row}
+        for name, row in per_fold[0]['test/per_class'].items()}
+  for k in ('split_sizes', 'class_names', 'dataset', 'method', 'num_features'):
+    if k in per_fold[0]:
+      results[k] = per_fold[0][k]
+  if jax.process_index() == 0:
+    write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
+  return results

@@ -1,0 +1,28 @@
+"""Smoke test: `python -m benchmarks.run --quick` runs every CPU row and writes them as JSON.
+
+No timing is asserted here: the figures live in the benchmark's own table.
+"""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+ROWS = ('ela vs paper recipe', 'ela vs codec floor', 'srm residual', 'train step',
+        'input pipeline vs train step', 'dataset build')
+
+
+def test_quick_benchmark_prints_every_row(tmp_path):
+  out = tmp_path / 'rows.json'
+  result = subprocess.run([sys.executable, '-m', 'benchmarks.run', '--quick', '--json', str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.startswith('machine: ')
+  rows = json.loads(out.read_text())
+  for prefix in ROWS:
+    assert any(r['name'].startswith(prefix) for r in rows), prefix
+    assert any(line.startswith(f'| {prefix}') for line in result.stdout.splitlines()), prefix
+  for r in rows:
+    assert {'name', 'ours', 'reference', 'ratio', 'unit', 'target'} <= set(r)
+    assert r['ours'] > 0 and (r['ratio'] is None or r['ratio'] > 0)
