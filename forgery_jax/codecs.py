@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 
 def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
@@ -27,13 +28,59 @@ def jpeg_roundtrip_bgr(bgr: np.ndarray, quality: int) -> np.ndarray:
   return cv2.imdecode(buf, cv2.IMREAD_COLOR)
 
 
-def load_rgb(path: str) -> np.ndarray:
-  """Reads an image file as (H, W, 3) uint8 RGB, with a clear error naming the file."""
+MAX_PIXELS = 150_000_000  # larger images are refused (PIL's decompression-bomb guard)
+
+
+def pil_to_rgb(im: Image.Image) -> np.ndarray:
+  """Any PIL image as (H, W, 3) uint8 RGB.
+
+  16- and 32-bit integer images are scaled from their bit depth, float images from [0, 1] (or
+  clipped to [0, 255] if they exceed 1) and refused if they hold NaN or Inf; alpha is composited on
+  white; palette, grey, CMYK and YCbCr images are converted.
+  """
+  mode = im.mode
+  if mode.startswith('I;16') or mode == 'I':
+    a = np.asarray(im).astype(np.float64)
+    top = 65535.0 if mode.startswith('I;16') or a.max() <= 65535 else float(a.max())
+    grey = np.clip(np.round(a / top * 255), 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, -1)
+  if mode == 'F':
+    a = np.asarray(im, np.float64)
+    if not np.isfinite(a).all():
+      raise ValueError('the float image holds NaN or Inf values')
+    a = a * 255 if a.max() <= 1.0 else a
+    grey = np.clip(np.round(a), 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, -1)
+  if mode in ('RGBA', 'LA', 'PA') or (mode == 'P' and 'transparency' in im.info):
+    rgba = im.convert('RGBA')
+    white = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(white, rgba).convert('RGB'))
+  return np.asarray(im.convert('RGB'))
+
+
+def open_image(path: str) -> Image.Image:
+  """PIL's open with the pixel limit enforced as an error (not a warning)."""
+  Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+  with warnings.catch_warnings():
+    warnings.simplefilter('error', Image.DecompressionBombWarning)
+    try:
+      return Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+      raise ValueError(f'image too large: {e}') from e
+
+
+def load_rgb(path: str, exif_transpose: bool = False) -> np.ndarray:
+  """Reads an image file as (H, W, 3) uint8 RGB, with a clear error naming the file.
+
+  `exif_transpose` turns the pixels as the EXIF orientation says (as a viewer shows them).
+  """
   try:
-    with Image.open(path) as im:
+    with open_image(path) as im:
       im.load()
-      return np.asarray(im.convert('RGB'))
-  except (OSError, ValueError, Image.DecompressionBombError) as e:
+      if exif_transpose:
+        im = ImageOps.exif_transpose(im)
+      return pil_to_rgb(im)
+  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
     raise ValueError(f'cannot read image {path}: {e}') from e
 
 

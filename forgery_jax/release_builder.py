@@ -99,13 +99,13 @@ def features(resolution: int) -> tfds.features.FeaturesDict:
 def _read(path: str) -> tuple[np.ndarray, str, int]:
   """RGB pixels, container format and JPEG quality (0 if not a JPEG) of a file."""
   try:
-    with Image.open(path) as im:
+    with codecs.open_image(path) as im:
       fmt = _PIL_FORMATS.get(im.format)
       if fmt is None:
         raise ValueError(f'unsupported image format {im.format}')
       quality = jpeg_quality.estimate_from_image(im) if fmt == 'jpeg' else None
       im.load()
-      rgb = np.asarray(im.convert('RGB'))
+      rgb = codecs.pil_to_rgb(im)
   except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
     raise ValueError(f'cannot read image {path}: {e}') from e
   return rgb, fmt, quality.quality if quality else 0
@@ -151,24 +151,22 @@ def _resize(plane: np.ndarray, size: int, resample) -> np.ndarray:
   return np.asarray(Image.fromarray(plane).resize((size, size), resample))
 
 
-def make_example(source: SourceFile, resolution: int, crop: bool,
-                 normalise_quality: int | None) -> tuple[dict, str | None]:
-  """The features of one file, and a note if its mask was unusable (the example is kept).
-
-  Raises ValueError naming the file if the image itself cannot be used.
-  """
-  rgb, fmt, quality = _read(source.path)
-  h, w = rgb.shape[:2]
-  if normalise_quality and fmt != 'jpeg':
+def full_resolution_planes(rgb: np.ndarray, source_format: str,
+                           normalise_quality: int | None) -> dict[str, np.ndarray]:
+  """`image` and its ELA at full resolution (a lossless source first re-saved as JPEG if asked)."""
+  if normalise_quality and source_format != 'jpeg':
     rgb = codecs.jpeg_roundtrip(rgb, normalise_quality)
-  ela = ela_lib.ela(rgb)
-  mask, note = None, None
-  if source.mask_path:
-    try:
-      mask = _read_mask(source.mask_path, (h, w))
-    except ValueError as e:
-      note = f'{e}; {source.filename} kept without a mask'
-  planes = {'image': rgb, 'ela': ela, 'mask': mask if mask is not None else np.zeros((h, w), np.uint8)}
+  return {'image': rgb, 'ela': ela_lib.ela(rgb)}
+
+
+def fit_planes(full: dict[str, np.ndarray], resolution: int, crop: bool,
+               mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+  """The planes at `resolution`: a native window (on the mask's tampered box) or a resize.
+
+  Returns `image`, `ela` (r, r, 3) and `mask` (r, r, 1), all uint8.
+  """
+  h, w = full['image'].shape[:2]
+  planes = dict(full, mask=mask if mask is not None else np.zeros((h, w), np.uint8))
   if crop:
     top, left = _crop_window(mask, (h, w), resolution)
     planes = {k: _crop(v, top, left, resolution) for k, v in planes.items()}
@@ -177,6 +175,25 @@ def make_example(source: SourceFile, resolution: int, crop: bool,
     planes = {k: _resize(v, resolution, Image.NEAREST if k == 'mask' else Image.BICUBIC)
               for k, v in planes.items()}
   planes['mask'] = planes['mask'][..., None]
+  return planes
+
+
+def make_example(source: SourceFile, resolution: int, crop: bool,
+                 normalise_quality: int | None) -> tuple[dict, str | None]:
+  """The features of one file, and a note if its mask was unusable (the example is kept).
+
+  Raises ValueError naming the file if the image itself cannot be used.
+  """
+  rgb, fmt, quality = _read(source.path)
+  h, w = rgb.shape[:2]
+  full = full_resolution_planes(rgb, fmt, normalise_quality)
+  mask, note = None, None
+  if source.mask_path:
+    try:
+      mask = _read_mask(source.mask_path, (h, w))
+    except ValueError as e:
+      note = f'{e}; {source.filename} kept without a mask'
+  planes = fit_planes(full, resolution, crop, mask)
   example = {'image': planes['image'], 'ela': planes['ela'], 'mask': codecs.encode_png(planes['mask'])}
   example.update(
       has_mask=mask is not None,

@@ -1,0 +1,111 @@
+"""predict on a corpus of unusual and broken files, from a CNN run and from a WLD + XGBoost run."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from configs import wld_xgboost as wld_config
+from forgery_jax import predict
+from forgery_jax import train
+from forgery_jax import wld_xgboost
+from tests.corpus import make_corpus
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='module')
+def corpus(tmp_path_factory):
+  folder = tmp_path_factory.mktemp('corpus')
+  return str(folder), make_corpus(str(folder))
+
+
+@pytest.fixture(scope='module')
+def cnn_run(tiny_config, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('cnn'))
+  config = tiny_config.copy_and_resolve_references()
+  config.num_epochs = 1
+  train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+@pytest.fixture(scope='module')
+def wld_run(tiny_config, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('wld'))
+  config = wld_config.get_config()
+  config.dataset.update(tiny_config.dataset.to_dict())
+  config.dataset.update(num_classes=3, split='kfold', num_folds=2)
+  config.xgboost.update(n_estimators=3, threads=1)
+  wld_xgboost.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def _check(rows, expected, folder, tiles):
+  by_name = {os.path.basename(r['path']): r for r in rows}
+  assert set(by_name) == set(expected)
+  for name, outcome in expected.items():
+    row = by_name[name]
+    if outcome == 'ok':
+      assert 'error' not in row, row
+      assert 0.0 <= row['p_tampered'] <= 1.0 and row['prediction'] in row['probabilities']
+      with Image.open(row['panel']) as panel:
+        assert panel.size[0] == tiles * predict.PANEL_TILE
+    else:
+      assert outcome in row['error'] and name in row['error'], row
+
+
+def test_cnn_predicts_every_readable_file_and_names_every_broken_one(cnn_run, corpus, tmp_path):
+  folder, expected = corpus
+  rows, rate = predict.predict_paths(cnn_run, [folder], str(tmp_path), batch_size=4)
+  _check(rows, expected, folder, tiles=4)
+  assert rate > 0
+  lines = (tmp_path / 'predictions.jsonl').read_text().splitlines()
+  assert [json.loads(l)['path'] for l in lines] == [r['path'] for r in rows]
+  assert len((tmp_path / 'predictions.csv').read_text().splitlines()) == len(rows) + 1
+
+
+def test_wld_run_predicts_too(wld_run, corpus, tmp_path):
+  folder, expected = corpus
+  rows, _ = predict.predict_paths(wld_run, [os.path.join(folder, '*.jpg')], str(tmp_path))
+  jpgs = {k: v for k, v in expected.items() if k.endswith('.jpg')}
+  _check(rows, jpgs, folder, tiles=3)  # no heatmap: WLD has no spatial output
+  ok = [r for r in rows if 'error' not in r]
+  assert set(ok[0]['probabilities']) == {'authentic', 'copy_move', 'splicing'}
+
+
+def test_exif_orientation_is_applied(corpus):
+  folder, _ = corpus
+  prepared = predict.prepare(os.path.join(folder, 'exif_rotated.jpg'), 32, True, None)
+  with Image.open(os.path.join(folder, 'exif_rotated.jpg')) as raw:
+    assert prepared.rgb.shape[:2] == (raw.size[0], raw.size[1])  # (h, w) of the turned image
+  assert prepared.planes['image'].shape == (32, 32, 3)
+
+
+def test_command_line_exit_status_and_error_lines(cnn_run, corpus, tmp_path):
+  folder, expected = corpus
+  good = os.path.join(folder, 'photo.jpg')
+  result = subprocess.run(
+      [sys.executable, '-m', 'forgery_jax.predict', f'--workdir={cnn_run}', f'--output={tmp_path}',
+       good, os.path.join(folder, 'text.jpg'), os.path.join(folder, 'missing.jpg')],
+      cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 1
+  errors = [l for l in result.stderr.splitlines() if l.startswith('error: ')]
+  assert len(errors) == 2 and 'text.jpg' in errors[0] and 'missing.jpg: no such file' in errors[1]
+  assert 'Traceback' not in result.stderr
+  assert '1 predicted, 2 failed' in result.stdout
+  ok = subprocess.run([sys.executable, '-m', 'forgery_jax.predict', f'--workdir={cnn_run}',
+                       f'--output={tmp_path / "ok"}', good],
+                      cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert ok.returncode == 0, ok.stderr[-2000:]
+
+
+def test_not_a_run_is_one_line(tmp_path):
+  result = subprocess.run([sys.executable, '-m', 'forgery_jax.predict', f'--workdir={tmp_path}', 'x.jpg'],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode != 0 and 'is not a forgery_jax run' in result.stderr
+  assert 'Traceback' not in result.stderr
