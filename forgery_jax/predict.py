@@ -127,13 +127,21 @@ class CnnDetector:
       saliency = jnp.abs(grads[0]).sum(-1) + jnp.abs(grads[1]).sum(-1)
       return p, saliency
 
+    def probs_only(state, ela, image):
+      model, _ = nnx.merge(graphdef, state)
+      return jax.nn.softmax(model(ela, image, train=False))
+
     self._fn = jax.jit(probs_and_saliency)
+    self._probs = jax.jit(probs_only)
+    self.with_saliency = True  # False: probabilities only (no backward pass)
 
   def __call__(self, planes: list[dict], batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
     n = len(planes)
     planes = planes + [planes[-1]] * (batch_size - n)  # one shape: one compilation
     ela = jnp.asarray(np.stack([p['ela'] for p in planes]), jnp.float32)
     image = jnp.asarray(np.stack([p['image'] for p in planes]), jnp.float32)
+    if not self.with_saliency:
+      return np.mean([np.asarray(self._probs(s, ela, image)) for s in self.states], 0)[:n], None
     outs = [self._fn(state, ela, image) for state in self.states]
     probs = np.mean([np.asarray(o[0]) for o in outs], 0)[:n]
     saliency = np.mean([np.asarray(o[1]) for o in outs], 0)[:n]
@@ -287,19 +295,15 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
   return rows, rate
 
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A run of forgery_jax.main (CNN or WLD + XGBoost).')
-_OUTPUT = flags.DEFINE_string('output', None, 'Where predictions go (default: WORKDIR/predictions).')
-_BATCH = flags.DEFINE_integer('batch_size', 16, 'Images per accelerator call.')
-
-
 def main(argv):
   logging.set_verbosity(logging.WARNING)
   paths = argv[1:]
   if not paths:
     raise app.UsageError('name at least one image file, folder or glob')
-  output = _OUTPUT.value or os.path.join(_WORKDIR.value, 'predictions')
+  f = flags.FLAGS
+  output = f.output or os.path.join(f.workdir, 'predictions')
   try:
-    rows, rate = predict_paths(_WORKDIR.value, paths, output, _BATCH.value)
+    rows, rate = predict_paths(f.workdir, paths, output, f.batch_size)
   except (ValueError, checkpointing.CheckpointError) as e:
     sys.exit(f'error: {e}')
   failed = sum('error' in r for r in rows)
@@ -309,5 +313,9 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  # Defined here, not at import: evaluate imports this module and has flags of its own.
+  flags.DEFINE_string('workdir', None, 'A run of forgery_jax.main (CNN or WLD + XGBoost).')
+  flags.DEFINE_string('output', None, 'Where predictions go (default: WORKDIR/predictions).')
+  flags.DEFINE_integer('batch_size', 16, 'Images per accelerator call.')
   flags.mark_flags_as_required(['workdir'])
   app.run(main)
