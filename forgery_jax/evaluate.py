@@ -181,7 +181,7 @@ def _figures(out: str, workdir: str, probs: np.ndarray, labels: np.ndarray, clas
         ax1.plot([p['step'] for p in pts], [p['loss'] for p in pts], style, label=split)
       if pts:
         ax2.plot([p['step'] for p in pts], [p['accuracy'] for p in pts], style, label=split)
-    ax1.set_title('loss')
+    ax1.set_title('loss (train: class-weighted)')
     ax2.set_title('accuracy')
     for ax in (ax1, ax2):
       ax.set_xlabel('step')

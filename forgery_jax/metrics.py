@@ -24,7 +24,10 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray,
   true_t, pred_t = labels != 0, pred != 0
   out = {'accuracy': float((pred == labels).mean()) if len(labels) else float('nan'),
          'balanced_accuracy': float(skm.balanced_accuracy_score(labels, pred)) if len(labels) else float('nan'),
-         'num_examples': int(len(labels))}
+         'num_examples': int(len(labels)),
+         # Mean cross-entropy, unweighted (the training loss is class-weighted).
+         'loss': (float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1)).mean())
+                  if len(labels) else float('nan'))}
   for suffix, positive in (('', True), ('_authentic', False)):
     p, r, f, _ = skm.precision_recall_fscore_support(
         true_t, pred_t, pos_label=positive, average='binary', zero_division=0)

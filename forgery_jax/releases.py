@@ -235,18 +235,23 @@ def _parse_all(paths, parse, root, skipped) -> dict:
   return out
 
 
+def _casia_names(root: str, folders: tuple[str, ...], skipped: list[dict]) -> dict[str, CasiaName]:
+  """CASIA names of the images in `root/<folder>` for each folder (unparseable ones skipped)."""
+  names = {}
+  for folder in folders:
+    names.update(_parse_all(list_images(os.path.join(root, folder), root, skipped), parse_casia,
+                            root, skipped))
+  return names
+
+
 def list_casia1(manual_dir: str, skipped: list[dict]) -> list[SourceFile]:
   """CASIA v1.0: the class of a tampered image is its mask's folder, else source == target."""
   root = find_root(manual_dir, _has('Au', 'Sp'), CASIA1_TREE, 'casia1')
-  names = {}
-  for folder in ('Au', 'Sp'):
-    names.update(_parse_all(list_images(os.path.join(root, folder), root, skipped), parse_casia,
-                            root, skipped))
+  names = _casia_names(root, ('Au', 'Sp'), skipped)
   masks = {}
   for folder, folder_class in (('CM', COPY_MOVE), ('Sp', SPLICING)):
-    path = os.path.join(root, 'groundtruth', folder)
-    if os.path.isdir(path):
-      parsed = _parse_all(list_images(path, root, skipped), parse_casia, root, skipped)
+    if os.path.isdir(os.path.join(root, 'groundtruth', folder)):
+      parsed = _casia_names(root, (os.path.join('groundtruth', folder),), skipped)
       masks.update({m: folder_class for m in parsed})
   matched = match_casia_masks(names, masks)
   for m in sorted(set(masks) - {mask for mask, _ in matched.values()}):
@@ -264,10 +269,7 @@ def list_casia1(manual_dir: str, skipped: list[dict]) -> list[SourceFile]:
 def list_casia2(manual_dir: str, skipped: list[dict]) -> list[SourceFile]:
   """CASIA V2.0: class from source == target; masks `<image stem>_gt*.png` where present."""
   root = find_root(manual_dir, _has('Au', 'Tp'), CASIA2_TREE, 'casia2')
-  names = {}
-  for folder in ('Au', 'Tp'):
-    names.update(_parse_all(list_images(os.path.join(root, folder), root, skipped), parse_casia,
-                            root, skipped))
+  names = _casia_names(root, ('Au', 'Tp'), skipped)
   masks = {}
   for folder in ('CASIA 2 Groundtruth', 'groundtruth'):
     path = os.path.join(root, folder)
