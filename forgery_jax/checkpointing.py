@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 
+from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
 LATEST_DIR = 'checkpoints'
 BEST_DIR = 'checkpoints_best'
+UNREADABLE_DIR = 'checkpoints_unreadable'  # bad checkpoints are moved here, never deleted
 
 
 class CheckpointError(RuntimeError):
@@ -48,10 +50,7 @@ class RunCheckpoints:
   def save_best(self, step: int, state, data_iter: dict, meta: dict) -> None:
     self.best.save(step, args=self._args(state, data_iter, meta), force=True)
 
-  def _restore(self, manager: ocp.CheckpointManager, path: str, abstract_state):
-    step = manager.latest_step()
-    if step is None:
-      return None
+  def _restore(self, manager: ocp.CheckpointManager, path: str, abstract_state, step: int):
     where = os.path.join(path, str(step))
     try:
       restored = manager.restore(step, args=ocp.args.Composite(
@@ -67,11 +66,45 @@ class RunCheckpoints:
     return step, restored.state, restored.data_iter, restored.meta
 
   def restore_latest(self, abstract_state):
-    """(step, state, data_iter, meta) of the newest checkpoint, or None if there is none."""
-    return self._restore(self.latest, self.latest_path, abstract_state)
+    """(step, state, data_iter, meta) of the newest readable checkpoint, or None if there is none.
+
+    Latest and best checkpoints are both candidates, newest first. An unreadable one is skipped
+    with a warning naming it; once an older one restores, the unreadable ones newer than it are
+    moved to `checkpoints_unreadable/` (their step numbers will be written again), never deleted.
+    If none restores (say, the workdir belongs to another config), the newest one's error is raised
+    and nothing is moved.
+    """
+    candidates = sorted([(s, 1, self.latest, self.latest_path) for s in self.latest.all_steps()]
+                        + [(s, 0, self.best, self.best_path) for s in self.best.all_steps()],
+                        key=lambda c: c[:2], reverse=True)
+    failures = []
+    for step, _, manager, path in candidates:
+      try:
+        restored = self._restore(manager, path, abstract_state, step)
+      except CheckpointError as e:
+        logging.warning('%s; trying an older checkpoint', str(e).split('\n')[0])
+        failures.append((e, manager, path, step))
+        continue
+      for _, bad_manager, bad_path, bad_step in failures:
+        self._move_aside(bad_manager, bad_path, bad_step)
+      return restored
+    if failures:
+      raise failures[0][0]
+    return None
+
+  def _move_aside(self, manager: ocp.CheckpointManager, path: str, step: int) -> None:
+    target = os.path.join(os.path.dirname(path), UNREADABLE_DIR, f'{os.path.basename(path)}_{step}')
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.replace(os.path.join(path, str(step)), target)
+    manager.reload()
+    logging.warning('moved the unreadable checkpoint %s to %s', os.path.join(path, str(step)), target)
 
   def restore_best(self, abstract_state):
-    return self._restore(self.best, self.best_path, abstract_state)
+    step = self.best.latest_step()
+    return None if step is None else self._restore(self.best, self.best_path, abstract_state, step)
+
+  def has_latest(self, step: int) -> bool:
+    return step in self.latest.all_steps()
 
   def wait(self) -> None:
     self.latest.wait_until_finished()

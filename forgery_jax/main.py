@@ -5,6 +5,8 @@ Any config field can be overridden on the command line, e.g.
 """
 
 import logging as std_logging
+import signal
+import sys
 
 from absl import app
 from absl import flags
@@ -45,6 +47,10 @@ def main(argv):
       train.train_and_evaluate(config, _WORKDIR.value)
     else:
       raise ValueError(f"config.method must be 'cnn' or 'wld_xgboost', got {config.method!r}")
+  except train.Preempted as e:
+    logging.warning('%s', e)
+    print(f'preempted: {e}', file=sys.stderr)
+    sys.exit(128 + signal.SIGTERM)
   except (checkpointing.CheckpointError, datasets.DatasetError, ValueError) as e:
     logging.error('%s', e)
     raise SystemExit(f'error: {e}') from None

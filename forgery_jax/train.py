@@ -10,8 +10,11 @@ checkpoint to `workdir/results.json`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
+import threading
 import time
 
 from absl import logging
@@ -140,6 +143,24 @@ def _validate(config) -> None:
     raise ValueError('config.dataset.num_folds must be at least 2 for the kfold split')
 
 
+class Preempted(RuntimeError):
+  """Training stopped on SIGTERM after saving a checkpoint; the same command resumes it."""
+
+
+@contextlib.contextmanager
+def _sigterm_flag():
+  """Yields a function telling whether SIGTERM arrived; the loop saves and stops at the next step."""
+  received = []
+  if threading.current_thread() is not threading.main_thread():
+    yield lambda: False  # signal handlers can only be set from the main thread
+    return
+  previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+  try:
+    yield lambda: bool(received)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
 def _cross_dataset(steps: Steps, state, config) -> dict:
   """Metrics on every example of `config.cross_dataset` (train on one dataset, test on another)."""
   cross = ml_collections.ConfigDict(config.to_dict())
@@ -188,7 +209,8 @@ def _train_one(config, workdir: str) -> dict:
     resumed_from, state, iter_state, meta = restored
     train_iter.set_state(iter_state)
     logging.info('Resumed from step %d (epoch %d) in %s', resumed_from, meta['epoch'], ckpts.latest_path)
-  writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
+  writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0,
+                                truncate_to=meta.get('metrics_bytes') if restored else None)
   writer.write_config(config)
 
   base_key = jax.random.key(config.seed)
@@ -196,38 +218,47 @@ def _train_one(config, workdir: str) -> dict:
   t0, seen = time.perf_counter(), 0
 
   def save(manager_save):
-    manager_save(step, state, train_iter.get_state(), dict(meta, step=step))
+    manager_save(step, state, train_iter.get_state(),
+                 dict(meta, step=step, metrics_bytes=writer.offset()))
 
-  while step < total_steps and not meta['stopped_early']:
-    batch = to_global(next(train_iter), steps.batch_sharding)
-    state, train_metrics = steps.train(state, batch, jax.random.fold_in(base_key, step))
-    step += 1
-    seen += config.batch_size
-    if step % config.log_every_steps == 0 or step == total_steps:
-      scalars = {k: float(v) for k, v in jax.device_get(train_metrics).items()}
-      rate = seen / (time.perf_counter() - t0)
-      scalars['examples_per_second'] = rate
-      writer.write('train', step, scalars)
-      logging.info('step %d/%d  epoch %.2f  loss %.4f  acc %.3f  %.1f examples/s', step, total_steps,
-                   step / steps_per_epoch, scalars['loss'], scalars['accuracy'], rate)
-      t0, seen = time.perf_counter(), 0
-    if step % steps_per_epoch == 0:
-      meta['epoch'] = step // steps_per_epoch
-      val = evaluate(steps, state, dataset, 'validation', config)
-      writer.write('validation', step, val)
-      logging.info('epoch %d  validation accuracy %.4f  auc %.4f', meta['epoch'], val['accuracy'], val['auc'])
-      if val['accuracy'] > meta['best_accuracy']:
-        meta.update(best_accuracy=val['accuracy'], best_step=step, epochs_without_improvement=0)
-        save(ckpts.save_best)
-      else:
-        meta['epochs_without_improvement'] += 1
-        if meta['epochs_without_improvement'] >= config.early_stopping_patience:
-          meta['stopped_early'] = True
-          logging.info('Early stop: no validation improvement for %d epochs', config.early_stopping_patience)
-      save(ckpts.save_latest)
-      t0, seen = time.perf_counter(), 0
-    elif config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0:
-      save(ckpts.save_latest)
+  with _sigterm_flag() as terminated:
+    while step < total_steps and not meta['stopped_early']:
+      if terminated():
+        if not ckpts.has_latest(step):
+          save(ckpts.save_latest)
+        ckpts.wait()
+        writer.close()
+        raise Preempted(f'stopped by SIGTERM at step {step}; the checkpoint is in '
+                        f'{ckpts.latest_path}: run the same command to resume')
+      batch = to_global(next(train_iter), steps.batch_sharding)
+      state, train_metrics = steps.train(state, batch, jax.random.fold_in(base_key, step))
+      step += 1
+      seen += config.batch_size
+      if step % config.log_every_steps == 0 or step == total_steps:
+        scalars = {k: float(v) for k, v in jax.device_get(train_metrics).items()}
+        rate = seen / (time.perf_counter() - t0)
+        scalars['examples_per_second'] = rate
+        writer.write('train', step, scalars)
+        logging.info('step %d/%d  epoch %.2f  loss %.4f  acc %.3f  %.1f examples/s', step, total_steps,
+                     step / steps_per_epoch, scalars['loss'], scalars['accuracy'], rate)
+        t0, seen = time.perf_counter(), 0
+      if step % steps_per_epoch == 0:
+        meta['epoch'] = step // steps_per_epoch
+        val = evaluate(steps, state, dataset, 'validation', config)
+        writer.write('validation', step, val)
+        logging.info('epoch %d  validation accuracy %.4f  auc %.4f', meta['epoch'], val['accuracy'], val['auc'])
+        if val['accuracy'] > meta['best_accuracy']:
+          meta.update(best_accuracy=val['accuracy'], best_step=step, epochs_without_improvement=0)
+          save(ckpts.save_best)
+        else:
+          meta['epochs_without_improvement'] += 1
+          if meta['epochs_without_improvement'] >= config.early_stopping_patience:
+            meta['stopped_early'] = True
+            logging.info('Early stop: no validation improvement for %d epochs', config.early_stopping_patience)
+        save(ckpts.save_latest)
+        t0, seen = time.perf_counter(), 0
+      elif config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0:
+        save(ckpts.save_latest)
   ckpts.wait()
   if hasattr(train_iter, 'close'):
     train_iter.close()  # stops worker processes when config.input.worker_processes > 0

@@ -19,11 +19,16 @@ CONFIG_FILE = 'config.json'
 class MetricWriter:
   """Appends one JSON line per (split, step) and logs the scalars to TensorBoard."""
 
-  def __init__(self, workdir: str, enabled: bool = True):
+  def __init__(self, workdir: str, enabled: bool = True, truncate_to: int | None = None):
+    """`truncate_to`: the file's length when the resumed checkpoint was saved; lines written
+    after it (by a run killed before its next checkpoint) are cut, so no step appears twice."""
     self._enabled = enabled
     self._workdir = workdir
     if enabled:
-      self._jsonl = open(os.path.join(workdir, METRICS_FILE), 'a')
+      path = os.path.join(workdir, METRICS_FILE)
+      if truncate_to is not None and os.path.exists(path) and os.path.getsize(path) > truncate_to:
+        os.truncate(path, truncate_to)
+      self._jsonl = open(path, 'a')
       self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
 
   def write_config(self, config) -> None:
@@ -40,6 +45,10 @@ class MetricWriter:
       if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
         self._tb.add_scalar(f'{split}/{k}', v, step)
     self._tb.flush()
+
+  def offset(self) -> int:
+    """Bytes of metrics.jsonl written so far (saved with every checkpoint)."""
+    return self._jsonl.tell() if self._enabled else 0
 
   def close(self) -> None:
     if self._enabled:

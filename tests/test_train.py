@@ -72,21 +72,27 @@ def test_cross_dataset_evaluation_uses_every_example(finished_run):
   assert 0.0 <= second[f'{prefix}/accuracy'] <= 1.0
 
 
-def test_corrupt_checkpoint_is_named_and_left_alone(tiny_config, tmp_path):
+def test_corrupt_latest_checkpoint_falls_back_and_is_kept(tiny_config, tmp_path):
   config = tiny_config.copy_and_resolve_references()
-  config.num_epochs = 1
+  config.num_epochs = 2
+  config.checkpoint.every_steps = 4
   train.train_and_evaluate(config, str(tmp_path))
   latest = tmp_path / checkpointing.LATEST_DIR
   step_dir = sorted(latest.iterdir(), key=lambda p: int(p.name))[-1]
+  assert step_dir.name == '16'
   for f in (step_dir / 'state').rglob('*'):
     if f.is_file() and f.stat().st_size > 100:
       f.write_bytes(b'\0' * 16)  # truncate the array data
-  before = {p: p.read_bytes() for p in latest.rglob('*') if p.is_file()}
-  config.num_epochs = 2
-  with pytest.raises(checkpointing.CheckpointError, match=str(step_dir)):
-    train.train_and_evaluate(config, str(tmp_path))
-  after = {p: p.read_bytes() for p in latest.rglob('*') if p.is_file()}
-  assert before == after
+  before = {p.relative_to(step_dir): p.read_bytes() for p in step_dir.rglob('*') if p.is_file()}
+  config.num_epochs = 3
+  results = train.train_and_evaluate(config, str(tmp_path))
+  # Resumed from the newest readable checkpoint: the best one if it is at step 16, else step 12.
+  assert results['resumed_from_step'] in (12, 16) and results['final_step'] == 24
+  moved = tmp_path / checkpointing.UNREADABLE_DIR / f'{checkpointing.LATEST_DIR}_16'
+  after = {p.relative_to(moved): p.read_bytes() for p in moved.rglob('*') if p.is_file()}
+  assert before == after  # moved aside intact, not deleted
+  steps = [r['step'] for r in _lines(str(tmp_path), 'train')]
+  assert len(steps) == len(set(steps)), 'a resumed run logged a step twice'
 
 
 def test_checkpoint_of_other_config_is_a_clear_error(tiny_config, tmp_path):

@@ -1,0 +1,114 @@
+"""Killed and resumed runs end bit-identical to an uninterrupted one; SIGTERM saves first.
+
+Each run is `python -m forgery_jax.main` on the tiny config (4 epochs of 8 steps, a checkpoint
+every 2 steps, a metrics line every step), killed with SIGKILL at random moments: during steps,
+evaluations and asynchronous checkpoint saves.
+"""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from forgery_jax import checkpointing
+from forgery_jax import train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _command(tiny_config, workdir):
+  return [sys.executable, '-m', 'forgery_jax.main', '--config=configs/tiny.py', f'--workdir={workdir}',
+          f'--config.dataset.data_dir={tiny_config.dataset.data_dir}', '--config.num_epochs=4',
+          '--config.checkpoint.every_steps=2', '--config.log_every_steps=1']
+
+
+def _train_lines(workdir) -> int:
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return 0
+  with open(path) as f:
+    return sum('"split": "train"' in line for line in f)
+
+
+def _start_and_interrupt(tiny_config, workdir, after_lines: int, sig) -> subprocess.Popen:
+  proc = subprocess.Popen(_command(tiny_config, workdir), cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 240
+  while _train_lines(workdir) < after_lines and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.02)
+  if proc.poll() is None:
+    proc.send_signal(sig)
+  return proc
+
+
+def _final_state(tiny_config, workdir):
+  config = tiny_config.copy_and_resolve_references()
+  _, state = train.create_state(config, train.make_mesh())
+  ckpts = checkpointing.RunCheckpoints(str(workdir), keep=3)
+  step, state, _, _ = ckpts.restore_latest(checkpointing.abstract_like(state))
+  ckpts.close()
+  return step, jax.tree.leaves(jax.device_get(state))
+
+
+def _metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    rows = [json.loads(line) for line in f]
+  return [{k: v for k, v in r.items() if k != 'examples_per_second'} for r in rows]
+
+
+def _results(workdir):
+  with open(os.path.join(workdir, 'results.json')) as f:
+    return {k: v for k, v in json.load(f).items() if k.startswith('test/')}
+
+
+@pytest.fixture(scope='module')
+def reference(tiny_config, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('uninterrupted')
+  result = subprocess.run(_command(tiny_config, workdir), cwd=REPO, capture_output=True, text=True,
+                          timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir
+
+
+def _assert_identical(tiny_config, workdir, reference):
+  step, leaves = _final_state(tiny_config, workdir)
+  ref_step, ref_leaves = _final_state(tiny_config, reference)
+  assert step == ref_step == 32
+  assert len(leaves) == len(ref_leaves)
+  assert all(np.array_equal(a, b) for a, b in zip(leaves, ref_leaves)), 'parameters differ'
+  assert _metrics(workdir) == _metrics(reference)
+  assert _results(workdir) == _results(reference)
+
+
+def test_three_sigkills_then_resume_is_bit_identical(tiny_config, reference, tmp_path):
+  rng = np.random.default_rng(0)
+  kills = 0
+  for after in sorted(rng.choice(np.arange(2, 30), size=3, replace=False)):
+    proc = _start_and_interrupt(tiny_config, tmp_path, int(after), signal.SIGKILL)
+    proc.communicate(timeout=240)
+    kills += proc.returncode == -signal.SIGKILL
+  assert kills == 3, 'a run finished before it could be killed'
+  result = subprocess.run(_command(tiny_config, tmp_path), cwd=REPO, capture_output=True, text=True,
+                          timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  _assert_identical(tiny_config, tmp_path, reference)
+
+
+def test_sigterm_saves_a_checkpoint_then_exits(tiny_config, reference, tmp_path):
+  proc = _start_and_interrupt(tiny_config, tmp_path, 11, signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=240)
+  assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+  assert 'preempted: stopped by SIGTERM at step' in stderr
+  step = int(stderr.split('stopped by SIGTERM at step ')[1].split(';')[0])
+  assert str(step) in os.listdir(tmp_path / checkpointing.LATEST_DIR)
+  result = subprocess.run(_command(tiny_config, tmp_path), cwd=REPO, capture_output=True, text=True,
+                          timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  _assert_identical(tiny_config, tmp_path, reference)
