@@ -6,8 +6,9 @@ validation and test indices. A builder whose own `test` split is already
 group-clean (the synthetic set) keeps its splits under the `grouped` protocol.
 
 Training batches come from `shuffle(seed).repeat(epochs)`: a deterministic
-shuffle that differs per epoch; each process reads every `process_count`-th
-example, so the global batch is the concatenation of the processes' batches.
+shuffle that differs per epoch; each process reads its contiguous share of every
+global batch, so the global batch is the concatenation of the processes' batches
+and does not depend on the number of processes.
 The iterator's state (its position) is saved in every checkpoint.
 """
 
@@ -157,13 +158,22 @@ def train_iterator(dataset: Dataset, config, *, process_index: int, process_coun
   """
   if config.batch_size % process_count:
     raise ValueError(f'batch_size {config.batch_size} is not divisible by {process_count} processes')
-  ds = (grain.MapDataset.source(dataset.subset('train'))
-        .seed(config.seed)
-        .shuffle()
-        .repeat(config.num_epochs))
-  ds = ds[process_index::process_count]
+  examples = (grain.MapDataset.source(dataset.subset('train'))
+              .seed(config.seed)
+              .shuffle()
+              .repeat(config.num_epochs))
+  # Process p reads rows [p * local, (p + 1) * local) of every global batch, so the global batch
+  # (and the dropout mask each example meets) is the same for any number of processes.
+  local = config.batch_size // process_count
+  num_batches = len(examples) // config.batch_size
+
+  def pick(j: int):
+    batch, row = divmod(j, local)
+    return examples[batch * config.batch_size + process_index * local + row]
+
+  ds = grain.MapDataset.range(num_batches * local).map(pick)
   ds = ds.map(_ToModelInputs(config.dataset.num_classes))
-  ds = ds.batch(config.batch_size // process_count, drop_remainder=True)
+  ds = ds.batch(local, drop_remainder=True)
   it = ds.to_iter_dataset(_read_options(config))
   if config.input.worker_processes:
     # Whole batches made in worker processes: past the GIL, for accelerators that outrun threads.

@@ -20,6 +20,13 @@ from forgery_jax import train
 from forgery_jax import wld_xgboost
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.json.')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'Multi-host: host:port of process 0, e.g. 10.0.0.1:1234. '
+    'With --num_processes and --process_id; or set --distributed on a cluster JAX detects.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Multi-host: number of processes.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'Multi-host: this process (0 .. n-1).')
+_DISTRIBUTED = flags.DEFINE_bool('distributed', False, 'Multi-host with addresses from the '
+                                 'environment (SLURM, Open MPI, Kubernetes, Cloud TPU).')
 config_flags.DEFINE_config_file('config', None, 'Training configuration file.', lock_config=True)
 flags.mark_flags_as_required(['config', 'workdir'])
 
@@ -37,6 +44,10 @@ def main(argv):
   logging.get_absl_handler().addFilter(_QuietLibraries())
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if _COORDINATOR.value or _DISTRIBUTED.value:
+    # CPU processes exchange arrays through gloo; GPUs and TPUs use their own collectives.
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   logging.info('JAX process %d/%d, local devices %s', jax.process_index(), jax.process_count(),
                jax.local_devices())
   config = flags.FLAGS.config

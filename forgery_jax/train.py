@@ -180,6 +180,9 @@ def _cross_dataset(steps: Steps, state, config) -> dict:
 def _train_one(config, workdir: str) -> dict:
   """One train/validation/test run in `workdir`; returns the results dict."""
   os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    datasets.ensure_built(config.dataset)  # one process builds; the others wait, then open it
+  multihost_utils.sync_global_devices('dataset prepared')
   builder = datasets.ensure_built(config.dataset)
   dataset = input_pipeline.load_dataset(builder, config)
   logging.info('%s, split %r: %s', builder.info.full_name, config.dataset.split, dataset.split.sizes())

@@ -1,0 +1,58 @@
+"""The same `main` as 2 JAX processes on 127.0.0.1 (CPU collectives) matches 1 process.
+
+Each process has one CPU device and reads its half of every global batch of 8; the mesh spans
+both processes' devices. Losses and test metrics agree with the single-process run within float
+tolerance (the global mean is summed in another order).
+"""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def _command(tiny_config, workdir, *extra):
+  return [sys.executable, '-m', 'forgery_jax.main', '--config=configs/tiny.py', f'--workdir={workdir}',
+          f'--config.dataset.data_dir={tiny_config.dataset.data_dir}', '--config.num_epochs=1',
+          '--config.log_every_steps=1', *extra]
+
+
+def _train_losses(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [r['loss'] for r in map(json.loads, f) if r['split'] == 'train']
+
+
+def test_two_processes_match_one(tiny_config, tmp_path):
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  single = subprocess.run(_command(tiny_config, tmp_path / 'one'), cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+  assert single.returncode == 0, single.stderr[-3000:]
+  port = _free_port()
+  procs = [subprocess.Popen(
+      _command(tiny_config, tmp_path / 'two', f'--coordinator_address=127.0.0.1:{port}',
+               '--num_processes=2', f'--process_id={i}'),
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+  outs = [p.communicate(timeout=600) for p in procs]
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  assert 'JAX process 1/2' in outs[1][1]
+  np.testing.assert_allclose(_train_losses(tmp_path / 'two'), _train_losses(tmp_path / 'one'),
+                             rtol=1e-4, atol=1e-5)
+  one = json.loads((tmp_path / 'one' / 'results.json').read_text())
+  two = json.loads((tmp_path / 'two' / 'results.json').read_text())
+  assert two['num_devices'] == 2 and one['num_devices'] == 1
+  for k in ('accuracy', 'auc', 'f1'):
+    assert abs(two[f'test/{k}'] - one[f'test/{k}']) < 1e-3, k
+  assert os.listdir(tmp_path / 'two' / 'checkpoints')
