@@ -38,8 +38,9 @@ from forgery_jax import jpeg_quality
 from forgery_jax import labels
 from forgery_jax.releases import LayoutError, SourceFile
 
-SOURCE_FORMATS = ('jpeg', 'tiff', 'bmp', 'png')
-_PIL_FORMATS = {'JPEG': 'jpeg', 'MPO': 'jpeg', 'TIFF': 'tiff', 'BMP': 'bmp', 'PNG': 'png'}
+SOURCE_FORMATS = ('jpeg', 'tiff', 'bmp', 'png', 'webp', 'gif')
+_PIL_FORMATS = {'JPEG': 'jpeg', 'MPO': 'jpeg', 'TIFF': 'tiff', 'BMP': 'bmp', 'PNG': 'png',
+                'WEBP': 'webp', 'GIF': 'gif'}
 NORMALISE_QUALITY = 85  # the fixed JPEG quality of the jpeg_normalised configs
 
 
@@ -225,9 +226,10 @@ def build_workers(num_files: int) -> int:
 class ReleaseBuilder(tfds.core.GeneratorBasedBuilder):
   """Base of the real-release builders: subclasses set `list_release` and the docs."""
 
-  VERSION = tfds.core.Version('2.0.0')
+  VERSION = tfds.core.Version('2.1.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.',
-                   '2.0.0': '`image` and `ela` stored as raw uint8 (no decode when reading).'}
+                   '2.0.0': '`image` and `ela` stored as raw uint8 (no decode when reading).',
+                   '2.1.0': 'WebP and GIF sources are read; `source_format` names them.'}
   BUILDER_CONFIGS = list(CONFIGS)
   DEFAULT_CONFIG_NAME = 'paper128'
   HOMEPAGE = ''
@@ -280,6 +282,9 @@ class ReleaseBuilder(tfds.core.GeneratorBasedBuilder):
     finally:
       if pool is not None:
         pool.shutdown()
+    if not counts:
+      reasons = '; '.join(f"{s['file']}: {s['reason']}" for s in skipped[:3])
+      raise LayoutError(f'{self.name}: no usable images among the {len(files)} listed ({reasons})')
     seconds = time.perf_counter() - start
     report = {'counts': dict(sorted(counts.items())), 'skipped': skipped,
               'masks_ignored': mask_problems, 'workers': workers,

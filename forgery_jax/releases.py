@@ -34,7 +34,7 @@ _CASIA_AUTHENTIC = re.compile(r'^Au_(?P<cat>[A-Za-z]{3})_(?P<num>\d{4,5})$')
 _PLACEHOLDER = re.compile(r'^xxx\d+$', re.IGNORECASE)
 
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.png')
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.png', '.webp', '.gif')
 
 
 class NamingError(ValueError):

@@ -1,0 +1,138 @@
+"""The corpus of unusual and broken files (tests/corpus.py) through a dataset build and the
+ELA / SRM / WLD functions, plus property tests on arbitrary shapes and dtypes.
+
+Every file either works or fails with one message naming it; a failed build leaves nothing that
+looks complete.
+"""
+
+import os
+
+from hypothesis import given, settings, strategies as st
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from forgery_jax import codecs
+from forgery_jax import datasets
+from forgery_jax import ela
+from forgery_jax import releases
+from forgery_jax import srm
+from forgery_jax import wld
+from tests.corpus import make_corpus
+
+
+@pytest.fixture(scope='module')
+def micc_tree(tmp_path_factory):
+  """The corpus as a MICC-style release: every file an authentic `<scene>_scale.<ext>`, listed in
+  the ground truth, plus a symlink loop, a listed file that is missing and a folder loop."""
+  corpus = tmp_path_factory.mktemp('corpus')
+  expected = make_corpus(str(corpus))
+  root = tmp_path_factory.mktemp('micc')
+  renamed = {}
+  for k, name in enumerate(sorted(expected)):
+    new = f'c{k:02d}_scale{os.path.splitext(name)[1]}'
+    os.replace(corpus / name, root / new)
+    renamed[new] = expected[name]
+  os.symlink('loop_scale.jpg', root / 'loop_scale.jpg')  # a symlink to itself
+  renamed['loop_scale.jpg'] = 'cannot read image'
+  os.symlink('.', root / 'folder_loop')  # a folder that contains itself
+  lines = [f'{n},0' for n in renamed] + ['missing_scale.jpg,0']
+  (root / 'groundtruthDB_220.txt').write_text('\n'.join(lines) + '\n')
+  return root, renamed
+
+
+def test_build_keeps_every_good_file_and_reports_every_bad_one(micc_tree, tmp_path):
+  root, expected = micc_tree
+  datasets.build('micc_f220', 'paper128', str(tmp_path), str(root))
+  builder = datasets.builder_class('micc_f220')(config='paper128', data_dir=str(tmp_path))
+  report = builder.info.metadata
+  skipped = {s['file']: s['reason'] for s in report['skipped']}
+  good = {n for n, outcome in expected.items() if outcome == 'ok'}
+  assert report['counts'] == {'authentic': len(good)}
+  for name, outcome in expected.items():
+    if outcome != 'ok':
+      assert outcome in skipped[name] and name in skipped[name], (name, skipped.get(name))
+  assert 'not found' in skipped['missing_scale.jpg']
+  source = builder.as_data_source('train')
+  assert {source[i]['filename'].decode() for i in range(len(source))} == good
+
+
+def test_failed_build_leaves_nothing_that_looks_complete(tmp_path):
+  empty = tmp_path / 'release'
+  empty.mkdir()
+  (empty / 'groundtruthDB_220.txt').write_text('a_scale.jpg,0\n')
+  (empty / 'a_scale.jpg').write_bytes(b'not a jpeg')
+  with pytest.raises(releases.LayoutError, match=r'no usable images among the 1 listed \(a_scale.jpg: cannot read image'):
+    datasets.build('micc_f220', 'paper128', str(tmp_path / 'tfds'), str(empty))
+  assert not list((tmp_path / 'tfds').rglob('dataset_info.json'))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root reads files whatever their permissions')
+def test_unreadable_permission_is_named(tmp_path):
+  path = tmp_path / 'locked.jpg'
+  path.write_bytes(b'\xff\xd8')
+  path.chmod(0)
+  with pytest.raises(ValueError, match='locked.jpg'):
+    codecs.load_rgb(str(path))
+
+
+def test_corpus_through_ela_srm_and_wld(tmp_path):
+  expected = make_corpus(str(tmp_path))
+  kernels = jnp.asarray(srm.srm_kernels())
+  for name, outcome in expected.items():
+    path = str(tmp_path / name)
+    if outcome != 'ok':
+      with pytest.raises(ValueError, match=name):
+        codecs.load_rgb(path)
+      continue
+    rgb = codecs.load_rgb(path, exif_transpose=True)
+    plane = ela.ela(rgb)
+    assert plane.shape == rgb.shape and plane.dtype == np.uint8
+    residual = np.asarray(srm.srm_residual(jnp.asarray(rgb[None], jnp.float32), kernels))
+    assert residual.shape == (1, *rgb.shape) and np.isfinite(residual).all()
+    if min(rgb.shape[:2]) >= 4:
+      features = wld.extract(rgb[None], wld.WldParams())
+      assert np.isfinite(features).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(1, 40), w=st.integers(1, 40), seed=st.integers(0, 2**16), quality=st.integers(1, 100))
+def test_ela_on_any_shape(h, w, seed, quality):
+  rgb = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+  out = ela.ela(rgb, quality)
+  assert out.shape == rgb.shape and out.dtype == np.uint8
+  assert out.max() in (0, 255) or out.max() >= 254  # scaled so that the peak is (about) 255
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 4)),
+       dtype=st.sampled_from([np.float32, np.float64, np.int16, np.bool_, np.uint16]))
+def test_ela_rejects_anything_but_uint8_rgb(shape, dtype):
+  array = np.zeros(shape, dtype)
+  if dtype == np.uint8 and shape[-1] == 3:
+    return
+  with pytest.raises(ValueError, match='uint8 RGB'):
+    ela.ela(array)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 3), h=st.integers(1, 24), w=st.integers(1, 24), c=st.integers(1, 4),
+       seed=st.integers(0, 2**16))
+def test_srm_on_any_shape(n, h, w, c, seed):
+  images = np.random.default_rng(seed).uniform(0, 255, (n, h, w, c)).astype(np.float32)
+  out = np.asarray(srm.srm_residual(jnp.asarray(images), jnp.asarray(srm.srm_kernels())))
+  assert out.shape == images.shape and np.isfinite(out).all() and np.abs(out).max() <= 1.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(1, 30), w=st.integers(1, 30), seed=st.integers(0, 2**16))
+def test_wld_on_any_shape(h, w, seed):
+  params = wld.WldParams(grid=(2, 2))
+  rgb = np.random.default_rng(seed).integers(0, 256, (1, h, w, 3), dtype=np.uint8)
+  if h < 4 or w < 4:  # fewer interior pixels than blocks
+    with pytest.raises(ValueError, match='WLD grid'):
+      wld.extract(rgb, params)
+    return
+  out = wld.extract(rgb, params)
+  assert out.shape == (1, params.length())
+  np.testing.assert_allclose(out.reshape(-1, params.bins).sum(-1), 1.0, rtol=1e-5)
