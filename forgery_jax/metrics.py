@@ -4,7 +4,7 @@ Class 0 is `authentic` in both label spaces (2 classes: authentic/tampered;
 3: authentic/copy_move/splicing), so "tampered" = any class but 0. precision,
 recall, f1 and auc treat tampered as the positive class; the *_authentic keys
 repeat them with authentic positive, the convention of the dual-branch paper.
-With 3 classes, macro_* and the one-vs-rest macro AUC (`auc_ovr`) cover every class.
+macro_* average over the classes; with 3 classes the one-vs-rest macro AUC (`auc_ovr`) too.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray,
         true_t, pred_t, pos_label=positive, average='binary', zero_division=0)
     out.update({f'precision{suffix}': float(p), f'recall{suffix}': float(r), f'f1{suffix}': float(f)})
   out['auc'] = float(skm.roc_auc_score(true_t, p_tampered)) if len(np.unique(true_t)) == 2 else float('nan')
+  p, r, f, _ = skm.precision_recall_fscore_support(
+      labels, pred, labels=np.arange(num_classes), average='macro', zero_division=0)
+  out.update({'macro_precision': float(p), 'macro_recall': float(r), 'macro_f1': float(f)})
   if num_classes > 2:
-    p, r, f, _ = skm.precision_recall_fscore_support(
-        labels, pred, labels=np.arange(num_classes), average='macro', zero_division=0)
-    out.update({'macro_precision': float(p), 'macro_recall': float(r), 'macro_f1': float(f)})
     present = np.unique(labels)
     out['auc_ovr'] = (float(skm.roc_auc_score(labels, probs[:, present] / probs[:, present].sum(1, keepdims=True),
                                               multi_class='ovr', labels=present))
