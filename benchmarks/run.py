@@ -34,6 +34,7 @@ from PIL import Image
 
 from benchmarks import reference
 from configs import default as default_config
+from forgery_jax import codecs
 from forgery_jax import datasets
 from forgery_jax import ela as ela_lib
 from forgery_jax import input_pipeline
@@ -96,12 +97,15 @@ def photos(count: int) -> tuple[list[np.ndarray], str]:
 def large_photo(source: np.ndarray) -> np.ndarray:
   """A 2048x1536 photo: a real one upscaled, saved as JPEG (quality 92) and decoded."""
   big = Image.fromarray(source).resize((2048, 1536), Image.BICUBIC)
-  return reference_roundtrip(np.asarray(big), 92)
+  return codecs.jpeg_roundtrip(np.asarray(big), 92)
 
 
-def reference_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
-  from forgery_jax import codecs  # pylint: disable=g-import-not-at-top
-  return codecs.jpeg_roundtrip(rgb, quality)
+def training_iterator_over_everything(builder, config):
+  """A training iterator over every example of a prepared dataset (no split: throughput only)."""
+  pooled = input_pipeline.load_dataset(builder, config, all_for_test=True)
+  everything = np.arange(len(pooled.source))
+  ds = dataclasses.replace(pooled, split=splits.Split(everything, everything[:0], everything[:0]))
+  return input_pipeline.train_iterator(ds, config, process_index=0, process_count=1)
 
 
 def ela_rows(images: list[np.ndarray], label: str, repeats: int) -> list[Row]:
@@ -238,11 +242,7 @@ def pipeline_row(data_dir: str | None, quick: bool, step_rate: float, batch: int
                           manual_dir=manual)
     config.batch_size = batch
     config.num_epochs = 1000
-    builder = datasets.ensure_built(config.dataset)
-    pooled = input_pipeline.load_dataset(builder, config, all_for_test=True)
-    everything = np.arange(len(pooled.source))
-    ds = dataclasses.replace(pooled, split=splits.Split(everything, everything[:0], everything[:0]))
-    it = input_pipeline.train_iterator(ds, config, process_index=0, process_count=1)
+    it = training_iterator_over_everything(datasets.ensure_built(config.dataset), config)
     sharding = NamedSharding(train.make_mesh(), P('data'))
     batches = 20 if quick else 200
     for _ in range(3):
@@ -288,14 +288,10 @@ def fed_step_rate(data_dir: str, dtype: str, batch: int) -> float:
   config.num_epochs = 10_000
   config.input.worker_processes = max(1, (os.cpu_count() or 2) - 2)
   config.input.prefetch = 8
-  builder = datasets.get_builder(config.dataset)
-  pooled = input_pipeline.load_dataset(builder, config, all_for_test=True)
-  everything = np.arange(len(pooled.source))
-  ds = dataclasses.replace(pooled, split=splits.Split(everything, everything[:0], everything[:0]))
   mesh = train.make_mesh()
   graphdef, state = train.create_state(config, mesh)
   step_fns = train.make_steps(graphdef, mesh, np.ones(2, np.float32))
-  it = input_pipeline.train_iterator(ds, config, process_index=0, process_count=1)
+  it = training_iterator_over_everything(datasets.get_builder(config.dataset), config)
   key = jax.random.key(0)
   for _ in range(5):
     state, metrics = step_fns.train(state, train.to_global(next(it), step_fns.batch_sharding), key)

@@ -69,19 +69,31 @@ def open_image(path: str) -> Image.Image:
       raise ValueError(f'image too large: {e}') from e
 
 
-def load_rgb(path: str, exif_transpose: bool = False) -> np.ndarray:
-  """Reads an image file as (H, W, 3) uint8 RGB, with a clear error naming the file.
+# PIL's container names -> the `source_format` names of the datasets.
+SOURCE_FORMATS = {'JPEG': 'jpeg', 'MPO': 'jpeg', 'TIFF': 'tiff', 'BMP': 'bmp', 'PNG': 'png',
+                  'WEBP': 'webp', 'GIF': 'gif'}
+
+
+def decode_file(path: str, exif_transpose: bool = False) -> tuple[np.ndarray, str]:
+  """(H, W, 3) uint8 RGB and the container format ('jpeg', 'png', ...; else PIL's name lowercased)
+  of an image file, read once; a clear error names the file.
 
   `exif_transpose` turns the pixels as the EXIF orientation says (as a viewer shows them).
   """
   try:
     with open_image(path) as im:
+      fmt = SOURCE_FORMATS.get(im.format, str(im.format).lower())
       im.load()
       if exif_transpose:
         im = ImageOps.exif_transpose(im)
-      return pil_to_rgb(im)
+      return pil_to_rgb(im), fmt
   except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
     raise ValueError(f'cannot read image {path}: {e}') from e
+
+
+def load_rgb(path: str, exif_transpose: bool = False) -> np.ndarray:
+  """Reads an image file as (H, W, 3) uint8 RGB (see `decode_file`)."""
+  return decode_file(path, exif_transpose)[0]
 
 
 def encode_png(array: np.ndarray) -> bytes:

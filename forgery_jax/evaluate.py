@@ -86,10 +86,8 @@ def _row(probs: np.ndarray, labels: np.ndarray, class_names) -> dict:
 
 def _sources(config) -> dict[str, releases.SourceFile] | None:
   """filename -> source file of a real release (None for the synthetic set)."""
-  lister = releases.LISTERS.get(config.dataset.name)
-  if config.dataset.name == 'combined':
-    lister = releases.list_combined
-  if lister is None:
+  lister = getattr(datasets.builder_class(config.dataset.name), 'list_release', None)
+  if lister is None:  # the builder makes its examples (the synthetic set): no source files
     return None
   if not config.dataset.manual_dir:
     raise ValueError(f'robustness on {config.dataset.name} needs its source files: the run\'s '
@@ -111,7 +109,7 @@ def robustness(detector, config, dataset, batch_size: int, max_examples: int = 0
       originals.append((ex['image'], 'jpeg'))
     else:
       source = sources[ex['filename'].decode() if isinstance(ex['filename'], bytes) else ex['filename']]
-      originals.append((codecs.load_rgb(source.path), 'jpeg' if source.path.lower().endswith(('.jpg', '.jpeg')) else 'other'))
+      originals.append(codecs.decode_file(source.path))
   rng = np.random.default_rng(seed)
   rows = []
   cases = [('none', 0)] + [(kind, s) for kind, strengths in ATTACKS.items() for s in strengths]

@@ -196,9 +196,7 @@ def prepare(path: str, resolution: int, crop: bool, normalise_quality: int | Non
     raise ValueError(f'{path}: no such file')
   if os.path.isdir(path):
     raise ValueError(f'{path}: is a folder')
-  rgb = codecs.load_rgb(path, exif_transpose=True)
-  with codecs.open_image(path) as im:
-    fmt = {'JPEG': 'jpeg', 'MPO': 'jpeg'}.get(im.format, 'other')
+  rgb, fmt = codecs.decode_file(path, exif_transpose=True)
   full = release_builder.full_resolution_planes(rgb, fmt, normalise_quality)
   return Prepared(path, rgb, full, release_builder.fit_planes(full, resolution, crop))
 

@@ -37,9 +37,7 @@ from forgery_jax import jpeg_quality
 from forgery_jax import labels
 from forgery_jax.releases import LayoutError, SourceFile
 
-SOURCE_FORMATS = ('jpeg', 'tiff', 'bmp', 'png', 'webp', 'gif')
-_PIL_FORMATS = {'JPEG': 'jpeg', 'MPO': 'jpeg', 'TIFF': 'tiff', 'BMP': 'bmp', 'PNG': 'png',
-                'WEBP': 'webp', 'GIF': 'gif'}
+SOURCE_FORMATS = tuple(dict.fromkeys(codecs.SOURCE_FORMATS.values()))  # jpeg, tiff, bmp, png, webp, gif
 NORMALISE_QUALITY = 85  # the fixed JPEG quality of the jpeg_normalised configs
 
 
@@ -100,7 +98,7 @@ def _read(path: str) -> tuple[np.ndarray, str, int]:
   """RGB pixels, container format and JPEG quality (0 if not a JPEG) of a file."""
   try:
     with codecs.open_image(path) as im:
-      fmt = _PIL_FORMATS.get(im.format)
+      fmt = codecs.SOURCE_FORMATS.get(im.format)
       if fmt is None:
         raise ValueError(f'unsupported image format {im.format}')
       quality = jpeg_quality.estimate_from_image(im) if fmt == 'jpeg' else None
