@@ -21,6 +21,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.validation_fraction = 0.1
   config.dataset.num_folds = 10
   config.dataset.fold = -1                   # k-fold: -1 runs every fold and averages
+  # Other builder configs of the same dataset whose test split (the same files) is scored too,
+  # e.g. ('jpeg_randomised128',): the test images re-encoded at random qualities.
+  config.dataset.also_test = ()
   config.dataset.num_classes = 2             # 2: authentic/tampered; 3: authentic/copy-move/splicing
   config.dataset.resolution = 128
 
@@ -37,6 +40,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.hidden = 256
   config.model.srm_trainable = False
   config.model.srm_clip = 3.0
+  config.model.srm_residuals = 'mean'        # or 'per_kernel': 30 residuals of the grey image
+  config.model.head = 'flatten'              # or 'pool': global mean + max pooling
+  config.model.copy_move = False             # join the SIFT copy-move evidence (keypoints.py)
   config.model.dtype = 'float32'             # or 'bfloat16'
 
   # The paper: Adam 1e-3 with decay 1e-4 per step, batch 16, class weights,
@@ -47,7 +53,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 64
   config.num_epochs = 2
   config.early_stopping_patience = 7
+  config.early_stopping_ties = 'first'       # or 'loss': equal accuracy with lower loss counts as better
   config.class_weights = True
+  config.augment_flips = False               # random horizontal and vertical flips while training
   config.seed = 0
 
   config.input = ml_collections.ConfigDict()

@@ -117,8 +117,8 @@ def robustness(detector, config, dataset, batch_size: int, max_examples: int = 0
     planes = []
     for rgb, fmt in originals:
       attacked = rgb if kind == 'none' else attack(rgb, kind, strength, rng)
-      full = release_builder.full_resolution_planes(attacked, 'jpeg' if kind == 'jpeg' else fmt,
-                                                    normalise_quality)
+      recode = release_builder.Recoding(normalise_quality).quality('', 'jpeg' if kind == 'jpeg' else fmt)
+      full = release_builder.full_resolution_planes(attacked, recode)
       planes.append(release_builder.fit_planes(full, resolution, crop))
     probs = np.concatenate([detector(planes[lo:lo + batch_size], batch_size)[0]
                             for lo in range(0, len(planes), batch_size)])

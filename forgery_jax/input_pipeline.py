@@ -25,6 +25,11 @@ from forgery_jax import splits as splits_lib
 
 # Fields a model step needs; everything else stays on the host.
 MODEL_KEYS = ('ela', 'image')
+
+
+def model_keys(config) -> tuple[str, ...]:
+  """The planes and vectors `config`'s model reads."""
+  return MODEL_KEYS + (('copy_move',) if config.model.get('copy_move', False) else ())
 META_KEYS = ('label', 'forgery_type', 'group')
 
 
@@ -137,11 +142,16 @@ def load_dataset(builder, config, *, all_for_test: bool = False) -> Dataset:
 class _ToModelInputs(grain.transforms.Map):
   """Keeps the planes the model reads and the task's label."""
 
-  def __init__(self, num_classes: int):
-    self._label_key = 'label' if num_classes == 2 else 'forgery_type'
+  def __init__(self, config):
+    self._label_key = 'label' if config.dataset.num_classes == 2 else 'forgery_type'
+    self._keys = model_keys(config)
 
   def map(self, ex: dict) -> dict:
-    out = {k: ex[k] for k in MODEL_KEYS}
+    missing = [k for k in self._keys if k not in ex]
+    if missing:
+      raise ValueError(f'the model reads {missing}, which this dataset does not have: rebuild it '
+                       f'with a builder version that stores them, or change config.model')
+    out = {k: ex[k] for k in self._keys}
     out['label'] = np.int32(ex[self._label_key])
     return out
 
@@ -172,7 +182,7 @@ def train_iterator(dataset: Dataset, config, *, process_index: int, process_coun
     return examples[batch * config.batch_size + process_index * local + row]
 
   ds = grain.MapDataset.range(num_batches * local).map(pick)
-  ds = ds.map(_ToModelInputs(config.dataset.num_classes))
+  ds = ds.map(_ToModelInputs(config))
   ds = ds.batch(local, drop_remainder=True)
   it = ds.to_iter_dataset(_read_options(config))
   if config.input.worker_processes:
@@ -191,7 +201,7 @@ def eval_batches(dataset: Dataset, split: str, config, *, process_index: int, pr
   padded = math.ceil(n / global_batch) * global_batch
   # Rows of the padded table this process reads: its slice of every global batch.
   rows = np.arange(padded).reshape(-1, process_count, local)[:, process_index].reshape(-1)
-  to_inputs = _ToModelInputs(config.dataset.num_classes)
+  to_inputs = _ToModelInputs(config)
   source = dataset.source
 
   def read(row: int) -> dict:

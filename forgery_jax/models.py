@@ -5,6 +5,13 @@ same) -> MaxPool 2; concatenate the branches; Dropout 0.25; Flatten; Dense 256
 ReLU; Dropout 0.5; Dense num_classes. The SRM branch's input is computed inside
 the model from the RGB plane by a fixed (optionally trainable) convolution, so
 it runs jitted on the accelerator.
+
+Options beyond the paper (configs/casia1_best.py):
+* `srm_residuals='per_kernel'`: the 30 residuals of the grey image kept as 30 channels (a
+  `lax.conv`), not averaged into one filter per colour;
+* `head='pool'`: global mean and max pooling instead of the 67 M-parameter flatten-dense, so the
+  decision rests on what is anywhere in the image, not on where;
+* `copy_move=True`: the keypoint evidence of `forgery_jax.keypoints` joins the pooled features.
 """
 
 from __future__ import annotations
@@ -15,9 +22,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from forgery_jax import keypoints
 from forgery_jax import srm
 
 BRANCHES = ('ela', 'srm')
+HEADS = ('flatten', 'pool')
+SRM_RESIDUALS = ('mean', 'per_kernel')
 
 
 class SRMKernels(nnx.Variable):
@@ -42,39 +52,64 @@ class DualBranchCNN(nnx.Module):
 
   def __init__(self, *, num_classes: int, resolution: int,
                branches: Sequence[str] = BRANCHES, features: int = 32, hidden: int = 256,
-               srm_trainable: bool = False, srm_clip: float = 3.0,
+               srm_trainable: bool = False, srm_clip: float = 3.0, srm_residuals: str = 'mean',
+               head: str = 'flatten', copy_move: bool = False,
                dtype=jnp.float32, rngs: nnx.Rngs):
     branches = tuple(branches)
     unknown = set(branches) - set(BRANCHES)
     if not branches or unknown:
       raise ValueError(f'model.branches must be a non-empty subset of {BRANCHES}, got {branches}')
+    if head not in HEADS:
+      raise ValueError(f'model.head must be one of {HEADS}, got {head!r}')
+    if srm_residuals not in SRM_RESIDUALS:
+      raise ValueError(f'model.srm_residuals must be one of {SRM_RESIDUALS}, got {srm_residuals!r}')
     self.branch_names = branches
     self.srm_clip = srm_clip
+    self.srm_residuals = srm_residuals
+    self.head_kind = head
+    self.use_copy_move = copy_move
     self.dtype = dtype
     if 'srm' in branches:
       kernels = jnp.asarray(srm.srm_kernels())
       self.srm_kernels = nnx.Param(kernels) if srm_trainable else SRMKernels(kernels)
+    srm_channels = srm.NUM_KERNELS if srm_residuals == 'per_kernel' else 3
     self.ela_branch = Branch(3, features, dtype=dtype, rngs=rngs) if 'ela' in branches else None
-    self.srm_branch = Branch(3, features, dtype=dtype, rngs=rngs) if 'srm' in branches else None
-    flat = (resolution // 2) ** 2 * features * len(branches)
+    self.srm_branch = Branch(srm_channels, features, dtype=dtype, rngs=rngs) if 'srm' in branches else None
+    if head == 'flatten':
+      flat = (resolution // 2) ** 2 * features * len(branches)
+    else:  # mean and max of every channel
+      flat = 2 * features * len(branches)
+    flat += keypoints.NUM_FEATURES if copy_move else 0
     self.dropout1 = nnx.Dropout(0.25)
     self.hidden = nnx.Linear(flat, hidden, dtype=dtype, rngs=rngs)
     self.dropout2 = nnx.Dropout(0.5)
     self.head = nnx.Linear(hidden, num_classes, dtype=dtype, rngs=rngs)
 
-  def __call__(self, ela: jax.Array, image: jax.Array, *, train: bool = False,
-               rngs: nnx.Rngs | None = None) -> jax.Array:
-    """Class logits (float32) from uint8 ELA and RGB planes, both (N, H, W, 3)."""
+  def __call__(self, ela: jax.Array, image: jax.Array, copy_move: jax.Array | None = None, *,
+               train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
+    """Class logits (float32) from uint8 ELA and RGB planes, both (N, H, W, 3), and with
+    `copy_move=True` the (N, keypoints.NUM_FEATURES) keypoint evidence."""
     features = []
     if self.ela_branch is not None:
       features.append(self.ela_branch(ela.astype(self.dtype) / 255.0))
     if self.srm_branch is not None:
       # Residuals in grey levels, computed in float32 before any cast.
-      residual = srm.srm_residual(image.astype(jnp.float32), self.srm_kernels.value, self.srm_clip)
+      image = image.astype(jnp.float32)
+      if self.srm_residuals == 'per_kernel':
+        residual = srm.srm_residuals_per_kernel(image, self.srm_kernels.value, self.srm_clip)
+      else:
+        residual = srm.srm_residual(image, self.srm_kernels.value, self.srm_clip)
       features.append(self.srm_branch(residual.astype(self.dtype)))
     x = jnp.concatenate(features, axis=-1)
     x = self.dropout1(x, deterministic=not train, rngs=rngs)
-    x = x.reshape(x.shape[0], -1)
+    if self.head_kind == 'flatten':
+      x = x.reshape(x.shape[0], -1)
+    else:
+      x = jnp.concatenate([x.mean(axis=(1, 2)), x.max(axis=(1, 2))], axis=-1)
+    if self.use_copy_move:
+      if copy_move is None:
+        raise ValueError('this model reads copy-move keypoint evidence: the batch has no `copy_move`')
+      x = jnp.concatenate([x, copy_move.astype(x.dtype)], axis=-1)
     x = nnx.relu(self.hidden(x))
     x = self.dropout2(x, deterministic=not train, rngs=rngs)
     return self.head(x).astype(jnp.float32)
@@ -91,5 +126,8 @@ def create_model(config, rngs: nnx.Rngs) -> DualBranchCNN:
       hidden=config.model.hidden,
       srm_trainable=config.model.srm_trainable,
       srm_clip=config.model.srm_clip,
+      srm_residuals=config.model.get('srm_residuals', 'mean'),
+      head=config.model.get('head', 'flatten'),
+      copy_move=config.model.get('copy_move', False),
       dtype=dtype,
       rngs=rngs)

@@ -90,7 +90,11 @@ def _model_dirs(workdir: str, marker: str) -> list[str]:
 
 
 def preprocessing(config) -> tuple[int, bool, int | None]:
-  """(resolution, crop, normalise_quality) of the run's dataset: how its images were prepared."""
+  """(resolution, crop, normalise_quality) of the run's dataset: how a new image is prepared.
+
+  A jpeg_randomised dataset re-encoded its files at random qualities to hide their compression
+  history while training; an image to check is taken as it is.
+  """
   for c in release_builder.CONFIGS:
     if config.dataset.builder_config == c.name:
       return c.resolution, c.crop, c.normalise_quality
@@ -116,20 +120,20 @@ class CnnDetector:
       self.states.append(restored[1])
     from flax import nnx  # pylint: disable=g-import-not-at-top
 
-    def probs_and_saliency(state, ela, image):
+    def probs_and_saliency(state, ela, image, copy_move):
       model, _ = nnx.merge(graphdef, state)
 
       def p_tampered(ela, image):
-        p = jax.nn.softmax(model(ela, image, train=False))
+        p = jax.nn.softmax(model(ela, image, copy_move, train=False))
         return 1.0 - p[:, 0].sum(), p
 
       (_, p), grads = jax.value_and_grad(p_tampered, argnums=(0, 1), has_aux=True)(ela, image)
       saliency = jnp.abs(grads[0]).sum(-1) + jnp.abs(grads[1]).sum(-1)
       return p, saliency
 
-    def probs_only(state, ela, image):
+    def probs_only(state, ela, image, copy_move):
       model, _ = nnx.merge(graphdef, state)
-      return jax.nn.softmax(model(ela, image, train=False))
+      return jax.nn.softmax(model(ela, image, copy_move, train=False))
 
     self._fn = jax.jit(probs_and_saliency)
     self._probs = jax.jit(probs_only)
@@ -140,9 +144,11 @@ class CnnDetector:
     planes = planes + [planes[-1]] * (batch_size - n)  # one shape: one compilation
     ela = jnp.asarray(np.stack([p['ela'] for p in planes]), jnp.float32)
     image = jnp.asarray(np.stack([p['image'] for p in planes]), jnp.float32)
+    copy_move = (jnp.asarray(np.stack([p['copy_move'] for p in planes]), jnp.float32)
+                 if self.config.model.get('copy_move', False) else None)
     if not self.with_saliency:
-      return np.mean([np.asarray(self._probs(s, ela, image)) for s in self.states], 0)[:n], None
-    outs = [self._fn(state, ela, image) for state in self.states]
+      return np.mean([np.asarray(self._probs(s, ela, image, copy_move)) for s in self.states], 0)[:n], None
+    outs = [self._fn(state, ela, image, copy_move) for state in self.states]
     probs = np.mean([np.asarray(o[0]) for o in outs], 0)[:n]
     saliency = np.mean([np.asarray(o[1]) for o in outs], 0)[:n]
     return probs, saliency
@@ -197,7 +203,8 @@ def prepare(path: str, resolution: int, crop: bool, normalise_quality: int | Non
   if os.path.isdir(path):
     raise ValueError(f'{path}: is a folder')
   rgb, fmt = codecs.decode_file(path, exif_transpose=True)
-  full = release_builder.full_resolution_planes(rgb, fmt, normalise_quality)
+  full = release_builder.full_resolution_planes(
+      rgb, release_builder.Recoding(normalise_quality).quality(path, fmt))
   return Prepared(path, rgb, full, release_builder.fit_planes(full, resolution, crop))
 
 

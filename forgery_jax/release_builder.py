@@ -8,7 +8,12 @@ mask and variant of each file). This module turns every listed file into one exa
 * the `jpeg_normalised` configs first re-encode lossless sources (TIFF, BMP, PNG) as JPEG at one
   fixed quality, so that ELA cannot tell a TIFF from a JPEG (CASIA V2's tampered files are mostly
   TIFF, its authentic ones never);
-* ELA is computed at full resolution, then `image`, `ela` and `mask` are either resized to the
+* the `jpeg_randomised` configs re-encode every file once as JPEG at a quality drawn uniformly
+  from `RANDOMISE_QUALITIES` (seeded by the file name, so independent of the class): the
+  quantisation-table shortcut (CASIA v1's classes were saved with different tables) is gone, and a
+  header lookup falls to chance;
+* ELA and the copy-move keypoint evidence (`forgery_jax.keypoints`) are computed at full
+  resolution, then `image`, `ela` and `mask` are either resized to the
   config's resolution (the paper) or cropped at native resolution (noise residuals survive), the
   crop centred on the tampered region where a mask shows it;
 * files that cannot be decoded or named are skipped and listed, with the reason, in the build
@@ -23,8 +28,10 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import dataclasses
 import os
 import time
+import zlib
 
 from absl import logging
 import numpy as np
@@ -34,22 +41,29 @@ import tensorflow_datasets as tfds
 from forgery_jax import codecs
 from forgery_jax import ela as ela_lib
 from forgery_jax import jpeg_quality
+from forgery_jax import keypoints
 from forgery_jax import labels
 from forgery_jax.releases import LayoutError, SourceFile
 
 SOURCE_FORMATS = tuple(dict.fromkeys(codecs.SOURCE_FORMATS.values()))  # jpeg, tiff, bmp, png, webp, gif
 NORMALISE_QUALITY = 85  # the fixed JPEG quality of the jpeg_normalised configs
+RANDOMISE_QUALITIES = (70, 95)  # the qualities (inclusive) of the jpeg_randomised configs
 
 
 class ReleaseConfig(tfds.core.BuilderConfig):
   """How files become planes: resize or native crop, and the optional JPEG normalisation."""
 
   def __init__(self, *, resolution: int, crop: bool = False, normalise_quality: int | None = None,
-               **kwargs):
+               randomise_qualities: tuple[int, int] | None = None, **kwargs):
     super().__init__(**kwargs)
     self.resolution = resolution
     self.crop = crop
     self.normalise_quality = normalise_quality
+    self.randomise_qualities = randomise_qualities
+
+  @property
+  def recoding(self) -> 'Recoding':
+    return Recoding(self.normalise_quality, self.randomise_qualities)
 
 
 CONFIGS = (
@@ -63,6 +77,10 @@ CONFIGS = (
     ReleaseConfig(name='jpeg_normalised128', resolution=128, normalise_quality=NORMALISE_QUALITY,
                   description=f'As paper128, but lossless sources (TIFF, BMP, PNG) are first saved '
                               f'as JPEG at quality {NORMALISE_QUALITY}: no file-format shortcut.'),
+    ReleaseConfig(name='jpeg_randomised128', resolution=128, randomise_qualities=RANDOMISE_QUALITIES,
+                  description='As paper128, but every file is first re-encoded once as JPEG at a '
+                              'quality drawn uniformly from %d-%d, seeded by its name: no '
+                              'quantisation-table or file-format shortcut.' % RANDOMISE_QUALITIES),
 )
 
 
@@ -79,13 +97,14 @@ def features(resolution: int) -> tfds.features.FeaturesDict:
   return tfds.features.FeaturesDict({
       'image': plane(r),
       'ela': plane(r),
+      'copy_move': tfds.features.Tensor(shape=(keypoints.NUM_FEATURES,), dtype=np.float32),
       'mask': tfds.features.Image(shape=(r, r, 1)),  # PNG; 255 = tampered, all 0 without a mask
       'has_mask': tfds.features.Scalar(dtype=np.bool_),
       'label': tfds.features.ClassLabel(names=list(labels.BINARY_LABELS)),
       'forgery_type': tfds.features.ClassLabel(names=list(labels.FORGERY_TYPES)),
       'group': tfds.features.Text(),
       'source_format': tfds.features.ClassLabel(names=list(SOURCE_FORMATS)),
-      'jpeg_quality': tfds.features.Scalar(dtype=np.int32),  # 0: the source is not a JPEG
+      'jpeg_quality': tfds.features.Scalar(dtype=np.int32),  # 0: not a JPEG (after any re-encoding)
       'height': tfds.features.Scalar(dtype=np.int32),        # of the source file
       'width': tfds.features.Scalar(dtype=np.int32),
       'filename': tfds.features.Text(),
@@ -149,22 +168,38 @@ def _resize(plane: np.ndarray, size: int, resample) -> np.ndarray:
   return np.asarray(Image.fromarray(plane).resize((size, size), resample))
 
 
-def full_resolution_planes(rgb: np.ndarray, source_format: str,
-                           normalise_quality: int | None) -> dict[str, np.ndarray]:
-  """`image` and its ELA at full resolution (a lossless source first re-saved as JPEG if asked)."""
-  if normalise_quality and source_format != 'jpeg':
-    rgb = codecs.jpeg_roundtrip(rgb, normalise_quality)
-  return {'image': rgb, 'ela': ela_lib.ela(rgb)}
+@dataclasses.dataclass(frozen=True)
+class Recoding:
+  """What happens to a file's pixels before ELA: nothing, or a JPEG re-encoding."""
+  normalise_quality: int | None = None                   # lossless sources only
+  randomise_qualities: tuple[int, int] | None = None     # every file, quality from its name
+
+  def quality(self, filename: str, source_format: str) -> int | None:
+    """The JPEG quality `filename` is re-encoded at, or None to keep its pixels."""
+    if self.randomise_qualities:
+      lo, hi = self.randomise_qualities
+      return int(np.random.default_rng(zlib.crc32(filename.encode())).integers(lo, hi + 1))
+    if self.normalise_quality and source_format != 'jpeg':
+      return self.normalise_quality
+    return None
+
+
+def full_resolution_planes(rgb: np.ndarray, quality: int | None = None) -> dict[str, np.ndarray]:
+  """`image`, its ELA and copy-move evidence at full resolution (re-encoded first at `quality`)."""
+  if quality:
+    rgb = codecs.jpeg_roundtrip(rgb, quality)
+  return {'image': rgb, 'ela': ela_lib.ela(rgb), 'copy_move': keypoints.copy_move_evidence(rgb)}
 
 
 def fit_planes(full: dict[str, np.ndarray], resolution: int, crop: bool,
                mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
   """The planes at `resolution`: a native window (on the mask's tampered box) or a resize.
 
-  Returns `image`, `ela` (r, r, 3) and `mask` (r, r, 1), all uint8.
+  Returns `image`, `ela` (r, r, 3) and `mask` (r, r, 1), all uint8, and `copy_move` as given.
   """
   h, w = full['image'].shape[:2]
-  planes = dict(full, mask=mask if mask is not None else np.zeros((h, w), np.uint8))
+  planes = {'image': full['image'], 'ela': full['ela'],
+            'mask': mask if mask is not None else np.zeros((h, w), np.uint8)}
   if crop:
     top, left = _crop_window(mask, (h, w), resolution)
     planes = {k: _crop(v, top, left, resolution) for k, v in planes.items()}
@@ -173,18 +208,22 @@ def fit_planes(full: dict[str, np.ndarray], resolution: int, crop: bool,
     planes = {k: _resize(v, resolution, Image.NEAREST if k == 'mask' else Image.BICUBIC)
               for k, v in planes.items()}
   planes['mask'] = planes['mask'][..., None]
+  planes['copy_move'] = full['copy_move']
   return planes
 
 
 def make_example(source: SourceFile, resolution: int, crop: bool,
-                 normalise_quality: int | None) -> tuple[dict, str | None]:
+                 recoding: Recoding = Recoding()) -> tuple[dict, str | None]:
   """The features of one file, and a note if its mask was unusable (the example is kept).
 
   Raises ValueError naming the file if the image itself cannot be used.
   """
   rgb, fmt, quality = _read(source.path)
   h, w = rgb.shape[:2]
-  full = full_resolution_planes(rgb, fmt, normalise_quality)
+  recode = recoding.quality(source.filename, fmt)
+  if recode:  # the file now is a JPEG at that quality: what its header would say
+    fmt, quality = 'jpeg', recode
+  full = full_resolution_planes(rgb, recode)
   mask, note = None, None
   if source.mask_path:
     try:
@@ -192,7 +231,8 @@ def make_example(source: SourceFile, resolution: int, crop: bool,
     except ValueError as e:
       note = f'{e}; {source.filename} kept without a mask'
   planes = fit_planes(full, resolution, crop, mask)
-  example = {'image': planes['image'], 'ela': planes['ela'], 'mask': codecs.encode_png(planes['mask'])}
+  example = {'image': planes['image'], 'ela': planes['ela'], 'copy_move': planes['copy_move'],
+             'mask': codecs.encode_png(planes['mask'])}
   example.update(
       has_mask=mask is not None,
       label=labels.BINARY_LABELS[int(source.forgery_type != labels.AUTHENTIC)],
@@ -223,10 +263,11 @@ def build_workers(num_files: int) -> int:
 class ReleaseBuilder(tfds.core.GeneratorBasedBuilder):
   """Base of the real-release builders: subclasses set `list_release` and the docs."""
 
-  VERSION = tfds.core.Version('2.1.0')
+  VERSION = tfds.core.Version('2.2.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.',
                    '2.0.0': '`image` and `ela` stored as raw uint8 (no decode when reading).',
-                   '2.1.0': 'WebP and GIF sources are read; `source_format` names them.'}
+                   '2.1.0': 'WebP and GIF sources are read; `source_format` names them.',
+                   '2.2.0': '`copy_move` keypoint evidence; the jpeg_randomised128 config.'}
   BUILDER_CONFIGS = list(CONFIGS)
   DEFAULT_CONFIG_NAME = 'paper128'
   HOMEPAGE = ''
@@ -253,7 +294,7 @@ class ReleaseBuilder(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, files: list[SourceFile], skipped: list[dict]):
     cfg = self.builder_config
-    jobs = [(f, cfg.resolution, cfg.crop, cfg.normalise_quality) for f in files]
+    jobs = [(f, cfg.resolution, cfg.crop, cfg.recoding) for f in files]
     counts: collections.Counter = collections.Counter()
     mask_problems: list[dict] = []
     start = time.perf_counter()

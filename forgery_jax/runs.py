@@ -29,7 +29,7 @@ def run_folds(config: ml_collections.ConfigDict, workdir: str,
   """`train_one(config, workdir)` once, or once per fold for a k-fold split with `fold < 0`.
 
   Every fold runs in `workdir/fold_<k>`; results.json then holds the mean over folds under the
-  same `test/*`, `baseline/*` and `train_seconds` keys, with `*_std` and `*_per_fold` beside them,
+  same `test/*`, `test_<config>/*`, `cross/*`, `baseline/*` and `train_seconds` keys, with `*_std` and `*_per_fold` beside them,
   the per-class table averaged over folds and the confusion matrices summed (every example is
   tested once). `extra` is added to the k-fold results.
   """
@@ -43,7 +43,7 @@ def run_folds(config: ml_collections.ConfigDict, workdir: str,
     per_fold.append(train_one(fold_config, os.path.join(workdir, f'fold_{k}')))
   results = {'config': config.to_dict(), 'num_folds': dc.num_folds, **(extra or {})}
   numeric = [k for k, v in per_fold[0].items()
-             if k.startswith(('test/', 'baseline/', 'train_seconds'))
+             if k.startswith(('test/', 'test_', 'cross/', 'baseline/', 'train_seconds'))
              and isinstance(v, (int, float)) and not isinstance(v, bool)]
   for k in numeric:
     values = [r[k] for r in per_fold]

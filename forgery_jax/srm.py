@@ -96,3 +96,20 @@ def srm_residual(images: jax.Array, kernels: jax.Array, clip: float = 3.0) -> ja
   out = sum(mean_kernel[dy, dx] * padded[..., dy:dy + h, dx:dx + w, :]
             for dy in range(size) for dx in range(size))
   return jnp.clip(out, -clip, clip) / clip
+
+
+def grey(images: jax.Array) -> jax.Array:
+  """(N, H, W, 3) RGB -> (N, H, W, 1) luma (ITU-R BT.601, as JPEG's Y)."""
+  return images @ jnp.asarray([[0.299], [0.587], [0.114]], images.dtype)
+
+
+def srm_residuals_per_kernel(images: jax.Array, kernels: jax.Array, clip: float = 3.0) -> jax.Array:
+  """The K residuals of the grey image, kept apart: (N, H, W, K) in [-1, 1].
+
+  One `lax.conv` of the (5, 5, 1, K) kernels over the luma, in float (no uint8 saturation),
+  each residual truncated to [-clip, clip] grey levels.
+  """
+  out = jax.lax.conv_general_dilated(
+      grey(images), kernels.astype(images.dtype), window_strides=(1, 1), padding='SAME',
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return jnp.clip(out, -clip, clip) / clip

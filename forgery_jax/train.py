@@ -75,7 +75,20 @@ def create_state(config, mesh: Mesh):
   return graphdef, jax.device_put(state, replicated)
 
 
-def make_steps(graphdef, mesh: Mesh, weights: np.ndarray) -> Steps:
+def random_flips(batch: dict, key: jax.Array) -> dict:
+  """Each example's planes flipped left-right and/or up-down at random (the same for all its
+  planes): flips keep every pixel and its compression grid phase, unlike resizes."""
+  n = batch['ela'].shape[0]
+  lr, ud = jax.random.bernoulli(key, 0.5, (2, n, 1, 1, 1))
+  out = dict(batch)
+  for k in ('ela', 'image'):
+    x = batch[k]
+    x = jax.numpy.where(lr, x[:, :, ::-1], x)
+    out[k] = jax.numpy.where(ud, x[:, ::-1], x)
+  return out
+
+
+def make_steps(graphdef, mesh: Mesh, weights: np.ndarray, augment_flips: bool = False) -> Steps:
   """jit-compiled train and eval steps; the batch is sharded on `data`, the state replicated."""
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P('data'))
@@ -83,9 +96,13 @@ def make_steps(graphdef, mesh: Mesh, weights: np.ndarray) -> Steps:
 
   def train_step(state, batch, key):
     model, optimizer = nnx.merge(graphdef, state)
+    dropout_key, flip_key = jax.random.split(key)
+    if augment_flips:
+      batch = random_flips(batch, flip_key)
 
     def loss_fn(model):
-      logits = model(batch['ela'], batch['image'], train=True, rngs=nnx.Rngs(dropout=key))
+      logits = model(batch['ela'], batch['image'], batch.get('copy_move'), train=True,
+                     rngs=nnx.Rngs(dropout=dropout_key))
       ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
       return (weights[batch['label']] * ce).mean(), logits
 
@@ -96,7 +113,7 @@ def make_steps(graphdef, mesh: Mesh, weights: np.ndarray) -> Steps:
 
   def eval_step(state, batch):
     model, _ = nnx.merge(graphdef, state)
-    return jax.nn.softmax(model(batch['ela'], batch['image'], train=False))
+    return jax.nn.softmax(model(batch['ela'], batch['image'], batch.get('copy_move'), train=False))
 
   train = jax.jit(train_step, in_shardings=(replicated, batch_sharding, replicated),
                   out_shardings=(replicated, replicated), donate_argnums=(0,))
@@ -121,7 +138,8 @@ def predict(steps: Steps, state, dataset, split: str, config) -> tuple[np.ndarra
   probs, labels, mask = [], [], []
   for batch in input_pipeline.eval_batches(dataset, split, config, process_index=jax.process_index(),
                                            process_count=jax.process_count()):
-    inputs = to_global({k: batch[k] for k in ('ela', 'image', 'label', 'mask')}, steps.batch_sharding)
+    inputs = to_global({k: v for k, v in batch.items() if k != 'mask'} | {'mask': batch['mask']},
+                       steps.batch_sharding)
     probs.append(_gather(steps.evaluate(state, inputs)))
     labels.append(_gather(inputs['label']))
     mask.append(_gather(inputs['mask']))
@@ -177,6 +195,45 @@ def _cross_dataset(steps: Steps, state, config) -> dict:
   return out
 
 
+def improves(val: dict, meta: dict, ties: str = 'first') -> bool:
+  """Early stopping's test: higher validation accuracy; with `ties='loss'`, also the same
+  accuracy with a lower loss.
+
+  The paper (Keras) keeps the first epoch of the best accuracy. On a small validation split
+  accuracy soon stops moving (19 images take 20 values): breaking its ties by the loss keeps
+  the checkpoint from being simply the first to reach a plateau.
+  """
+  if val['accuracy'] != meta['best_accuracy'] or ties == 'first':
+    return val['accuracy'] > meta['best_accuracy']
+  if ties != 'loss':
+    raise ValueError(f"config.early_stopping_ties must be 'first' or 'loss', got {ties!r}")
+  return val['loss'] < meta.get('best_loss', float('inf'))
+
+
+def _also_test(steps: Steps, state, config, dataset) -> dict:
+  """Metrics on the same test files as prepared by other builder configs (`dataset.also_test`),
+  each beside its own shortcut baselines: e.g. the test images re-encoded at random qualities."""
+  out = {}
+  for name in config.dataset.also_test:
+    other_config = ml_collections.ConfigDict(config.to_dict())
+    other_config.dataset.builder_config = name
+    other = input_pipeline.load_dataset(datasets.ensure_built(other_config.dataset), other_config)
+    def files(d):  # what identifies the test examples: file names where the builder keeps them
+      idx = d.split.test
+      names = [d.source[int(i)].get('filename', b'') for i in idx] if 'filename' in d.source[0] else []
+      return names, [d.groups[i] for i in idx], d.labels[idx].tolist()
+
+    if files(dataset) != files(other):
+      raise ValueError(f'dataset.also_test={name!r}: its test split holds other files than '
+                       f'{config.dataset.builder_config!r} (a different release or version?)')
+    probs, labels = predict(steps, state, other, 'test', other_config)
+    m = metrics_lib.classification_metrics(probs, labels, other.class_names)
+    out.update({f'test_{name}/{k}': v for k, v in m.items()})
+    out.update({f'test_{name}/{k}': v for k, v in baselines.shortcut_baselines(other).items()})
+    logging.info('test on %s: accuracy %.4f  auc %.4f', name, m['accuracy'], m['auc'])
+  return out
+
+
 def _train_one(config, workdir: str) -> dict:
   """One train/validation/test run in `workdir`; returns the results dict."""
   os.makedirs(workdir, exist_ok=True)
@@ -194,7 +251,7 @@ def _train_one(config, workdir: str) -> dict:
 
   mesh = make_mesh()
   graphdef, state = create_state(config, mesh)
-  steps = make_steps(graphdef, mesh, weights)
+  steps = make_steps(graphdef, mesh, weights, config.get('augment_flips', False))
   ckpts = checkpointing.RunCheckpoints(workdir, config.checkpoint.keep)
   abstract = checkpointing.abstract_like(state)
   train_iter = input_pipeline.train_iterator(dataset, config, process_index=jax.process_index(),
@@ -204,7 +261,7 @@ def _train_one(config, workdir: str) -> dict:
     raise ValueError(f'the train split has {len(dataset.split.train)} examples, fewer than '
                      f'one batch of {config.batch_size}')
   total_steps = steps_per_epoch * config.num_epochs
-  meta = {'step': 0, 'epoch': 0, 'best_accuracy': -1.0, 'best_step': -1,
+  meta = {'step': 0, 'epoch': 0, 'best_accuracy': -1.0, 'best_loss': float('inf'), 'best_step': -1,
           'epochs_without_improvement': 0, 'stopped_early': False}
   restored = ckpts.restore_latest(abstract)
   resumed_from = 0
@@ -250,8 +307,9 @@ def _train_one(config, workdir: str) -> dict:
         val = evaluate(steps, state, dataset, 'validation', config)
         writer.write('validation', step, val)
         logging.info('epoch %d  validation accuracy %.4f  auc %.4f', meta['epoch'], val['accuracy'], val['auc'])
-        if val['accuracy'] > meta['best_accuracy']:
-          meta.update(best_accuracy=val['accuracy'], best_step=step, epochs_without_improvement=0)
+        if improves(val, meta, config.get('early_stopping_ties', 'first')):
+          meta.update(best_accuracy=val['accuracy'], best_loss=val['loss'], best_step=step,
+                      epochs_without_improvement=0)
           save(ckpts.save_best)
         else:
           meta['epochs_without_improvement'] += 1
@@ -277,6 +335,7 @@ def _train_one(config, workdir: str) -> dict:
   results = {f'test/{k}': v for k, v in test.items()}
   results.update(baselines.shortcut_baselines(dataset))
   results.update(baselines.accuracy_by_property(dataset, 'test', test_probs.argmax(1)))
+  results.update(_also_test(steps, state, config, dataset))
   if config.cross_dataset.name:
     results.update(_cross_dataset(steps, state, config))
   results.update({

@@ -49,3 +49,27 @@ def test_srm_kernels_fixed_unless_trainable(trainable):
   optimizer.update(model, grads)
   changed = not np.allclose(before, np.asarray(model.srm_kernels.value))
   assert changed == trainable
+
+
+def test_pooled_head_with_per_kernel_srm_and_copy_move_evidence():
+  model = models.DualBranchCNN(num_classes=3, resolution=32, features=8, hidden=16, head='pool',
+                               srm_residuals='per_kernel', copy_move=True, rngs=nnx.Rngs(0))
+  x = jnp.zeros((4, 32, 32, 3), jnp.uint8)
+  evidence = jnp.zeros((4, 2), jnp.float32)
+  assert model(x, x, evidence).shape == (4, 3)
+  # Pooling: the same parameters read any resolution.
+  y = jnp.zeros((2, 48, 40, 3), jnp.uint8)
+  assert model(y, y, evidence[:2]).shape == (2, 3)
+  n = sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  assert n == (3 * 9 * 8 + 8 + 8 * 9 * 8 + 8) + (30 * 9 * 8 + 8 + 8 * 9 * 8 + 8) + (32 + 2) * 16 + 16 + 16 * 3 + 3
+  # The evidence reaches the output; a model that reads it refuses a batch without it.
+  assert not np.allclose(model(x, x, evidence), model(x, x, evidence + 3.0))
+  with pytest.raises(ValueError, match='copy_move'):
+    model(x, x)
+
+
+def test_unknown_head_and_srm_mode_are_rejected():
+  with pytest.raises(ValueError, match='model.head'):
+    models.DualBranchCNN(num_classes=2, resolution=32, head='attention', rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match='model.srm_residuals'):
+    models.DualBranchCNN(num_classes=2, resolution=32, srm_residuals='max', rngs=nnx.Rngs(0))

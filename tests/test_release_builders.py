@@ -110,8 +110,8 @@ def test_jpeg_normalised_reencodes_only_lossless_sources():
   tif = _source('casia2', 'Tp/Tp_S_NRN_S_N_arc20079_arc20079_01713.tif')
   jpg = _source('casia2', 'Au/Au_ani_00001.jpg', 'authentic')
   for source, changes in ((tif, True), (jpg, False)):
-    plain, _ = release_builder.make_example(source, 32, False, None)
-    normalised, _ = release_builder.make_example(source, 32, False, 85)
+    plain, _ = release_builder.make_example(source, 32, False)
+    normalised, _ = release_builder.make_example(source, 32, False, release_builder.Recoding(normalise_quality=85))
     assert (not np.array_equal(plain['ela'], normalised['ela'])) == changes
     assert (not np.array_equal(plain['image'], normalised['image'])) == changes
 
@@ -121,10 +121,10 @@ def test_resize_takes_ela_at_full_resolution_and_crop_keeps_native_pixels():
                    mask='CASIA 2 Groundtruth/Tp_D_CND_M_N_ani00018_sec00096_00138_gt.png')
   rgb = np.asarray(Image.open(source.path).convert('RGB'))
   full_ela = ela_lib.ela(rgb)
-  resized, _ = release_builder.make_example(source, 16, False, None)
+  resized, _ = release_builder.make_example(source, 16, False)
   expected = np.asarray(Image.fromarray(full_ela).resize((16, 16), Image.BICUBIC))
   np.testing.assert_array_equal(resized['ela'], expected)
-  cropped, _ = release_builder.make_example(source, 16, True, None)
+  cropped, _ = release_builder.make_example(source, 16, True)
   image, mask = cropped['image'], _decode(cropped['mask'])
   # The window is native pixels of the source, placed on the tampered box (rows 8-15, cols 12-23).
   hits = [(t, l) for t in range(32 - 15) for l in range(48 - 15)
@@ -140,7 +140,7 @@ def test_unusable_mask_keeps_the_image_and_is_reported(tmp_path):
   Image.fromarray(np.zeros((10, 10), np.uint8)).save(wrong_size)
   source = _source('casia2', 'Tp/Tp_D_CND_M_N_ani00018_sec00096_00138.tif')
   source = releases.SourceFile(source.path, source.filename, 'splicing', 'g', str(wrong_size))
-  example, note = release_builder.make_example(source, 16, False, None)
+  example, note = release_builder.make_example(source, 16, False)
   assert 'is 10x10 but its image is 48x32' in note and 'kept without a mask' in note
   assert not example['has_mask'] and _decode(example['mask']).max() == 0
 
@@ -183,3 +183,20 @@ def test_real_casia1_and_micc_f220_build(tmp_path):
   assert builder.info.metadata['counts'] == {'authentic': 110, 'copy_move': 110}
   groups = collections.Counter(ex['group'] for ex in examples if ex['label'] == 1)
   assert len(groups) == 11 and set(groups.values()) == {10}
+
+
+def test_jpeg_randomised_reencodes_every_file_at_a_quality_drawn_from_its_name():
+  recoding = release_builder.Recoding(randomise_qualities=(70, 95))
+  names = [f'Sp/Sp_D_CNN_A_ani{i:04d}_ani{i + 1:04d}_{i:04d}.jpg' for i in range(200)]
+  qualities = [recoding.quality(n, 'jpeg') for n in names]
+  assert qualities == [recoding.quality(n, 'tiff') for n in names]  # any format, same draw
+  assert min(qualities) >= 70 and max(qualities) <= 95 and len(set(qualities)) >= 20
+  tif = _source('casia2', 'Tp/Tp_S_NRN_S_N_arc20079_arc20079_01713.tif')
+  jpg = _source('casia2', 'Au/Au_ani_00001.jpg', 'authentic')
+  for source in (tif, jpg):
+    plain, _ = release_builder.make_example(source, 32, False)
+    randomised, _ = release_builder.make_example(source, 32, False, recoding)
+    assert randomised['source_format'] == 'jpeg'
+    assert randomised['jpeg_quality'] == recoding.quality(source.filename, 'jpeg')
+    assert not np.array_equal(plain['ela'], randomised['ela'])
+    assert randomised['copy_move'].shape == (2,)

@@ -37,3 +37,16 @@ def test_residual_matches_filter2d_loop():
       expected[n, :, :, c] = np.clip(np.mean(responses, axis=0), -3, 3) / 3
   assert out.shape == img.shape
   np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+def test_per_kernel_residuals_match_filter2d_on_grey():
+  """Each of the 30 channels is that kernel's filter2D response on the luma, clipped."""
+  rng = np.random.default_rng(1)
+  img = rng.integers(0, 256, (1, 20, 24, 3)).astype(np.float32)
+  kernels = srm.srm_kernels()
+  out = np.asarray(srm.srm_residuals_per_kernel(jnp.asarray(img), jnp.asarray(kernels), clip=3.0))
+  luma = img[0] @ np.float32([0.299, 0.587, 0.114])
+  assert out.shape == (1, 20, 24, 30)
+  for k in range(30):
+    expected = cv2.filter2D(luma, -1, kernels[:, :, 0, k], borderType=cv2.BORDER_CONSTANT)
+    np.testing.assert_allclose(out[0, :, :, k], np.clip(expected, -3, 3) / 3, atol=1e-4)

@@ -30,6 +30,7 @@ def finished_run(tiny_config, tmp_path_factory):
   # Cross-dataset: the tiny set's own pooled splits stand in for another dataset.
   config.cross_dataset.name = 'synthetic_forgery'
   config.cross_dataset.builder_config = 'tiny'
+  config.dataset.also_test = ('tiny',)  # the same files again: must score exactly as `test`
   second = train.train_and_evaluate(config, workdir)
   return workdir, first, second
 
@@ -70,6 +71,28 @@ def test_cross_dataset_evaluation_uses_every_example(finished_run):
   assert second[f'{prefix}/num_examples'] == 64 + 32 + 32
   assert sum(map(sum, second[f'{prefix}/confusion_matrix'])) == 128
   assert 0.0 <= second[f'{prefix}/accuracy'] <= 1.0
+
+
+def test_also_test_scores_the_same_files_prepared_another_way(finished_run):
+  _, first, second = finished_run
+  assert not any(k.startswith('test_tiny/') for k in first)
+  for k in ('accuracy', 'auc', 'num_examples', 'confusion_matrix'):
+    assert second[f'test_tiny/{k}'] == second[f'test/{k}']
+  assert second['test_tiny/baseline/majority_accuracy'] == second['baseline/majority_accuracy']
+
+
+def test_random_flips_move_every_plane_of_an_example_together():
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  planes = np.arange(16 * 4 * 4 * 3, dtype=np.uint8).reshape(16, 4, 4, 3)
+  out = train.random_flips({'ela': planes, 'image': planes, 'label': np.zeros(16)}, jax.random.key(0))
+  np.testing.assert_array_equal(out['ela'], out['image'])
+  seen = set()
+  for x, y in zip(planes, np.asarray(out['ela'])):
+    kind = [k for k, f in enumerate((x, x[:, ::-1], x[::-1], x[::-1, ::-1])) if np.array_equal(f, y)]
+    assert kind, 'an output is not a flip of its input'
+    seen.add(kind[0])
+  assert len(seen) >= 3  # flips happen, and not all alike
 
 
 def test_corrupt_latest_checkpoint_falls_back_and_is_kept(tiny_config, tmp_path):
@@ -130,3 +153,14 @@ def test_unknown_method_is_a_clear_error(tmp_path):
   assert result.returncode != 0
   assert "config.method must be 'cnn' or 'wld_xgboost', got 'svm'" in result.stderr
   assert 'Traceback' not in result.stderr
+
+
+def test_early_stopping_ties_keep_the_first_or_the_lower_loss():
+  best = {'best_accuracy': 0.9, 'best_loss': 0.5}
+  assert train.improves({'accuracy': 0.95, 'loss': 0.9}, best, 'first')
+  assert not train.improves({'accuracy': 0.9, 'loss': 0.1}, best, 'first')
+  assert train.improves({'accuracy': 0.9, 'loss': 0.1}, best, 'loss')
+  assert not train.improves({'accuracy': 0.9, 'loss': 0.6}, best, 'loss')
+  assert not train.improves({'accuracy': 0.85, 'loss': 0.01}, best, 'loss')
+  with pytest.raises(ValueError, match='early_stopping_ties'):
+    train.improves({'accuracy': 0.9, 'loss': 0.1}, best, 'last')
