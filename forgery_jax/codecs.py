@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 
@@ -17,6 +18,21 @@ def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
   buf.seek(0)
   with Image.open(buf) as decoded:
     return np.asarray(decoded.convert('RGB'))
+
+
+@contextlib.contextmanager
+def opencv_threads(n: int):
+  """OpenCV's own thread count inside the block (a process-wide setting, restored after).
+
+  Where forgery_jax runs one image per worker thread (builds), OpenCV's parallel loops only add
+  hand-offs, which on small images cost more than the work (`python -m benchmarks.run --only ela`).
+  """
+  previous = cv2.getNumThreads()
+  cv2.setNumThreads(n)
+  try:
+    yield
+  finally:
+    cv2.setNumThreads(previous)
 
 
 def jpeg_roundtrip_bgr(bgr: np.ndarray, quality: int) -> np.ndarray:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import os
 import time
@@ -309,20 +310,22 @@ class ReleaseBuilder(tfds.core.GeneratorBasedBuilder):
         chunk = jobs[lo:lo + window]
         yield from (pool.map(_make_or_error, chunk) if pool else map(_make_or_error, chunk))
 
-    try:
-      for source, (example, note, error) in zip(files, results()):
-        if note is not None:
-          logging.warning('%s', note)
-          mask_problems.append({'file': source.filename, 'reason': note})
-        if error is not None:
-          logging.warning('skipped %s', error)
-          skipped.append({'file': source.filename, 'reason': error})
-          continue
-        counts[f"{source.release + '/' if source.release else ''}{source.forgery_type}"] += 1
-        yield source.filename, example
-    finally:
-      if pool is not None:
-        pool.shutdown()
+    # One image per worker thread: OpenCV's own parallel loops would only add hand-offs.
+    with codecs.opencv_threads(1) if pool else contextlib.nullcontext():
+      try:
+        for source, (example, note, error) in zip(files, results()):
+          if note is not None:
+            logging.warning('%s', note)
+            mask_problems.append({'file': source.filename, 'reason': note})
+          if error is not None:
+            logging.warning('skipped %s', error)
+            skipped.append({'file': source.filename, 'reason': error})
+            continue
+          counts[f"{source.release + '/' if source.release else ''}{source.forgery_type}"] += 1
+          yield source.filename, example
+      finally:
+        if pool is not None:
+          pool.shutdown()
     if not counts:
       reasons = '; '.join(f"{s['file']}: {s['reason']}" for s in skipped[:3])
       raise LayoutError(f'{self.name}: no usable images among the {len(files)} listed ({reasons})')

@@ -179,10 +179,23 @@ def test_real_casia1_and_micc_f220_build(tmp_path):
   for ex in examples:
     quality[int(ex['label'])].add(int(ex['jpeg_quality']))
   assert quality[1] == {75, 93, 99} and quality[0] & quality[1] == {75}
+  # Copy-move keypoint evidence (matched pairs): copy-move files stand out, splicing ones do not
+  # (measured: AUC 0.89 and 0.52).
+  evidence = {t: [float(ex['copy_move'][0]) for ex in examples if ex['forgery_type'] == t] for t in range(3)}
+  assert _auc(evidence[0], evidence[1]) > 0.85 and _auc(evidence[0], evidence[2]) < 0.6
   builder, examples = _build('micc_f220', tmp_path, micc)
   assert builder.info.metadata['counts'] == {'authentic': 110, 'copy_move': 110}
   groups = collections.Counter(ex['group'] for ex in examples if ex['label'] == 1)
   assert len(groups) == 11 and set(groups.values()) == {10}
+  # MICC-F220 was made for SIFT matching: affine inliers rank its forgeries (measured AUC 0.993).
+  inliers = {t: [float(ex['copy_move'][1]) for ex in examples if ex['forgery_type'] == t] for t in (0, 1)}
+  assert _auc(inliers[0], inliers[1]) > 0.97
+
+
+def _auc(negatives, positives) -> float:
+  """P(a positive scores above a negative), ties counted half."""
+  n, p = np.asarray(negatives)[:, None], np.asarray(positives)[None, :]
+  return float(((p > n).sum() + 0.5 * (p == n).sum()) / (n.size * p.size))
 
 
 def test_jpeg_randomised_reencodes_every_file_at_a_quality_drawn_from_its_name():
