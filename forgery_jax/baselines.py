@@ -28,13 +28,34 @@ def lookup_accuracy(train_keys, train_labels, test_keys, test_labels) -> float:
 
 
 def shortcut_baselines(dataset) -> dict[str, float]:
-  """Test accuracy of the majority class and of every scalar file property the dataset has."""
+  """Test accuracy of the majority class and of every scalar file property the dataset has,
+  and of the copy-move keypoint evidence alone where the dataset stores it."""
   tr, te = dataset.split.train, dataset.split.test
   y = dataset.labels
   out = {'baseline/majority_accuracy': lookup_accuracy(np.zeros(len(tr)), y[tr], np.zeros(len(te)), y[te])}
   for name, values in sorted(dataset.extra.items()):
     out[f'baseline/{name}_lookup_accuracy'] = lookup_accuracy(values[tr], y[tr], values[te], y[te])
+  out.update(copy_move_baseline(dataset))
   return out
+
+
+def copy_move_baseline(dataset) -> dict[str, float]:
+  """Test accuracy of a logistic regression on the `copy_move` keypoint evidence alone, fitted
+  on train + validation: what a detector that joins that evidence must beat to show its network
+  adds anything. Empty if the dataset has no such feature."""
+  source = getattr(dataset, 'source', None)
+  if source is None or not len(source) or 'copy_move' not in source[0]:
+    return {}
+  tr = np.concatenate([dataset.split.train, getattr(dataset.split, 'validation', [])]).astype(int)
+  te = dataset.split.test
+  from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
+  evidence = np.stack([source[int(i)]['copy_move'] for i in np.concatenate([tr, te])])
+  x_train, x_test = evidence[:len(tr)], evidence[len(tr):]
+  y = dataset.labels
+  if not len(te) or len(np.unique(y[tr])) < 2:
+    return {}
+  model = LogisticRegression(class_weight='balanced').fit(x_train, y[tr])
+  return {'baseline/copy_move_logistic_accuracy': float((model.predict(x_test) == y[te]).mean())}
 
 
 def accuracy_by_property(dataset, split: str, predictions: np.ndarray) -> dict[str, dict]:

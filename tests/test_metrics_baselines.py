@@ -52,3 +52,23 @@ def test_shortcut_baselines_and_accuracy_by_property():
   table = by['test/accuracy_by_jpeg_quality']
   assert table['90'] == {'accuracy': pytest.approx(2 / 3), 'count': 3}
   assert table['75'] == {'accuracy': 1.0, 'count': 1}
+
+
+def test_copy_move_baseline_uses_the_evidence_alone():
+  rng = np.random.default_rng(0)
+  labels = np.array([0, 1] * 40)
+  # Tampered examples have many matches, authentic ones few; the planes are never read.
+  evidence = np.where(labels[:, None] == 1, 4.0, 0.5) + rng.normal(0, 0.3, (80, 2))
+
+  class Dataset:
+    class split:  # pylint: disable=invalid-name
+      train, validation, test = np.arange(0, 50), np.arange(50, 60), np.arange(60, 80)
+    source = [{'copy_move': e} for e in evidence]
+    extra = {}
+
+  Dataset.labels = labels
+  b = baselines.shortcut_baselines(Dataset)
+  assert b['baseline/copy_move_logistic_accuracy'] == 1.0
+  Dataset.labels = rng.permutation(labels)  # evidence unrelated to the class
+  assert baselines.copy_move_baseline(Dataset)['baseline/copy_move_logistic_accuracy'] < 0.8
+  assert 'baseline/copy_move_logistic_accuracy' not in baselines.shortcut_baselines(_FakeDataset)
