@@ -43,14 +43,13 @@ def copy_move_baseline(dataset) -> dict[str, float]:
   """Test accuracy of a logistic regression on the `copy_move` keypoint evidence alone, fitted
   on train + validation: what a detector that joins that evidence must beat to show its network
   adds anything. Empty if the dataset has no such feature."""
-  source = getattr(dataset, 'source', None)
-  if source is None or not len(source) or 'copy_move' not in source[0]:
+  evidence = getattr(dataset, 'copy_move', None)
+  if evidence is None:
     return {}
   tr = np.concatenate([dataset.split.train, getattr(dataset.split, 'validation', [])]).astype(int)
   te = dataset.split.test
   from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
-  evidence = np.stack([source[int(i)]['copy_move'] for i in np.concatenate([tr, te])])
-  x_train, x_test = evidence[:len(tr)], evidence[len(tr):]
+  x_train, x_test = evidence[tr], evidence[te]
   y = dataset.labels
   if not len(te) or len(np.unique(y[tr])) < 2:
     return {}

@@ -77,21 +77,24 @@ class Dataset:
   groups: list[str]
   class_names: tuple[str, ...]
   extra: dict[str, np.ndarray]  # other scalar features (e.g. jpeg_quality) per example
+  filenames: list[str] | None = None   # per example, where the builder keeps them
+  copy_move: np.ndarray | None = None  # (N, keypoints.NUM_FEATURES) evidence, where stored
 
   def subset(self, name: str) -> Subset:
     return Subset(self.source, getattr(self.split, name))
 
 
 def _metadata(builder) -> dict[str, np.ndarray]:
-  """Scalar features of every example of every builder split, without decoding images."""
-  image_keys = {k for k, f in builder.info.features.items()
-                if isinstance(f, (tfds.features.Image, tfds.features.Tensor)) and f.shape}
-  decoders = {k: tfds.decode.SkipDecoding() for k in image_keys}
+  """Every feature but the planes (scalars, names, small vectors such as `copy_move`) of every
+  example of every builder split, read once without decoding an image."""
+  plane_keys = {k for k, f in builder.info.features.items()
+                if isinstance(f, (tfds.features.Image, tfds.features.Tensor)) and len(f.shape) >= 2}
+  decoders = {k: tfds.decode.SkipDecoding() for k in plane_keys}
   pooled = PooledSource({s: builder.as_data_source(s, decoders=decoders) for s in builder.info.splits})
   columns: dict[str, list] = {}
   for i in range(len(pooled)):
     for k, v in pooled[i].items():
-      if k not in image_keys:
+      if k not in plane_keys:
         columns.setdefault(k, []).append(v)
   return {k: np.asarray(v) for k, v in columns.items()}
 
@@ -135,8 +138,12 @@ def load_dataset(builder, config, *, all_for_test: bool = False) -> Dataset:
     split = splits_lib.make_split(
         forgery_types, groups, dc.split, seed=dc.split_seed, test_fraction=dc.test_fraction,
         validation_fraction=dc.validation_fraction, num_folds=dc.num_folds, fold=max(dc.fold, 0))
-  extra = {k: v for k, v in meta.items() if k not in META_KEYS and v.dtype.kind in 'iuf'}
-  return Dataset(pooled, split, labels, forgery_types, groups, class_names, extra)
+  extra = {k: v for k, v in meta.items()
+           if k not in META_KEYS and v.ndim == 1 and v.dtype.kind in 'iuf'}
+  filenames = ([f.decode() if isinstance(f, bytes) else str(f) for f in meta['filename']]
+               if 'filename' in meta else None)
+  return Dataset(pooled, split, labels, forgery_types, groups, class_names, extra,
+                 filenames=filenames, copy_move=meta.get('copy_move'))
 
 
 class _ToModelInputs(grain.transforms.Map):

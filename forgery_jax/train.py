@@ -138,8 +138,7 @@ def predict(steps: Steps, state, dataset, split: str, config) -> tuple[np.ndarra
   probs, labels, mask = [], [], []
   for batch in input_pipeline.eval_batches(dataset, split, config, process_index=jax.process_index(),
                                            process_count=jax.process_count()):
-    inputs = to_global({k: v for k, v in batch.items() if k != 'mask'} | {'mask': batch['mask']},
-                       steps.batch_sharding)
+    inputs = to_global(batch, steps.batch_sharding)
     probs.append(_gather(steps.evaluate(state, inputs)))
     labels.append(_gather(inputs['label']))
     mask.append(_gather(inputs['mask']))
@@ -210,6 +209,13 @@ def improves(val: dict, meta: dict, ties: str = 'first') -> bool:
   return val['loss'] < meta.get('best_loss', float('inf'))
 
 
+def _test_examples(dataset) -> tuple[list, list, list]:
+  """What identifies a dataset's test examples: file names (where kept), groups and labels."""
+  idx = dataset.split.test
+  names = [dataset.filenames[i] for i in idx] if dataset.filenames is not None else []
+  return names, [dataset.groups[i] for i in idx], dataset.labels[idx].tolist()
+
+
 def _also_test(steps: Steps, state, config, dataset) -> dict:
   """Metrics on the same test files as prepared by other builder configs (`dataset.also_test`),
   each beside its own shortcut baselines: e.g. the test images re-encoded at random qualities."""
@@ -218,12 +224,7 @@ def _also_test(steps: Steps, state, config, dataset) -> dict:
     other_config = ml_collections.ConfigDict(config.to_dict())
     other_config.dataset.builder_config = name
     other = input_pipeline.load_dataset(datasets.ensure_built(other_config.dataset), other_config)
-    def files(d):  # what identifies the test examples: file names where the builder keeps them
-      idx = d.split.test
-      names = [d.source[int(i)].get('filename', b'') for i in idx] if 'filename' in d.source[0] else []
-      return names, [d.groups[i] for i in idx], d.labels[idx].tolist()
-
-    if files(dataset) != files(other):
+    if _test_examples(dataset) != _test_examples(other):
       raise ValueError(f'dataset.also_test={name!r}: its test split holds other files than '
                        f'{config.dataset.builder_config!r} (a different release or version?)')
     probs, labels = predict(steps, state, other, 'test', other_config)

@@ -63,7 +63,7 @@ def test_copy_move_baseline_uses_the_evidence_alone():
   class Dataset:
     class split:  # pylint: disable=invalid-name
       train, validation, test = np.arange(0, 50), np.arange(50, 60), np.arange(60, 80)
-    source = [{'copy_move': e} for e in evidence]
+    copy_move = evidence
     extra = {}
 
   Dataset.labels = labels
