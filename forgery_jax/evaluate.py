@@ -100,7 +100,7 @@ def robustness(detector, config, dataset, batch_size: int, max_examples: int = 0
   """Metrics on the test split after every (attack, strength), plus the unattacked row."""
   idx = dataset.split.test[:max_examples or None]
   labels = dataset.labels[idx]
-  resolution, crop, normalise_quality = predict.preprocessing(config)
+  preparation = predict.preprocessing(config)
   sources = _sources(config)
   originals = []
   for i in idx:
@@ -117,9 +117,10 @@ def robustness(detector, config, dataset, batch_size: int, max_examples: int = 0
     planes = []
     for rgb, fmt in originals:
       attacked = rgb if kind == 'none' else attack(rgb, kind, strength, rng)
-      recode = release_builder.Recoding(normalise_quality).quality('', 'jpeg' if kind == 'jpeg' else fmt)
-      full = release_builder.full_resolution_planes(attacked, recode)
-      planes.append(release_builder.fit_planes(full, resolution, crop))
+      recode = preparation.recoding.quality('', 'jpeg' if kind == 'jpeg' else fmt)
+      full = release_builder.full_resolution_planes(attacked, recode,
+                                                    with_copy_move=preparation.copy_move)
+      planes.append(release_builder.fit_planes(full, preparation.resolution, preparation.crop))
     probs = np.concatenate([detector(planes[lo:lo + batch_size], batch_size)[0]
                             for lo in range(0, len(planes), batch_size)])
     rows.append({'attack': kind, 'strength': strength, **_row(probs, labels, dataset.class_names)})

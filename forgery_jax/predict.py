@@ -89,17 +89,27 @@ def _model_dirs(workdir: str, marker: str) -> list[str]:
   return found
 
 
-def preprocessing(config) -> tuple[int, bool, int | None]:
-  """(resolution, crop, normalise_quality) of the run's dataset: how a new image is prepared.
+@dataclasses.dataclass(frozen=True)
+class Preparation:
+  """How a run's images were prepared, so a new image is prepared the same way."""
+  resolution: int
+  crop: bool
+  recoding: release_builder.Recoding
+  copy_move: bool  # the model reads the keypoint evidence (else it is not computed)
+
+
+def preprocessing(config) -> Preparation:
+  """The preparation of the run's dataset, for a new image.
 
   A jpeg_randomised dataset re-encoded its files at random qualities to hide their compression
   history while training; an image to check is taken as it is.
   """
+  copy_move = config.model.get('copy_move', False)
   for c in release_builder.CONFIGS:
     if config.dataset.builder_config == c.name:
-      return c.resolution, c.crop, c.normalise_quality
+      return Preparation(c.resolution, c.crop, release_builder.Recoding(c.normalise_quality), copy_move)
   # The synthetic set's examples are native-resolution crops of photos.
-  return config.dataset.resolution, True, None
+  return Preparation(config.dataset.resolution, True, release_builder.Recoding(), copy_move)
 
 
 class CnnDetector:
@@ -196,7 +206,7 @@ class Prepared:
   planes: dict         # the model's input planes
 
 
-def prepare(path: str, resolution: int, crop: bool, normalise_quality: int | None) -> Prepared:
+def prepare(path: str, preparation: Preparation) -> Prepared:
   """Reads and prepares one image; raises ValueError with a message naming the file."""
   if not os.path.exists(path):
     raise ValueError(f'{path}: no such file')
@@ -204,8 +214,9 @@ def prepare(path: str, resolution: int, crop: bool, normalise_quality: int | Non
     raise ValueError(f'{path}: is a folder')
   rgb, fmt = codecs.decode_file(path, exif_transpose=True)
   full = release_builder.full_resolution_planes(
-      rgb, release_builder.Recoding(normalise_quality).quality(path, fmt))
-  return Prepared(path, rgb, full, release_builder.fit_planes(full, resolution, crop))
+      rgb, preparation.recoding.quality(path, fmt), with_copy_move=preparation.copy_move)
+  return Prepared(path, rgb, full,
+                  release_builder.fit_planes(full, preparation.resolution, preparation.crop))
 
 
 def _tile(rgb: np.ndarray, title: str) -> Image.Image:
@@ -258,7 +269,7 @@ def write_panel(path: str, prepared: Prepared, prediction: str, p_tampered: floa
 def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int = 16) -> tuple[list[dict], float]:
   """Predictions for every path (errors included, in order) and the images/s of the good ones."""
   detector = load_detector(workdir)
-  resolution, crop, normalise_quality = preprocessing(detector.config)
+  preparation = preprocessing(detector.config)
   os.makedirs(os.path.join(output, 'panels'), exist_ok=True)
   files = expand_paths(paths)
   rows: list[dict] = []
@@ -269,7 +280,7 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
       row = {'path': path}
       rows.append(row)
       try:
-        batch.append((len(rows) - 1, row, prepare(path, resolution, crop, normalise_quality)))
+        batch.append((len(rows) - 1, row, prepare(path, preparation)))
       except (ValueError, OSError) as e:
         row['error'] = str(e) if path in str(e) else f'{path}: {e}'
         print(f"error: {row['error']}", file=sys.stderr)
@@ -283,7 +294,8 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
       p_tampered = float(1.0 - p[0])
       stem = os.path.splitext(os.path.basename(prepared.path))[0][:60]
       panel = os.path.join(output, 'panels', f'{index:05d}_{stem}.png')
-      write_panel(panel, prepared, name, p_tampered, None if saliency is None else saliency[k], crop)
+      write_panel(panel, prepared, name, p_tampered, None if saliency is None else saliency[k],
+                  preparation.crop)
       row.update(prediction=name, p_tampered=p_tampered,
                  probabilities={c: float(v) for c, v in zip(detector.class_names, p)}, panel=panel)
   rate = done / max(time.perf_counter() - start, 1e-9)

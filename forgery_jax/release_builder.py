@@ -185,18 +185,23 @@ class Recoding:
     return None
 
 
-def full_resolution_planes(rgb: np.ndarray, quality: int | None = None) -> dict[str, np.ndarray]:
-  """`image`, its ELA and copy-move evidence at full resolution (re-encoded first at `quality`)."""
+def full_resolution_planes(rgb: np.ndarray, quality: int | None = None,
+                           with_copy_move: bool = True) -> dict[str, np.ndarray]:
+  """`image`, its ELA and (unless not asked for) its copy-move evidence at full resolution,
+  re-encoded first at `quality` if given."""
   if quality:
     rgb = codecs.jpeg_roundtrip(rgb, quality)
-  return {'image': rgb, 'ela': ela_lib.ela(rgb), 'copy_move': keypoints.copy_move_evidence(rgb)}
+  full = {'image': rgb, 'ela': ela_lib.ela(rgb)}
+  if with_copy_move:  # SIFT costs more than decoding and ELA together
+    full['copy_move'] = keypoints.copy_move_evidence(rgb)
+  return full
 
 
 def fit_planes(full: dict[str, np.ndarray], resolution: int, crop: bool,
                mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
   """The planes at `resolution`: a native window (on the mask's tampered box) or a resize.
 
-  Returns `image`, `ela` (r, r, 3) and `mask` (r, r, 1), all uint8, and `copy_move` as given.
+  Returns `image`, `ela` (r, r, 3) and `mask` (r, r, 1), all uint8, and `copy_move` if given.
   """
   h, w = full['image'].shape[:2]
   planes = {'image': full['image'], 'ela': full['ela'],
@@ -209,7 +214,8 @@ def fit_planes(full: dict[str, np.ndarray], resolution: int, crop: bool,
     planes = {k: _resize(v, resolution, Image.NEAREST if k == 'mask' else Image.BICUBIC)
               for k, v in planes.items()}
   planes['mask'] = planes['mask'][..., None]
-  planes['copy_move'] = full['copy_move']
+  if 'copy_move' in full:
+    planes['copy_move'] = full['copy_move']
   return planes
 
 

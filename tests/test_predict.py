@@ -11,6 +11,7 @@ import pytest
 
 from configs import wld_xgboost as wld_config
 from forgery_jax import predict
+from forgery_jax import release_builder
 from forgery_jax import train
 from forgery_jax import wld_xgboost
 from tests.corpus import make_corpus
@@ -79,7 +80,8 @@ def test_wld_run_predicts_too(wld_run, corpus, tmp_path):
 
 def test_exif_orientation_is_applied(corpus):
   folder, _ = corpus
-  prepared = predict.prepare(os.path.join(folder, 'exif_rotated.jpg'), 32, True, None)
+  prepared = predict.prepare(os.path.join(folder, 'exif_rotated.jpg'),
+                             predict.Preparation(32, True, release_builder.Recoding(), False))
   with Image.open(os.path.join(folder, 'exif_rotated.jpg')) as raw:
     assert prepared.rgb.shape[:2] == (raw.size[0], raw.size[1])  # (h, w) of the turned image
   assert prepared.planes['image'].shape == (32, 32, 3)
