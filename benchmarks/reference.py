@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageChops, ImageEnhance
 
-from forgery_jax import srm
+from forgery_jax.forensics import srm
 
 
 def paper_ela(image: Image.Image, quality: int = 90) -> Image.Image:

@@ -34,15 +34,17 @@ from PIL import Image
 
 from benchmarks import reference
 from configs import default as default_config
-from forgery_jax import codecs
-from forgery_jax import datasets
-from forgery_jax import ela as ela_lib
-from forgery_jax import input_pipeline
-from forgery_jax import release_builder
-from forgery_jax import splits
-from forgery_jax import srm
-from forgery_jax import synthetic
-from forgery_jax import train
+from forgery_jax import image_io
+from forgery_jax.data import datasets
+from forgery_jax.forensics import ela as ela_lib
+from forgery_jax.data import input_pipeline
+from forgery_jax.data import release_builder
+from forgery_jax.data import splits
+from forgery_jax.forensics import srm
+from forgery_jax.data import synthetic
+from forgery_jax.detectors import paper_cnn
+from forgery_jax.training import mesh as mesh_lib
+from forgery_jax.training import trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get('FORGERY_JAX_SHARED', os.path.join(os.path.dirname(REPO), 'shared'))
@@ -97,7 +99,7 @@ def photos(count: int) -> tuple[list[np.ndarray], str]:
 def large_photo(source: np.ndarray) -> np.ndarray:
   """A 2048x1536 photo: a real one upscaled, saved as JPEG (quality 92) and decoded."""
   big = Image.fromarray(source).resize((2048, 1536), Image.BICUBIC)
-  return codecs.jpeg_roundtrip(np.asarray(big), 92)
+  return image_io.jpeg_roundtrip(np.asarray(big), 92)
 
 
 def training_iterator_over_everything(builder, config):
@@ -105,14 +107,15 @@ def training_iterator_over_everything(builder, config):
   pooled = input_pipeline.load_dataset(builder, config, all_for_test=True)
   everything = np.arange(len(pooled.source))
   ds = dataclasses.replace(pooled, split=splits.Split(everything, everything[:0], everything[:0]))
-  return input_pipeline.train_iterator(ds, config, process_index=0, process_count=1)
+  return input_pipeline.train_iterator(ds, config, paper_cnn.PaperCnn.inputs(config),
+                                      process_index=0, process_count=1)
 
 
 def ela_rows(images: list[np.ndarray], label: str, repeats: int) -> list[Row]:
   pil_images = [Image.fromarray(im) for im in images]
   # As the dataset builders run it: one image per thread, OpenCV's own parallel loops off
   # (for every contender alike; the JPEG codecs are single-threaded anyway).
-  with codecs.opencv_threads(1):
+  with image_io.opencv_threads(1):
     ours = median_seconds(lambda: [ela_lib.ela(im) for im in images], repeats) / len(images)
     paper = median_seconds(lambda: [reference.paper_ela(im) for im in pil_images], repeats) / len(images)
     floors = {name: median_seconds(lambda c=codec: [c(im) for im in images], repeats) / len(images)
@@ -159,17 +162,23 @@ def training_flops_per_image(config) -> float:
   return 3 * 2 * macs
 
 
+def cnn_steps(config, mesh):
+  """The paper CNN's state and jitted steps, as the trainer makes them (class weights 1)."""
+  task = paper_cnn.PaperCnn.task(config, np.ones(config.dataset.num_classes, np.float32))
+  graphdef, state = trainer.create_state(config, mesh, task)
+  return graphdef, state, trainer.make_steps(graphdef, mesh, task)
+
+
 def our_step_rate(resolution: int, batch: int, steps: int, dtype: str = 'float32') -> float:
   """Training examples/s of the jitted step on device-resident inputs."""
   config = _model_config(resolution, dtype)
-  mesh = train.make_mesh()
-  graphdef, state = train.create_state(config, mesh)
-  step_fns = train.make_steps(graphdef, mesh, np.ones(2, np.float32))
+  mesh = mesh_lib.make_mesh()
+  graphdef, state, step_fns = cnn_steps(config, mesh)
   rng = np.random.default_rng(0)
   batch_np = {'ela': rng.integers(0, 256, (batch, resolution, resolution, 3), dtype=np.uint8),
               'image': rng.integers(0, 256, (batch, resolution, resolution, 3), dtype=np.uint8),
               'label': rng.integers(0, 2, batch).astype(np.int32)}
-  inputs = train.to_global(batch_np, step_fns.batch_sharding)
+  inputs = mesh_lib.to_global(batch_np, step_fns.batch_sharding)
   key = jax.random.key(0)
   box = {'state': state}
 
@@ -247,13 +256,13 @@ def pipeline_row(data_dir: str | None, quick: bool, step_rate: float, batch: int
     config.batch_size = batch
     config.num_epochs = 1000
     it = training_iterator_over_everything(datasets.ensure_built(config.dataset), config)
-    sharding = NamedSharding(train.make_mesh(), P('data'))
+    sharding = NamedSharding(mesh_lib.make_mesh(), P('data'))
     batches = 20 if quick else 200
     for _ in range(3):
-      jax.block_until_ready(train.to_global(next(it), sharding))
+      jax.block_until_ready(mesh_lib.to_global(next(it), sharding))
     start = time.perf_counter()
     for _ in range(batches):
-      jax.block_until_ready(train.to_global(next(it), sharding))
+      jax.block_until_ready(mesh_lib.to_global(next(it), sharding))
     rate = batches * batch / (time.perf_counter() - start)
   return Row(f'input pipeline vs train step, batch {batch}', rate, step_rate, rate / step_rate,
              'examples/s', 1.0, f'casia1/paper128 via grain, {config.input.num_threads} threads, '
@@ -292,18 +301,17 @@ def fed_step_rate(data_dir: str, dtype: str, batch: int) -> float:
   config.num_epochs = 10_000
   config.input.worker_processes = max(1, (os.cpu_count() or 2) - 2)
   config.input.prefetch = 8
-  mesh = train.make_mesh()
-  graphdef, state = train.create_state(config, mesh)
-  step_fns = train.make_steps(graphdef, mesh, np.ones(2, np.float32))
+  mesh = mesh_lib.make_mesh()
+  graphdef, state, step_fns = cnn_steps(config, mesh)
   it = training_iterator_over_everything(datasets.get_builder(config.dataset), config)
   key = jax.random.key(0)
   for _ in range(5):
-    state, metrics = step_fns.train(state, train.to_global(next(it), step_fns.batch_sharding), key)
+    state, metrics = step_fns.train(state, mesh_lib.to_global(next(it), step_fns.batch_sharding), key)
   jax.block_until_ready(metrics)
   steps = 30
   start = time.perf_counter()
   for _ in range(steps):
-    state, metrics = step_fns.train(state, train.to_global(next(it), step_fns.batch_sharding), key)
+    state, metrics = step_fns.train(state, mesh_lib.to_global(next(it), step_fns.batch_sharding), key)
   jax.block_until_ready(metrics)
   rate = steps * batch / (time.perf_counter() - start)
   it.close()

@@ -1,7 +1,7 @@
 """An ELA + SRM detector that finds manipulations, not file histories (CASIA v1.0).
 
 Every step is measured in the README's "Beyond the paper" table. Against the paper's recipe
-(configs/casia1.py):
+(configs/paper.py:casia1):
 * data: every file re-encoded once as JPEG at a quality drawn from 70-95 (the
   `jpeg_randomised128` builder config), so the quantisation tables that separate CASIA v1's
   classes no longer do; the original files are scored too (`dataset.also_test`);

@@ -1,6 +1,7 @@
 """Default: the paper's dual-branch ELA + SRM network on the embedded synthetic dataset.
 
-Finishes on a 2-core CPU in about 15 minutes, dataset build included.
+Every config field and its default live here; variant configs import this one and override.
+Finishes on a 2-core CPU in about 10 minutes, dataset build included.
 """
 
 import ml_collections
@@ -8,7 +9,11 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  config.method = 'cnn'  # 'cnn' (forgery_jax/train.py) or 'wld_xgboost' (configs/wld_xgboost.py)
+  # A detector of forgery_jax.detectors.REGISTRY ('cnn', 'wld_xgboost', ...), or package.module:Class.
+  config.method = 'cnn'
+  # Evaluators run after the fit (forgery_jax/evaluation/evaluators.py): test, baselines,
+  # also_test, cross_dataset, robustness.
+  config.evals = ('test', 'baselines', 'also_test', 'cross_dataset')
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = 'synthetic_forgery'  # a folder of tfds_builders/
@@ -25,6 +30,10 @@ def get_config() -> ml_collections.ConfigDict:
   # e.g. ('jpeg_randomised128',): the test images re-encoded at random qualities.
   config.dataset.also_test = ()
   config.dataset.num_classes = 2             # 2: authentic/tampered; 3: authentic/copy-move/splicing
+  # The `control` evaluator: a history-matched builder config of the same files (e.g.
+  # 'native_history_matched'), against `control_reference` ('' = the run's own builder config).
+  config.dataset.control = ''
+  config.dataset.control_reference = ''
   config.dataset.resolution = 128
 
   # Cross-dataset evaluation: after training, also test on every example of another dataset
@@ -44,6 +53,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.head = 'flatten'              # or 'pool': global mean + max pooling
   config.model.copy_move = False             # join the SIFT copy-move evidence (keypoints.py)
   config.model.dtype = 'float32'             # or 'bfloat16'
+  config.model.ela_source = 'stored'         # the CNN: stored ELA planes, or 'device' (from image)
+  # The localiser (method 'localiser', detectors/localiser.py): ELA computed in the model at these
+  # qualities, stem width, U-Net widths at 1/2, 1/4, 1/8 resolution, loss weights.
+  config.model.ela_qualities = (75, 85, 95)
+  config.model.stem = 8
+  config.model.levels = (24, 48, 64)
+  config.model.loss_weights = ml_collections.ConfigDict({'pixel': 1.0, 'dice': 1.0, 'image': 1.0})
 
   # The paper: Adam 1e-3 with decay 1e-4 per step, batch 16, class weights,
   # early stopping on validation accuracy with patience 7.
@@ -58,14 +74,45 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment_flips = False               # random horizontal and vertical flips while training
   config.seed = 0
 
+  # Forgeries made on the device inside the training step (forgery_jax/synthesis.py), for
+  # detectors that read `image` and `mask` (the localiser; the CNN with model.ela_source='device').
+  config.synthesis = ml_collections.ConfigDict()
+  config.synthesis.fraction = 0.0           # share of authentic rows made forgeries (0: off)
+  config.synthesis.copy_move_share = 0.5    # the rest are spliced from another row
+  config.synthesis.area = (0.01, 0.30)      # region area, a share of the image (log-uniform)
+  config.synthesis.polygon_share = 0.5      # polygons, else object-like blobs
+  config.synthesis.feather_sigmas = (0.0, 1.0, 2.0)
+  config.synthesis.rotate = 30.0            # degrees, either way
+  config.synthesis.scale = (0.8, 1.25)
+  config.synthesis.flip = 0.5
+  config.synthesis.donor_quality = (50, 95)  # a spliced region's own JPEG history
+  config.synthesis.final_quality = (70, 95)  # the last save of every row
+  config.synthesis.lossless_share = 0.1     # rows not saved again
+  config.synthesis.reencode_real = True     # real tampered rows get a random last save too
+  # Keep only these forgery types in the train and validation splits (e.g. ('authentic',) to
+  # train on synthesised forgeries alone); () keeps every example.
+  config.dataset.train_classes = ()
+
   config.input = ml_collections.ConfigDict()
   config.input.num_threads = 2
   config.input.prefetch = 4
   config.input.worker_processes = 0  # > 0: batches made in that many processes (for GPUs)
+  # Native-size planes (the `native*` builder configs): crop x crop windows, at multiples of
+  # crop_align pixels from the top-left so that a file's JPEG block grid stays where it was
+  # (random for training, central for validation). 0: planes are used as stored.
+  config.input.crop = 0
+  config.input.crop_align = 16
 
   config.checkpoint = ml_collections.ConfigDict()
-  config.checkpoint.keep = 3
+  config.checkpoint.keep = 3                 # the latest N; the best is kept beside them
   config.checkpoint.every_steps = 0          # 0: at the end of every epoch only
+  # A finished run keeps its inference export (parameters, no optimiser state); True also keeps
+  # its last training checkpoint, to continue it later with more epochs.
+  config.checkpoint.keep_final = False
+
+  # The `robustness` evaluator: attacks on the first N test files (0 = all).
+  config.robustness = ml_collections.ConfigDict()
+  config.robustness.max_examples = 0
 
   config.log_every_steps = 25
   return config

@@ -1,0 +1,18 @@
+"""forgery_jax: image forgery detection in JAX/Flax.
+
+    import forgery_jax
+    detector = forgery_jax.load(workdir)      # a finished run of `python -m forgery_jax.main`
+    detector.predict('photo.jpg')             # class, probabilities and, where localised, a map
+
+Subpackages: `data` (release naming, builders, preparation, input pipeline, splits), `forensics`
+(ELA, SRM, WLD, keypoints, JPEG quality), `detectors` (the interface and its members), `training`
+(the JAX training loop and checkpoints), `evaluation` (metrics, baselines, evaluators).
+"""
+
+__version__ = '0.2.0'
+
+
+def load(workdir: str):
+  """The detector of a finished run, ready to `predict` (see `forgery_jax.api`)."""
+  from forgery_jax import api  # pylint: disable=g-import-not-at-top
+  return api.load(workdir)

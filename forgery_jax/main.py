@@ -1,10 +1,10 @@
 """Entry point: `python -m forgery_jax.main --config=configs/default.py --workdir=DIR`.
 
 Any config field can be overridden on the command line, e.g.
-`--config.dataset.split=random --config.model.branches="('ela',)"`.
+`--config.dataset.split=random --config.model.branches="('ela',)"`. The work itself is
+`forgery_jax.experiment.run(config, workdir)`.
 """
 
-import logging as std_logging
 import signal
 import sys
 
@@ -14,10 +14,11 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from forgery_jax import checkpointing
-from forgery_jax import datasets
-from forgery_jax import train
-from forgery_jax import wld_xgboost
+from forgery_jax import experiment
+from forgery_jax import runtime
+from forgery_jax.data import datasets
+from forgery_jax.training import checkpointing
+from forgery_jax.training import trainer
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.json.')
 _COORDINATOR = flags.DEFINE_string(
@@ -31,17 +32,8 @@ config_flags.DEFINE_config_file('config', None, 'Training configuration file.', 
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-class _QuietLibraries:
-  """Drops INFO records of libraries that log every checkpoint operation."""
-
-  NOISY = ('/orbax/', '/jax/_src/', '/grain/', '/absl/')
-
-  def filter(self, record) -> bool:
-    return record.levelno > std_logging.INFO or not any(n in record.pathname for n in self.NOISY)
-
-
 def main(argv):
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  runtime.quiet_libraries()
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if _COORDINATOR.value or _DISTRIBUTED.value:
@@ -52,19 +44,18 @@ def main(argv):
                jax.local_devices())
   config = flags.FLAGS.config
   try:
-    if config.method == 'wld_xgboost':
-      wld_xgboost.train_and_evaluate(config, _WORKDIR.value)
-    elif config.method == 'cnn':
-      train.train_and_evaluate(config, _WORKDIR.value)
-    else:
-      raise ValueError(f"config.method must be 'cnn' or 'wld_xgboost', got {config.method!r}")
-  except train.Preempted as e:
+    results = experiment.run(config, _WORKDIR.value)
+  except trainer.Preempted as e:
     logging.warning('%s', e)
     print(f'preempted: {e}', file=sys.stderr)
     sys.exit(128 + signal.SIGTERM)
   except (checkpointing.CheckpointError, datasets.DatasetError, ValueError) as e:
     logging.error('%s', e)
     raise SystemExit(f'error: {e}') from None
+  if jax.process_index() == 0:
+    summary = '  '.join(f'{k} {results[f"test/{k}"]:.4f}' for k in experiment.TEST_KEYS
+                        if f'test/{k}' in results)
+    print(f'test: {summary}\nresults: {_WORKDIR.value}/{experiment.RESULTS_FILE}')
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -6,11 +6,12 @@ import json
 import os
 from typing import Callable
 
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
 
-from forgery_jax import splits
+from forgery_jax.data import splits
 
 RESULTS_FILE = 'results.json'
 
@@ -25,23 +26,24 @@ def write_json_atomic(path: str, obj) -> None:
 
 
 def run_folds(config: ml_collections.ConfigDict, workdir: str,
-              train_one: Callable[[ml_collections.ConfigDict, str], dict], extra: dict | None = None) -> dict:
+              train_one: Callable[[ml_collections.ConfigDict, str], dict]) -> dict:
   """`train_one(config, workdir)` once, or once per fold for a k-fold split with `fold < 0`.
 
   Every fold runs in `workdir/fold_<k>`; results.json then holds the mean over folds under the
   same `test/*`, `test_<config>/*`, `cross/*`, `baseline/*` and `train_seconds` keys, with `*_std` and `*_per_fold` beside them,
   the per-class table averaged over folds and the confusion matrices summed (every example is
-  tested once). `extra` is added to the k-fold results.
+  tested once).
   """
   dc = config.dataset
   if dc.split not in splits.KFOLD_PROTOCOLS or dc.fold >= 0:
     return train_one(config, workdir)
   per_fold = []
   for k in range(dc.num_folds):
+    logging.info('fold %d of %d', k + 1, dc.num_folds)
     fold_config = ml_collections.ConfigDict(config.to_dict())
     fold_config.dataset.fold = k
     per_fold.append(train_one(fold_config, os.path.join(workdir, f'fold_{k}')))
-  results = {'config': config.to_dict(), 'num_folds': dc.num_folds, **(extra or {})}
+  results = {'config': config.to_dict(), 'num_folds': dc.num_folds}
   numeric = [k for k, v in per_fold[0].items()
              if k.startswith(('test/', 'test_', 'cross/', 'baseline/', 'train_seconds'))
              and isinstance(v, (int, float)) and not isinstance(v, bool)]
@@ -56,7 +58,8 @@ def run_folds(config: ml_collections.ConfigDict, workdir: str,
     results['test/per_class'] = {
         name: {m: float(np.mean([r['test/per_class'][name][m] for r in per_fold])) for m in row}
         for name, row in per_fold[0]['test/per_class'].items()}
-  for k in ('split_sizes', 'class_names', 'dataset', 'method', 'num_features'):
+  for k in ('split_sizes', 'class_names', 'dataset', 'method', 'num_features',
+            'feature_images_per_second'):
     if k in per_fold[0]:
       results[k] = per_fold[0][k]
   if jax.process_index() == 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import pathlib
 
 import ml_collections
@@ -29,8 +30,19 @@ def tfds_dir(tmp_path_factory) -> str:
 def tiny_config(tfds_dir) -> ml_collections.ConfigDict:
   """configs/tiny.py with the dataset in a session temp dir, built once."""
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from forgery_jax import datasets  # pylint: disable=g-import-not-at-top
+  from forgery_jax.data import datasets  # pylint: disable=g-import-not-at-top
   config = tiny.get_config()
   config.dataset.data_dir = tfds_dir
   datasets.ensure_built(config.dataset)
   return config
+
+
+_OWN_MODULES = {p.name for p in (REPO / 'forgery_jax').rglob('*.py')}
+
+
+def assert_no_library_info(stderr: str) -> None:
+  """Every absl INFO line of a command's output comes from forgery_jax itself."""
+  for line in stderr.splitlines():
+    m = re.match(r'^I\d{4} [\d:.]+ +\d+ ([\w.]+):\d+\]', line)
+    if m:
+      assert m.group(1) in _OWN_MODULES, f'library INFO line: {line}'

@@ -12,12 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from forgery_jax import codecs
-from forgery_jax import datasets
-from forgery_jax import ela
-from forgery_jax import releases
-from forgery_jax import srm
-from forgery_jax import wld
+from forgery_jax import image_io
+from forgery_jax.data import datasets
+from forgery_jax.forensics import ela
+from forgery_jax.data import releases
+from forgery_jax.forensics import srm
+from forgery_jax.forensics import wld
 from tests.corpus import make_corpus
 
 
@@ -73,7 +73,7 @@ def test_unreadable_permission_is_named(tmp_path):
   path.write_bytes(b'\xff\xd8')
   path.chmod(0)
   with pytest.raises(ValueError, match='locked.jpg'):
-    codecs.load_rgb(str(path))
+    image_io.load_rgb(str(path))
 
 
 def test_corpus_through_ela_srm_and_wld(tmp_path):
@@ -83,9 +83,9 @@ def test_corpus_through_ela_srm_and_wld(tmp_path):
     path = str(tmp_path / name)
     if outcome != 'ok':
       with pytest.raises(ValueError, match=name):
-        codecs.load_rgb(path)
+        image_io.load_rgb(path)
       continue
-    rgb = codecs.load_rgb(path, exif_transpose=True)
+    rgb = image_io.load_rgb(path, exif_transpose=True)
     plane = ela.ela(rgb)
     assert plane.shape == rgb.shape and plane.dtype == np.uint8
     residual = np.asarray(srm.srm_residual(jnp.asarray(rgb[None], jnp.float32), kernels))

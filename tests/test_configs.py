@@ -4,32 +4,63 @@ import pathlib
 
 import pytest
 
+from configs import default
 from configs import ela_only
-from forgery_jax import datasets
-from forgery_jax import table1
+from configs import paper
+from experiments import table1
+from forgery_jax import detectors
+from forgery_jax.data import datasets
+from forgery_jax.evaluation import evaluators
 
 CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1] / 'configs').glob('*.py')
-                 if not p.stem.startswith('_') and p.stem != 'ela_only')
+                 if not p.stem.startswith('_') and p.stem not in ('ela_only', 'paper'))
+ALL = [(name, None) for name in CONFIGS] + [('paper', d) for d in paper.DATASETS]
 
 
-@pytest.mark.parametrize('name', CONFIGS)
-def test_config_loads_and_matches_a_builder_config(name):
-  config = __import__(f'configs.{name}', fromlist=['get_config']).get_config()
+def _load(name, arg):
+  module = __import__(f'configs.{name}', fromlist=['get_config'])
+  return module.get_config() if arg is None else module.get_config(arg)
+
+
+@pytest.mark.parametrize('name,arg', ALL)
+def test_config_loads_and_matches_a_builder_config(name, arg):
+  config = _load(name, arg)
   chosen = datasets.builder_config_name(config.dataset.name, config.dataset.resolution,
                                         config.dataset.builder_config)
   assert chosen
-  assert config.model.branches == ('ela', 'srm')
+  detectors.get(config.method)
+  for e in config.evals:
+    evaluators.get(e)
+
+
+def _flat(d, prefix=''):
+  out = set()
+  for k, v in d.items():
+    out |= _flat(v, f'{prefix}{k}.') if isinstance(v, dict) else {f'{prefix}{k}'}
+  return out
+
+
+@pytest.mark.parametrize('name,arg', ALL)
+def test_variants_only_override_the_defaults(name, arg):
+  """Every field lives in default.py; a variant adds only its method's own section."""
+  fields = _flat(_load(name, arg).to_dict())
+  extra = {f.split('.')[0] for f in fields - _flat(default.get_config().to_dict())}
+  assert extra <= {'wld', 'xgboost'}, extra
+
+
+def test_paper_config_per_dataset():
+  assert paper.get_config('combined').dataset.num_classes == 3
+  assert paper.get_config('casia2').dataset.name == 'casia2'
+  assert paper.get_config('micc_f220').model.branches == ('ela', 'srm')
+  with pytest.raises(ValueError, match='casia1'):
+    paper.get_config('casia3')
 
 
 def test_ela_only_drops_the_srm_branch_of_any_config():
   config = ela_only.get_config('casia1')
   assert config.model.branches == ('ela',) and config.dataset.name == 'casia1'
   assert ela_only.get_config().dataset.name == 'synthetic_forgery'
-
-
-def test_combined_is_three_classes():
-  from configs import combined  # pylint: disable=g-import-not-at-top
-  assert combined.get_config().dataset.num_classes == 3
+  assert ela_only.get_config('casia1_best').model.head == 'pool'
 
 
 def test_table_names_the_strongest_shortcut():

@@ -4,8 +4,8 @@ import numpy as np
 from PIL import Image, ImageChops, ImageEnhance
 import pytest
 
-from forgery_jax import codecs
-from forgery_jax import ela
+from forgery_jax import image_io
+from forgery_jax.forensics import ela
 from tests.conftest import shared_path
 
 
@@ -21,7 +21,7 @@ def pil_reference(path, tmp_path, quality=90) -> np.ndarray:
 
 
 def _check(path, tmp_path, quality=90):
-  ours = ela.ela(codecs.load_rgb(str(path)), quality)
+  ours = ela.ela(image_io.load_rgb(str(path)), quality)
   ref = pil_reference(path, tmp_path, quality)
   assert ours.shape == ref.shape and ours.dtype == np.uint8
   assert np.abs(ours.astype(int) - ref).max() <= 1
@@ -69,7 +69,7 @@ def test_unreadable_file_names_the_file(tmp_path):
   bad = tmp_path / 'not_an_image.jpg'
   bad.write_text('hello')
   with pytest.raises(ValueError, match='not_an_image.jpg'):
-    codecs.load_rgb(str(bad))
+    image_io.load_rgb(str(bad))
 
 
 def test_opencv_round_trip_is_bit_identical_to_pil():
@@ -78,9 +78,9 @@ def test_opencv_round_trip_is_bit_identical_to_pil():
   rng = np.random.default_rng(0)
   images = [np.clip(rng.normal(128, 40, (37, 53, 3)), 0, 255).astype(np.uint8)]
   root = shared_path('datasets', 'casia1')
-  images += [codecs.load_rgb(str(p)) for p in sorted((root / 'Au').iterdir())[::100]]
-  images += [codecs.load_rgb(str(p)) for p in sorted((root / 'Sp').iterdir())[::100]]
+  images += [image_io.load_rgb(str(p)) for p in sorted((root / 'Au').iterdir())[::100]]
+  images += [image_io.load_rgb(str(p)) for p in sorted((root / 'Sp').iterdir())[::100]]
   for rgb in images:
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    np.testing.assert_array_equal(codecs.jpeg_roundtrip_bgr(bgr, 90)[..., ::-1],
-                                  codecs.jpeg_roundtrip(rgb, 90))
+    np.testing.assert_array_equal(image_io.jpeg_roundtrip_bgr(bgr, 90)[..., ::-1],
+                                  image_io.jpeg_roundtrip(rgb, 90))

@@ -1,14 +1,24 @@
-"""evaluate: robustness rows, the ablation table, the cross-dataset matrix and the figures."""
+"""evaluate: the run's evaluators again, robustness rows, the ablation table, the cross-dataset
+matrix and the figures, writing only where --output says."""
 
 import json
 import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+from configs import wld_xgboost as wld_config
 from forgery_jax import evaluate
-from forgery_jax import predict
-from forgery_jax import train
+from forgery_jax import experiment
+from forgery_jax.detectors import export
+from forgery_jax.evaluation import evaluators
+from forgery_jax.evaluation import robustness
+from tests.conftest import assert_no_library_info
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope='module')
@@ -19,7 +29,7 @@ def two_runs(tiny_config, tmp_path_factory):
     config = tiny_config.copy_and_resolve_references()
     config.num_epochs = 1
     config.model.branches = branches
-    train.train_and_evaluate(config, workdir)
+    experiment.run(config, workdir)
     runs.append(workdir)
   return runs
 
@@ -27,33 +37,68 @@ def two_runs(tiny_config, tmp_path_factory):
 def test_attacks_change_the_image_as_named():
   rng = np.random.default_rng(0)
   rgb = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
-  assert evaluate.attack(rgb, 'resize', 0.5, rng).shape == (10, 15, 3)
-  assert evaluate.attack(rgb, 'jpeg', 50, rng).shape == rgb.shape
-  assert not np.array_equal(evaluate.attack(rgb, 'jpeg', 50, rng), rgb)
-  assert np.abs(evaluate.attack(rgb, 'noise', 5.0, rng).astype(int) - rgb).mean() > 1
+  assert robustness.attack(rgb, 'resize', 0.5, rng).shape == (10, 15, 3)
+  assert robustness.attack(rgb, 'jpeg', 50, rng).shape == rgb.shape
+  assert not np.array_equal(robustness.attack(rgb, 'jpeg', 50, rng), rgb)
+  assert np.abs(robustness.attack(rgb, 'noise', 5.0, rng).astype(int) - rgb).mean() > 1
   with pytest.raises(ValueError, match='unknown attack'):
-    evaluate.attack(rgb, 'rotate', 1, rng)
+    robustness.attack(rgb, 'rotate', 1, rng)
 
 
-def test_report_with_ablation_cross_and_robustness(two_runs):
+def _tree(folder) -> dict:
+  return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in pathlib.Path(folder).rglob('*')}
+
+
+def test_report_with_ablation_cross_and_robustness(two_runs, tmp_path):
   main, other = two_runs
-  report = evaluate.evaluate(main, [other], cross=True, with_robustness=True, batch_size=8,
-                             max_examples=8)
-  out = os.path.join(main, 'report')
+  before = _tree(main)
+  out = str(tmp_path / 'report')
+  report = evaluate.evaluate(main, [other], cross=True, with_robustness=True, max_examples=8,
+                             output=out)
+  assert _tree(main) == before, 'evaluate changed the run it read'
   text = open(os.path.join(out, 'report.md')).read()
   for section in ('## Test metrics', '## Ablation', '## Cross-dataset', '## Robustness'):
     assert section in text
   for figure in ('confusion.png', 'roc.png', 'curves.png', 'robustness.png'):
     assert os.path.getsize(os.path.join(out, figure)) > 1000 and f'({figure})' in text
   rows = report['robustness']
-  assert len(rows) == 1 + sum(len(v) for v in evaluate.ATTACKS.values())
+  assert len(rows) == 1 + sum(len(v) for v in robustness.ATTACKS.values())
   # No attack reproduces the stored planes: the same accuracy as scoring them directly.
-  detector = predict.load_detector(main)
-  dataset = evaluate.load_dataset(detector.config)
+  detector = export.load(export.find(main)[0])
+  dataset = evaluators.load(detector.config.dataset, detector.config)
   idx = dataset.split.test[:8]
-  probs = evaluate.score(detector, dataset, idx, 8)
+  probs = detector.score_split(dataset, idx).probabilities
   assert rows[0]['attack'] == 'none'
   assert rows[0]['accuracy'] == pytest.approx(float((probs.argmax(1) == dataset.labels[idx]).mean()))
   assert [r['run'].split(' ')[0] for r in report['runs']] == [os.path.basename(main), os.path.basename(other)]
+  # The evaluators of the run's config give what the run itself wrote in results.json.
+  with open(os.path.join(main, 'results.json')) as f:
+    results = json.load(f)
+  for k in ('test/accuracy', 'test/auc', 'baseline/jpeg_quality_lookup_accuracy'):
+    assert report['runs'][0]['results'][k] == results[k]
   with open(os.path.join(out, 'report.json')) as f:
     assert json.load(f)['cross']['datasets'] == ['synthetic_forgery']
+
+
+def test_wld_run_gets_every_evaluator(tiny_config, tmp_path):
+  """A WLD + XGBoost run with cross_dataset and also_test writes cross/* and test_<config>/*."""
+  config = wld_config.get_config()
+  config.dataset.update(tiny_config.dataset.to_dict())
+  config.dataset.update(split='grouped', also_test=('tiny',))
+  config.cross_dataset.update(name='synthetic_forgery', builder_config='tiny')
+  config.xgboost.update(n_estimators=3, threads=1)
+  results = experiment.run(config, str(tmp_path))
+  assert results['cross/synthetic_forgery/tiny/2.0.0/num_examples'] == 128
+  assert results['test_tiny/accuracy'] == results['test/accuracy']
+  assert 0 <= results['cross/synthetic_forgery/tiny/2.0.0/accuracy'] <= 1
+
+
+def test_command_line_writes_where_output_says(two_runs, tmp_path):
+  main, _ = two_runs
+  result = subprocess.run([sys.executable, '-m', 'forgery_jax.evaluate', f'--workdir={main}',
+                           f'--output={tmp_path}/r', '--evals=test,baselines'],
+                          cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip() == f'{tmp_path}/r/report.md'
+  assert_no_library_info(result.stderr)
+  assert not os.path.exists(os.path.join(main, 'report'))

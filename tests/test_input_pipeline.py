@@ -7,22 +7,26 @@ import textwrap
 
 import numpy as np
 
-from forgery_jax import datasets
-from forgery_jax import input_pipeline
+from forgery_jax.data import datasets
+from forgery_jax.data import input_pipeline
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+KEYS = ('ela', 'image')
 
 
 def test_training_path_never_imports_tensorflow(tiny_config):
   script = textwrap.dedent(f'''
       import sys
       from configs import tiny
-      from forgery_jax import datasets, input_pipeline, train
+      from forgery_jax.data import datasets, input_pipeline
+      from forgery_jax.detectors import paper_cnn
+      from forgery_jax.training import trainer
       config = tiny.get_config()
       config.dataset.data_dir = {tiny_config.dataset.data_dir!r}
       builder = datasets.ensure_built(config.dataset)
       ds = input_pipeline.load_dataset(builder, config)
-      batch = next(input_pipeline.train_iterator(ds, config, process_index=0, process_count=1))
+      keys = paper_cnn.PaperCnn.inputs(config)
+      batch = next(input_pipeline.train_iterator(ds, config, keys, process_index=0, process_count=1))
       assert batch['ela'].shape == (8, 32, 32, 3), batch['ela'].shape
       assert 'tensorflow' not in sys.modules, 'TensorFlow was imported on the training path'
       print('OK')
@@ -36,13 +40,13 @@ def test_iterator_is_deterministic_and_resumable(tiny_config):
   builder = datasets.get_builder(tiny_config.dataset)
   ds = input_pipeline.load_dataset(builder, tiny_config)
   kwargs = dict(process_index=0, process_count=1)
-  it = input_pipeline.train_iterator(ds, tiny_config, **kwargs)
+  it = input_pipeline.train_iterator(ds, tiny_config, KEYS, **kwargs)
   batches = [next(it) for _ in range(5)]
-  again = input_pipeline.train_iterator(ds, tiny_config, **kwargs)
+  again = input_pipeline.train_iterator(ds, tiny_config, KEYS, **kwargs)
   for _ in range(2):
     next(again)
   state = again.get_state()
-  resumed = input_pipeline.train_iterator(ds, tiny_config, **kwargs)
+  resumed = input_pipeline.train_iterator(ds, tiny_config, KEYS, **kwargs)
   resumed.set_state(state)
   for expected in batches[2:]:
     got = next(resumed)
@@ -53,7 +57,7 @@ def test_iterator_is_deterministic_and_resumable(tiny_config):
 def test_epochs_are_reshuffled_and_cover_the_train_split(tiny_config):
   builder = datasets.get_builder(tiny_config.dataset)
   ds = input_pipeline.load_dataset(builder, tiny_config)
-  it = input_pipeline.train_iterator(ds, tiny_config, process_index=0, process_count=1)
+  it = input_pipeline.train_iterator(ds, tiny_config, KEYS, process_index=0, process_count=1)
   per_epoch = len(ds.split.train) // tiny_config.batch_size
   epochs = [[next(it)['image'] for _ in range(per_epoch)] for _ in range(2)]
   e0, e1 = (np.concatenate(e) for e in epochs)
@@ -65,8 +69,8 @@ def test_epochs_are_reshuffled_and_cover_the_train_split(tiny_config):
 def test_process_shards_partition_each_global_batch(tiny_config):
   builder = datasets.get_builder(tiny_config.dataset)
   ds = input_pipeline.load_dataset(builder, tiny_config)
-  whole = next(input_pipeline.eval_batches(ds, 'test', tiny_config, process_index=0, process_count=1))
-  parts = [next(input_pipeline.eval_batches(ds, 'test', tiny_config, process_index=p, process_count=2))
+  whole = next(input_pipeline.eval_batches(ds, ds.split.test, tiny_config, KEYS, process_index=0, process_count=1))
+  parts = [next(input_pipeline.eval_batches(ds, ds.split.test, tiny_config, KEYS, process_index=p, process_count=2))
            for p in range(2)]
   np.testing.assert_array_equal(np.concatenate([p['image'] for p in parts]), whole['image'])
-  assert whole['mask'].all()
+  assert whole['valid'].all()

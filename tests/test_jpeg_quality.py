@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from forgery_jax import jpeg_quality
+from forgery_jax.forensics import jpeg_quality
 from tests.conftest import shared_path
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from forgery_jax import keypoints
+from forgery_jax.forensics import keypoints
 
 
 def _textured(seed: int, shape=(256, 384)) -> np.ndarray:

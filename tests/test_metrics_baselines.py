@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from forgery_jax import baselines
-from forgery_jax import metrics
+from forgery_jax.evaluation import baselines
+from forgery_jax.evaluation import metrics
 
 
 def test_binary_metrics_by_hand():

@@ -1,4 +1,4 @@
-"""Model shapes for every branch set, parameter count of the paper's net, fixed SRM kernels."""
+"""The paper CNN: model shapes for every branch set, parameter count of the paper's net, fixed SRM kernels."""
 
 from flax import nnx
 import jax
@@ -8,13 +8,13 @@ import optax
 import pytest
 
 from configs import default
-from forgery_jax import models
+from forgery_jax.detectors import paper_cnn
 
 
 @pytest.mark.parametrize('branches', [('ela', 'srm'), ('ela',), ('srm',)])
 @pytest.mark.parametrize('num_classes', [2, 3])
 def test_output_shapes(branches, num_classes):
-  model = models.DualBranchCNN(num_classes=num_classes, resolution=32, branches=branches,
+  model = paper_cnn.DualBranchCNN(num_classes=num_classes, resolution=32, branches=branches,
                                rngs=nnx.Rngs(0))
   x = jnp.zeros((4, 32, 32, 3), jnp.uint8)
   assert model(x, x).shape == (4, num_classes)
@@ -23,7 +23,7 @@ def test_output_shapes(branches, num_classes):
 
 def test_paper_network_size_at_128():
   config = default.get_config()
-  model = models.create_model(config, nnx.Rngs(0))
+  model = paper_cnn.create_model(config, nnx.Rngs(0))
   n = sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
   # 2 branches x (3*9*32+32 + 32*9*32+32) + 64*64*64*256+256 + 256*2+2
   assert n == 2 * (896 + 9248) + 67109120 + 514
@@ -31,12 +31,12 @@ def test_paper_network_size_at_128():
 
 def test_unknown_branch_is_rejected():
   with pytest.raises(ValueError, match='branches'):
-    models.DualBranchCNN(num_classes=2, resolution=32, branches=('ela', 'noise'), rngs=nnx.Rngs(0))
+    paper_cnn.DualBranchCNN(num_classes=2, resolution=32, branches=('ela', 'noise'), rngs=nnx.Rngs(0))
 
 
 @pytest.mark.parametrize('trainable', [False, True])
 def test_srm_kernels_fixed_unless_trainable(trainable):
-  model = models.DualBranchCNN(num_classes=2, resolution=16, srm_trainable=trainable, rngs=nnx.Rngs(0))
+  model = paper_cnn.DualBranchCNN(num_classes=2, resolution=16, srm_trainable=trainable, rngs=nnx.Rngs(0))
   before = np.asarray(model.srm_kernels.value)
   optimizer = nnx.Optimizer(model, optax.sgd(1.0), wrt=nnx.Param)
   rng = np.random.default_rng(0)
@@ -52,7 +52,7 @@ def test_srm_kernels_fixed_unless_trainable(trainable):
 
 
 def test_pooled_head_with_per_kernel_srm_and_copy_move_evidence():
-  model = models.DualBranchCNN(num_classes=3, resolution=32, features=8, hidden=16, head='pool',
+  model = paper_cnn.DualBranchCNN(num_classes=3, resolution=32, features=8, hidden=16, head='pool',
                                srm_residuals='per_kernel', copy_move=True, rngs=nnx.Rngs(0))
   x = jnp.zeros((4, 32, 32, 3), jnp.uint8)
   evidence = jnp.zeros((4, 2), jnp.float32)
@@ -70,6 +70,6 @@ def test_pooled_head_with_per_kernel_srm_and_copy_move_evidence():
 
 def test_unknown_head_and_srm_mode_are_rejected():
   with pytest.raises(ValueError, match='model.head'):
-    models.DualBranchCNN(num_classes=2, resolution=32, head='attention', rngs=nnx.Rngs(0))
+    paper_cnn.DualBranchCNN(num_classes=2, resolution=32, head='attention', rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match='model.srm_residuals'):
-    models.DualBranchCNN(num_classes=2, resolution=32, srm_residuals='max', rngs=nnx.Rngs(0))
+    paper_cnn.DualBranchCNN(num_classes=2, resolution=32, srm_residuals='max', rngs=nnx.Rngs(0))

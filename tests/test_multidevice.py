@@ -11,7 +11,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent('''
     import jax, numpy as np
     from configs import tiny
-    from forgery_jax import train
+    from forgery_jax.detectors import paper_cnn
+    from forgery_jax.training import mesh as mesh_lib
+    from forgery_jax.training import trainer
     assert jax.device_count() == 8, jax.devices()
     config = tiny.get_config()
     config.dataset.resolution = 16
@@ -22,14 +24,15 @@ SCRIPT = textwrap.dedent('''
     weights = np.array([0.8, 1.3], np.float32)
     out = []
     for devices in (jax.devices()[:1], jax.devices()):
-      mesh = train.make_mesh(devices)
-      graphdef, state = train.create_state(config, mesh)
+      mesh = mesh_lib.make_mesh(devices)
+      task = paper_cnn.PaperCnn.task(config, weights)
+      graphdef, state = trainer.create_state(config, mesh, task)
       initial = jax.device_get(state)
-      steps = train.make_steps(graphdef, mesh, weights)
+      steps = trainer.make_steps(graphdef, mesh, task)
       for step in range(2):
-        state, metrics = steps.train(state, train.to_global(batch, steps.batch_sharding),
+        state, metrics = steps.train(state, mesh_lib.to_global(batch, steps.batch_sharding),
                                      jax.random.fold_in(jax.random.key(0), step))
-      probs = steps.evaluate(state, train.to_global(batch, steps.batch_sharding))
+      probs = steps.outputs(state, mesh_lib.to_global(batch, steps.batch_sharding))['probabilities']
       assert len(probs.sharding.device_set) == len(devices)
       final = jax.device_get(state)
       moved = max(float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())

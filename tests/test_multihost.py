@@ -1,4 +1,5 @@
-"""The same `main` as 2 JAX processes on 127.0.0.1 (CPU collectives) matches 1 process.
+"""The same `main` as 2 JAX processes on 127.0.0.1 (CPU collectives) matches 1 process, and a
+SIGTERM to one of them stops both at the same step.
 
 Each process has one CPU device and reads its half of every global batch of 8; the mesh spans
 both processes' devices. Losses and test metrics agree with the single-process run within float
@@ -8,9 +9,12 @@ tolerance (the global mean is summed in another order).
 import json
 import os
 import pathlib
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -55,4 +59,39 @@ def test_two_processes_match_one(tiny_config, tmp_path):
   assert two['num_devices'] == 2 and one['num_devices'] == 1
   for k in ('accuracy', 'auc', 'f1'):
     assert abs(two[f'test/{k}'] - one[f'test/{k}']) < 1e-3, k
-  assert os.listdir(tmp_path / 'two' / 'checkpoints')
+  assert os.listdir(tmp_path / 'two' / 'export')  # written once, by the processes together
+
+
+def test_sigterm_on_one_process_saves_the_same_step_on_both(tiny_config, tmp_path):
+  """Orbax's preemption sync point: a SIGTERM to one process stops both at one step, saved once;
+  the same command then resumes both and finishes."""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  workdir = tmp_path / 'run'
+  extra = ('--config.num_epochs=4', '--config.checkpoint.keep_final=True')
+
+  def start(port):
+    return [subprocess.Popen(
+        _command(tiny_config, workdir, f'--coordinator_address=127.0.0.1:{port}',
+                 '--num_processes=2', f'--process_id={i}', *extra),
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+
+  procs = start(_free_port())
+  deadline = time.time() + 300
+  while (not (workdir / 'metrics.jsonl').exists() or len(_train_losses(workdir)) < 5) \
+      and time.time() < deadline and all(p.poll() is None for p in procs):
+    time.sleep(0.05)
+  procs[1].send_signal(signal.SIGTERM)
+  outs = [p.communicate(timeout=300) for p in procs]
+  assert [p.returncode for p in procs] == [143, 143], [e[-2000:] for _, e in outs]
+  steps = [int(re.search(r'stopped by SIGTERM at step (\d+)', e).group(1)) for _, e in outs]
+  assert steps[0] == steps[1] and 5 <= steps[0] < 32
+  assert str(steps[0]) in os.listdir(workdir / 'checkpoints')
+  procs = start(_free_port())
+  outs = [p.communicate(timeout=600) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in outs]
+  results = json.loads((workdir / 'results.json').read_text())
+  assert results['resumed_from_step'] == steps[0] and results['final_step'] == 32
+  logged = [r['step'] for r in map(json.loads, (workdir / 'metrics.jsonl').read_text().splitlines())
+            if r['split'] == 'train']
+  assert logged == list(range(1, 33)), 'a step was lost or logged twice'

@@ -9,11 +9,13 @@ import sys
 from PIL import Image
 import pytest
 
+import numpy as np
+
 from configs import wld_xgboost as wld_config
+import forgery_jax
+from forgery_jax import experiment
+from forgery_jax import panels
 from forgery_jax import predict
-from forgery_jax import release_builder
-from forgery_jax import train
-from forgery_jax import wld_xgboost
 from tests.corpus import make_corpus
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -30,7 +32,7 @@ def cnn_run(tiny_config, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('cnn'))
   config = tiny_config.copy_and_resolve_references()
   config.num_epochs = 1
-  train.train_and_evaluate(config, workdir)
+  experiment.run(config, workdir)
   return workdir
 
 
@@ -41,7 +43,7 @@ def wld_run(tiny_config, tmp_path_factory):
   config.dataset.update(tiny_config.dataset.to_dict())
   config.dataset.update(num_classes=3, split='kfold', num_folds=2)
   config.xgboost.update(n_estimators=3, threads=1)
-  wld_xgboost.train_and_evaluate(config, workdir)
+  experiment.run(config, workdir)
   return workdir
 
 
@@ -54,7 +56,7 @@ def _check(rows, expected, folder, tiles):
       assert 'error' not in row, row
       assert 0.0 <= row['p_tampered'] <= 1.0 and row['prediction'] in row['probabilities']
       with Image.open(row['panel']) as panel:
-        assert panel.size[0] == tiles * predict.PANEL_TILE
+        assert panel.size[0] == tiles * panels.TILE
     else:
       assert outcome in row['error'] and name in row['error'], row
 
@@ -78,10 +80,9 @@ def test_wld_run_predicts_too(wld_run, corpus, tmp_path):
   assert set(ok[0]['probabilities']) == {'authentic', 'copy_move', 'splicing'}
 
 
-def test_exif_orientation_is_applied(corpus):
+def test_exif_orientation_is_applied(cnn_run, corpus):
   folder, _ = corpus
-  prepared = predict.prepare(os.path.join(folder, 'exif_rotated.jpg'),
-                             predict.Preparation(32, True, release_builder.Recoding(), False))
+  prepared = forgery_jax.load(cnn_run).prepare(os.path.join(folder, 'exif_rotated.jpg'))
   with Image.open(os.path.join(folder, 'exif_rotated.jpg')) as raw:
     assert prepared.rgb.shape[:2] == (raw.size[0], raw.size[1])  # (h, w) of the turned image
   assert prepared.planes['image'].shape == (32, 32, 3)
@@ -109,4 +110,33 @@ def test_not_a_run_is_one_line(tmp_path):
   result = subprocess.run([sys.executable, '-m', 'forgery_jax.predict', f'--workdir={tmp_path}', 'x.jpg'],
                           cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode != 0 and 'is not a forgery_jax run' in result.stderr
+  assert len(result.stderr.strip().splitlines()) == 1
   assert 'Traceback' not in result.stderr
+
+
+def test_python_api_predicts_arrays_paths_and_pil_images(cnn_run, wld_run, corpus):
+  folder, _ = corpus
+  path = os.path.join(folder, 'photo.jpg')
+  rgb = np.asarray(Image.open(path).convert('RGB'))
+  for run in (cnn_run, wld_run):
+    detector = forgery_jax.load(run)
+    one = detector.predict(rgb)
+    assert one.label in one.probabilities and 0.0 <= one.p_tampered <= 1.0
+    assert abs(sum(one.probabilities.values()) - 1.0) < 1e-5 and one.map is None
+    # A path and a PIL image of the same file give the same answer as its pixels.
+    assert detector.predict(path).probabilities == one.probabilities
+    assert detector.predict(Image.open(path)).probabilities == one.probabilities
+    batch = detector.predict(np.stack([rgb, rgb[::-1]]))
+    assert len(batch) == 2 and batch[0].probabilities == one.probabilities
+    assert len(detector.predict([rgb[..., 0], path])) == 2  # grey arrays too
+  saliency = forgery_jax.load(cnn_run).predict(rgb, saliency=True)
+  assert saliency.map_kind == 'saliency' and saliency.map.shape == rgb.shape[:2]
+  with pytest.raises(ValueError, match='uint8'):
+    forgery_jax.load(cnn_run).predict(rgb.astype(np.float32))
+
+
+def test_predict_without_panels_writes_no_panel(cnn_run, corpus, tmp_path):
+  folder, _ = corpus
+  rows, _ = predict.predict_paths(cnn_run, [os.path.join(folder, 'photo.jpg')], str(tmp_path),
+                                  panels=False)
+  assert 'panel' not in rows[0] and not (tmp_path / 'panels').exists()

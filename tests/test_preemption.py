@@ -1,8 +1,8 @@
 """Killed and resumed runs end bit-identical to an uninterrupted one; SIGTERM saves first.
 
 Each run is `python -m forgery_jax.main` on the tiny config (4 epochs of 8 steps, a checkpoint
-every 2 steps, a metrics line every step), killed with SIGKILL at random moments: during steps,
-evaluations and asynchronous checkpoint saves.
+every 2 steps, a metrics line every step, the final training state kept), killed with SIGKILL at
+random moments: during steps, evaluations and asynchronous checkpoint saves.
 """
 
 import json
@@ -17,8 +17,10 @@ import jax
 import numpy as np
 import pytest
 
-from forgery_jax import checkpointing
-from forgery_jax import train
+from forgery_jax.detectors import paper_cnn
+from forgery_jax.training import checkpointing
+from forgery_jax.training import mesh as mesh_lib
+from forgery_jax.training import trainer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -26,7 +28,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def _command(tiny_config, workdir):
   return [sys.executable, '-m', 'forgery_jax.main', '--config=configs/tiny.py', f'--workdir={workdir}',
           f'--config.dataset.data_dir={tiny_config.dataset.data_dir}', '--config.num_epochs=4',
-          '--config.checkpoint.every_steps=2', '--config.log_every_steps=1']
+          '--config.checkpoint.every_steps=2', '--config.log_every_steps=1',
+          '--config.checkpoint.keep_final=True']
 
 
 def _train_lines(workdir) -> int:
@@ -50,7 +53,8 @@ def _start_and_interrupt(tiny_config, workdir, after_lines: int, sig) -> subproc
 
 def _final_state(tiny_config, workdir):
   config = tiny_config.copy_and_resolve_references()
-  _, state = train.create_state(config, train.make_mesh())
+  task = paper_cnn.PaperCnn.task(config, np.ones(2, np.float32))
+  _, state = trainer.create_state(config, mesh_lib.make_mesh(), task)
   ckpts = checkpointing.RunCheckpoints(str(workdir), keep=3)
   step, state, _, _ = ckpts.restore_latest(checkpointing.abstract_like(state))
   ckpts.close()
@@ -77,12 +81,20 @@ def reference(tiny_config, tmp_path_factory):
   return workdir
 
 
+def _export(workdir):
+  from forgery_jax.detectors import export  # pylint: disable=g-import-not-at-top
+  detector = export.load(os.path.join(workdir, export.EXPORT_DIR))
+  return jax.tree.leaves(jax.device_get(detector.state))
+
+
 def _assert_identical(tiny_config, workdir, reference):
   step, leaves = _final_state(tiny_config, workdir)
   ref_step, ref_leaves = _final_state(tiny_config, reference)
   assert step == ref_step == 32
   assert len(leaves) == len(ref_leaves)
   assert all(np.array_equal(a, b) for a, b in zip(leaves, ref_leaves)), 'parameters differ'
+  exported, ref_exported = _export(workdir), _export(reference)
+  assert all(np.array_equal(a, b) for a, b in zip(exported, ref_exported)), 'exports differ'
   assert _metrics(workdir) == _metrics(reference)
   assert _results(workdir) == _results(reference)
 
@@ -107,7 +119,7 @@ def test_sigterm_saves_a_checkpoint_then_exits(tiny_config, reference, tmp_path)
   assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
   assert 'preempted: stopped by SIGTERM at step' in stderr
   step = int(stderr.split('stopped by SIGTERM at step ')[1].split(';')[0])
-  assert str(step) in os.listdir(tmp_path / checkpointing.LATEST_DIR)
+  assert str(step) in os.listdir(tmp_path / checkpointing.CHECKPOINT_DIR)
   result = subprocess.run(_command(tiny_config, tmp_path), cwd=REPO, capture_output=True, text=True,
                           timeout=600, check=False)
   assert result.returncode == 0, result.stderr[-3000:]

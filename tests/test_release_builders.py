@@ -10,10 +10,11 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from forgery_jax import datasets
-from forgery_jax import ela as ela_lib
-from forgery_jax import release_builder
-from forgery_jax import releases
+from forgery_jax.data import datasets
+from forgery_jax.forensics import ela as ela_lib
+from forgery_jax.data import release_builder
+from forgery_jax.data import releases
+from forgery_jax.data.preparation import Preparation, Recoding
 from tests.conftest import shared_path
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -42,6 +43,8 @@ def test_casia2_dummy_build_features_and_report(tmp_path):
   by_name = {ex['filename'].decode(): ex for ex in examples}
   assert len(by_name) == 12
   report = builder.info.metadata
+  assert builder.info.description.startswith('casia2: CASIA Image Tampering')
+  assert 'This config (paper128): The paper' in builder.info.description
   skipped = {s['file']: s['reason'] for s in report['skipped']}
   assert 'cannot read image' in skipped['Tp/Tp_S_NNN_S_N_arc00099_arc00099_00999.jpg']
   assert skipped['Au/Thumbs.db'] == 'not an image file'
@@ -110,8 +113,8 @@ def test_jpeg_normalised_reencodes_only_lossless_sources():
   tif = _source('casia2', 'Tp/Tp_S_NRN_S_N_arc20079_arc20079_01713.tif')
   jpg = _source('casia2', 'Au/Au_ani_00001.jpg', 'authentic')
   for source, changes in ((tif, True), (jpg, False)):
-    plain, _ = release_builder.make_example(source, 32, False)
-    normalised, _ = release_builder.make_example(source, 32, False, release_builder.Recoding(normalise_quality=85))
+    plain, _ = release_builder.make_example(source, Preparation('resize', 32))
+    normalised, _ = release_builder.make_example(source, Preparation('resize', 32, Recoding(normalise_quality=85)))
     assert (not np.array_equal(plain['ela'], normalised['ela'])) == changes
     assert (not np.array_equal(plain['image'], normalised['image'])) == changes
 
@@ -121,10 +124,10 @@ def test_resize_takes_ela_at_full_resolution_and_crop_keeps_native_pixels():
                    mask='CASIA 2 Groundtruth/Tp_D_CND_M_N_ani00018_sec00096_00138_gt.png')
   rgb = np.asarray(Image.open(source.path).convert('RGB'))
   full_ela = ela_lib.ela(rgb)
-  resized, _ = release_builder.make_example(source, 16, False)
+  resized, _ = release_builder.make_example(source, Preparation('resize', 16))
   expected = np.asarray(Image.fromarray(full_ela).resize((16, 16), Image.BICUBIC))
   np.testing.assert_array_equal(resized['ela'], expected)
-  cropped, _ = release_builder.make_example(source, 16, True)
+  cropped, _ = release_builder.make_example(source, Preparation('crop', 16))
   image, mask = cropped['image'], _decode(cropped['mask'])
   # The window is native pixels of the source, placed on the tampered box (rows 8-15, cols 12-23).
   hits = [(t, l) for t in range(32 - 15) for l in range(48 - 15)
@@ -140,7 +143,7 @@ def test_unusable_mask_keeps_the_image_and_is_reported(tmp_path):
   Image.fromarray(np.zeros((10, 10), np.uint8)).save(wrong_size)
   source = _source('casia2', 'Tp/Tp_D_CND_M_N_ani00018_sec00096_00138.tif')
   source = releases.SourceFile(source.path, source.filename, 'splicing', 'g', str(wrong_size))
-  example, note = release_builder.make_example(source, 16, False)
+  example, note = release_builder.make_example(source, Preparation('resize', 16))
   assert 'is 10x10 but its image is 48x32' in note and 'kept without a mask' in note
   assert not example['has_mask'] and _decode(example['mask']).max() == 0
 
@@ -158,7 +161,7 @@ def test_missing_and_wrong_manual_dir_say_what_to_put_where(tmp_path):
 
 def test_build_command_reports_a_bad_manual_dir_in_one_line(tmp_path):
   result = subprocess.run(
-      [sys.executable, '-m', 'forgery_jax.datasets', 'build', '--name=micc_f220',
+      [sys.executable, '-m', 'forgery_jax.data.datasets', 'build', '--name=micc_f220',
        '--builder_config=paper128', f'--data_dir={tmp_path}', f'--manual_dir={tmp_path / "none"}'],
       cwd=REPO, capture_output=True, text=True, check=False)
   assert result.returncode != 0
@@ -199,7 +202,7 @@ def _auc(negatives, positives) -> float:
 
 
 def test_jpeg_randomised_reencodes_every_file_at_a_quality_drawn_from_its_name():
-  recoding = release_builder.Recoding(randomise_qualities=(70, 95))
+  recoding = Recoding(randomise_qualities=(70, 95))
   names = [f'Sp/Sp_D_CNN_A_ani{i:04d}_ani{i + 1:04d}_{i:04d}.jpg' for i in range(200)]
   qualities = [recoding.quality(n, 'jpeg') for n in names]
   assert qualities == [recoding.quality(n, 'tiff') for n in names]  # any format, same draw
@@ -207,9 +210,26 @@ def test_jpeg_randomised_reencodes_every_file_at_a_quality_drawn_from_its_name()
   tif = _source('casia2', 'Tp/Tp_S_NRN_S_N_arc20079_arc20079_01713.tif')
   jpg = _source('casia2', 'Au/Au_ani_00001.jpg', 'authentic')
   for source in (tif, jpg):
-    plain, _ = release_builder.make_example(source, 32, False)
-    randomised, _ = release_builder.make_example(source, 32, False, recoding)
+    plain, _ = release_builder.make_example(source, Preparation('resize', 32))
+    randomised, _ = release_builder.make_example(source, Preparation('resize', 32, recoding))
     assert randomised['source_format'] == 'jpeg'
     assert randomised['jpeg_quality'] == recoding.quality(source.filename, 'jpeg')
     assert not np.array_equal(plain['ela'], randomised['ela'])
     assert randomised['copy_move'].shape == (2,)
+
+
+@pytest.mark.slow
+def test_real_casia2_subset_reads_every_file_and_matches_every_mask(tmp_path):
+  """The real CASIA v2.0 files in the release's own layout: nothing skipped, every mask matched."""
+  casia2 = shared_path('datasets', 'casia2_subset')
+  builder, examples = _build('casia2', tmp_path, casia2)
+  report = builder.info.metadata
+  assert report['counts'] == {'authentic': 160, 'copy_move': 9, 'splicing': 150}
+  assert report['skipped'] == [] and report['masks_ignored'] == []
+  with_mask = [ex for ex in examples if ex['has_mask']]
+  assert len(with_mask) == 17 and all(ex['mask'].max() == 255 for ex in with_mask)
+  formats = builder.info.features['source_format'].names
+  by_format = collections.Counter((int(ex['label']), formats[ex['source_format']]) for ex in examples)
+  # The release's shortcuts, kept visible: every authentic file is a JPEG, 77 tampered are TIFF.
+  assert by_format == {(0, 'jpeg'): 160, (1, 'tiff'): 77, (1, 'jpeg'): 82}
+  assert builder.info.description.startswith('casia2: CASIA')

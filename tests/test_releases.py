@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from forgery_jax import releases
-from forgery_jax import splits
+from forgery_jax.data import releases
+from forgery_jax.data import splits
 from tests.conftest import shared_path
 
 

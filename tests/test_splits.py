@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from forgery_jax import splits
+from forgery_jax.data import splits
 
 
 def _casia_like(n=400, seed=0):

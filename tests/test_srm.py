@@ -4,7 +4,7 @@ import cv2
 import jax.numpy as jnp
 import numpy as np
 
-from forgery_jax import srm
+from forgery_jax.forensics import srm
 from tests.conftest import shared_path
 
 

@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import tensorflow_datasets as tfds
 
-from forgery_jax import synthetic
-from forgery_jax import datasets
+from forgery_jax.data import synthetic
+from forgery_jax.data import datasets
 
 
 def test_examples_are_deterministic_and_well_formed():

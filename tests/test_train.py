@@ -1,4 +1,4 @@
-"""End to end on the tiny config: results, checkpoints, resume, bad input."""
+"""End to end on the tiny config: results, export, checkpoints, resume, bad input."""
 
 import json
 import os
@@ -8,8 +8,11 @@ import sys
 
 import pytest
 
-from forgery_jax import checkpointing
-from forgery_jax import train
+from forgery_jax import experiment
+from forgery_jax.detectors import export
+from forgery_jax.training import checkpointing
+from forgery_jax.training import task
+from forgery_jax.training import trainer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -21,17 +24,19 @@ def _lines(workdir, split):
 
 @pytest.fixture(scope='module')
 def finished_run(tiny_config, tmp_path_factory):
-  """A 1-epoch run, then the same workdir continued to 2 epochs and tested on a second dataset."""
+  """A 1-epoch run that keeps its final training state, then the same workdir continued to 2
+  epochs and tested on a second dataset."""
   workdir = str(tmp_path_factory.mktemp('run'))
   config = tiny_config.copy_and_resolve_references()
   config.num_epochs = 1
-  first = train.train_and_evaluate(config, workdir)
+  config.checkpoint.keep_final = True
+  first = experiment.run(config, workdir)
   config.num_epochs = 2
   # Cross-dataset: the tiny set's own pooled splits stand in for another dataset.
   config.cross_dataset.name = 'synthetic_forgery'
   config.cross_dataset.builder_config = 'tiny'
   config.dataset.also_test = ('tiny',)  # the same files again: must score exactly as `test`
-  second = train.train_and_evaluate(config, workdir)
+  second = experiment.run(config, workdir)
   return workdir, first, second
 
 
@@ -47,8 +52,9 @@ def test_writes_results_checkpoints_and_metrics(finished_run):
   assert 'baseline/majority_accuracy' in results and 'baseline/jpeg_quality_lookup_accuracy' in results
   by_quality = results['test/accuracy_by_jpeg_quality']
   assert sum(v['count'] for v in by_quality.values()) == 32
-  assert os.listdir(os.path.join(workdir, checkpointing.LATEST_DIR))
-  assert os.listdir(os.path.join(workdir, checkpointing.BEST_DIR))
+  assert os.listdir(os.path.join(workdir, checkpointing.CHECKPOINT_DIR))  # keep_final
+  manifest = export.read_manifest(os.path.join(workdir, export.EXPORT_DIR))
+  assert manifest['method'] == 'cnn' and manifest['preparation']['geometry'] == 'crop'
   assert any(p.startswith('events') for p in os.listdir(os.path.join(workdir, 'tensorboard')))
   assert first['final_step'] == 64 // 8
 
@@ -85,7 +91,7 @@ def test_random_flips_move_every_plane_of_an_example_together():
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   planes = np.arange(16 * 4 * 4 * 3, dtype=np.uint8).reshape(16, 4, 4, 3)
-  out = train.random_flips({'ela': planes, 'image': planes, 'label': np.zeros(16)}, jax.random.key(0))
+  out = task.random_flips({'ela': planes, 'image': planes, 'label': np.zeros(16)}, jax.random.key(0))
   np.testing.assert_array_equal(out['ela'], out['image'])
   seen = set()
   for x, y in zip(planes, np.asarray(out['ela'])):
@@ -99,8 +105,9 @@ def test_corrupt_latest_checkpoint_falls_back_and_is_kept(tiny_config, tmp_path)
   config = tiny_config.copy_and_resolve_references()
   config.num_epochs = 2
   config.checkpoint.every_steps = 4
-  train.train_and_evaluate(config, str(tmp_path))
-  latest = tmp_path / checkpointing.LATEST_DIR
+  config.checkpoint.keep_final = True
+  experiment.run(config, str(tmp_path))
+  latest = tmp_path / checkpointing.CHECKPOINT_DIR
   step_dir = sorted(latest.iterdir(), key=lambda p: int(p.name))[-1]
   assert step_dir.name == '16'
   for f in (step_dir / 'state').rglob('*'):
@@ -108,10 +115,10 @@ def test_corrupt_latest_checkpoint_falls_back_and_is_kept(tiny_config, tmp_path)
       f.write_bytes(b'\0' * 16)  # truncate the array data
   before = {p.relative_to(step_dir): p.read_bytes() for p in step_dir.rglob('*') if p.is_file()}
   config.num_epochs = 3
-  results = train.train_and_evaluate(config, str(tmp_path))
-  # Resumed from the newest readable checkpoint: the best one if it is at step 16, else step 12.
-  assert results['resumed_from_step'] in (12, 16) and results['final_step'] == 24
-  moved = tmp_path / checkpointing.UNREADABLE_DIR / f'{checkpointing.LATEST_DIR}_16'
+  results = experiment.run(config, str(tmp_path))
+  # Resumed from the newest readable checkpoint (one manager: step 16 has no second copy).
+  assert results['resumed_from_step'] == 12 and results['final_step'] == 24
+  moved = tmp_path / checkpointing.UNREADABLE_DIR / f'{checkpointing.CHECKPOINT_DIR}_16'
   after = {p.relative_to(moved): p.read_bytes() for p in moved.rglob('*') if p.is_file()}
   assert before == after  # moved aside intact, not deleted
   steps = [r['step'] for r in _lines(str(tmp_path), 'train')]
@@ -121,10 +128,31 @@ def test_corrupt_latest_checkpoint_falls_back_and_is_kept(tiny_config, tmp_path)
 def test_checkpoint_of_other_config_is_a_clear_error(tiny_config, tmp_path):
   config = tiny_config.copy_and_resolve_references()
   config.num_epochs = 1
-  train.train_and_evaluate(config, str(tmp_path))
+  config.checkpoint.keep_final = True
+  experiment.run(config, str(tmp_path))
   config.model.hidden = 64  # different parameter shapes
   with pytest.raises(checkpointing.CheckpointError, match='different config'):
-    train.train_and_evaluate(config, str(tmp_path))
+    experiment.run(config, str(tmp_path))
+
+
+def test_finished_run_keeps_only_its_export_and_is_evaluated_again(tiny_config, tmp_path):
+  config = tiny_config.copy_and_resolve_references()
+  config.num_epochs = 1
+  first = experiment.run(config, str(tmp_path))
+  assert not (tmp_path / checkpointing.CHECKPOINT_DIR).exists()
+  assert set(os.listdir(tmp_path)) == {'export', 'config.json', 'metrics.jsonl', 'results.json',
+                                       'tensorboard'}
+  lines = (tmp_path / 'metrics.jsonl').read_text()
+  config.cross_dataset.name = 'synthetic_forgery'  # an evaluation-only change: evaluated again
+  config.cross_dataset.builder_config = 'tiny'
+  again = experiment.run(config, str(tmp_path))
+  assert (tmp_path / 'metrics.jsonl').read_text() == lines  # the test row is not written twice
+  tests = lambda r: {k: v for k, v in r.items() if k.startswith('test/')}
+  assert tests(again) == tests(first)
+  assert 'cross/synthetic_forgery/tiny/2.0.0/accuracy' in again
+  config.model.hidden = 64  # a training change cannot continue a run whose state is gone
+  with pytest.raises(ValueError, match=r"another training config \(fields \['model.hidden'\]\)"):
+    experiment.run(config, str(tmp_path))
 
 
 def _main(*args):
@@ -151,16 +179,17 @@ def test_unknown_dataset_is_a_clear_error(tmp_path):
 def test_unknown_method_is_a_clear_error(tmp_path):
   result = _main('--config=configs/tiny.py', f'--workdir={tmp_path}', '--config.method=svm')
   assert result.returncode != 0
-  assert "config.method must be 'cnn' or 'wld_xgboost', got 'svm'" in result.stderr
+  assert "config.method must be one of ['cnn', 'localiser', 'wld_xgboost']" in result.stderr
+  assert "got 'svm'" in result.stderr
   assert 'Traceback' not in result.stderr
 
 
 def test_early_stopping_ties_keep_the_first_or_the_lower_loss():
   best = {'best_accuracy': 0.9, 'best_loss': 0.5}
-  assert train.improves({'accuracy': 0.95, 'loss': 0.9}, best, 'first')
-  assert not train.improves({'accuracy': 0.9, 'loss': 0.1}, best, 'first')
-  assert train.improves({'accuracy': 0.9, 'loss': 0.1}, best, 'loss')
-  assert not train.improves({'accuracy': 0.9, 'loss': 0.6}, best, 'loss')
-  assert not train.improves({'accuracy': 0.85, 'loss': 0.01}, best, 'loss')
+  assert trainer.improves({'accuracy': 0.95, 'loss': 0.9}, best, 'first')
+  assert not trainer.improves({'accuracy': 0.9, 'loss': 0.1}, best, 'first')
+  assert trainer.improves({'accuracy': 0.9, 'loss': 0.1}, best, 'loss')
+  assert not trainer.improves({'accuracy': 0.9, 'loss': 0.6}, best, 'loss')
+  assert not trainer.improves({'accuracy': 0.85, 'loss': 0.01}, best, 'loss')
   with pytest.raises(ValueError, match='early_stopping_ties'):
-    train.improves({'accuracy': 0.9, 'loss': 0.1}, best, 'last')
+    trainer.improves({'accuracy': 0.9, 'loss': 0.1}, best, 'last')

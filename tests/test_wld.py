@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from forgery_jax import wld
+from forgery_jax.forensics import wld
 
 
 def _reference_codes(channel: np.ndarray, p: wld.WldParams) -> np.ndarray:

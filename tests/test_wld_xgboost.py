@@ -7,10 +7,12 @@ import numpy as np
 import xgboost
 
 from configs import wld_xgboost as wld_config
-from forgery_jax import datasets
-from forgery_jax import input_pipeline
+from forgery_jax import experiment
 from forgery_jax import runs
-from forgery_jax import wld_xgboost
+from forgery_jax.data import datasets
+from forgery_jax.data import input_pipeline
+from forgery_jax.detectors import export
+from forgery_jax.detectors import wld_xgboost
 
 
 def _config(tiny_config, **dataset):
@@ -25,7 +27,7 @@ def _config(tiny_config, **dataset):
 
 def test_kfold_writes_mean_std_per_class_and_boosters(tiny_config, tmp_path):
   config = _config(tiny_config, split='kfold', num_folds=3, fold=-1)
-  results = wld_xgboost.train_and_evaluate(config, str(tmp_path))
+  results = experiment.run(config, str(tmp_path))
   with open(tmp_path / runs.RESULTS_FILE) as f:
     assert json.load(f)['test/accuracy'] == results['test/accuracy']
   assert len(results['test/accuracy_per_fold']) == 3
@@ -37,7 +39,7 @@ def test_kfold_writes_mean_std_per_class_and_boosters(tiny_config, tmp_path):
   assert results['num_features'] == 960 and results['feature_images_per_second'] > 0
   for k in range(3):
     booster = xgboost.Booster()
-    booster.load_model(str(tmp_path / f'fold_{k}' / wld_xgboost.BOOSTER_FILE))
+    booster.load_model(str(tmp_path / f'fold_{k}' / export.EXPORT_DIR / wld_xgboost.BOOSTER_FILE))
     assert booster.num_features() == 960
     with open(tmp_path / f'fold_{k}' / 'metrics.jsonl') as f:
       assert [json.loads(line)['split'] for line in f] == ['validation', 'test']
@@ -45,13 +47,13 @@ def test_kfold_writes_mean_std_per_class_and_boosters(tiny_config, tmp_path):
 
 def test_hold_out_uses_the_cnn_split_and_caches_features(tiny_config, tmp_path):
   config = _config(tiny_config, split='random', test_fraction=0.3)
-  first = wld_xgboost.train_and_evaluate(config, str(tmp_path))
+  first = experiment.run(config, str(tmp_path))
   builder = datasets.ensure_built(config.dataset)
   cnn_split = input_pipeline.load_dataset(builder, config).split
   assert first['split_sizes'] == cnn_split.sizes()
   assert abs(cnn_split.sizes()['test'] / 128 - 0.3) < 0.05  # a 70/30 hold-out
   mtime = os.path.getmtime(tmp_path / wld_xgboost.FEATURES_FILE)
-  second = wld_xgboost.train_and_evaluate(config, str(tmp_path))
+  second = experiment.run(config, str(tmp_path))
   assert os.path.getmtime(tmp_path / wld_xgboost.FEATURES_FILE) == mtime
   assert second['feature_images_per_second'] is None  # read from the cache
   assert second['test/accuracy'] == first['test/accuracy']  # deterministic given the seed

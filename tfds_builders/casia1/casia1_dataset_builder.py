@@ -7,8 +7,8 @@ the S/D letter, which is wrong for some files. Authentic and tampered files use 
 quantisation tables: compare any score with the `jpeg_quality` shortcut baseline.
 """
 
-from forgery_jax import release_builder
-from forgery_jax import releases
+from forgery_jax.data import release_builder
+from forgery_jax.data import releases
 
 
 class Builder(release_builder.ReleaseBuilder):

@@ -7,8 +7,8 @@ where present, are `<stem>_gt.png` (one is `_gt3.png`, some are transposed) in
 `source_format` exposes this, and the `jpeg_normalised128` config removes it from the pixels.
 """
 
-from forgery_jax import release_builder
-from forgery_jax import releases
+from forgery_jax.data import release_builder
+from forgery_jax.data import releases
 
 
 class Builder(release_builder.ReleaseBuilder):

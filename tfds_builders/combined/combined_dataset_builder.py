@@ -7,8 +7,8 @@ be present. `release` names each example's set; groups are prefixed with it and 
 sets. Use it with `config.dataset.num_classes = 3`.
 """
 
-from forgery_jax import release_builder
-from forgery_jax import releases
+from forgery_jax.data import release_builder
+from forgery_jax.data import releases
 
 
 class Builder(release_builder.ReleaseBuilder):

@@ -7,8 +7,8 @@ example). `group` is NNN, so the 50 images of a scene never sit on both sides of
 `variant` keeps the post-processing.
 """
 
-from forgery_jax import release_builder
-from forgery_jax import releases
+from forgery_jax.data import release_builder
+from forgery_jax.data import releases
 
 
 class Builder(release_builder.ReleaseBuilder):

@@ -3,8 +3,8 @@
 Same rules as micc_f220: labels from `groundtruthDB_2000.txt`, `group` is the scene.
 """
 
-from forgery_jax import release_builder
-from forgery_jax import releases
+from forgery_jax.data import release_builder
+from forgery_jax.data import releases
 
 
 class Builder(release_builder.ReleaseBuilder):

@@ -5,8 +5,8 @@ Labels come from `groundtruthDB_220.txt`; the scene from the name (`<scene>tamp<
 forgeries come from 11 scenes, so a random split tests scene recognition: `group` is the scene.
 """
 
-from forgery_jax import release_builder
-from forgery_jax import releases
+from forgery_jax.data import release_builder
+from forgery_jax.data import releases
 
 
 class Builder(release_builder.ReleaseBuilder):

@@ -3,7 +3,7 @@
 Copy-move and splicing forgeries with masks, made deterministically from the
 natural photographs that scikit-image and scikit-learn install, so that the
 default training run needs no download. Train, validation and test use
-disjoint regions of the photos (see `forgery_jax.synthetic`).
+disjoint regions of the photos (see `forgery_jax.data.synthetic`).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import multiprocessing
 import numpy as np
 import tensorflow_datasets as tfds
 
-from forgery_jax import codecs
-from forgery_jax import labels
-from forgery_jax import release_builder
-from forgery_jax import synthetic
-
+from forgery_jax import image_io
+from forgery_jax.data import labels
+from forgery_jax.data import release_builder
+from forgery_jax.data import synthetic
+from forgery_jax.data.preparation import Preparation
 
 
 class SyntheticForgeryConfig(tfds.core.BuilderConfig):
@@ -30,6 +30,8 @@ class SyntheticForgeryConfig(tfds.core.BuilderConfig):
     self.resolution = resolution
     self.num_examples = num_examples
     self.seed = seed
+    # The examples are native-resolution crops of photos: a new image is cropped likewise.
+    self.preparation = Preparation(geometry='crop', resolution=resolution)
 
 
 def _config(name: str, resolution: int, train: int, validation: int, test: int, description: str):
@@ -41,7 +43,7 @@ def _config(name: str, resolution: int, train: int, validation: int, test: int, 
 def _encoded_example(*args, **kwargs) -> dict:
   """One synthetic example with its mask PNG-encoded (in the worker, not by TFDS)."""
   example = synthetic.make_example(*args, **kwargs)
-  return dict(example, mask=codecs.encode_png(example['mask']))
+  return dict(example, mask=image_io.encode_png(example['mask']))
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):

@@ -1,0 +1,142 @@
+"""The Python API: check images in memory with a finished run.
+
+    import forgery_jax
+    detector = forgery_jax.load('/tmp/run')          # its inference export (every fold of a k-fold run)
+    result = detector.predict('photo.jpg')           # or a PIL image, or a uint8 array
+    result.label, result.p_tampered, result.probabilities, result.map
+
+`predict` takes a path, a PIL image or a uint8 numpy array (H, W, 3) (or (H, W) grey) and returns
+one `Prediction`; a list of those, or an (N, H, W, 3) array, returns a list. Each image is
+prepared as the run's training images were (ELA at full resolution, then the builder config's
+resize, native crop or native size), with a file's EXIF orientation applied. `map` is the per-pixel
+tamper probability at the input's own size for detectors that localise, else None (the paper CNN
+can give its gradient saliency instead: `predict(x, saliency=True)`, `map_kind='saliency'`).
+Nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+from forgery_jax import image_io
+from forgery_jax.data import preparation as preparation_lib
+from forgery_jax.detectors import base
+from forgery_jax.detectors import export
+
+
+@dataclasses.dataclass
+class Prediction:
+  """What a run says about one image."""
+  label: str                          # the most probable class
+  probabilities: dict[str, float]     # class -> probability
+  p_tampered: float                   # 1 - p(authentic)
+  map: np.ndarray | None = None       # (H, W) float32 in [0, 1] at the input's size, or None
+  map_kind: str | None = None         # 'tamper_probability' or 'saliency'
+
+
+@dataclasses.dataclass
+class Prepared:
+  """One image ready for the detector: its pixels, the model's planes and where they lie."""
+  name: str
+  rgb: np.ndarray                     # full resolution, EXIF orientation applied
+  planes: dict                        # the detector's input planes
+  preparation: preparation_lib.Preparation
+
+  def map_to_input(self, plane_map: np.ndarray) -> np.ndarray:
+    """A map over the planes, at the input image's own size (zero outside a native crop)."""
+    h, w = self.rgb.shape[:2]
+    p = self.preparation
+    plane_map = np.asarray(plane_map, np.float32)
+    if p.geometry == 'native':
+      return plane_map[:h, :w]
+    if p.geometry == 'resize':
+      return cv2.resize(plane_map, (w, h), interpolation=cv2.INTER_LINEAR)
+    top, left = preparation_lib.crop_window(None, (h, w), p.resolution)
+    full = np.zeros((h, w), np.float32)
+    window = plane_map[:min(p.resolution, h - top), :min(p.resolution, w - left)]
+    full[top:top + window.shape[0], left:left + window.shape[1]] = window
+    return full
+
+
+def _pixels(x, name: str) -> tuple[np.ndarray, str]:
+  """(RGB pixels, source format) of a path, a PIL image or a uint8 array."""
+  if isinstance(x, (str, os.PathLike)):
+    path = os.fspath(x)
+    if not os.path.exists(path):
+      raise ValueError(f'{path}: no such file')
+    if os.path.isdir(path):
+      raise ValueError(f'{path}: is a folder')
+    return image_io.decode_file(path, exif_transpose=True)
+  if isinstance(x, Image.Image):
+    fmt = image_io.SOURCE_FORMATS.get(x.format, 'array')
+    return image_io.pil_to_rgb(ImageOps.exif_transpose(x)), fmt
+  a = np.asarray(x)
+  if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (1, 3)):
+    raise ValueError(f'{name}: expected a uint8 array (H, W, 3) or (H, W), got {a.dtype} {a.shape}')
+  if a.ndim == 2 or a.shape[-1] == 1:
+    a = np.repeat(a.reshape(a.shape[0], a.shape[1], 1), 3, -1)
+  if min(a.shape[:2]) < 1:
+    raise ValueError(f'{name}: an empty image {a.shape}')
+  return np.ascontiguousarray(a), 'array'  # unknown history: no container-based re-encoding
+
+
+class Predictor:
+  """A finished run, ready to check images (the folds of a k-fold run average their answers)."""
+
+  def __init__(self, detectors: list[base.Detector]):
+    self.detectors = detectors
+    first = detectors[0]
+    self.config = first.config
+    self.class_names = first.class_names
+    self.preparation = first.preparation.for_inference()
+    self.localises = first.localises
+    self.with_copy_move = 'copy_move' in first.inputs(first.config)
+
+  def prepare(self, x, name: str = '') -> Prepared:
+    """Decodes and prepares one image; ValueError with a message naming it if it cannot be used."""
+    name = name or (os.fspath(x) if isinstance(x, (str, os.PathLike)) else 'image')
+    rgb, fmt = _pixels(x, name)
+    planes, _ = self.preparation.planes(rgb, filename=name, source_format=fmt,
+                                        with_copy_move=self.with_copy_move)
+    return Prepared(name, rgb, planes, self.preparation)
+
+  def predict_prepared(self, prepared: list[Prepared], saliency: bool = False) -> list[Prediction]:
+    """Predictions of prepared images, in order (one detector call per fold)."""
+    if not prepared:
+      return []
+    planes = [p.planes for p in prepared]
+    scores = []
+    for d in self.detectors:
+      scores.append(d.saliency(planes) if saliency and hasattr(d, 'saliency') else d.score(planes))
+    probs = np.mean([s.probabilities for s in scores], 0)
+    maps, kind = None, None
+    if scores[0].maps is not None:
+      kind = scores[0].map_kind
+      maps = [np.mean([s.maps[i] for s in scores], 0) for i in range(len(prepared))]
+    out = []
+    for i, p in enumerate(probs):
+      out.append(Prediction(
+          label=self.class_names[int(p.argmax())],
+          probabilities={c: float(v) for c, v in zip(self.class_names, p)},
+          p_tampered=float(1.0 - p[0]),
+          map=None if maps is None else prepared[i].map_to_input(maps[i]), map_kind=kind))
+    return out
+
+  def predict(self, x, saliency: bool = False):
+    """One Prediction for one image; a list for a list of images or an (N, H, W, 3) array."""
+    many = isinstance(x, (list, tuple)) or (isinstance(x, np.ndarray) and x.ndim == 4)
+    items = list(x) if many else [x]
+    prepared = [self.prepare(item, f'image {i}' if not isinstance(item, (str, os.PathLike)) else '')
+                for i, item in enumerate(items)]
+    results = self.predict_prepared(prepared, saliency)
+    return results if many else results[0]
+
+
+def load(workdir: str) -> Predictor:
+  """The detector of a finished run (`forgery_jax.main`'s workdir), from its inference export."""
+  return Predictor([export.load(d) for d in export.find(workdir)])

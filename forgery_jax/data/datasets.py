@@ -1,0 +1,132 @@
+"""Finding, building and opening the TFDS datasets of forgery_jax.
+
+Reading never imports TensorFlow: a prepared dataset is opened with
+`as_data_source` (array_record). Building may use TensorFlow, so `ensure_built`
+runs it in a child process (`python -m forgery_jax.data.datasets build ...`) and the
+training process stays free of it. TFDS writes into a temporary folder and
+renames it when complete, so a failed build never leaves a dataset that looks
+finished.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import tensorflow_datasets as tfds
+
+from forgery_jax import runtime
+
+BUILDERS_PACKAGE = 'tfds_builders'
+
+
+class DatasetError(RuntimeError):
+  """A dataset could not be found, built or read; the message says which and why."""
+
+
+def builder_class(name: str):
+  """Imports `tfds_builders.<name>` (registering it with TFDS) and returns its Builder."""
+  try:
+    module = importlib.import_module(f'{BUILDERS_PACKAGE}.{name}')
+  except ModuleNotFoundError as e:
+    if e.name and e.name.startswith(f'{BUILDERS_PACKAGE}.{name}'):
+      known = sorted(d for d in os.listdir(os.path.dirname(importlib.import_module(BUILDERS_PACKAGE).__file__))
+                     if not d.startswith(('_', '.')))
+      raise DatasetError(f'unknown dataset {name!r}: config.dataset.name must be one of {known}') from e
+    raise
+  return module.Builder
+
+
+def builder_config_name(name: str, resolution: int, builder_config: str | None = None) -> str:
+  """The BuilderConfig to use: the one named, else the first at `resolution`."""
+  configs = builder_class(name).BUILDER_CONFIGS
+  if builder_config:
+    if builder_config not in {c.name for c in configs}:
+      raise DatasetError(f'dataset {name!r} has no builder config {builder_config!r}; '
+                         f'it has {[c.name for c in configs]}')
+    chosen = next(c for c in configs if c.name == builder_config)
+    if chosen.resolution is not None and chosen.resolution != resolution:
+      raise DatasetError(f'{name}/{builder_config} is {chosen.resolution}px but '
+                         f'config.dataset.resolution is {resolution}')
+    return builder_config
+  for c in configs:
+    if getattr(c, 'resolution', None) == resolution:
+      return c.name
+  raise DatasetError(f'dataset {name!r} has no builder config at resolution {resolution}; '
+                     f'resolutions: {sorted({getattr(c, "resolution", None) for c in configs})}')
+
+
+def _data_dir(data_dir: str | None) -> str:
+  return os.path.expanduser(data_dir or os.environ.get('TFDS_DATA_DIR', '~/tensorflow_datasets'))
+
+
+def get_builder(dataset_config) -> tfds.core.DatasetBuilder:
+  """The TFDS builder for `config.dataset` (not necessarily prepared)."""
+  name = dataset_config.name
+  builder_class(name)  # registers it
+  cfg = builder_config_name(name, dataset_config.resolution, dataset_config.builder_config)
+  return tfds.builder(f'{name}/{cfg}', data_dir=_data_dir(dataset_config.data_dir))
+
+
+def build(name: str, config_name: str, data_dir: str | None, manual_dir: str | None) -> None:
+  """Prepares one dataset as array_record (this may import TensorFlow)."""
+  builder_class(name)
+  builder = tfds.builder(f'{name}/{config_name}', data_dir=_data_dir(data_dir))
+  download_config = tfds.download.DownloadConfig(manual_dir=manual_dir or None)
+  builder.download_and_prepare(file_format='array_record', download_config=download_config)
+
+
+def ensure_built(dataset_config) -> tfds.core.DatasetBuilder:
+  """Builds the dataset in a child process if it is not prepared yet; returns its builder."""
+  builder = get_builder(dataset_config)
+  if builder.is_prepared():
+    return builder
+  cmd = [sys.executable, '-m', 'forgery_jax.data.datasets', 'build',
+         f'--name={dataset_config.name}', f'--builder_config={builder.builder_config.name}',
+         f'--data_dir={_data_dir(dataset_config.data_dir)}',
+         f'--manual_dir={dataset_config.manual_dir or ""}']
+  logging.info('Building %s into %s', builder.info.full_name, builder.data_dir)
+  result = subprocess.run(cmd, check=False)
+  if result.returncode != 0:
+    raise DatasetError(f'building {builder.info.full_name} failed (exit {result.returncode}); '
+                       'the error is printed above')
+  builder = get_builder(dataset_config)
+  if not builder.is_prepared():
+    raise DatasetError(f'{builder.info.full_name} still not prepared in {builder.data_dir} after build')
+  return builder
+
+
+def preparation(builder: tfds.core.DatasetBuilder):
+  """How the builder config made its planes (`forgery_jax.data.preparation.Preparation`)."""
+  return builder.builder_config.preparation
+
+
+def data_sources(builder: tfds.core.DatasetBuilder) -> dict:
+  """Random-access sources for every split of a prepared dataset."""
+  return {split: builder.as_data_source(split) for split in builder.info.splits}
+
+
+def _main(argv):
+  if len(argv) != 2 or argv[1] != 'build':
+    raise app.UsageError('usage: python -m forgery_jax.data.datasets build --name=... --builder_config=...')
+  runtime.quiet_libraries()
+  f = flags.FLAGS
+  try:
+    build(f.name, f.builder_config, f.data_dir, f.manual_dir)
+  except (DatasetError, ValueError, OSError) as e:
+    # ValueError / OSError: a missing or malformed release, or an unreadable file; the message names it.
+    sys.exit(f'error: {e}')
+
+
+if __name__ == '__main__':
+  # Defined here, not at import: the library must not claim flag names of the programs using it.
+  flags.DEFINE_string('name', None, 'Dataset (a folder of tfds_builders/).')
+  flags.DEFINE_string('builder_config', None, 'BuilderConfig name.')
+  flags.DEFINE_string('data_dir', None, 'TFDS data_dir.')
+  flags.DEFINE_string('manual_dir', None, 'Folder with the release files.')
+  app.run(_main)

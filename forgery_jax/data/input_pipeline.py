@@ -1,0 +1,268 @@
+"""grain input pipeline over TFDS array_record data sources (no TensorFlow).
+
+All splits a builder wrote are pooled into one indexable table; the split
+protocol of `config.dataset.split` (see `splits.py`) then picks train,
+validation and test indices. A builder whose own `test` split is already
+group-clean (the synthetic set) keeps its splits under the `grouped` protocol.
+
+Training batches come from `shuffle(seed).repeat(epochs)`: a deterministic
+shuffle that differs per epoch; each process reads its contiguous share of every
+global batch, so the global batch is the concatenation of the processes' batches
+and does not depend on the number of processes.
+The iterator's state (its position) is saved in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import cv2
+import grain
+import numpy as np
+import tensorflow_datasets as tfds
+
+from forgery_jax.data import splits as splits_lib
+
+META_KEYS = ('label', 'forgery_type', 'group')
+
+
+class PooledSource:
+  """One random-access table over several TFDS data sources (builder splits)."""
+
+  def __init__(self, sources: dict):
+    self._names = list(sources)
+    self._sources = [sources[n] for n in self._names]
+    self._offsets = np.cumsum([0] + [len(s) for s in self._sources])
+
+  def __len__(self) -> int:
+    return int(self._offsets[-1])
+
+  def __getitem__(self, index: int) -> dict:
+    k = int(np.searchsorted(self._offsets, index, side='right')) - 1
+    return self._sources[k][int(index - self._offsets[k])]
+
+  def builder_split_of(self, name: str) -> np.ndarray:
+    k = self._names.index(name)
+    return np.arange(self._offsets[k], self._offsets[k + 1])
+
+
+class Subset:
+  """The examples of `source` at `indices`, as a grain-compatible source."""
+
+  def __init__(self, source, indices: np.ndarray):
+    self._source = source
+    self._indices = np.asarray(indices)
+
+  def __len__(self) -> int:
+    return len(self._indices)
+
+  def __getitem__(self, i: int) -> dict:
+    return self._source[int(self._indices[i])]
+
+
+@dataclasses.dataclass
+class Dataset:
+  """A prepared dataset split by the configured protocol."""
+  source: PooledSource
+  split: splits_lib.Split
+  labels: np.ndarray          # the task's class per pooled example
+  forgery_types: np.ndarray
+  groups: list[str]
+  class_names: tuple[str, ...]
+  extra: dict[str, np.ndarray]  # other scalar features (e.g. jpeg_quality) per example
+  filenames: list[str] | None = None   # per example, where the builder keeps them
+  copy_move: np.ndarray | None = None  # (N, keypoints.NUM_FEATURES) evidence, where stored
+  name: str = ''                       # the builder's full name, e.g. casia1/paper128/2.2.0
+  preparation: object = None           # how its planes were made (data.preparation.Preparation)
+  has_mask: np.ndarray | None = None   # per example: a ground-truth mask is stored
+
+  def subset(self, name: str) -> Subset:
+    return Subset(self.source, getattr(self.split, name))
+
+
+def _metadata(builder) -> dict[str, np.ndarray]:
+  """Every feature but the planes (scalars, names, small vectors such as `copy_move`) of every
+  example of every builder split, read once without decoding an image."""
+  plane_keys = {k for k, f in builder.info.features.items()
+                if isinstance(f, (tfds.features.Image, tfds.features.Tensor)) and len(f.shape) >= 2}
+  decoders = {k: tfds.decode.SkipDecoding() for k in plane_keys}
+  pooled = PooledSource({s: builder.as_data_source(s, decoders=decoders) for s in builder.info.splits})
+  columns: dict[str, list] = {}
+  for i in range(len(pooled)):
+    for k, v in pooled[i].items():
+      if k not in plane_keys:
+        columns.setdefault(k, []).append(v)
+  return {k: np.asarray(v) for k, v in columns.items()}
+
+
+def load_dataset(builder, config, *, all_for_test: bool = False) -> Dataset:
+  """Pools the builder's splits and applies the split protocol of `config.dataset`.
+
+  `all_for_test` puts every example in `test` (cross-dataset evaluation).
+  """
+  dc = config.dataset
+  meta = _metadata(builder)
+  # The mask is not a model input: leave its PNG undecoded.
+  decoders = {'mask': tfds.decode.SkipDecoding()} if 'mask' in builder.info.features else None
+  sources = {s: builder.as_data_source(s, decoders=decoders) for s in builder.info.splits}
+  pooled = PooledSource(sources)
+  groups = [g.decode() if isinstance(g, bytes) else str(g) for g in meta['group']]
+  forgery_types = meta['forgery_type'].astype(np.int64)
+  if dc.num_classes == 2:
+    labels = meta['label'].astype(np.int64)
+    class_names = tuple(builder.info.features['label'].names)
+  elif dc.num_classes == 3:
+    labels = forgery_types
+    class_names = tuple(builder.info.features['forgery_type'].names)
+  else:
+    raise ValueError(f'config.dataset.num_classes must be 2 or 3, got {dc.num_classes}')
+  has_own_splits = {'train', 'test'} <= set(builder.info.splits)
+  if all_for_test:
+    none = np.arange(0)
+    split = splits_lib.Split(none, none, np.arange(len(pooled)))
+  elif dc.split == 'grouped' and has_own_splits:
+    # The builder's own splits are group-clean by construction: keep them.
+    train = pooled.builder_split_of('train')
+    if 'validation' in builder.info.splits:
+      validation = pooled.builder_split_of('validation')
+    else:
+      train, validation = splits_lib.hold_out(
+          forgery_types, splits_lib.connected_groups(groups), round(1 / dc.validation_fraction),
+          0, dc.split_seed + 1, train)
+    split = splits_lib.Split(train, validation, pooled.builder_split_of('test'))
+  else:
+    split = splits_lib.make_split(
+        forgery_types, groups, dc.split, seed=dc.split_seed, test_fraction=dc.test_fraction,
+        validation_fraction=dc.validation_fraction, num_folds=dc.num_folds, fold=max(dc.fold, 0))
+  if dc.train_classes and not all_for_test:
+    from forgery_jax.data import labels as labels_lib  # pylint: disable=g-import-not-at-top
+    kept = [labels_lib.FORGERY_TYPES.index(c) for c in dc.train_classes]
+    keep = lambda idx: idx[np.isin(forgery_types[idx], kept)]
+    split = splits_lib.Split(keep(split.train), keep(split.validation), split.test)
+  extra = {k: v for k, v in meta.items()
+           if k not in META_KEYS and v.ndim == 1 and v.dtype.kind in 'iuf'}
+  filenames = ([f.decode() if isinstance(f, bytes) else str(f) for f in meta['filename']]
+               if 'filename' in meta else None)
+  return Dataset(pooled, split, labels, forgery_types, groups, class_names, extra,
+                 filenames=filenames, copy_move=meta.get('copy_move'), name=builder.info.full_name,
+                 preparation=getattr(builder.builder_config, 'preparation', None),
+                 has_mask=meta.get('has_mask'))
+
+
+PLANES = ('image', 'ela', 'mask')  # spatial fields, cropped together
+
+
+def decode_mask(value) -> np.ndarray:
+  """A stored mask (PNG bytes, left undecoded when read) as (H, W, 1) uint8."""
+  if isinstance(value, (bytes, np.bytes_)):
+    return cv2.imdecode(np.frombuffer(value, np.uint8), cv2.IMREAD_GRAYSCALE)[..., None]
+  return np.asarray(value)
+
+
+def crop_planes(ex: dict, size: int, align: int, rng: np.random.Generator | None) -> dict:
+  """A size x size window of every plane of `ex`, at a position that is a multiple of `align`
+  from the image's top-left (a JPEG file's block grid stays where it was): random with `rng`,
+  else the centre. A smaller image is padded (edge pixels; the mask with 0)."""
+  h, w = ex['image'].shape[:2]
+  spare_y, spare_x = max(h - size, 0) // align, max(w - size, 0) // align
+  if rng is None:
+    top, left = align * (spare_y // 2), align * (spare_x // 2)
+  else:
+    top, left = align * int(rng.integers(spare_y + 1)), align * int(rng.integers(spare_x + 1))
+  out = dict(ex)
+  for k in PLANES:
+    if k in ex:
+      window = ex[k][top:top + size, left:left + size]
+      pad = [(0, size - window.shape[0]), (0, size - window.shape[1]), (0, 0)]
+      if pad[0][1] or pad[1][1]:
+        window = np.pad(window, pad, mode='constant' if k == 'mask' else 'edge')
+      out[k] = window
+  return out
+
+
+class _ToModelInputs:
+  """Keeps the planes the detector reads and the task's label; native-size planes are cropped
+  (`config.input.crop`: at random positions for training, in the centre for evaluation)."""
+
+  def __init__(self, config, keys: tuple[str, ...]):
+    self._label_key = 'label' if config.dataset.num_classes == 2 else 'forgery_type'
+    self._keys = tuple(keys)
+    self._crop, self._align = config.input.crop, config.input.crop_align
+
+  def map(self, ex: dict, rng: np.random.Generator | None = None) -> dict:
+    missing = [k for k in self._keys if k not in ex]
+    if missing:
+      raise ValueError(f'the model reads {missing}, which this dataset does not have: rebuild it '
+                       f'with a builder version that stores them, or change config.model')
+    out = {k: decode_mask(ex[k]) if k == 'mask' else ex[k] for k in self._keys}
+    if 'mask' in self._keys:
+      out['has_mask'] = np.bool_(ex['has_mask']) if 'has_mask' in ex else np.bool_(True)
+    if self._crop:
+      out = crop_planes(out, self._crop, self._align, rng)
+    out['label'] = np.int32(ex[self._label_key])
+    return out
+
+
+def _read_options(config) -> grain.ReadOptions:
+  return grain.ReadOptions(num_threads=config.input.num_threads,
+                           prefetch_buffer_size=config.input.prefetch)
+
+
+def train_iterator(dataset: Dataset, config, keys: tuple[str, ...], *, process_index: int,
+                   process_count: int):
+  """Iterator over this process's share of each global batch, `num_epochs` epochs long.
+
+  Its `get_state()` / `set_state()` give the position to checkpoint and resume.
+  """
+  if config.batch_size % process_count:
+    raise ValueError(f'batch_size {config.batch_size} is not divisible by {process_count} processes')
+  examples = (grain.MapDataset.source(dataset.subset('train'))
+              .seed(config.seed)
+              .shuffle()
+              .repeat(config.num_epochs))
+  # Process p reads rows [p * local, (p + 1) * local) of every global batch, so the global batch
+  # (and the dropout mask each example meets) is the same for any number of processes.
+  local = config.batch_size // process_count
+  num_batches = len(examples) // config.batch_size
+
+  to_inputs = _ToModelInputs(config, keys)
+
+  def read(j: int) -> dict:
+    batch, row = divmod(j, local)
+    position = batch * config.batch_size + process_index * local + row  # in the global stream
+    # Random crops drawn from the seed and the position: the same for any number of processes,
+    # and again after a resume.
+    rng = np.random.default_rng([config.seed, position]) if config.input.crop else None
+    return to_inputs.map(examples[position], rng)
+
+  ds = grain.MapDataset.range(num_batches * local).map(read)
+  ds = ds.batch(local, drop_remainder=True)
+  it = ds.to_iter_dataset(_read_options(config))
+  if config.input.worker_processes:
+    # Whole batches made in worker processes: past the GIL, for accelerators that outrun threads.
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.input.worker_processes))
+  return iter(it)
+
+
+def eval_batches(dataset: Dataset, indices: np.ndarray, config, keys: tuple[str, ...], *,
+                 process_index: int, process_count: int):
+  """This process's share of every global eval batch over `indices`, padded, with a `valid` flag
+  of real rows."""
+  n, global_batch = len(indices), config.eval_batch_size
+  if global_batch % process_count:
+    raise ValueError(f'eval_batch_size {global_batch} is not divisible by {process_count} processes')
+  local = global_batch // process_count
+  padded = math.ceil(n / global_batch) * global_batch
+  # Rows of the padded table this process reads: its slice of every global batch.
+  rows = np.arange(padded).reshape(-1, process_count, local)[:, process_index].reshape(-1)
+  to_inputs = _ToModelInputs(config, keys)
+  source = dataset.source
+
+  def read(row: int) -> dict:
+    ex = to_inputs.map(source[int(indices[row % n])])
+    ex['valid'] = np.bool_(row < n)
+    return ex
+
+  ds = grain.MapDataset.source(rows).map(read).batch(local)
+  yield from ds.to_iter_dataset(_read_options(config))

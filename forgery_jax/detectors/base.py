@@ -1,0 +1,124 @@
+"""The interface every detector implements, and the scores it returns.
+
+A detector is one class, registered by one line in `forgery_jax.detectors.REGISTRY` (or named as
+`package.module:Class` in `config.method`). The experiment runner, `predict`, `evaluate` and the
+Python API only ever talk to this interface:
+
+* `inputs(config)`: the planes of a prepared example it reads (`image`, `ela`, `copy_move`, ...);
+* `fit(config, dataset, run)`: trains on the dataset's train split (selecting on its validation
+  split) in `run.workdir`, and returns the fitted detector;
+* `save(export_dir)` / `restore(config, export_dir)`: what inference needs, and only that;
+* `score(examples)`: class probabilities, and a per-pixel tamper map for detectors that localise,
+  of a list of prepared examples (host arrays);
+* `score_split(dataset, indices)`: the same over examples of a dataset (JAX detectors shard it over
+  every device and process).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import ClassVar
+
+import numpy as np
+
+from forgery_jax import progress
+from forgery_jax.data import labels
+
+
+@dataclasses.dataclass
+class Scores:
+  """What a detector says about a batch of images."""
+  probabilities: np.ndarray              # (N, K): class probabilities, class 0 authentic
+  maps: list[np.ndarray] | None = None   # per image (H, W) float32 in [0, 1] at its planes' size
+  map_kind: str = 'tamper_probability'   # or 'saliency': where the decision rests, not a segmentation
+
+  @property
+  def p_tampered(self) -> np.ndarray:
+    return 1.0 - self.probabilities[:, 0]
+
+  @staticmethod
+  def concatenate(parts: list[Scores], num_classes: int) -> Scores:
+    if not parts:
+      return Scores(np.zeros((0, num_classes), np.float32))
+    maps = None if parts[0].maps is None else [m for p in parts for m in p.maps]
+    return Scores(np.concatenate([p.probabilities for p in parts]), maps, parts[0].map_kind)
+
+
+@dataclasses.dataclass
+class Run:
+  """Where a fit writes: its own folder, and the run's top folder that k-fold runs share."""
+  workdir: str
+  root: str
+
+
+class Detector(abc.ABC):
+  """A forgery detector: see the module docstring."""
+
+  localises: ClassVar[bool] = False  # score() returns per-pixel tamper maps
+
+  def __init__(self, config):
+    self.config = config
+    self.info: dict = {}  # what fit() reports into results.json (steps, timings, ...)
+    self.preparation = None  # how images are prepared for it (set when loaded from an export)
+
+  @property
+  def class_names(self) -> tuple[str, ...]:
+    return labels.FORGERY_TYPES if self.config.dataset.num_classes == 3 else labels.BINARY_LABELS
+
+  def describe(self) -> str:
+    """A few words naming the detector in reports (e.g. the CNN's branches)."""
+    return self.config.method
+
+  @staticmethod
+  @abc.abstractmethod
+  def inputs(config) -> tuple[str, ...]:
+    """The planes and vectors of a prepared example this detector reads."""
+
+  @classmethod
+  def check_config(cls, config) -> None:
+    """Raises ValueError for a config this detector cannot run (before any data is read)."""
+
+  @classmethod
+  def finished(cls, config, workdir: str) -> Detector | None:
+    """The detector of a run that already finished in `workdir` and cannot resume training
+    (then the runner only evaluates it again), or None to fit."""
+    del config, workdir
+    return None
+
+  def after_export(self) -> None:
+    """Called once the inference export is written (e.g. to release training checkpoints)."""
+
+  @classmethod
+  @abc.abstractmethod
+  def fit(cls, config, dataset, run: Run) -> Detector:
+    """Trains on `dataset.split.train` (model selection on `validation`) and returns the detector.
+
+    `self.info['step']` names the step the test metrics belong to in metrics.jsonl.
+    """
+
+  @abc.abstractmethod
+  def save(self, export_dir: str) -> None:
+    """Writes what inference needs (parameters, a booster, ...) into `export_dir`."""
+
+  @classmethod
+  @abc.abstractmethod
+  def restore(cls, config, export_dir: str) -> Detector:
+    """The detector `save` wrote, ready to score."""
+
+  @abc.abstractmethod
+  def score(self, examples: list[dict[str, np.ndarray]]) -> Scores:
+    """Scores of prepared examples (each a dict of host arrays with at least `inputs()`)."""
+
+  def score_split(self, dataset, indices: np.ndarray, batch_size: int = 32,
+                  desc: str = '', keep_maps: bool = True) -> Scores:
+    """Scores of `dataset.source[indices]`, in order (without the maps if not `keep_maps`)."""
+    parts = []
+    with progress.bar(total=len(indices), desc=desc or f'scoring {dataset.name}', unit='image',
+                      leave=False) as bar:
+      for lo in range(0, len(indices), batch_size):
+        chunk = indices[lo:lo + batch_size]
+        scores = self.score([dataset.source[int(i)] for i in chunk])
+        parts.append(scores if keep_maps else Scores(scores.probabilities))
+        bar.update(len(chunk))
+    return Scores.concatenate(parts, len(self.class_names))

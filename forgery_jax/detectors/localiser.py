@@ -1,0 +1,249 @@
+"""Where is the forgery? A fully convolutional ELA + SRM + RGB encoder-decoder (Flax NNX).
+
+Inputs, each through its own stem and joined by concatenation as the dual-branch paper joins its
+branches: ELA planes computed inside the jitted model at `model.ela_qualities` (through
+`forgery_jax.jpeg`, so they follow any on-device edit of the pixels, and so that no single quality
+is a blind spot), the 30 SRM residuals of the grey image (a fixed `lax.conv`), and the RGB image.
+A small U-Net (max pooling down, nearest upsampling and skip connections up) gives one tamper logit
+per pixel at the input's resolution; an image head reads the bottleneck (mean and max) and the
+map's own statistics (its maximum, mean and top-1 % mean) and gives the image-level probability.
+
+Loss: per-pixel binary cross-entropy (all-zero targets for authentic images), plus Dice on the
+tampered images that have a mask, plus the class-weighted image-level cross-entropy. Training
+reads native-resolution crops (`config.input.crop`, at multiples of 16 pixels so a file's JPEG grid
+stays put; no resize: resizing erases the traces); scoring runs on whole images, tiled when large.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+import numpy as np
+
+from forgery_jax import synthesis
+from forgery_jax.detectors import base
+from forgery_jax.detectors import nnx_detector
+from forgery_jax.forensics import ela as ela_lib
+from forgery_jax.forensics import keypoints
+from forgery_jax.forensics import srm
+from forgery_jax.training import task as task_lib
+
+ALIGN = 16          # whole images are padded to, and tiles start at, multiples of this
+MAX_TILE = 1024     # larger images are scored in tiles of this side
+TILE_OVERLAP = 128
+
+
+class ConvBlock(nnx.Module):
+  """2 x (Conv 3x3, GroupNorm, ReLU)."""
+
+  def __init__(self, cin: int, cout: int, *, dtype, rngs: nnx.Rngs):
+    groups = 4 if cout % 4 == 0 else 1
+    self.conv1 = nnx.Conv(cin, cout, (3, 3), padding='SAME', dtype=dtype, rngs=rngs)
+    self.norm1 = nnx.GroupNorm(cout, num_groups=groups, dtype=dtype, rngs=rngs)
+    self.conv2 = nnx.Conv(cout, cout, (3, 3), padding='SAME', dtype=dtype, rngs=rngs)
+    self.norm2 = nnx.GroupNorm(cout, num_groups=groups, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x):
+    x = nnx.relu(self.norm1(self.conv1(x)))
+    return nnx.relu(self.norm2(self.conv2(x)))
+
+
+def _pool(x):
+  return nnx.max_pool(x, (2, 2), strides=(2, 2))
+
+
+def _up(x, like):
+  """Nearest-neighbour upsampling by 2 to `like`'s spatial size."""
+  x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+  return x[:, :like.shape[1], :like.shape[2]]
+
+
+class LocaliserNet(nnx.Module):
+  """Stems (ELA, SRM, RGB) -> U-Net -> per-pixel logits, and an image-level logit."""
+
+  def __init__(self, *, ela_qualities=(75, 85, 95), stem: int = 8, levels=(24, 48, 64),
+               hidden: int = 32, copy_move: bool = False, dtype=jnp.float32, rngs: nnx.Rngs):
+    if len(levels) != 3:
+      raise ValueError(f'model.levels must give 3 widths (1/2, 1/4, 1/8 resolution), got {levels}')
+    self.ela_qualities = tuple(int(q) for q in ela_qualities)
+    self.use_copy_move = copy_move
+    self.dtype = dtype
+    self.srm_kernels = _FixedKernels(jnp.asarray(srm.srm_kernels()))
+    conv = lambda cin, cout, k=3: nnx.Conv(cin, cout, (k, k), padding='SAME', dtype=dtype, rngs=rngs)
+    self.ela_stem = ConvBlock(3 * len(self.ela_qualities), stem, dtype=dtype, rngs=rngs) \
+        if self.ela_qualities else None
+    self.srm_stem = ConvBlock(srm.NUM_KERNELS, stem, dtype=dtype, rngs=rngs)
+    self.rgb_stem = ConvBlock(3, stem, dtype=dtype, rngs=rngs)
+    joined = stem * (3 if self.ela_qualities else 2)
+    self.enc = nnx.List([ConvBlock(joined, levels[0], dtype=dtype, rngs=rngs),
+                         ConvBlock(levels[0], levels[1], dtype=dtype, rngs=rngs),
+                         ConvBlock(levels[1], levels[2], dtype=dtype, rngs=rngs)])
+    self.dec = nnx.List([ConvBlock(levels[2] + levels[1], levels[1], dtype=dtype, rngs=rngs),
+                         ConvBlock(levels[1] + levels[0], levels[0], dtype=dtype, rngs=rngs)])
+    self.fuse = conv(levels[0] + joined, 16, 1)
+    self.out = conv(16, 1)
+    extra = 3 + (keypoints.NUM_FEATURES if copy_move else 0)
+    self.head1 = nnx.Linear(2 * levels[2] + extra, hidden, dtype=dtype, rngs=rngs)
+    self.head2 = nnx.Linear(hidden, 1, dtype=dtype, rngs=rngs)
+
+  def stems(self, image: jax.Array) -> jax.Array:
+    """The joined stems of uint8 RGB images (N, H, W, 3)."""
+    rgb = image.astype(jnp.float32)
+    residuals = srm.srm_residuals_per_kernel(rgb, self.srm_kernels.value)
+    parts = []
+    if self.ela_stem is not None:
+      ela = jnp.concatenate([ela_lib.ela_batch(image, q) for q in self.ela_qualities], -1)
+      parts.append(self.ela_stem(ela.astype(self.dtype) / 255.0))
+    parts.append(self.srm_stem(residuals.astype(self.dtype)))
+    parts.append(self.rgb_stem((rgb / 127.5 - 1.0).astype(self.dtype)))
+    return jnp.concatenate(parts, -1)
+
+  def __call__(self, image: jax.Array, copy_move: jax.Array | None = None):
+    """(per-pixel logits (N, H, W), image logits (N,)), float32; H and W multiples of 8."""
+    s = self.stems(image)
+    e0 = self.enc[0](_pool(s))
+    e1 = self.enc[1](_pool(e0))
+    e2 = self.enc[2](_pool(e1))
+    d1 = self.dec[0](jnp.concatenate([_up(e2, e1), e1], -1))
+    d0 = self.dec[1](jnp.concatenate([_up(d1, e0), e0], -1))
+    x = nnx.relu(self.fuse(jnp.concatenate([_up(d0, s), s], -1)))
+    logits = self.out(x)[..., 0].astype(jnp.float32)
+    p = jax.nn.sigmoid(logits).reshape(logits.shape[0], -1)
+    k = max(1, p.shape[1] // 100)
+    stats = jnp.stack([p.max(1), p.mean(1), jax.lax.top_k(p, k)[0].mean(1)], -1)
+    pooled = [e2.mean((1, 2)).astype(jnp.float32), e2.max((1, 2)).astype(jnp.float32), stats]
+    if self.use_copy_move:
+      if copy_move is None:
+        raise ValueError('this model reads copy-move keypoint evidence: the batch has no `copy_move`')
+      pooled.append(copy_move.astype(jnp.float32))
+    h = nnx.relu(self.head1(jnp.concatenate(pooled, -1).astype(self.dtype)))
+    return logits, self.head2(h)[:, 0].astype(jnp.float32)
+
+
+class _FixedKernels(nnx.Variable):
+  """The SRM kernels: model state the optimiser does not update."""
+
+
+def create_model(config, rngs: nnx.Rngs) -> LocaliserNet:
+  m = config.model
+  dtype = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[m.dtype]
+  return LocaliserNet(ela_qualities=tuple(m.ela_qualities), stem=m.stem, levels=tuple(m.levels),
+                      hidden=m.hidden, copy_move=m.copy_move, dtype=dtype, rngs=rngs)
+
+
+def losses(pixel_logits, image_logits, batch, class_weights) -> dict:
+  """Per-pixel BCE (authentic images: all-zero targets; tampered ones without a mask: none),
+  Dice on tampered images with a mask, and the class-weighted image-level BCE."""
+  tampered = batch['label'] != 0
+  target = (batch['mask'][..., 0] > 127).astype(jnp.float32)
+  known = (~tampered | batch['has_mask']).astype(jnp.float32)          # a pixel target exists
+  bce = optax_bce(pixel_logits, target).mean((1, 2))
+  pixel = (bce * known).sum() / jnp.maximum(known.sum(), 1.0)
+  p = jax.nn.sigmoid(pixel_logits)
+  dice_rows = 1.0 - (2 * (p * target).sum((1, 2)) + 1.0) / (p.sum((1, 2)) + target.sum((1, 2)) + 1.0)
+  with_mask = (tampered & batch['has_mask']).astype(jnp.float32)
+  dice = (dice_rows * with_mask).sum() / jnp.maximum(with_mask.sum(), 1.0)
+  w = class_weights[batch['label']]
+  image = (w * optax_bce(image_logits, tampered.astype(jnp.float32))).mean()
+  return {'pixel_bce': pixel, 'dice': dice, 'image_bce': image}
+
+
+def optax_bce(logits, labels):
+  """Binary cross-entropy with logits, stable."""
+  return jnp.maximum(logits, 0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+
+
+class Localiser(nnx_detector.NnxDetector):
+  """The localising detector (see the module docstring); binary: authentic / tampered."""
+
+  localises = True
+  batch_size = 4
+
+  @classmethod
+  def check_config(cls, config) -> None:
+    super().check_config(config)
+    if config.dataset.num_classes != 2:
+      raise ValueError('the localiser is binary: config.dataset.num_classes must be 2')
+
+  @classmethod
+  def task(cls, config, weights: np.ndarray | None):
+    keys = ('image', 'mask') + (('copy_move',) if config.model.copy_move else ())
+    class_weights = jnp.asarray(weights if weights is not None else np.ones(2, np.float32))
+    w = config.model.loss_weights
+
+    def loss(model, batch, dropout_key):
+      del dropout_key
+      pixel_logits, image_logits = model(batch['image'], batch.get('copy_move'))
+      parts = losses(pixel_logits, image_logits, batch, class_weights)
+      total = w.pixel * parts['pixel_bce'] + w.dice * parts['dice'] + w.image * parts['image_bce']
+      accuracy = ((image_logits > 0) == (batch['label'] != 0)).mean()
+      return total, {'accuracy': accuracy, **parts}
+
+    def outputs(model, batch):
+      pixel_logits, image_logits = model(batch['image'], batch.get('copy_move'))
+      p = jax.nn.sigmoid(image_logits)
+      return {'probabilities': jnp.stack([1.0 - p, p], -1), 'map': jax.nn.sigmoid(pixel_logits)}
+
+    synthesise, eval_synthesise = synthesis.augments(config)
+    flips = ((lambda batch, key: task_lib.random_flips(batch, key, ('image', 'mask')))
+             if config.augment_flips else None)
+    return task_lib.Task(create_model, loss, outputs, keys, task_lib.compose(synthesise, flips),
+                         eval_synthesise)
+
+  def describe(self) -> str:
+    return f"localiser (ELA q{'/'.join(map(str, self.config.model.ela_qualities))} + SRM + RGB)"
+
+  # Whole images: padded to multiples of ALIGN (edge pixels, so the JPEG grid stays put), batched
+  # by size, tiled when larger than MAX_TILE.
+
+  def _score_image(self, example: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities (2,), map (H, W)) of one prepared example of any size."""
+    image = np.asarray(example['image'])
+    h, w = image.shape[:2]
+    evidence = example.get('copy_move')
+    tiles = _tiles(h, w)
+    heat = np.zeros((h, w), np.float32)
+    weight = np.zeros((h, w), np.float32)
+    p = np.zeros(2, np.float32)
+    for top, left, th, tw in tiles:
+      crop = image[top:top + th, left:left + tw]
+      ph, pw = -th % ALIGN, -tw % ALIGN
+      padded = np.pad(crop, ((0, ph), (0, pw), (0, 0)), mode='edge') if ph or pw else crop
+      batch = {'image': jnp.asarray(padded[None]), 'mask': jnp.zeros(padded.shape[:2] + (1,), jnp.uint8)[None]}
+      if self.config.model.copy_move:
+        batch['copy_move'] = jnp.asarray(np.asarray(evidence)[None])
+      out = jax.device_get(self._outputs(self.state, batch))
+      heat[top:top + th, left:left + tw] += out['map'][0, :th, :tw]
+      weight[top:top + th, left:left + tw] += 1
+      p = np.maximum(p, out['probabilities'][0]) if len(tiles) > 1 else out['probabilities'][0]
+    if len(tiles) > 1:  # tampered if any tile is
+      p = np.array([1.0 - p[1], p[1]], np.float32)
+    return p, heat / np.maximum(weight, 1)
+
+  def score(self, examples: list[dict]) -> base.Scores:
+    probs, maps = zip(*(self._score_image(e) for e in examples)) if examples else ((), ())
+    return base.Scores(np.asarray(probs, np.float32).reshape(len(examples), 2), list(maps))
+
+  def score_split(self, dataset, indices: np.ndarray, batch_size: int = 0, desc: str = '',
+                  keep_maps: bool = True) -> base.Scores:
+    from forgery_jax import progress  # pylint: disable=g-import-not-at-top
+    del batch_size
+    parts = []
+    for i in progress.bar(indices, desc=desc or f'localising {dataset.name}', unit='image',
+                          leave=False):
+      scores = self.score([dataset.source[int(i)]])
+      parts.append(scores if keep_maps else base.Scores(scores.probabilities))
+    return base.Scores.concatenate(parts, 2)
+
+
+def _tiles(h: int, w: int) -> list[tuple[int, int, int, int]]:
+  """(top, left, height, width) of the tiles covering an h x w image: the whole image when both
+  sides are at most MAX_TILE, else overlapping MAX_TILE windows at multiples of ALIGN."""
+  def starts(n):
+    if n <= MAX_TILE:
+      return [0]
+    step = MAX_TILE - TILE_OVERLAP
+    s = list(range(0, n - MAX_TILE, step)) + [n - MAX_TILE]
+    return sorted({x - x % ALIGN for x in s})
+  return [(t, l, min(MAX_TILE, h - t), min(MAX_TILE, w - l)) for t in starts(h) for l in starts(w)]

@@ -1,0 +1,248 @@
+"""Evaluators: small classes, each one evaluation of a fitted detector, named in `config.evals`.
+
+After every fit the experiment runner calls the evaluators the config lists, and
+`python -m forgery_jax.evaluate` calls the same ones on finished runs. Each returns a flat dict
+of results.json keys:
+
+* `test`: metrics on the test split (`test/*`, and `test/accuracy_by_<property>`);
+* `baselines`: the shortcut baselines on the same split (`baseline/*`);
+* `also_test`: the same test files prepared by other builder configs (`config.dataset.also_test`),
+  each beside its own baselines (`test_<config>/*`);
+* `cross_dataset`: every example of `config.cross_dataset` (`cross/<dataset>/*`);
+* `robustness`: the test split after JPEG, resize, blur and noise attacks on the source files
+  (`robustness/<attack>/<strength>/*`, with the pixel scores of a localising detector);
+* `pixel`: where the forgery is: `pixel_f1`, `pixel_f1_best`, `pixel_auc`, `pixel_iou` of the
+  detector's maps against the masks at the files' original resolution, per forgery type too, on
+  the test split and every `also_test` config (`test/pixel_*`, `test_<config>/pixel_*`), each
+  beside its shortcut baselines (`.../pixel_baseline/<all_tampered|centre_prior|
+  mean_training_mask>/*`); a detector without maps but with gradient saliency (the paper CNN) is
+  scored under `.../saliency/pixel_*`, labelled as such;
+* `control`: the history-matched control (`config.dataset.control`): the false-alarm rate on the
+  authentic test files given a tampered file's JPEG history, beside the rate on the same files
+  without it (`control/<config>/*`).
+
+A new evaluator is a class with a `name` and `__call__(detector, context)`, added to `EVALUATORS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from absl import logging
+import jax
+from jax.experimental import multihost_utils
+import ml_collections
+
+from forgery_jax.data import datasets
+from forgery_jax.data import input_pipeline
+from forgery_jax.evaluation import baselines
+from forgery_jax.evaluation import metrics as metrics_lib
+from forgery_jax.evaluation import pixel_eval
+from forgery_jax.evaluation import robustness as robustness_lib
+from forgery_jax.training import writers
+
+
+@dataclasses.dataclass
+class Context:
+  """What evaluators read: the run's config and dataset, and where the run lives."""
+  config: ml_collections.ConfigDict
+  dataset: input_pipeline.Dataset
+  workdir: str
+  write_metrics: bool = True   # add the test row to metrics.jsonl (a training run, not `evaluate`)
+  batch_size: int = 32
+  cache: dict = dataclasses.field(default_factory=dict)     # scores shared between evaluators
+  datasets: dict = dataclasses.field(default_factory=dict)  # 'test_<config>': the also_test datasets
+
+  def scores(self, detector, dataset, indices, key: str, desc: str, keep_maps: bool = True):
+    """The detector's scores of `dataset.source[indices]`, computed once per key."""
+    if key not in self.cache:
+      self.cache[key] = detector.score_split(dataset, indices, self.batch_size, desc=desc,
+                                             keep_maps=keep_maps)
+    return self.cache[key]
+
+
+def load(dataset_config, config, all_for_test: bool = False) -> input_pipeline.Dataset:
+  """A dataset, built first where needed (by process 0 while the others wait)."""
+  if jax.process_index() == 0:
+    datasets.ensure_built(dataset_config)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f'dataset {dataset_config.name} prepared')
+  builder = datasets.ensure_built(dataset_config)
+  return input_pipeline.load_dataset(builder, config, all_for_test=all_for_test)
+
+
+def _test_metrics(detector, ctx: Context, dataset, prefix: str, key: str,
+                  keep_maps: bool = True) -> dict:
+  idx = dataset.split.test
+  scores = ctx.scores(detector, dataset, idx, key, desc=f'{prefix} {dataset.name}', keep_maps=keep_maps)
+  m = metrics_lib.classification_metrics(scores.probabilities, dataset.labels[idx],
+                                         dataset.class_names)
+  logging.info('%s %s: accuracy %.4f  auc %.4f', prefix, dataset.name, m['accuracy'], m['auc'])
+  return m
+
+
+class TestSplit:
+  """Metrics on the test split, and the accuracy per value of every file property."""
+  name = 'test'
+
+  def __call__(self, detector, ctx: Context) -> dict:
+    m = _test_metrics(detector, ctx, ctx.dataset, 'test', 'test')
+    if ctx.write_metrics:
+      writer = writers.MetricWriter(ctx.workdir, enabled=jax.process_index() == 0)
+      writer.write('test', detector.info.get('step', 0), m)
+      writer.close()
+    out = {f'test/{k}': v for k, v in m.items()}
+    predictions = ctx.cache['test'].probabilities.argmax(1)
+    out.update(baselines.accuracy_by_property(ctx.dataset, 'test', predictions))
+    return out
+
+
+class Baselines:
+  """The shortcut baselines on the same split: what a score must beat to mean detection."""
+  name = 'baselines'
+
+  def __call__(self, detector, ctx: Context) -> dict:
+    del detector
+    return baselines.shortcut_baselines(ctx.dataset)
+
+
+def _test_examples(dataset) -> tuple[list, list, list]:
+  """What identifies a dataset's test examples: file names (where kept), groups and labels."""
+  idx = dataset.split.test
+  names = [dataset.filenames[i] for i in idx] if dataset.filenames is not None else []
+  return names, [dataset.groups[i] for i in idx], dataset.labels[idx].tolist()
+
+
+def also_test_dataset(ctx: Context, name: str):
+  """The run's test files as builder config `name` prepared them (loaded once per context)."""
+  key = f'test_{name}'
+  if key not in ctx.datasets:
+    other_config = ml_collections.ConfigDict(ctx.config.to_dict())
+    other_config.dataset.builder_config = name
+    other = load(other_config.dataset, other_config)
+    if _test_examples(ctx.dataset) != _test_examples(other):
+      raise ValueError(f'dataset.also_test={name!r}: its test split holds other files than '
+                       f'{ctx.config.dataset.builder_config!r} (a different release or version?)')
+    ctx.datasets[key] = other
+  return ctx.datasets[key]
+
+
+class AlsoTest:
+  """The same test files as prepared by other builder configs (`config.dataset.also_test`),
+  each beside its own shortcut baselines: e.g. the test images re-encoded at random qualities."""
+  name = 'also_test'
+
+  def __call__(self, detector, ctx: Context) -> dict:
+    out = {}
+    for name in ctx.config.dataset.also_test:
+      other = also_test_dataset(ctx, name)
+      m = _test_metrics(detector, ctx, other, f'test_{name}', f'test_{name}')
+      out.update({f'test_{name}/{k}': v for k, v in m.items()})
+      out.update({f'test_{name}/{k}': v for k, v in baselines.shortcut_baselines(other).items()})
+    return out
+
+
+class CrossDataset:
+  """Metrics on every example of `config.cross_dataset` (train on one dataset, test on another)."""
+  name = 'cross_dataset'
+
+  def __call__(self, detector, ctx: Context) -> dict:
+    if not ctx.config.cross_dataset.name:
+      return {}
+    cross = ml_collections.ConfigDict(ctx.config.to_dict())
+    cross.dataset.update(name=ctx.config.cross_dataset.name,
+                         builder_config=ctx.config.cross_dataset.builder_config,
+                         manual_dir=ctx.config.cross_dataset.manual_dir)
+    dataset = load(cross.dataset, cross, all_for_test=True)
+    m = _test_metrics(detector, ctx, dataset, 'cross', f'cross/{dataset.name}', keep_maps=False)
+    return {f'cross/{dataset.name}/{k}': v for k, v in m.items()}
+
+
+class Robustness:
+  """The test split after post-processing of the source files (`config.robustness`)."""
+  name = 'robustness'
+
+  def __call__(self, detector, ctx: Context) -> dict:
+    rows = robustness_lib.robustness(detector, ctx.config, ctx.dataset,
+                                     max_examples=ctx.config.robustness.max_examples,
+                                     seed=ctx.config.seed)
+    out = {}
+    for r in rows:
+      prefix = 'robustness/none' if r['attack'] == 'none' else f"robustness/{r['attack']}/{r['strength']}"
+      out.update({f'{prefix}/{k}': v for k, v in r.items() if k not in ('attack', 'strength')})
+    return out
+
+
+class PixelScores:
+  """Pixel-level scores of the maps on the test split and every `also_test` config."""
+  name = 'pixel'
+
+  def __call__(self, detector, ctx: Context) -> dict:
+    saliency = not detector.localises
+    if saliency and not hasattr(detector, 'saliency'):
+      return {}  # no spatial output at all (WLD + XGBoost)
+    out = {}
+    masks = pixel_eval.MaskSource(ctx.config)
+    training_mean = pixel_eval.training_mean_mask(ctx.dataset, masks)
+    datasets = {'test': ctx.dataset}
+    datasets.update({f'test_{n}': also_test_dataset(ctx, n) for n in ctx.config.dataset.also_test})
+    for key, dataset in datasets.items():
+      result, rows = pixel_eval.evaluate(detector, ctx, dataset, key, masks, training_mean, saliency)
+      prefix = f'{key}/saliency' if saliency else key
+      out.update({f'{prefix}/{k}': v for k, v in result.items()})
+      ctx.cache[f'pixel_rows/{key}'] = rows
+    return out
+
+
+class HistoryControl:
+  """False alarms on authentic files given a tampered file's JPEG history (the control)."""
+  name = 'control'
+
+  def __call__(self, detector, ctx: Context) -> dict:
+    name = ctx.config.dataset.control
+    if not name:
+      return {}
+    reference = ctx.config.dataset.control_reference or ctx.config.dataset.builder_config
+    out = {}
+    rates = {}
+    for role, builder_config in (('control', name), ('reference', reference)):
+      other_config = ml_collections.ConfigDict(ctx.config.to_dict())
+      other_config.dataset.builder_config = builder_config
+      other = (ctx.dataset if builder_config == ctx.config.dataset.builder_config
+               else load(other_config.dataset, other_config))
+      if _test_examples(ctx.dataset) != _test_examples(other):
+        raise ValueError(f'dataset.control: {builder_config!r} holds other test files than '
+                         f'{ctx.config.dataset.builder_config!r}')
+      authentic = other.split.test[other.labels[other.split.test] == 0]
+      key = 'test' if other is ctx.dataset else f'control/{builder_config}'
+      scores = ctx.scores(detector, other, other.split.test, key, f'{role} {other.name}',
+                          keep_maps=False)
+      predicted = scores.probabilities.argmax(1)[other.labels[other.split.test] == 0]
+      rates[role] = float((predicted != 0).mean()) if len(authentic) else float('nan')
+    prefix = f'control/{name}'
+    out[f'{prefix}/false_alarm_rate'] = rates['control']
+    out[f'{prefix}/reference'] = reference
+    out[f'{prefix}/reference_false_alarm_rate'] = rates['reference']
+    out[f'{prefix}/num_authentic'] = int((ctx.dataset.labels[ctx.dataset.split.test] == 0).sum())
+    logging.info('history-matched control %s: false alarms %.3f (without the history: %.3f)',
+                 name, rates['control'], rates['reference'])
+    return out
+
+
+EVALUATORS = {e.name: e for e in (TestSplit, Baselines, AlsoTest, CrossDataset, Robustness,
+                                  PixelScores, HistoryControl)}
+
+
+def get(name: str):
+  if name not in EVALUATORS:
+    raise ValueError(f'config.evals names {name!r}; evaluators: {sorted(EVALUATORS)}')
+  return EVALUATORS[name]()
+
+
+def run_all(detector, ctx: Context, names) -> dict:
+  """Every evaluator of `names`, in order; their results merged."""
+  evaluators = [get(n) for n in names]  # an unknown name fails before any work
+  results = {}
+  for evaluator in evaluators:
+    results.update(evaluator(detector, ctx))
+  return results

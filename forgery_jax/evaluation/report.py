@@ -1,0 +1,106 @@
+"""The report of `python -m forgery_jax.evaluate`: Markdown tables and figures."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np
+from sklearn import metrics as skm
+
+from forgery_jax.evaluation import robustness as robustness_lib
+from forgery_jax.training import writers
+
+
+def md_table(header: list[str], rows: list[list]) -> str:
+  fmt = lambda v: f'{v:.3f}' if isinstance(v, float) else str(v)
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  lines += ['| ' + ' | '.join(fmt(v) for v in r) + ' |' for r in rows]
+  return '\n'.join(lines) + '\n'
+
+
+def _confusion(out: str, probs: np.ndarray, labels: np.ndarray, class_names) -> str:
+  cm = skm.confusion_matrix(labels, probs.argmax(1), labels=np.arange(len(class_names)))
+  fig, ax = plt.subplots(figsize=(4, 4))
+  ax.imshow(cm, cmap='Blues')
+  for (r, c), v in np.ndenumerate(cm):
+    ax.text(c, r, str(v), ha='center', va='center')
+  ax.set_xticks(range(len(class_names)), class_names, rotation=30)
+  ax.set_yticks(range(len(class_names)), class_names)
+  ax.set_xlabel('predicted')
+  ax.set_ylabel('true')
+  ax.set_title('test confusion matrix')
+  fig.tight_layout()
+  fig.savefig(os.path.join(out, 'confusion.png'))
+  plt.close(fig)
+  return 'confusion.png'
+
+
+def _roc(out: str, probs: np.ndarray, labels: np.ndarray) -> str | None:
+  tampered = labels != 0
+  if not 0 < tampered.sum() < len(labels):
+    return None
+  fpr, tpr, _ = skm.roc_curve(tampered, 1 - probs[:, 0])
+  fig, ax = plt.subplots(figsize=(4, 4))
+  ax.plot(fpr, tpr, label=f'AUC {skm.auc(fpr, tpr):.3f}')
+  ax.plot([0, 1], [0, 1], ':', color='grey')
+  ax.set_xlabel('false positive rate')
+  ax.set_ylabel('true positive rate (tampered)')
+  ax.legend(loc='lower right')
+  fig.tight_layout()
+  fig.savefig(os.path.join(out, 'roc.png'))
+  plt.close(fig)
+  return 'roc.png'
+
+
+def _curves(out: str, workdir: str) -> str | None:
+  metrics_path = os.path.join(workdir, writers.METRICS_FILE)
+  if not os.path.exists(metrics_path):
+    return None
+  with open(metrics_path) as f:
+    lines = [json.loads(l) for l in f]
+  fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+  for split, style in (('train', '.-'), ('validation', 'o-')):
+    pts = [l for l in lines if l['split'] == split]
+    if pts and 'loss' in pts[0]:
+      ax1.plot([p['step'] for p in pts], [p['loss'] for p in pts], style, label=split)
+    if pts:
+      ax2.plot([p['step'] for p in pts], [p['accuracy'] for p in pts], style, label=split)
+  ax1.set_title('loss (train: class-weighted)')
+  ax2.set_title('accuracy')
+  for ax in (ax1, ax2):
+    ax.set_xlabel('step')
+    ax.legend()
+  fig.tight_layout()
+  fig.savefig(os.path.join(out, 'curves.png'))
+  plt.close(fig)
+  return 'curves.png'
+
+
+def _robustness(out: str, rows: list[dict]) -> str:
+  kinds = list(robustness_lib.ATTACKS)
+  fig, axes = plt.subplots(1, len(kinds), figsize=(3.2 * len(kinds), 3), sharey=True)
+  clean = next(r['accuracy'] for r in rows if r['attack'] == 'none')
+  for ax, kind in zip(axes, kinds):
+    pts = [r for r in rows if r['attack'] == kind]
+    ax.plot([p['strength'] for p in pts], [p['accuracy'] for p in pts], 'o-')
+    ax.axhline(clean, ls=':', color='grey', label='no attack')
+    ax.set_title(kind)
+    ax.set_ylim(0, 1)
+  axes[0].set_ylabel('test accuracy')
+  axes[0].legend()
+  fig.tight_layout()
+  fig.savefig(os.path.join(out, 'robustness.png'))
+  plt.close(fig)
+  return 'robustness.png'
+
+
+def figures(out: str, workdir: str, probs: np.ndarray, labels: np.ndarray, class_names,
+            robustness_rows: list[dict] | None) -> list[str]:
+  """confusion.png, roc.png, curves.png and robustness.png (where they apply) in `out`."""
+  made = [_confusion(out, probs, labels, class_names), _roc(out, probs, labels),
+          _curves(out, workdir), _robustness(out, robustness_rows) if robustness_rows else None]
+  return [m for m in made if m]

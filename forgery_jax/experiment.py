@@ -1,0 +1,70 @@
+"""The experiment runner: one path for every detector.
+
+`run(config, workdir)` builds the dataset if needed, applies the split protocol (every fold of a
+k-fold split in `workdir/fold_<k>`, averaged), fits the detector `config.method` names, writes its
+inference export (`workdir/export`), runs the evaluators `config.evals` names, and writes
+`workdir/results.json`: the evaluators' keys, the fit's record (steps, timings), the split sizes
+and the config.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import ml_collections
+
+from forgery_jax import detectors
+from forgery_jax import runs
+from forgery_jax.data import splits
+from forgery_jax.detectors import export
+from forgery_jax.evaluation import evaluators
+
+RESULTS_FILE = runs.RESULTS_FILE
+TEST_KEYS = ('accuracy', 'precision', 'recall', 'f1', 'auc')
+_INTERNAL_INFO = ('step', 'metrics_bytes')  # fit bookkeeping that results.json leaves out
+
+
+def check(config) -> type[detectors.Detector]:
+  """The detector class of `config`, after the checks that need no data (fail before any work)."""
+  cls = detectors.get(config.method)
+  if config.dataset.split in splits.KFOLD_PROTOCOLS and not config.dataset.num_folds >= 2:
+    raise ValueError('config.dataset.num_folds must be at least 2 for the kfold split')
+  for name in config.evals:
+    evaluators.get(name)
+  cls.check_config(config)
+  return cls
+
+
+def run_one(config, workdir: str, root: str) -> dict:
+  """One fit and its evaluations in `workdir`; returns what results.json holds."""
+  cls = check(config)
+  os.makedirs(workdir, exist_ok=True)
+  dataset = evaluators.load(config.dataset, config)
+  detector = cls.finished(config, workdir)
+  if detector is None:
+    detector = cls.fit(config, dataset, detectors.Run(workdir, root))
+    export.write(detector, workdir, dataset.preparation)
+    detector.after_export()
+  context = evaluators.Context(config, dataset, workdir, write_metrics=True,
+                               batch_size=config.eval_batch_size)
+  results = evaluators.run_all(detector, context, config.evals)
+  results.update({k: v for k, v in detector.info.items() if k not in _INTERNAL_INFO})
+  results.update({'method': config.method, 'split_sizes': dataset.split.sizes(),
+                  'class_names': list(dataset.class_names), 'dataset': dataset.name,
+                  'num_devices': jax.device_count(), 'config': config.to_dict()})
+  if jax.process_index() == 0:
+    runs.write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
+  return results
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs the experiment `config` describes in `workdir`; returns what results.json holds.
+
+  With a k-fold split (`kfold`, `random_kfold`) and `config.dataset.fold < 0`, every fold
+  runs in `workdir/fold_<k>` and results.json holds the mean over folds under the same keys,
+  with the per-fold values beside them.
+  """
+  check(config)
+  root = os.path.abspath(workdir)
+  return runs.run_folds(config, root, lambda c, w: run_one(c, w, root))

@@ -1,0 +1,143 @@
+"""Reading and writing image files on the host: one place for codec choices.
+
+Decoding any file a camera or editor writes (with its container format), the in-memory JPEG round
+trips that ELA and the re-encoded dataset configs use, and PNG encoding of planes and masks. The
+JPEG codec that runs inside jitted code on an accelerator is `forgery_jax.jpeg`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+
+def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
+  """Encodes (H, W, 3) uint8 RGB as JPEG at `quality` in memory (PIL/libjpeg) and decodes it."""
+  buf = io.BytesIO()
+  Image.fromarray(rgb).save(buf, format='JPEG', quality=int(quality))
+  buf.seek(0)
+  with Image.open(buf) as decoded:
+    return np.asarray(decoded.convert('RGB'))
+
+
+def jpeg_roundtrip_tables(rgb: np.ndarray, tables) -> np.ndarray:
+  """The same round trip through given quantisation tables (PIL's `qtables`: one 64-entry table
+  per component kind, luminance first, row-major), with 4:2:0 chroma subsampling."""
+  buf = io.BytesIO()
+  Image.fromarray(rgb).save(buf, format='JPEG', qtables=[list(t) for t in tables], subsampling=2)
+  buf.seek(0)
+  with Image.open(buf) as decoded:
+    return np.asarray(decoded.convert('RGB'))
+
+
+@contextlib.contextmanager
+def opencv_threads(n: int):
+  """OpenCV's own thread count inside the block (a process-wide setting, restored after).
+
+  Where forgery_jax runs one image per worker thread (builds), OpenCV's parallel loops only add
+  hand-offs, which on small images cost more than the work (`python -m benchmarks.run --only ela`).
+  """
+  previous = cv2.getNumThreads()
+  cv2.setNumThreads(n)
+  try:
+    yield
+  finally:
+    cv2.setNumThreads(previous)
+
+
+def jpeg_roundtrip_bgr(bgr: np.ndarray, quality: int) -> np.ndarray:
+  """The same round trip with OpenCV's codec on a BGR array: bit-identical output to
+  `jpeg_roundtrip` (both are libjpeg-turbo with 4:2:0 subsampling) and several times faster."""
+  ok, buf = cv2.imencode('.jpg', bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+  if not ok:
+    raise ValueError(f'JPEG encoding failed for an array of shape {bgr.shape}')
+  return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+
+
+MAX_PIXELS = 150_000_000  # larger images are refused (PIL's decompression-bomb guard)
+
+
+def pil_to_rgb(im: Image.Image) -> np.ndarray:
+  """Any PIL image as (H, W, 3) uint8 RGB.
+
+  16- and 32-bit integer images are scaled from their bit depth, float images from [0, 1] (or
+  clipped to [0, 255] if they exceed 1) and refused if they hold NaN or Inf; alpha is composited on
+  white; palette, grey, CMYK and YCbCr images are converted.
+  """
+  mode = im.mode
+  if mode.startswith('I;16') or mode == 'I':
+    a = np.asarray(im).astype(np.float64)
+    top = 65535.0 if mode.startswith('I;16') or a.max() <= 65535 else float(a.max())
+    grey = np.clip(np.round(a / top * 255), 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, -1)
+  if mode == 'F':
+    a = np.asarray(im, np.float64)
+    if not np.isfinite(a).all():
+      raise ValueError('the float image holds NaN or Inf values')
+    a = a * 255 if a.max() <= 1.0 else a
+    grey = np.clip(np.round(a), 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, -1)
+  if mode in ('RGBA', 'LA', 'PA') or (mode == 'P' and 'transparency' in im.info):
+    rgba = im.convert('RGBA')
+    white = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(white, rgba).convert('RGB'))
+  return np.asarray(im.convert('RGB'))
+
+
+def open_image(path: str) -> Image.Image:
+  """PIL's open with the pixel limit enforced as an error (not a warning)."""
+  Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+  with warnings.catch_warnings():
+    warnings.simplefilter('error', Image.DecompressionBombWarning)
+    try:
+      return Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+      raise ValueError(f'image too large: {e}') from e
+
+
+# PIL's container names -> the `source_format` names of the datasets.
+SOURCE_FORMATS = {'JPEG': 'jpeg', 'MPO': 'jpeg', 'TIFF': 'tiff', 'BMP': 'bmp', 'PNG': 'png',
+                  'WEBP': 'webp', 'GIF': 'gif'}
+
+
+def decode_file(path: str, exif_transpose: bool = False) -> tuple[np.ndarray, str]:
+  """(H, W, 3) uint8 RGB and the container format ('jpeg', 'png', ...; else PIL's name lowercased)
+  of an image file, read once; a clear error names the file.
+
+  `exif_transpose` turns the pixels as the EXIF orientation says (as a viewer shows them).
+  """
+  try:
+    with open_image(path) as im:
+      fmt = SOURCE_FORMATS.get(im.format, str(im.format).lower())
+      im.load()
+      if exif_transpose:
+        im = ImageOps.exif_transpose(im)
+      return pil_to_rgb(im), fmt
+  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    raise ValueError(f'cannot read image {path}: {e}') from e
+
+
+def load_rgb(path: str, exif_transpose: bool = False) -> np.ndarray:
+  """Reads an image file as (H, W, 3) uint8 RGB (see `decode_file`)."""
+  return decode_file(path, exif_transpose)[0]
+
+
+def encode_png(array: np.ndarray) -> bytes:
+  """Lossless PNG bytes of an (H, W, 3) RGB or (H, W[, 1]) grey uint8 array."""
+  if array.ndim == 3 and array.shape[-1] == 3:
+    array = array[..., ::-1]  # OpenCV writes BGR
+  ok, buf = cv2.imencode('.png', np.ascontiguousarray(array), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+  if not ok:
+    raise ValueError(f'PNG encoding failed for an array of shape {array.shape}')
+  return buf.tobytes()
+
+
+def write_png(path: str, array: np.ndarray) -> None:
+  """Writes an RGB or grey uint8 array as a PNG file (fast, lossless)."""
+  with open(path, 'wb') as f:
+    f.write(encode_png(array))

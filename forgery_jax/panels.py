@@ -1,0 +1,91 @@
+"""The picture `predict` draws per image: what the detector saw and where it points.
+
+Tiles: the image; its ELA plane; its SRM residual; the detector's map over the image (the tamper
+probability of a localising detector, or the paper CNN's gradient saliency, labelled as such);
+and, where the detector reads the copy-move keypoint evidence, the matched keypoint pairs.
+"""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+
+from forgery_jax.forensics import ela as ela_lib
+from forgery_jax.forensics import srm
+
+TILE = 256
+
+
+def _tile(rgb: np.ndarray, title: str) -> Image.Image:
+  im = Image.fromarray(rgb)
+  scale = TILE / max(im.size)
+  size = (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale)))
+  # Shrink smoothly; enlarge small planes (the model's view, tiny files) pixel by pixel.
+  im = im.resize(size, Image.BILINEAR if scale < 1 else Image.NEAREST)
+  tile = Image.new('RGB', (TILE, TILE + 16), (255, 255, 255))
+  tile.paste(im, ((TILE - im.size[0]) // 2, 16 + (TILE - im.size[1]) // 2))
+  ImageDraw.Draw(tile).text((4, 2), title, fill=(0, 0, 0))
+  return tile
+
+
+def srm_display(rgb: np.ndarray, clip: float = 3.0) -> np.ndarray:
+  """|SRM residual| of the full-resolution image as a grey picture: the model's residual (the mean
+  of the 30 kernels' responses, clipped), computed with OpenCV so that no image size compiles."""
+  mean_kernel = srm.srm_kernels().mean(-1)[:, :, 0]
+  residual = cv2.filter2D(rgb.astype(np.float32), -1, mean_kernel, borderType=cv2.BORDER_CONSTANT)
+  grey = (np.abs(np.clip(residual, -clip, clip)).mean(-1) / clip * 255).astype(np.uint8)
+  return np.repeat(grey[..., None], 3, -1)
+
+
+def overlay(rgb: np.ndarray, heat: np.ndarray, normalise: bool) -> np.ndarray:
+  """`heat` (H, W) in red over the image; a saliency map is smoothed and scaled to its maximum."""
+  heat = heat.astype(np.float32)
+  if normalise:
+    heat = cv2.GaussianBlur(heat, (0, 0), 2)
+    heat = heat / (heat.max() or 1.0)
+  heat = np.clip(heat, 0, 1)[..., None]
+  red = np.zeros_like(rgb, np.float32)
+  red[..., 0] = 255
+  return (rgb.astype(np.float32) * (1 - 0.6 * heat) + red * 0.6 * heat).astype(np.uint8)
+
+
+def keypoint_pairs(rgb: np.ndarray) -> np.ndarray:
+  """The image with its matched SIFT keypoint pairs (the copy-move evidence) drawn as lines."""
+  from forgery_jax.forensics import keypoints  # pylint: disable=g-import-not-at-top
+  grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+  scale = min(1.0, keypoints.MAX_SIDE / max(grey.shape))
+  if scale < 1:
+    grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+  src, dst = keypoints.matched_pairs(grey)
+  out = np.ascontiguousarray(rgb.copy())
+  width = max(1, round(max(rgb.shape[:2]) / 400))
+  for (x0, y0), (x1, y1) in zip(src / scale, dst / scale):
+    cv2.line(out, (int(x0), int(y0)), (int(x1), int(y1)), (0, 255, 255), width)
+    cv2.circle(out, (int(x0), int(y0)), 2 * width, (255, 0, 0), -1)
+    cv2.circle(out, (int(x1), int(y1)), 2 * width, (0, 0, 255), -1)
+  return out
+
+
+def write_panel(path: str, prepared, prediction) -> None:
+  """One PNG: the tiles above a title line with the file name and the decision."""
+  rgb = prepared.rgb
+  tiles = [_tile(rgb, 'image'),
+           _tile(ela_lib.ela(rgb, prepared.preparation.ela_quality),
+                 f'ELA (q{prepared.preparation.ela_quality})'),
+           _tile(srm_display(rgb), 'SRM residual')]
+  if prediction.map is not None:
+    saliency = prediction.map_kind == 'saliency'
+    tiles.append(_tile(overlay(rgb, prediction.map, normalise=saliency),
+                       'saliency (not a segmentation)' if saliency else 'p(tampered) per pixel'))
+  if 'copy_move' in prepared.planes:
+    tiles.append(_tile(keypoint_pairs(rgb), 'matched keypoints'))
+  panel = Image.new('RGB', (TILE * len(tiles), TILE + 36), (255, 255, 255))
+  for i, t in enumerate(tiles):
+    panel.paste(t, (i * TILE, 20))
+  ImageDraw.Draw(panel).text(
+      (4, 4), f'{os.path.basename(prepared.name)}: {prediction.label}, '
+      f'p(tampered) = {prediction.p_tampered:.3f}', fill=(0, 0, 0))
+  panel.save(path)

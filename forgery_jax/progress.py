@@ -1,0 +1,28 @@
+"""Progress bars with ETA for every command (builds, training, predict, evaluate, benchmarks).
+
+Bars go to stderr; outside a terminal (CI, a redirected log) they redraw at most every 30 s so that
+logs stay readable. `FORGERY_JAX_PROGRESS=0` turns them off.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from tqdm import auto as tqdm_auto
+
+PROGRESS_ENV = 'FORGERY_JAX_PROGRESS'
+
+
+def bar(iterable=None, *, total: int | None = None, desc: str = '', unit: str = 'it',
+        leave: bool = True):
+  """A tqdm bar over `iterable` (or updated by hand with `.update(n)`)."""
+  interactive = sys.stderr.isatty()
+  return tqdm_auto.tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave,
+                        mininterval=0.5 if interactive else 30.0, dynamic_ncols=interactive,
+                        disable=os.environ.get(PROGRESS_ENV) == '0', file=sys.stderr)
+
+
+def write(line: str) -> None:
+  """One line on stderr that a running bar does not break up."""
+  tqdm_auto.tqdm.write(line, file=sys.stderr)

@@ -1,0 +1,126 @@
+"""Orbax checkpoints of a training run: one manager keeps the latest N and the best.
+
+Each checkpoint holds the train state (parameters, optimiser state), the data iterator's position
+and a small JSON record (step, epoch, early-stopping bookkeeping). The best checkpoint (by the
+validation rule of the trainer) is kept by the manager's preservation policy beside the latest N,
+never as a second copy. Orbax writes into a temporary folder and renames it when the save is
+complete, so a crash mid-save never replaces a good checkpoint. An unreadable checkpoint is moved to
+`checkpoints_unreadable/`, never deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from absl import logging
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as policies
+
+CHECKPOINT_DIR = 'checkpoints'
+UNREADABLE_DIR = 'checkpoints_unreadable'  # bad checkpoints are moved here, never deleted
+_NOT_BEST = -1
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint in the workdir is unreadable or does not fit the config."""
+
+
+def _best_step(metrics) -> float:
+  return metrics.get('best_step', _NOT_BEST)
+
+
+class RunCheckpoints:
+  """The checkpoints of one workdir: save, resume from the newest readable, restore the best."""
+
+  def __init__(self, workdir: str, keep: int):
+    self.path = os.path.join(workdir, CHECKPOINT_DIR)
+    policy = policies.AnyPreservationPolicy([
+        policies.LatestN(n=keep),
+        policies.BestN(get_metric_fn=_best_step, n=1, keep_checkpoints_without_metrics=False)])
+    self.manager = ocp.CheckpointManager(
+        self.path, options=ocp.CheckpointManagerOptions(preservation_policy=policy, create=True),
+        item_names=('state', 'data_iter', 'meta'))
+
+  def save(self, step: int, state, data_iter: dict, meta: dict) -> None:
+    """Saves `step`; it is the best so far when `meta['best_step'] == step`."""
+    best = step if meta.get('best_step') == step else _NOT_BEST
+    self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                    data_iter=ocp.args.JsonSave(data_iter),
+                                                    meta=ocp.args.JsonSave(meta)),
+                      metrics={'best_step': best}, force=True)
+
+  def restore(self, step: int, abstract_state):
+    """(step, state, data_iter, meta) of one checkpoint; CheckpointError if it cannot be read."""
+    try:
+      restored = self.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), data_iter=ocp.args.JsonRestore(),
+          meta=ocp.args.JsonRestore()))
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(
+          f'cannot restore the checkpoint at {os.path.join(self.path, str(step))}: '
+          f'{type(e).__name__}: {e}\nIt was written by a different config (model shape, dataset) '
+          'or is damaged. Nothing was changed: use another --workdir, or move that checkpoint '
+          'aside to resume from an earlier one.') from e
+    return step, restored.state, restored.data_iter, restored.meta
+
+  def restore_latest(self, abstract_state):
+    """(step, state, data_iter, meta) of the newest readable checkpoint, or None if there is none.
+
+    An unreadable one is skipped with a warning naming it; once an older one restores, the
+    unreadable ones newer than it are moved to `checkpoints_unreadable/` (their step numbers will
+    be written again), never deleted. If none restores (say, the workdir belongs to another
+    config), the newest one's error is raised and nothing is moved.
+    """
+    failures = []
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        restored = self.restore(step, abstract_state)
+      except CheckpointError as e:
+        logging.warning('%s; trying an older checkpoint', str(e).split('\n')[0])
+        failures.append((e, step))
+        continue
+      for _, bad_step in failures:
+        self._move_aside(bad_step)
+      return restored
+    if failures:
+      raise failures[0][0]
+    return None
+
+  def _move_aside(self, step: int) -> None:
+    source = os.path.join(self.path, str(step))
+    target = os.path.join(os.path.dirname(self.path), UNREADABLE_DIR, f'{CHECKPOINT_DIR}_{step}')
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.replace(source, target)
+    self.manager.reload()
+    logging.warning('moved the unreadable checkpoint %s to %s', source, target)
+
+  def has(self, step: int) -> bool:
+    return step in self.manager.all_steps()
+
+  def steps(self) -> list[int]:
+    return list(self.manager.all_steps())
+
+  def reached_preemption(self, step: int) -> bool:
+    """Several processes: whether the preemption sync point (a SIGTERM on any of them) is here."""
+    return self.manager.reached_preemption(step)
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def remove_all(self) -> None:
+    """Closes the manager and deletes every checkpoint (a finished run keeps its inference
+    export instead)."""
+    self.wait()
+    self.manager.close()
+    if jax.process_index() == 0 and os.path.isdir(self.path):
+      shutil.rmtree(self.path)
+
+  def close(self) -> None:
+    self.manager.close()
+
+
+def abstract_like(state):
+  """ShapeDtypeStructs (with shardings) to restore `state` into."""
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, state)

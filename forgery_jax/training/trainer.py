@@ -1,0 +1,288 @@
+"""Training of the JAX detectors: data-parallel over a device mesh, early stopping, resumable.
+
+`fit(config, dataset, run, task)` trains the Flax NNX model a detector describes with a `Task`
+(its model, loss, evaluation outputs and on-device augmentation) with `jax.jit` over a `Mesh` of
+every device (the batch sharded on the `data` axis, the state replicated), evaluates on the
+validation split every epoch with early stopping, keeps Orbax checkpoints (the latest N and the
+best, one manager), resumes from the workdir (parameters, optimiser state, step, data-iterator
+position; random keys are the seed folded with the step), and returns the best model.
+
+Interruptions: SIGKILL at any moment leaves a run that the same command resumes bit-identically;
+SIGTERM saves a checkpoint at the current step and raises `Preempted` (with several processes,
+Orbax's preemption sync point makes every process save the same step).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+import threading
+import time
+from typing import Callable
+
+from absl import logging
+from flax import nnx
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import numpy as np
+import optax
+
+from forgery_jax import progress
+from forgery_jax.data import input_pipeline
+from forgery_jax.evaluation import metrics as metrics_lib
+from forgery_jax.training import checkpointing
+from forgery_jax.training import mesh as mesh_lib
+from forgery_jax.training import writers
+from forgery_jax.training import task as task_lib
+
+
+class Preempted(RuntimeError):
+  """Training stopped on SIGTERM after saving a checkpoint; the same command resumes it."""
+
+
+def learning_rate_schedule(config) -> optax.Schedule:
+  """Adam's rate with Keras-style inverse-time decay: lr / (1 + decay * step)."""
+  return lambda step: config.learning_rate / (1.0 + config.lr_decay * step)
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+  """'Balanced' weights n / (k * n_c) from the training labels (1 for an absent class)."""
+  counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+  w = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 1.0)
+  return w.astype(np.float32)
+
+
+def training_weights(config, dataset) -> np.ndarray:
+  """Class weights of the config: balanced from the training labels, or all 1."""
+  train_labels = dataset.labels[dataset.split.train]
+  k = config.dataset.num_classes
+  weights = class_weights(train_labels, k) if config.class_weights else np.ones(k, np.float32)
+  logging.info('train class counts %s, class weights %s',
+               np.bincount(train_labels, minlength=k).tolist(), weights.tolist())
+  return weights
+
+
+def create_state(config, mesh: Mesh, task: task_lib.Task):
+  """The model and optimiser, split into a graphdef and a replicated state."""
+  model = task.create_model(config, nnx.Rngs(params=config.seed))
+  optimizer = nnx.Optimizer(model, optax.adam(learning_rate_schedule(config)), wrt=nnx.Param)
+  graphdef, state = nnx.split((model, optimizer))
+  return graphdef, jax.device_put(state, NamedSharding(mesh, P()))
+
+
+@dataclasses.dataclass
+class Steps:
+  """Jitted steps for one mesh, and how they shard a batch."""
+  batch_sharding: NamedSharding
+  train: Callable
+  outputs: Callable   # (state, batch) -> eval outputs
+  validate: Callable  # the same on validation batches (after the task's eval_augment)
+
+
+def make_steps(graphdef, mesh: Mesh, task: task_lib.Task) -> Steps:
+  """jit-compiled train and eval steps; the batch is sharded on `data`, the state replicated."""
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P('data'))
+
+  def train_step(state, batch, key):
+    model, optimizer = nnx.merge(graphdef, state)
+    dropout_key, augment_key = jax.random.split(key)
+    if task.augment is not None:
+      batch = task.augment(batch, augment_key)
+    (loss, aux), grads = nnx.value_and_grad(
+        lambda m: task.loss(m, batch, dropout_key), has_aux=True)(model)
+    optimizer.update(model, grads)
+    return nnx.state((model, optimizer)), {'loss': loss, **aux}
+
+  train = jax.jit(train_step, in_shardings=(replicated, batch_sharding, replicated),
+                  out_shardings=(replicated, replicated), donate_argnums=(0,))
+  outputs = mesh_lib.make_outputs(graphdef, mesh, task.outputs)
+  validate = outputs
+  if task.eval_augment is not None:
+    def validation_outputs(model, batch):
+      batch = task.eval_augment(batch)
+      return dict(task.outputs(model, batch), label=batch['label'])
+    validate = mesh_lib.make_outputs(graphdef, mesh, validation_outputs)
+  return Steps(batch_sharding, train, outputs, validate)
+
+
+def predict(outputs_fn: Callable, batch_sharding: NamedSharding, state, dataset, indices,
+            config, keys: tuple[str, ...], desc: str = '') -> tuple[dict, np.ndarray]:
+  """(eval outputs, labels) of `state` on `dataset.source[indices]`, every example once, in
+  order; the batches are sharded over every device of every process."""
+  outs, labels, valid = [], [], []
+  batches = input_pipeline.eval_batches(dataset, indices, config, keys,
+                                        process_index=jax.process_index(),
+                                        process_count=jax.process_count())
+  total = -(-len(indices) // config.eval_batch_size)
+  for batch in progress.bar(batches, total=total, desc=desc or f'scoring {dataset.name}',
+                            unit='batch', leave=False):
+    inputs = mesh_lib.to_global(batch, batch_sharding)
+    outs.append({k: mesh_lib.gather(v) for k, v in outputs_fn(state, inputs).items()})
+    labels.append(mesh_lib.gather(inputs['label']))
+    valid.append(mesh_lib.gather(inputs['valid']))
+  valid = np.concatenate(valid) if valid else np.zeros(0, bool)
+  merged = {k: np.concatenate([o[k] for o in outs])[valid] for k in (outs[0] if outs else {})}
+  labels = np.concatenate(labels)[valid] if labels else np.zeros(0, np.int32)
+  return merged, merged.pop('label', labels)  # the outputs' labels, where an augment made them
+
+
+def improves(val: dict, meta: dict, ties: str = 'first') -> bool:
+  """Early stopping's test: higher validation accuracy; with `ties='loss'`, also the same
+  accuracy with a lower loss.
+
+  The paper (Keras) keeps the first epoch of the best accuracy. On a small validation split
+  accuracy soon stops moving (19 images take 20 values): breaking its ties by the loss keeps
+  the checkpoint from being simply the first to reach a plateau.
+  """
+  if val['accuracy'] != meta['best_accuracy'] or ties == 'first':
+    return val['accuracy'] > meta['best_accuracy']
+  if ties != 'loss':
+    raise ValueError(f"config.early_stopping_ties must be 'first' or 'loss', got {ties!r}")
+  return val['loss'] < meta.get('best_loss', float('inf'))
+
+
+@contextlib.contextmanager
+def _sigterm_flag(checkpoints: checkpointing.RunCheckpoints):
+  """Yields `terminated(step)`: whether to save and stop at this step.
+
+  One process: a SIGTERM handler sets a flag. Several processes: JAX's preemption service catches
+  SIGTERM on any of them and Orbax's sync point names the same step on all of them.
+  """
+  if jax.process_count() > 1:
+    yield checkpoints.reached_preemption
+    return
+  received = []
+  if threading.current_thread() is not threading.main_thread():
+    yield lambda step: False  # signal handlers can only be set from the main thread
+    return
+  previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+  try:
+    yield lambda step: bool(received)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+@dataclasses.dataclass
+class Trained:
+  """The best model of a fit: its graph, its state (no optimiser) and the run's record."""
+  graphdef: object
+  state: object
+  info: dict
+  mesh: Mesh
+  checkpoints: checkpointing.RunCheckpoints | None = None  # still open, until `release`
+  keep_final: bool = True
+
+  def release(self) -> None:
+    """Once the inference export is written: closes the checkpoints, and deletes them unless
+    `config.checkpoint.keep_final` (a finished run then keeps only its export)."""
+    if self.checkpoints is None:
+      return
+    if self.keep_final:
+      self.checkpoints.close()
+    else:
+      self.checkpoints.remove_all()
+    self.checkpoints = None
+
+
+def fit(config, dataset, workdir: str, task: task_lib.Task, weights: np.ndarray) -> Trained:
+  """Trains `task`'s model on `dataset`; see the module docstring."""
+  mesh = mesh_lib.make_mesh()
+  graphdef, state = create_state(config, mesh, task)
+  steps = make_steps(graphdef, mesh, task)
+  ckpts = checkpointing.RunCheckpoints(workdir, config.checkpoint.keep)
+  abstract = checkpointing.abstract_like(state)
+  keys = task.keys
+  train_iter = input_pipeline.train_iterator(dataset, config, keys, process_index=jax.process_index(),
+                                             process_count=jax.process_count())
+  steps_per_epoch = len(dataset.split.train) // config.batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(f'the train split has {len(dataset.split.train)} examples, fewer than '
+                     f'one batch of {config.batch_size}')
+  total_steps = steps_per_epoch * config.num_epochs
+  meta = {'step': 0, 'epoch': 0, 'best_accuracy': -1.0, 'best_loss': float('inf'), 'best_step': -1,
+          'epochs_without_improvement': 0, 'stopped_early': False}
+  restored = ckpts.restore_latest(abstract)
+  resumed_from = 0
+  if restored is not None:
+    resumed_from, state, iter_state, meta = restored
+    train_iter.set_state(iter_state)
+    logging.info('Resumed from step %d (epoch %d) in %s', resumed_from, meta['epoch'], ckpts.path)
+  writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0,
+                                truncate_to=meta.get('metrics_bytes') if restored else None)
+  writer.write_config(config)
+
+  base_key = jax.random.key(config.seed)
+  step = int(meta['step'])
+  t0, seen = time.perf_counter(), 0
+
+  def save():
+    ckpts.save(step, state, train_iter.get_state(),
+               dict(meta, step=step, metrics_bytes=writer.offset()))
+
+  def validate() -> dict:
+    outputs, labels = predict(steps.validate, steps.batch_sharding, state, dataset,
+                              dataset.split.validation, config, keys, desc='validation')
+    return metrics_lib.classification_metrics(outputs['probabilities'], labels)
+
+  bar = progress.bar(total=total_steps, desc='training', unit='step')
+  bar.update(step)
+  with bar, _sigterm_flag(ckpts) as terminated:
+    while step < total_steps and not meta['stopped_early']:
+      if terminated(step):
+        if not ckpts.has(step):
+          save()
+        ckpts.wait()
+        writer.close()
+        raise Preempted(f'stopped by SIGTERM at step {step}; the checkpoint is in '
+                        f'{ckpts.path}: run the same command to resume')
+      batch = mesh_lib.to_global(next(train_iter), steps.batch_sharding)
+      state, train_metrics = steps.train(state, batch, jax.random.fold_in(base_key, step))
+      step += 1
+      seen += config.batch_size
+      bar.update(1)
+      if step % config.log_every_steps == 0 or step == total_steps:
+        scalars = {k: float(v) for k, v in jax.device_get(train_metrics).items()}
+        scalars['examples_per_second'] = seen / (time.perf_counter() - t0)
+        writer.write('train', step, scalars)
+        bar.set_postfix(loss=f"{scalars['loss']:.4f}", acc=f"{scalars['accuracy']:.3f}",
+                        rate=f"{scalars['examples_per_second']:.1f}/s", refresh=False)
+        t0, seen = time.perf_counter(), 0
+      if step % steps_per_epoch == 0:
+        meta['epoch'] = step // steps_per_epoch
+        val = validate()
+        writer.write('validation', step, val)
+        logging.info('epoch %d  validation accuracy %.4f  auc %.4f', meta['epoch'], val['accuracy'],
+                     val['auc'])
+        if improves(val, meta, config.early_stopping_ties):
+          meta.update(best_accuracy=val['accuracy'], best_loss=val['loss'], best_step=step,
+                      epochs_without_improvement=0)
+        else:
+          meta['epochs_without_improvement'] += 1
+          if meta['epochs_without_improvement'] >= config.early_stopping_patience:
+            meta['stopped_early'] = True
+            logging.info('Early stop: no validation improvement for %d epochs',
+                         config.early_stopping_patience)
+        save()
+        t0, seen = time.perf_counter(), 0
+      elif config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0:
+        save()
+  ckpts.wait()
+  if hasattr(train_iter, 'close'):
+    train_iter.close()  # stops worker processes when config.input.worker_processes > 0
+  metrics_bytes = writer.offset()
+  writer.close()
+
+  best_step = int(meta['best_step'])
+  if best_step >= 0 and best_step != step:
+    _, state, _, _ = ckpts.restore(best_step, abstract)
+  elif best_step < 0:
+    best_step = step  # no epoch finished: the last state
+  model_graphdef, model_state = nnx.split(nnx.merge(graphdef, state)[0])
+  info = {'step': best_step, 'best_step': best_step, 'final_step': int(step),
+          'resumed_from_step': int(resumed_from),
+          'best_validation_accuracy': float(meta['best_accuracy']),
+          'stopped_early': bool(meta['stopped_early']), 'num_epochs': int(config.num_epochs),
+          'metrics_bytes': int(metrics_bytes)}
+  return Trained(model_graphdef, model_state, info, mesh, ckpts, config.checkpoint.keep_final)

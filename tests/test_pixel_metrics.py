@@ -1,0 +1,66 @@
+"""Pixel-level metrics on hand-computed cases, and their baselines."""
+
+import numpy as np
+import pytest
+
+from forgery_jax.evaluation import pixel_metrics as pm
+
+
+def _mask(rows):
+  return (np.asarray(rows, np.uint8) * 255)[..., None]
+
+
+def test_f1_iou_and_auc_by_hand():
+  mask = _mask([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])  # 4 tampered pixels
+  top_row = np.zeros((4, 4), np.float32)
+  top_row[0] = 0.9  # tp 2 (top-left), fp 2, fn 2
+  r = pm.per_image(top_row, mask)
+  assert r['pixel_f1'] == pytest.approx(4 / 8) and r['pixel_iou'] == pytest.approx(2 / 6)
+  # AUC by pairs: positives 0.9 0.9 0 0 against negatives 0.9 0.9 0 ... (ties count half).
+  scores = top_row.ravel()
+  pos, neg = scores[mask.ravel() > 0], scores[mask.ravel() == 0]
+  pairs = (pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()
+  assert r['pixel_auc'] == pytest.approx(pairs)
+  perfect = pm.per_image(mask[..., 0] / 255.0, mask)
+  assert perfect['pixel_f1'] == perfect['pixel_iou'] == perfect['pixel_auc'] == 1.0
+  nothing = pm.per_image(np.zeros((4, 4)), mask)
+  assert nothing['pixel_f1'] == nothing['pixel_iou'] == 0.0 and nothing['pixel_auc'] == 0.5
+
+
+def test_auc_by_hand_on_four_pixels():
+  mask = _mask([[1, 1], [0, 0]])
+  scores = np.array([[0.9, 0.4], [0.6, 0.1]], np.float32)
+  assert pm.per_image(scores, mask)['pixel_auc'] == pytest.approx(0.75)  # 3 of 4 pairs ordered
+
+
+def test_best_threshold_is_one_for_the_whole_split():
+  mask = _mask([[1, 1, 0, 0]] * 4)
+  low = np.where(mask[..., 0] > 0, 0.3, 0.2).astype(np.float32)   # right shape, low values
+  high = np.where(mask[..., 0] > 0, 0.8, 0.6).astype(np.float32)  # right shape, high values
+  s = pm.summarise([pm.per_image(low, mask), pm.per_image(high, mask)])
+  assert s['pixel_f1'] == pytest.approx((0.0 + 2 * 8 / (16 + 8)) / 2)  # 0 and F1 of all-tampered
+  # One threshold for both images: in (0.3, 0.6] the first is empty, the second all-tampered;
+  # in (0.2, 0.3] the first is perfect and the second all-tampered (F1 2/3): best 5/6.
+  assert s['pixel_f1_best'] == pytest.approx((1.0 + 2 / 3) / 2)
+  assert 0.2 < s['pixel_f1_best_threshold'] <= 0.3
+  assert s['pixel_images'] == 2
+
+
+def test_maps_are_resized_to_the_mask():
+  mask = np.zeros((64, 96, 1), np.uint8)
+  mask[16:48, 24:72] = 255
+  small = np.zeros((32, 48), np.float32)
+  small[8:24, 12:36] = 1.0
+  r = pm.per_image(small, mask)
+  assert r['pixel_f1'] > 0.95 and r['pixel_auc'] > 0.99
+
+
+def test_baselines():
+  mask = np.zeros((10, 10, 1), np.uint8)
+  mask[:5] = 255
+  maps = pm.baseline_maps((10, 10), pm.mean_mask([mask]))
+  everything = pm.per_image(maps['all_tampered'], mask)
+  assert everything['pixel_f1'] == pytest.approx(2 * 50 / (100 + 50)) and everything['pixel_auc'] == 0.5
+  assert pm.per_image(maps['mean_training_mask'], mask)['pixel_f1'] == pytest.approx(1.0)
+  centre = maps['centre_prior']
+  assert centre.shape == (10, 10) and centre.max() <= 1 and centre[5, 5] > centre[0, 0] >= 0
