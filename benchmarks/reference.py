@@ -90,3 +90,21 @@ def keras_model(resolution: int = 128, num_classes: int = 2):
   model = keras.Model([ela_in, srm_in], out)
   model.compile(optimizer=keras.optimizers.Adam(1e-3), loss='sparse_categorical_crossentropy')
   return model
+
+
+def keras_inference(paths: list[str], model, resolution: int = 128, batch: int = 32):
+  """The paper's inference: per file decode (PIL), ELA through a temporary JPEG, both planes
+  resized to the model's input (bicubic), SRM by the 30 x 3 filter2D loop, then the Keras model on
+  batches. Returns the class probabilities."""
+  out = []
+  for lo in range(0, len(paths), batch):
+    elas, residuals = [], []
+    for path in paths[lo:lo + batch]:
+      with Image.open(path) as im:
+        rgb = im.convert('RGB')
+      ela = paper_ela(rgb).resize((resolution, resolution), Image.BICUBIC)
+      small = np.asarray(rgb.resize((resolution, resolution), Image.BICUBIC))
+      elas.append(np.asarray(ela, np.float32) / 255.0)
+      residuals.append(paper_srm(small))
+    out.append(model.predict([np.stack(elas), np.stack(residuals)], verbose=0))
+  return np.concatenate(out)

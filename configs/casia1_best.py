@@ -25,6 +25,7 @@ def get_config():
   config.dataset.name = 'casia1'
   config.dataset.builder_config = 'jpeg_randomised128'
   config.dataset.also_test = ('paper128',)  # the same test files as they are on disk
+  config.dataset.control = 'history_matched128'  # against its own jpeg_randomised128
   config.cross_dataset.name = 'micc_f220'
   config.cross_dataset.builder_config = 'paper128'
   config.model.srm_residuals = 'per_kernel'

@@ -11,9 +11,10 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   # A detector of forgery_jax.detectors.REGISTRY ('cnn', 'wld_xgboost', ...), or package.module:Class.
   config.method = 'cnn'
-  # Evaluators run after the fit (forgery_jax/evaluation/evaluators.py): test, baselines,
-  # also_test, cross_dataset, robustness.
-  config.evals = ('test', 'baselines', 'also_test', 'cross_dataset')
+  # Evaluators run after the fit (forgery_jax/evaluation/evaluators.py): test, baselines, pixel,
+  # also_test, cross_dataset, control, robustness. Those with nothing to do (no also_test, no
+  # cross dataset, no control, no map) add nothing.
+  config.evals = ('test', 'baselines', 'pixel', 'also_test', 'cross_dataset', 'control')
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = 'synthetic_forgery'  # a folder of tfds_builders/
@@ -41,7 +42,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.cross_dataset = ml_collections.ConfigDict()
   config.cross_dataset.name = ''
   config.cross_dataset.builder_config = ''
-  config.cross_dataset.manual_dir = ''
+  config.cross_dataset.manual_dir = ''        # '' with the run's own dataset: its folder
+  config.cross_dataset.also_test = ()        # its other builder configs, every example too
 
   config.model = ml_collections.ConfigDict()
   config.model.branches = ('ela', 'srm')     # ('ela',) or ('srm',) for the paper's ablation
@@ -77,7 +79,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Forgeries made on the device inside the training step (forgery_jax/synthesis.py), for
   # detectors that read `image` and `mask` (the localiser; the CNN with model.ela_source='device').
   config.synthesis = ml_collections.ConfigDict()
-  config.synthesis.fraction = 0.0           # share of authentic rows made forgeries (0: off)
+  config.synthesis.fraction = 0.0           # share of authentic rows made forgeries (0: none)
+  config.synthesis.last_save = False        # with no forgeries: only the random last save below
   config.synthesis.copy_move_share = 0.5    # the rest are spliced from another row
   config.synthesis.area = (0.01, 0.30)      # region area, a share of the image (log-uniform)
   config.synthesis.polygon_share = 0.5      # polygons, else object-like blobs

@@ -10,7 +10,6 @@ from configs import default
 def get_config():
   config = default.get_config()
   config.method = 'localiser'
-  config.evals = ('test', 'baselines', 'pixel', 'also_test', 'cross_dataset', 'control')
   config.augment_flips = True
   config.model.hidden = 32
   config.learning_rate = 1e-3

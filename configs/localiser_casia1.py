@@ -2,7 +2,7 @@
 
 * data: `native_jpeg_randomised` (every file re-encoded once at a quality drawn from 70-95, so
   the quantisation tables that separate CASIA v1's classes say nothing), planes at the files' own
-  size; training reads 256 x 256 windows at multiples of 16 pixels (JPEG grids stay put);
+  size; training reads 192 x 192 windows at multiples of 16 pixels (JPEG grids stay put);
 * tested on the same test files as released (`also_test=('native',)`), pixel scores at the
   original resolution beside their baselines, the history-matched control
   (`native_history_matched`: authentic files given a tampered file's first save), and MICC-F220
@@ -23,9 +23,9 @@ def get_config():
   config.dataset.control = 'native_history_matched'
   config.cross_dataset.name = 'micc_f220'
   config.cross_dataset.builder_config = 'native'
-  config.input.crop = 256
+  config.input.crop = 192  # about 5.5 images/s on 2 CPU cores: 12 epochs in about 45 minutes
   config.batch_size = 8
   config.eval_batch_size = 8
-  config.num_epochs = 40
+  config.num_epochs = 12
   config.early_stopping_patience = 6
   return config

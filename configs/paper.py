@@ -19,4 +19,9 @@ def get_config(dataset: str = 'casia1'):
   config.dataset.builder_config = 'paper128'
   config.dataset.num_classes = 3 if dataset == 'combined' else 2
   config.num_epochs = 50  # early stopping on validation accuracy (patience 7) usually ends it
+  if dataset in ('casia1', 'casia2'):
+    # Authentic test files given a tampered file's JPEG history, against the same files
+    # re-encoded without it: does the model read file histories?
+    config.dataset.control = 'history_matched128'
+    config.dataset.control_reference = 'jpeg_randomised128'
   return config

@@ -11,8 +11,9 @@ test split, averaged as the run itself averages). The evaluators `config.evals` 
   matrix (every run on the test split of its own dataset and on all examples of the other runs'
   datasets); with `--robustness`, RUN's test split after JPEG recompression (quality 50-100),
   resizing (0.5-1.5), Gaussian blur and Gaussian noise, one metrics row per (attack, strength);
-* confusion.png, roc.png, curves.png (training and validation curves from metrics.jsonl) and,
-  with `--robustness`, robustness.png.
+* confusion.png, roc.png, curves.png (training and validation curves from metrics.jsonl), with
+  `--robustness` robustness.png, and for a run whose evaluators include `pixel`, maps.png: the
+  best and the worst tamper maps of the test split beside their images and masks.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from forgery_jax import runtime
 from forgery_jax.data import datasets
 from forgery_jax.detectors import export
 from forgery_jax.evaluation import evaluators
+from forgery_jax.evaluation import pixel_eval
 from forgery_jax.evaluation import report as report_lib
 from forgery_jax.evaluation import robustness as robustness_lib
 
@@ -59,23 +61,24 @@ def load_run(workdir: str) -> LoadedRun:
   return LoadedRun(workdir, detectors, data)
 
 
-def _evaluate_run(run: LoadedRun, names) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
-  """The evaluators on every fold (nothing written into the run), averaged as the run averages,
-  and (probabilities, labels) of every fold on its own test split, concatenated."""
-  per_fold, probs, labels = [], [], []
+def _evaluate_run(run: LoadedRun, names) -> tuple[dict, tuple[np.ndarray, np.ndarray], list]:
+  """The evaluators on every fold (nothing written into the run), averaged as the run averages;
+  (probabilities, labels) of every fold on its own test split, concatenated; and the contexts."""
+  per_fold, probs, labels, contexts = [], [], [], []
   for detector, dataset in zip(run.detectors, run.datasets):
     context = evaluators.Context(detector.config, dataset, run.workdir, write_metrics=False,
                                  batch_size=detector.config.eval_batch_size)
     per_fold.append(evaluators.run_all(detector, context, names))
+    contexts.append(context)
     idx = dataset.split.test
     probs.append(context.scores(detector, dataset, idx, 'test', f'test {dataset.name}').probabilities)
     labels.append(dataset.labels[idx])
   own = np.concatenate(probs), np.concatenate(labels)
   if len(per_fold) == 1:
-    return per_fold[0], own
+    return per_fold[0], own, contexts
   results = {k: float(np.mean([r[k] for r in per_fold])) for k, v in per_fold[0].items()
              if isinstance(v, (int, float)) and not isinstance(v, bool)}
-  return results, own
+  return results, own, contexts
 
 
 def _cross_row(run: LoadedRun, others: list[LoadedRun], names: list[str], own) -> list:
@@ -105,10 +108,10 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
   out = output or os.path.join(workdir, 'report')
   os.makedirs(out, exist_ok=True)
   report = {'runs': []}
-  own = {}
+  own, contexts = {}, {}
   for run in loaded:
     names = evals if evals else list(run.config.evals)
-    results, own[run.workdir] = _evaluate_run(run, names)
+    results, own[run.workdir], contexts[run.workdir] = _evaluate_run(run, names)
     row = robustness_lib.row(*own[run.workdir], run.detectors[0].class_names)
     report['runs'].append({'run': run.name, 'split': run.config.dataset.split, **row,
                            'results': results})
@@ -148,8 +151,9 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
            report_lib.md_table(['attack', 'strength', *keys],
                                [[r['attack'], r['strength'], *[r[k] for k in keys]]
                                 for r in robustness_rows])]
+  map_items = pixel_eval.best_and_worst(contexts[workdir][0])
   figures = report_lib.figures(out, workdir, *own[workdir], main_run.detectors[0].class_names,
-                               robustness_rows)
+                               robustness_rows, map_items)
   md += ['\n## Figures\n'] + [f'![{f}]({f})\n' for f in figures]
   with open(os.path.join(out, 'report.md'), 'w') as f:
     f.write('\n'.join(md))

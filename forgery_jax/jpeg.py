@@ -241,24 +241,27 @@ def _aligned(images, luma, chroma, subsampling):
   return _codec(frame, h, w, luma, chroma, subsampling)[:, :h, :w].astype(jnp.uint8)
 
 
-def _shifted_one(image, luma, chroma, offset, subsampling):
-  """One (H, W, 3) image whose grid starts `offset` pixels in: coded as the image after that
-  many replicated rows and columns, inside a frame of a fixed size (any offset compiles once),
-  then cut out again."""
-  h, w = image.shape[:2]
+def _shifted_batch(images, luma, chroma, offset, subsampling):
+  """(N, H, W, 3) images whose grid starts `offset` = (dy, dx) pixels in: coded as the images
+  after that many replicated rows and columns, inside a frame of a fixed size (any offset
+  compiles once), then cut out again."""
+  n, h, w = images.shape[:3]
   m = _mcu(subsampling)
   dy, dx = offset[0] % m, offset[1] % m
   hf, wf = h + m + (-(h + m) % m), w + m + (-(w + m) % m)
-  padded = jnp.pad(image, [(m, hf), (m, wf), (0, 0)], mode='edge')
-  frame = jax.lax.dynamic_slice(padded, (m - dy, m - dx, 0), (hf, wf, 3))
-  out = _codec(frame[None], h + dy, w + dx, luma[None], chroma[None], subsampling)[0]
-  return jax.lax.dynamic_slice(out, (dy, dx, 0), (h, w, 3))
+  padded = jnp.pad(images, [(0, 0), (m, hf), (m, wf), (0, 0)], mode='edge')
+  frame = jax.lax.dynamic_slice(padded, (0, m - dy, m - dx, 0), (n, hf, wf, 3))
+  out = _codec(frame, h + dy, w + dx, luma, chroma, subsampling)
+  return jax.lax.dynamic_slice(out, (0, dy, dx, 0), (n, h, w, 3))
 
 
 @functools.partial(jax.jit, static_argnames=('subsampling',))
 def _shifted(images, luma, chroma, offsets, subsampling):
-  one = functools.partial(_shifted_one, subsampling=subsampling)
-  return jax.vmap(one)(images.astype(jnp.int32), luma, chroma, offsets).astype(jnp.uint8)
+  images = images.astype(jnp.int32)
+  if offsets.ndim == 1:  # one offset for the batch
+    return _shifted_batch(images, luma, chroma, offsets, subsampling).astype(jnp.uint8)
+  one = lambda x, l, c, o: _shifted_batch(x[None], l[None], c[None], o, subsampling)[0]
+  return jax.vmap(one)(images, luma, chroma, offsets).astype(jnp.uint8)
 
 
 def round_trip(images, quality=None, *, tables=None, subsampling: str = '4:2:0',
@@ -266,7 +269,8 @@ def round_trip(images, quality=None, *, tables=None, subsampling: str = '4:2:0',
   """JPEG-compress and decode uint8 RGB images (N, H, W, 3), as libjpeg at default settings.
 
   quality: 1-100, a scalar or one per image (N,); or `tables=(luma, chroma)`, 64 entries each in
-  row-major order (or (N, 64) per image). grid_offset: (dy, dx) for the batch or (N, 2) per image;
+  row-major order (or (N, 64) per image). grid_offset: (dy, dx) for the batch, or (N, 2) per image
+  (slower: one frame per image);
   the block grid starts dy rows and dx columns into the image (modulo the MCU: 16 for 4:2:0, 8
   for 4:4:4): the result is that of coding the image after dy replicated rows and dx replicated
   columns, then cutting them off. Callable inside jit (traced qualities, tables and offsets).
@@ -287,5 +291,7 @@ def round_trip(images, quality=None, *, tables=None, subsampling: str = '4:2:0',
   chroma = jnp.broadcast_to(chroma.reshape(-1, 64), (n, 64))
   if isinstance(grid_offset, tuple) and grid_offset == (0, 0):
     return _aligned(images, luma, chroma, subsampling)
-  offsets = jnp.broadcast_to(jnp.asarray(grid_offset, jnp.int32).reshape(-1, 2), (n, 2))
+  offsets = jnp.asarray(grid_offset, jnp.int32)
+  if offsets.shape not in ((2,), (n, 2)):
+    raise ValueError(f'grid_offset must be (dy, dx) or one pair per image, got shape {offsets.shape}')
   return _shifted(images, luma, chroma, offsets, subsampling)

@@ -10,7 +10,7 @@ resumed run makes the same ones):
 * copy-move: the region's content comes from elsewhere in the same image, moved, optionally
   rotated (up to `cfg.rotate` degrees), scaled (`cfg.scale`) and flipped, sampled bilinearly;
 * splicing: it comes from another image of the batch, which first carries its own JPEG history
-  (a quality from `cfg.donor_quality`, its block grid at a random offset) and is optionally
+  (a quality from `cfg.donor_quality`, its block grid at a random offset, one per batch) and is optionally
   resampled (`cfg.scale`);
 * then every authentic and synthesised row (and the real tampered ones too with
   `cfg.reencode_real`) goes through one random last save: a JPEG quality from
@@ -50,14 +50,15 @@ def region_masks(key, n: int, h: int, w: int, area, polygon_share: float):
   vertices = 12
   radii = radius[:, None] * _uniform(k_radii, (n, vertices), 0.6, 1.4)
   pos = (theta / (2 * np.pi) * vertices) % vertices
-  i0 = jnp.floor(pos).astype(jnp.int32)
-  frac = pos - i0
-  r0 = jnp.take_along_axis(radii, i0.reshape(n, -1), 1).reshape(i0.shape)
-  r1 = jnp.take_along_axis(radii, ((i0 + 1) % vertices).reshape(n, -1), 1).reshape(i0.shape)
-  polygon = dist < r0 * (1 - frac) + r1 * frac
+  outline = 0.0
+  for v in range(vertices):  # linear between neighbouring vertices (a hat weight per vertex)
+    gap = jnp.abs(pos - v)
+    weight = jnp.maximum(0.0, 1.0 - jnp.minimum(gap, vertices - gap))
+    outline = outline + weight * radii[:, v, None, None]
+  polygon = dist < outline
   # Blob: low-frequency noise over a radial falloff, thresholded to about the same area.
   noise = jax.random.normal(k_noise, (n, 6, 6))
-  noise = jax.image.resize(noise, (n, h, w), 'cubic')
+  noise = jax.image.resize(noise, (n, h, w), 'linear')
   field = 1.0 - dist / (radius[:, None, None] * 1.15) + 0.3 * noise
   blob = field > 0
   use_polygon = jax.random.bernoulli(k_kind, polygon_share, (n, 1, 1))
@@ -105,22 +106,21 @@ def _sample(image, coords):
   return top * (1 - fy) + bottom * fy
 
 
-def _moved(images, key, centre, radius, cfg, same_image: bool):
-  """Each row's content around a source point mapped onto `centre` by a random rotation, scale
-  and flip: for copy-move a source point elsewhere in the same image, for splicing anywhere in the
-  donor."""
-  n, h, w = images.shape[:3]
+def _moved(sources, key, centre, radius, cfg, same_image):
+  """Each row's source content around a point mapped onto `centre` by a random rotation, scale
+  and flip: where `same_image` (copy-move) a point at least 1.2 radii away from `centre`, else
+  (splicing, the source being a donor) anywhere."""
+  n, h, w = sources.shape[:3]
   k_angle, k_scale, k_flip, k_src, k_dir = jax.random.split(key, 5)
   angle = jnp.deg2rad(_uniform(k_angle, (n,), -cfg.rotate, cfg.rotate))
   scale = _uniform(k_scale, (n,), cfg.scale[0], cfg.scale[1])
   flip = jnp.where(jax.random.bernoulli(k_flip, cfg.flip, (n,)), -1.0, 1.0)
   margin = jnp.minimum(radius, min(h, w) / 2 - 1)
-  if same_image:  # a source at least 1.2 radii away from the destination, inside the image
-    direction = _uniform(k_dir, (n,), 0, 2 * np.pi)
-    distance = radius * _uniform(k_src, (n,), 1.2, 3.0)
-    src = centre + distance[:, None] * jnp.stack([jnp.sin(direction), jnp.cos(direction)], -1)
-  else:
-    src = jnp.stack([_uniform(k_src, (n,), 0, 1) * h, _uniform(k_dir, (n,), 0, 1) * w], -1)
+  u, v = _uniform(k_src, (n,), 0, 1), _uniform(k_dir, (n,), 0, 1)
+  direction, distance = 2 * np.pi * v, radius * (1.2 + 1.8 * u)
+  nearby = centre + distance[:, None] * jnp.stack([jnp.sin(direction), jnp.cos(direction)], -1)
+  anywhere = jnp.stack([u * h, v * w], -1)
+  src = jnp.where(same_image[:, None], nearby, anywhere)
   src = jnp.stack([jnp.clip(src[:, 0], margin, h - margin), jnp.clip(src[:, 1], margin, w - margin)], -1)
   yy, xx = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing='ij')
 
@@ -130,7 +130,7 @@ def _moved(images, key, centre, radius, cfg, same_image: bool):
     coords = jnp.stack([c_src[0] + cos * dy - sin * dx, c_src[1] + sin * dy + cos * dx])
     return _sample(image, coords)
 
-  return jax.vmap(one)(images, centre, src, angle, scale, flip)
+  return jax.vmap(one)(sources, centre, src, angle, scale, flip)
 
 
 def synthesise(batch: dict, key: jax.Array, cfg) -> dict:
@@ -147,12 +147,10 @@ def synthesise(batch: dict, key: jax.Array, cfg) -> dict:
   donor_rows = (jnp.arange(n) + jax.random.randint(keys[4], (), 1, max(n, 2))) % n
   donors = images[donor_rows]
   donor_q = jax.random.randint(keys[5], (n,), cfg.donor_quality[0], cfg.donor_quality[1] + 1)
-  offsets = jax.random.randint(keys[6], (n, 2), 0, 16)
-  donors = jpeg.round_trip(donors, donor_q, grid_offset=offsets)
+  offset = jax.random.randint(keys[6], (2,), 0, 16)  # one per batch; every step draws another
+  donors = jpeg.round_trip(donors, donor_q, grid_offset=offset)
   source = jnp.where(copy_move[:, None, None, None], images, donors)
-  pasted = jnp.where(copy_move[:, None, None, None],
-                     _moved(images, keys[7], centre, radius, cfg, same_image=True),
-                     _moved(source, keys[7], centre, radius, cfg, same_image=False))
+  pasted = _moved(source, keys[7], centre, radius, cfg, same_image=copy_move)
   a = (soft * forge[:, None, None])[..., None]
   composite = jnp.clip(jnp.round(images.astype(jnp.float32) * (1 - a) + pasted * a), 0, 255)
   composite = composite.astype(jnp.uint8)
@@ -173,10 +171,11 @@ def synthesise(batch: dict, key: jax.Array, cfg) -> dict:
 
 def augments(config):
   """(training augment, validation augment) for a detector's Task: synthesis when
-  `config.synthesis.fraction` > 0 (else None); validation is synthesised too, with a fixed key,
-  when the train split holds no real forgery (`config.dataset.train_classes`)."""
+  `config.synthesis.fraction` > 0, or only the random last save of every row with
+  `config.synthesis.last_save` (else None); validation is synthesised too, with a fixed key, when
+  the train split holds no real forgery (`config.dataset.train_classes`)."""
   cfg = config.synthesis
-  if not cfg.fraction:
+  if not (cfg.fraction or cfg.last_save):
     return None, None
   train = lambda batch, key: synthesise(batch, key, cfg)
   authentic_only = tuple(config.dataset.train_classes) == ('authentic',)

@@ -9,8 +9,10 @@ import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-ROWS = ('ela vs paper recipe', 'ela vs codec floor', 'srm residual', 'train step',
-        'input pipeline vs train step', 'dataset build')
+ROWS = ('ela vs paper recipe', 'ela vs codec floor', 'srm residual', 'JPEG round trip',
+        'train step 32x32', 'train step profile', 'localiser step', 'input pipeline vs train step',
+        'input pipeline per worker process', 'dataset build', 'predict, paper model, no panels',
+        'predict, first result')
 
 
 def test_quick_benchmark_prints_every_row(tmp_path):

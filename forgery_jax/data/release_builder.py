@@ -11,7 +11,7 @@ ELA and keypoint evidence at full resolution, then resize, native crop or native
   report: the log and the dataset's `metadata.json` (`skipped`, `masks_ignored`, `counts`,
   `images_per_second`). An unusable mask drops the mask, not the image.
 
-Decoding, ELA and keypoints run in a pool of worker threads, one per core
+Decoding, ELA and keypoints run in a pool of worker processes, one per core
 ($FORGERY_JAX_BUILD_WORKERS sets another number).
 """
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import contextlib
 import dataclasses
+import multiprocessing
 import os
 import sys
 import time
@@ -193,8 +193,15 @@ def _make_or_error(args) -> tuple[dict | None, str | None, str | None]:
 WORKERS_ENV = 'FORGERY_JAX_BUILD_WORKERS'
 
 
+def _init_worker() -> None:
+  """A build worker process: OpenCV on one thread (one image per process)."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  cv2.setNumThreads(1)
+
+
 def build_workers(num_files: int) -> int:
-  """Worker threads for a build: $FORGERY_JAX_BUILD_WORKERS, else one per core (>= 16 files each)."""
+  """Worker processes for a build: $FORGERY_JAX_BUILD_WORKERS, else one per core (>= 16 files
+  each)."""
   if os.environ.get(WORKERS_ENV):
     return max(1, int(os.environ[WORKERS_ENV]))
   return max(1, min(num_files // 16, os.cpu_count() or 1))
@@ -258,34 +265,34 @@ class ReleaseBuilder(tfds.core.GeneratorBasedBuilder):
     mask_problems: list[dict] = []
     start = time.perf_counter()
     workers = build_workers(len(jobs))
-    # Threads, not processes: decoding, ELA (OpenCV) and resizing run in C with the GIL released,
-    # and threads start at once (spawned processes spent seconds importing before any work).
-    pool = concurrent.futures.ThreadPoolExecutor(workers) if workers > 1 else None
+    # Worker processes (spawned: this process has TensorFlow loaded): decoding and ELA release the
+    # GIL, but SIFT matching and PNG encoding hold it, so threads shared one core for them.
+    pool = (concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context('spawn'), initializer=_init_worker)
+            if workers > 1 else None)
 
     def results():
       window = 32 * workers  # bounded: finished examples wait for the writer in small numbers
       for lo in range(0, len(jobs), window):
         chunk = jobs[lo:lo + window]
-        yield from (pool.map(_make_or_error, chunk) if pool else map(_make_or_error, chunk))
+        yield from (pool.map(_make_or_error, chunk, chunksize=4) if pool else map(_make_or_error, chunk))
 
-    # One image per worker thread: OpenCV's own parallel loops would only add hand-offs.
-    with image_io.opencv_threads(1) if pool else contextlib.nullcontext():
-      try:
-        for source, (example, note, error) in progress.bar(
-            zip(files, results()), total=len(files), desc=f'building {self.name}/{cfg.name}',
-            unit='image'):
-          if note is not None:
-            logging.warning('%s', note)
-            mask_problems.append({'file': source.filename, 'reason': note})
-          if error is not None:
-            logging.warning('skipped %s', error)
-            skipped.append({'file': source.filename, 'reason': error})
-            continue
-          counts[f"{source.release + '/' if source.release else ''}{source.forgery_type}"] += 1
-          yield source.filename, example
-      finally:
-        if pool is not None:
-          pool.shutdown()
+    try:
+      for source, (example, note, error) in progress.bar(
+          zip(files, results()), total=len(files), desc=f'building {self.name}/{cfg.name}',
+          unit='image'):
+        if note is not None:
+          logging.warning('%s', note)
+          mask_problems.append({'file': source.filename, 'reason': note})
+        if error is not None:
+          logging.warning('skipped %s', error)
+          skipped.append({'file': source.filename, 'reason': error})
+          continue
+        counts[f"{source.release + '/' if source.release else ''}{source.forgery_type}"] += 1
+        yield source.filename, example
+    finally:
+      if pool is not None:
+        pool.shutdown(cancel_futures=True)
     if not counts:
       reasons = '; '.join(f"{s['file']}: {s['reason']}" for s in skipped[:3])
       raise LayoutError(f'{self.name}: no usable images among the {len(files)} listed ({reasons})')

@@ -162,7 +162,8 @@ class PaperCnn(nnx_detector.NnxDetector):
   def task(cls, config, weights: np.ndarray | None):
     m = config.model
     keys = (('ela',) if m.ela_source == 'stored' else ()) + ('image',)
-    keys += (('mask',) if config.synthesis.fraction else ()) + (('copy_move',) if m.copy_move else ())
+    synthesising = config.synthesis.fraction or config.synthesis.last_save
+    keys += (('mask',) if synthesising else ()) + (('copy_move',) if m.copy_move else ())
     class_weights = None if weights is None else jnp.asarray(weights)
 
     def loss(model, batch, dropout_key):
@@ -184,7 +185,7 @@ class PaperCnn(nnx_detector.NnxDetector):
   @classmethod
   def check_config(cls, config) -> None:
     super().check_config(config)
-    if config.synthesis.fraction and config.model.ela_source != 'device':
+    if (config.synthesis.fraction or config.synthesis.last_save) and config.model.ela_source != 'device':
       raise ValueError('config.synthesis changes the pixels on the device, which the stored ELA '
                        "planes do not follow: set config.model.ela_source='device'")
 

@@ -142,20 +142,37 @@ class AlsoTest:
     return out
 
 
+def cross_datasets(ctx: Context) -> list:
+  """Every example of `config.cross_dataset`, under its builder config and each of its
+  `also_test` configs (loaded once per context). Its release folder defaults to the run's own
+  when it names the run's dataset."""
+  c = ctx.config.cross_dataset
+  if not c.name:
+    return []
+  out = []
+  for builder_config in (c.builder_config,) + tuple(c.also_test):
+    key = f'cross:{builder_config}'
+    if key not in ctx.datasets:
+      cross = ml_collections.ConfigDict(ctx.config.to_dict())
+      manual_dir = c.manual_dir or (ctx.config.dataset.manual_dir if c.name == ctx.config.dataset.name else '')
+      cross.dataset.update(name=c.name, builder_config=builder_config, manual_dir=manual_dir,
+                           train_classes=())
+      ctx.datasets[key] = load(cross.dataset, cross, all_for_test=True)
+    out.append(ctx.datasets[key])
+  return out
+
+
 class CrossDataset:
-  """Metrics on every example of `config.cross_dataset` (train on one dataset, test on another)."""
+  """Metrics on every example of `config.cross_dataset` (train on one dataset, test on another;
+  or, for a detector trained without the dataset's forgeries, on all of its files)."""
   name = 'cross_dataset'
 
   def __call__(self, detector, ctx: Context) -> dict:
-    if not ctx.config.cross_dataset.name:
-      return {}
-    cross = ml_collections.ConfigDict(ctx.config.to_dict())
-    cross.dataset.update(name=ctx.config.cross_dataset.name,
-                         builder_config=ctx.config.cross_dataset.builder_config,
-                         manual_dir=ctx.config.cross_dataset.manual_dir)
-    dataset = load(cross.dataset, cross, all_for_test=True)
-    m = _test_metrics(detector, ctx, dataset, 'cross', f'cross/{dataset.name}', keep_maps=False)
-    return {f'cross/{dataset.name}/{k}': v for k, v in m.items()}
+    out = {}
+    for dataset in cross_datasets(ctx):
+      m = _test_metrics(detector, ctx, dataset, 'cross', f'cross/{dataset.name}', keep_maps=False)
+      out.update({f'cross/{dataset.name}/{k}': v for k, v in m.items()})
+    return out
 
 
 class Robustness:
@@ -186,6 +203,8 @@ class PixelScores:
     training_mean = pixel_eval.training_mean_mask(ctx.dataset, masks)
     datasets = {'test': ctx.dataset}
     datasets.update({f'test_{n}': also_test_dataset(ctx, n) for n in ctx.config.dataset.also_test})
+    datasets.update({f'cross/{d.name}': d for d in cross_datasets(ctx)
+                     if d.has_mask is not None and d.has_mask.any()})
     for key, dataset in datasets.items():
       result, rows = pixel_eval.evaluate(detector, ctx, dataset, key, masks, training_mean, saliency)
       prefix = f'{key}/saliency' if saliency else key

@@ -76,6 +76,11 @@ def evaluate(detector, ctx, dataset, key: str, masks: MaskSource, training_mean:
                            unit='batch', leave=False):
       examples = [dataset.source[int(i)] for i in chosen[lo:lo + 16]]
       maps += [m / (m.max() or 1.0) for m in detector.saliency(examples).maps]
+  elif key in ctx.cache and ctx.cache[key].maps is not None:  # scored with its maps already
+    position = {int(i): k for k, i in enumerate(test)}
+    maps = [ctx.cache[key].maps[position[int(i)]] for i in chosen]
+  elif key.startswith('cross/'):  # a whole dataset: only the tampered images' maps are kept
+    maps = detector.score_split(dataset, chosen, desc=f'maps {dataset.name}').maps
   else:
     scores = ctx.scores(detector, dataset, test, key, f'{key} {dataset.name}')
     position = {int(i): k for k, i in enumerate(test)}
@@ -100,3 +105,24 @@ def evaluate(detector, ctx, dataset, key: str, masks: MaskSource, training_mean:
   for r in rows:
     r.pop('f1_curve')
   return result, rows
+
+
+def best_and_worst(ctx, key: str = 'test', count: int = 4) -> list[dict]:
+  """The `count` best and worst maps of a split by pixel F1: {image, mask, map, f1, name, rank}."""
+  rows = ctx.cache.get(f'pixel_rows/{key}') or []
+  scores = ctx.cache.get(key)
+  if not rows or scores is None or scores.maps is None:
+    return []
+  dataset = ctx.dataset if key == 'test' else ctx.datasets[key]
+  position = {int(i): k for k, i in enumerate(dataset.split.test)}
+  masks = MaskSource(ctx.config)
+  ordered = sorted(rows, key=lambda r: r['pixel_f1'], reverse=True)
+  picked = [('best', r) for r in ordered[:count]] + [('worst', r) for r in ordered[::-1][:count]]
+  out = []
+  for rank, r in picked:
+    example = dataset.source[r['index']]
+    name = dataset.filenames[r['index']] if dataset.filenames is not None else str(r['index'])
+    out.append({'image': np.asarray(example['image']), 'mask': masks.mask(dataset, r['index']),
+                'map': scores.maps[position[r['index']]], 'f1': r['pixel_f1'], 'name': name,
+                'rank': rank})
+  return out

@@ -98,9 +98,30 @@ def _robustness(out: str, rows: list[dict]) -> str:
   return 'robustness.png'
 
 
+def map_grid(out: str, items: list[dict]) -> str | None:
+  """maps.png: the best and the worst maps (by pixel F1) beside their images and masks."""
+  if not items:
+    return None
+  fig, axes = plt.subplots(3, len(items), figsize=(2.2 * len(items), 6.6), squeeze=False)
+  for col, item in enumerate(items):
+    for row, (plane, title) in enumerate(((item['image'], f"{item['rank']}: F1 {item['f1']:.2f}"),
+                                          (item['mask'][..., 0], 'mask'),
+                                          (item['map'], 'map'))):
+      ax = axes[row, col]
+      ax.imshow(plane, cmap=None if plane.ndim == 3 else 'gray', vmin=0,
+                vmax=None if plane.ndim == 3 else (255 if plane.dtype == np.uint8 else 1))
+      ax.set_title(title if row else f"{title}\n{item['name'][-28:]}", fontsize=7)
+      ax.axis('off')
+  fig.tight_layout()
+  fig.savefig(os.path.join(out, 'maps.png'), dpi=110)
+  plt.close(fig)
+  return 'maps.png'
+
+
 def figures(out: str, workdir: str, probs: np.ndarray, labels: np.ndarray, class_names,
-            robustness_rows: list[dict] | None) -> list[str]:
-  """confusion.png, roc.png, curves.png and robustness.png (where they apply) in `out`."""
+            robustness_rows: list[dict] | None, map_items: list[dict] | None = None) -> list[str]:
+  """confusion.png, roc.png, curves.png, robustness.png and maps.png (where they apply)."""
   made = [_confusion(out, probs, labels, class_names), _roc(out, probs, labels),
-          _curves(out, workdir), _robustness(out, robustness_rows) if robustness_rows else None]
+          _curves(out, workdir), _robustness(out, robustness_rows) if robustness_rows else None,
+          map_grid(out, map_items or [])]
   return [m for m in made if m]

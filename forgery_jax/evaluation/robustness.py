@@ -13,8 +13,11 @@ import numpy as np
 from forgery_jax import image_io
 from forgery_jax import progress
 from forgery_jax.data import datasets
+from forgery_jax.data import input_pipeline
 from forgery_jax.data import releases
+from forgery_jax.data.preparation import read_mask
 from forgery_jax.evaluation import metrics as metrics_lib
+from forgery_jax.evaluation import pixel_metrics
 
 ATTACKS = {  # kind -> strengths
     'jpeg': (50, 60, 70, 80, 90, 100),   # quality of one extra JPEG save
@@ -58,20 +61,26 @@ def row(probs: np.ndarray, labels: np.ndarray, class_names) -> dict:
 
 def robustness(detector, config, dataset, batch_size: int = 16, max_examples: int = 0,
                seed: int = 0) -> list[dict]:
-  """Metrics on the test split after every (attack, strength), plus the unattacked row."""
+  """Metrics on the test split after every (attack, strength), plus the unattacked row; with the
+  pixel scores (against the original masks) of a detector that localises."""
   idx = dataset.split.test[:max_examples or None]
   labels = dataset.labels[idx]
   preparation = dataset.preparation.for_inference()
   with_copy_move = 'copy_move' in detector.inputs(detector.config)
   sources = source_files(config)
-  originals = []
-  for i in idx:
+  originals, masks = [], {}
+  for k, i in enumerate(idx):
     ex = dataset.source[int(i)]
     if sources is None:
       originals.append((ex['image'], 'jpeg'))
+      mask = input_pipeline.decode_mask(ex['mask'])
     else:
       name = ex['filename'].decode() if isinstance(ex['filename'], bytes) else ex['filename']
       originals.append(image_io.decode_file(sources[name].path))
+      path = sources[name].mask_path
+      mask = read_mask(path, originals[-1][0].shape[:2])[..., None] if path else None
+    if detector.localises and labels[k] != 0 and mask is not None and mask.any():
+      masks[k] = mask
   rng = np.random.default_rng(seed)
   rows = []
   cases = [('none', 0)] + [(kind, s) for kind, strengths in ATTACKS.items() for s in strengths]
@@ -81,7 +90,11 @@ def robustness(detector, config, dataset, batch_size: int = 16, max_examples: in
       attacked = rgb if kind == 'none' else attack(rgb, kind, strength, rng)
       planes.append(preparation.planes(attacked, source_format='jpeg' if kind == 'jpeg' else fmt,
                                        with_copy_move=with_copy_move)[0])
-    probs = np.concatenate([detector.score(planes[lo:lo + batch_size]).probabilities
-                            for lo in range(0, len(planes), batch_size)])
+    scores = [detector.score(planes[lo:lo + batch_size]) for lo in range(0, len(planes), batch_size)]
+    probs = np.concatenate([s.probabilities for s in scores])
     rows.append({'attack': kind, 'strength': strength, **row(probs, labels, dataset.class_names)})
+    if masks:
+      maps = [m for s in scores for m in s.maps]
+      pixel = pixel_metrics.pixel_scores([maps[k] for k in masks], list(masks.values()))
+      rows[-1].update({k: pixel[k] for k in ('pixel_f1', 'pixel_auc')})
   return rows

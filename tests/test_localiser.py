@@ -1,0 +1,98 @@
+"""The localising detector end to end on the tiny synthetic set: maps, pixel scores and their
+baselines, native crops, predict's mask files, the Python API's maps, the history control."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+import numpy as np
+from PIL import Image
+import pytest
+
+from configs import localiser as localiser_config
+import forgery_jax
+from forgery_jax import experiment
+from forgery_jax import predict
+from forgery_jax.data import input_pipeline
+from forgery_jax.detectors import localiser
+
+
+def _config(tiny_config):
+  config = localiser_config.get_config()
+  config.dataset.update(tiny_config.dataset.to_dict())
+  config.batch_size, config.eval_batch_size, config.num_epochs = 8, 8, 1
+  config.model.update(ela_qualities=(90,), stem=4, levels=(8, 8, 8), hidden=8)
+  return config
+
+
+@pytest.fixture(scope='module')
+def run(tiny_config, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('localiser'))
+  config = _config(tiny_config)
+  config.synthesis.fraction = 0.5  # forgeries synthesised on the device, beside the real ones
+  return workdir, experiment.run(config, workdir)
+
+
+def test_network_maps_every_pixel_of_any_size():
+  model = localiser.LocaliserNet(ela_qualities=(75, 95), stem=4, levels=(8, 8, 8), hidden=8,
+                                 rngs=nnx.Rngs(0))
+  for h, w in ((32, 48), (64, 64)):
+    pixel, image = model(jnp.zeros((2, h, w, 3), jnp.uint8))
+    assert pixel.shape == (2, h, w) and image.shape == (2,)
+
+
+def test_losses_use_masks_only_where_known():
+  logits = jnp.zeros((3, 8, 8))
+  batch = {'label': jnp.asarray([0, 1, 1]), 'has_mask': jnp.asarray([False, True, False]),
+           'mask': jnp.zeros((3, 8, 8, 1), jnp.uint8).at[1, :4].set(255)}
+  parts = localiser.losses(logits, jnp.zeros(3), batch, jnp.ones(2))
+  assert float(parts['pixel_bce']) == pytest.approx(np.log(2), rel=1e-5)  # two images with targets
+  assert 0 < float(parts['dice']) < 1 and float(parts['image_bce']) == pytest.approx(np.log(2), rel=1e-5)
+
+
+def test_run_writes_pixel_scores_beside_their_baselines(run):
+  _, results = run
+  for key in ('pixel_f1', 'pixel_f1_best', 'pixel_auc', 'pixel_iou'):
+    assert 0.0 <= results[f'test/{key}'] <= 1.0
+    for baseline in ('all_tampered', 'centre_prior', 'mean_training_mask'):
+      assert f'test/pixel_baseline/{baseline}/{key}' in results
+  assert results['test/pixel_images'] == 16 and results['test/pixel_baseline/all_tampered/pixel_auc'] == 0.5
+  assert results['test/copy_move/pixel_images'] + results['test/splicing/pixel_images'] == 16
+  assert results['test/num_examples'] == 32
+
+
+def test_predict_writes_a_mask_at_the_input_size(run, tmp_path):
+  workdir, _ = run
+  rng = np.random.default_rng(0)
+  path = tmp_path / 'photo.png'
+  Image.fromarray(rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)).save(path)
+  rows, _ = predict.predict_paths(workdir, [str(path)], str(tmp_path / 'out'))
+  with Image.open(rows[0]['mask']) as mask:
+    assert mask.size == (70, 45) and mask.mode == 'L'
+  with Image.open(rows[0]['panel']) as panel:
+    assert panel.size[0] == 4 * 256  # image, ELA, SRM, map
+  result = forgery_jax.load(workdir).predict(np.asarray(Image.open(path)))
+  assert result.map.shape == (45, 70) and result.map_kind == 'tamper_probability'
+  assert abs(float(np.round(result.map * 255).mean()) - np.asarray(Image.open(rows[0]['mask'])).mean()) < 1
+
+
+def test_large_images_are_scored_in_tiles(run):
+  workdir, _ = run
+  detector = forgery_jax.load(workdir).detectors[0]
+  assert localiser._tiles(2000, 300) == [(0, 0, 1024, 300), (896, 0, 1024, 300), (976, 0, 1024, 300)]
+  probs, heat = detector._score_image({'image': np.zeros((1100, 40, 3), np.uint8)})
+  assert heat.shape == (1100, 40) and probs.shape == (2,) and abs(probs.sum() - 1) < 1e-5
+
+
+def test_native_crops_stay_on_the_jpeg_grid():
+  ex = {'image': np.arange(40 * 70 * 3, dtype=np.uint8).reshape(40, 70, 3) % 251,
+        'mask': np.zeros((40, 70, 1), np.uint8)}
+  for seed in range(5):
+    out = input_pipeline.crop_planes(ex, 32, 16, np.random.default_rng(seed))
+    hits = [(t, l) for t in range(0, 9) for l in range(0, 39)
+            if np.array_equal(ex['image'][t:t + 32, l:l + 32], out['image'])]
+    assert hits and all(t % 16 == 0 and l % 16 == 0 for t, l in hits[:1])
+  small = input_pipeline.crop_planes(ex, 64, 16, None)
+  assert small['image'].shape == (64, 64, 3) and not small['mask'][40:].any()

@@ -1,0 +1,74 @@
+"""Forgeries synthesised on the device: deterministic, masked where forged, histories for all."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import default
+from forgery_jax import synthesis
+from forgery_jax.data import synthetic
+
+
+def _batch(n=6, size=64):
+  photo = synthetic.load_photo('skimage', 'astronaut.png')
+  images = np.stack([photo[i * 40:i * 40 + size, i * 30:i * 30 + size] for i in range(n)])
+  return {'image': jnp.asarray(images), 'mask': jnp.zeros((n, size, size, 1), jnp.uint8),
+          'has_mask': jnp.zeros(n, bool), 'label': jnp.asarray([0, 0, 0, 0, 1, 0][:n], jnp.int32)}
+
+
+def _cfg(**overrides):
+  cfg = default.get_config().synthesis
+  cfg.update({'fraction': 1.0, **overrides})
+  return cfg
+
+
+def test_deterministic_from_the_key_and_different_across_keys():
+  batch, cfg = _batch(), _cfg()
+  fn = jax.jit(lambda b, k: synthesis.synthesise(b, k, cfg))
+  a, b, c = fn(batch, jax.random.key(3)), fn(batch, jax.random.key(3)), fn(batch, jax.random.key(4))
+  for k in a:
+    np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]))
+  assert not np.array_equal(np.asarray(a['mask']), np.asarray(c['mask']))
+
+
+def test_forged_rows_carry_their_masks_and_real_ones_stay_real():
+  batch = _batch()
+  out = jax.jit(lambda b, k: synthesis.synthesise(b, k, _cfg(lossless_share=1.0)))(batch, jax.random.key(0))
+  labels, masks = np.asarray(out['label']), np.asarray(out['mask'])[..., 0] > 0
+  assert labels.tolist() == [1] * 6 and np.asarray(out['has_mask'])[:4].all()
+  assert not masks[4].any()  # the real tampered row: no synthesised region, its label kept
+  areas = masks[[0, 1, 2, 3, 5]].mean((1, 2))
+  assert (areas > 0.003).all() and (areas < 0.6).all(), areas
+  images, before = np.asarray(out['image']).astype(int), np.asarray(batch['image']).astype(int)
+  for i in (0, 1, 2, 3, 5):  # lossless: pixels change inside the region (and its feather) only
+    changed = np.abs(images[i] - before[i]).max(-1) > 0
+    assert changed.any() and not changed[~_dilate(masks[i], 8)].any()
+  np.testing.assert_array_equal(images[4], before[4])
+
+
+def _dilate(mask, r):
+  out = mask.copy()
+  for dy in range(-r, r + 1):
+    for dx in range(-r, r + 1):
+      out |= np.roll(np.roll(mask, dy, 0), dx, 1)
+  return out
+
+
+def test_every_row_gets_a_last_save_and_none_forged_at_fraction_zero():
+  batch = _batch()
+  out = jax.jit(lambda b, k: synthesis.synthesise(b, k, _cfg(fraction=0.0, lossless_share=0.0)))(
+      batch, jax.random.key(1))
+  assert np.asarray(out['label']).tolist() == np.asarray(batch['label']).tolist()
+  assert not np.asarray(out['mask']).any()
+  changed = np.abs(np.asarray(out['image']).astype(int) - np.asarray(batch['image'])).max((1, 2, 3))
+  assert (changed > 0).all()  # re-saved as JPEG, authentic and real tampered rows alike
+  keep_real = jax.jit(lambda b, k: synthesis.synthesise(
+      b, k, _cfg(fraction=0.0, lossless_share=0.0, reencode_real=False)))(batch, jax.random.key(1))
+  np.testing.assert_array_equal(np.asarray(keep_real['image'])[4], np.asarray(batch['image'])[4])
+
+
+def test_regions_cover_the_asked_share_of_the_image():
+  alpha, centre, radius = synthesis.region_masks(jax.random.key(0), 200, 96, 96, (0.01, 0.3), 0.5)
+  share = np.asarray(alpha).mean((1, 2))
+  assert 0.004 < share.min() and share.max() < 0.5 and 0.03 < np.median(share) < 0.15
+  assert (np.asarray(centre) >= 0).all() and (np.asarray(centre) < 96).all()
