@@ -32,6 +32,7 @@ from forgery_jax import runs as runs_lib
 from forgery_jax import runtime
 from forgery_jax.data import datasets
 from forgery_jax.detectors import export
+from forgery_jax.data import input_pipeline
 from forgery_jax.evaluation import evaluators
 from forgery_jax.evaluation import pixel_eval
 from forgery_jax.evaluation import report as report_lib
@@ -57,7 +58,7 @@ class LoadedRun:
 
 def load_run(workdir: str) -> LoadedRun:
   detectors = [export.load(d) for d in export.find(workdir)]
-  data = [evaluators.load(d.config.dataset, d.config) for d in detectors]
+  data = [input_pipeline.load(d.config.dataset, d.config) for d in detectors]
   return LoadedRun(workdir, detectors, data)
 
 
@@ -90,7 +91,7 @@ def _cross_row(run: LoadedRun, others: list[LoadedRun], names: list[str], own) -
       other = next(o for o in others if o.config.dataset.name == name)
       config = ml_collections.ConfigDict(other.config.to_dict())
       config.dataset.num_classes = run.config.dataset.num_classes
-      dataset = evaluators.load(config.dataset, config, all_for_test=True)
+      dataset = input_pipeline.load(config.dataset, config, all_for_test=True)
       idx = dataset.split.test
       probs = np.mean([d.score_split(dataset, idx, desc=f'{name} with {run.name}').probabilities
                        for d in run.detectors], 0)

@@ -18,6 +18,7 @@ from forgery_jax import detectors
 from forgery_jax import runs
 from forgery_jax.data import splits
 from forgery_jax.detectors import export
+from forgery_jax.data import input_pipeline
 from forgery_jax.evaluation import evaluators
 
 RESULTS_FILE = runs.RESULTS_FILE
@@ -40,7 +41,7 @@ def run_one(config, workdir: str, root: str) -> dict:
   """One fit and its evaluations in `workdir`; returns what results.json holds."""
   cls = check(config)
   os.makedirs(workdir, exist_ok=True)
-  dataset = evaluators.load(config.dataset, config)
+  dataset = input_pipeline.load(config.dataset, config)
   detector = cls.finished(config, workdir)
   if detector is None:
     detector = cls.fit(config, dataset, detectors.Run(workdir, root))

@@ -14,7 +14,7 @@ from configs import wld_xgboost as wld_config
 from forgery_jax import evaluate
 from forgery_jax import experiment
 from forgery_jax.detectors import export
-from forgery_jax.evaluation import evaluators
+from forgery_jax.data import input_pipeline
 from forgery_jax.evaluation import robustness
 from tests.conftest import assert_no_library_info
 
@@ -65,7 +65,7 @@ def test_report_with_ablation_cross_and_robustness(two_runs, tmp_path):
   assert len(rows) == 1 + sum(len(v) for v in robustness.ATTACKS.values())
   # No attack reproduces the stored planes: the same accuracy as scoring them directly.
   detector = export.load(export.find(main)[0])
-  dataset = evaluators.load(detector.config.dataset, detector.config)
+  dataset = input_pipeline.load(detector.config.dataset, detector.config)
   idx = dataset.split.test[:8]
   probs = detector.score_split(dataset, idx).probabilities
   assert rows[0]['attack'] == 'none'

@@ -1,10 +1,7 @@
 """The localising detector end to end on the tiny synthetic set: maps, pixel scores and their
 baselines, native crops, predict's mask files, the Python API's maps, the history control."""
 
-import json
-import os
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 import numpy as np

@@ -96,6 +96,19 @@ def _metadata(builder) -> dict[str, np.ndarray]:
   return {k: np.asarray(v) for k, v in columns.items()}
 
 
+def load(dataset_config, config, all_for_test: bool = False) -> Dataset:
+  """A dataset, built first where needed (by process 0 while the others wait), split by the
+  protocol of `config.dataset`."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  from forgery_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  if jax.process_index() == 0:
+    datasets.ensure_built(dataset_config)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f'dataset {dataset_config.name} prepared')
+  return load_dataset(datasets.ensure_built(dataset_config), config, all_for_test=all_for_test)
+
+
 def load_dataset(builder, config, *, all_for_test: bool = False) -> Dataset:
   """Pools the builder's splits and applies the split protocol of `config.dataset`.
 

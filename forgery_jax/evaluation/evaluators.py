@@ -30,10 +30,8 @@ import dataclasses
 
 from absl import logging
 import jax
-from jax.experimental import multihost_utils
 import ml_collections
 
-from forgery_jax.data import datasets
 from forgery_jax.data import input_pipeline
 from forgery_jax.evaluation import baselines
 from forgery_jax.evaluation import metrics as metrics_lib
@@ -59,16 +57,6 @@ class Context:
       self.cache[key] = detector.score_split(dataset, indices, self.batch_size, desc=desc,
                                              keep_maps=keep_maps)
     return self.cache[key]
-
-
-def load(dataset_config, config, all_for_test: bool = False) -> input_pipeline.Dataset:
-  """A dataset, built first where needed (by process 0 while the others wait)."""
-  if jax.process_index() == 0:
-    datasets.ensure_built(dataset_config)
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(f'dataset {dataset_config.name} prepared')
-  builder = datasets.ensure_built(dataset_config)
-  return input_pipeline.load_dataset(builder, config, all_for_test=all_for_test)
 
 
 def _test_metrics(detector, ctx: Context, dataset, prefix: str, key: str,
@@ -119,7 +107,7 @@ def also_test_dataset(ctx: Context, name: str):
   if key not in ctx.datasets:
     other_config = ml_collections.ConfigDict(ctx.config.to_dict())
     other_config.dataset.builder_config = name
-    other = load(other_config.dataset, other_config)
+    other = input_pipeline.load(other_config.dataset, other_config)
     if _test_examples(ctx.dataset) != _test_examples(other):
       raise ValueError(f'dataset.also_test={name!r}: its test split holds other files than '
                        f'{ctx.config.dataset.builder_config!r} (a different release or version?)')
@@ -157,7 +145,7 @@ def cross_datasets(ctx: Context) -> list:
       manual_dir = c.manual_dir or (ctx.config.dataset.manual_dir if c.name == ctx.config.dataset.name else '')
       cross.dataset.update(name=c.name, builder_config=builder_config, manual_dir=manual_dir,
                            train_classes=())
-      ctx.datasets[key] = load(cross.dataset, cross, all_for_test=True)
+      ctx.datasets[key] = input_pipeline.load(cross.dataset, cross, all_for_test=True)
     out.append(ctx.datasets[key])
   return out
 
@@ -228,7 +216,7 @@ class HistoryControl:
       other_config = ml_collections.ConfigDict(ctx.config.to_dict())
       other_config.dataset.builder_config = builder_config
       other = (ctx.dataset if builder_config == ctx.config.dataset.builder_config
-               else load(other_config.dataset, other_config))
+               else input_pipeline.load(other_config.dataset, other_config))
       if _test_examples(ctx.dataset) != _test_examples(other):
         raise ValueError(f'dataset.control: {builder_config!r} holds other test files than '
                          f'{ctx.config.dataset.builder_config!r}')

@@ -33,10 +33,9 @@ class MaskSource:
 
   def _native_dataset(self):
     if self._native is None:
-      from forgery_jax.evaluation import evaluators  # pylint: disable=g-import-not-at-top
       native_config = ml_collections.ConfigDict(self._config.to_dict())
       native_config.dataset.builder_config = NATIVE_CONFIG
-      dataset = evaluators.load(native_config.dataset, native_config, all_for_test=True)
+      dataset = input_pipeline.load(native_config.dataset, native_config, all_for_test=True)
       self._native = (dataset, {f: i for i, f in enumerate(dataset.filenames)})
     return self._native
 

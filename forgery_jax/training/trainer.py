@@ -46,20 +46,27 @@ def learning_rate_schedule(config) -> optax.Schedule:
   return lambda step: config.learning_rate / (1.0 + config.lr_decay * step)
 
 
-def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
-  """'Balanced' weights n / (k * n_c) from the training labels (1 for an absent class)."""
-  counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-  w = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 1.0)
+def class_weights(counts: np.ndarray) -> np.ndarray:
+  """'Balanced' weights n / (k * n_c) from per-class counts (1 for an absent class)."""
+  counts = np.asarray(counts, np.float64)
+  w = np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1e-9)), 1.0)
   return w.astype(np.float32)
 
 
 def training_weights(config, dataset) -> np.ndarray:
-  """Class weights of the config: balanced from the training labels, or all 1."""
+  """Class weights of the config: balanced from the training labels, or all 1. With forgery
+  synthesis, from the labels the batches hold after it (a share of the authentic rows become
+  tampered ones)."""
   train_labels = dataset.labels[dataset.split.train]
   k = config.dataset.num_classes
-  weights = class_weights(train_labels, k) if config.class_weights else np.ones(k, np.float32)
-  logging.info('train class counts %s, class weights %s',
-               np.bincount(train_labels, minlength=k).tolist(), weights.tolist())
+  counts = np.bincount(train_labels, minlength=k).astype(np.float64)
+  forged = counts[0] * config.synthesis.fraction
+  if forged and k == 2:
+    counts = counts + np.array([-forged, forged])
+  weights = class_weights(counts) if config.class_weights else np.ones(k, np.float32)
+  logging.info('train class counts %s (after synthesis: %s), class weights %s',
+               np.bincount(train_labels, minlength=k).tolist(), counts.round(1).tolist(),
+               weights.tolist())
   return weights
 
 
