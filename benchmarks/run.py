@@ -9,8 +9,9 @@ input so that the whole table prints in a few minutes (the test suite runs it); 
 not measurements. Real photos come from ../shared/datasets/casia1 (or $FORGERY_JAX_SHARED) when
 present, else from the photographs bundled with scikit-image.
 
-Groups (`--only`): ela, srm, jpeg, train, profile, synthesis, pipeline, build, predict, gpu (the
-last only where JAX's default backend is a GPU; train and profile only where it is not).
+Groups (`--only`): ela, srm, jpeg, train, xla_flags, profile, synthesis, pipeline, build, predict, gpu (the
+last only where JAX's default backend is a GPU; train, xla_flags and profile only where it is
+not).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from benchmarks import training
 from forgery_jax import progress
 from forgery_jax import runtime
 
-GROUPS = ('ela', 'srm', 'jpeg', 'train', 'profile', 'synthesis', 'pipeline', 'build', 'predict', 'gpu')
+GROUPS = ('ela', 'srm', 'jpeg', 'train', 'xla_flags', 'profile', 'synthesis', 'pipeline', 'build', 'predict', 'gpu')
 
 
 def main(argv=None) -> list[common.Row]:
@@ -50,7 +51,7 @@ def main(argv=None) -> list[common.Row]:
     raise SystemExit(f'error: unknown groups {sorted(unknown)}; choose from {GROUPS}')
   on_gpu = jax.default_backend() == 'gpu'
   wanted = [g for g in GROUPS if (not only or g in only)
-            and not (g == 'gpu' and not on_gpu) and not (g in ('train', 'profile') and on_gpu)]
+            and not (g == 'gpu' and not on_gpu) and not (g in ('train', 'xla_flags', 'profile') and on_gpu)]
   print(f'machine: {common.machine()}', flush=True)
   images, label = common.photos(4 if quick else 64)
   repeats = 1 if quick else 5
@@ -69,6 +70,9 @@ def main(argv=None) -> list[common.Row]:
       trained = training.training_rows(32 if quick else 128, batches, 1 if quick else 5)
       rows += trained
       step_rate = trained[0].ours  # batch 16, the paper's
+    elif group == 'xla_flags':
+      rows += training.xla_flag_rows(32 if quick else 128, 16, 1 if quick else 5,
+                                     training.XLA_CPU_FLAGS[:1] if quick else training.XLA_CPU_FLAGS)
     elif group == 'profile':
       rows += training.profile_rows(32 if quick else 128, 16, repeats)
     elif group == 'synthesis':

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 from flax import nnx
 import jax
@@ -11,7 +13,7 @@ import numpy as np
 import optax
 
 from benchmarks import reference
-from benchmarks.common import GPU_TARGET_IMAGES_PER_SECOND, Row, median_seconds, model_config
+from benchmarks.common import GPU_TARGET_IMAGES_PER_SECOND, REPO, Row, median_seconds, model_config
 from configs import localiser_casia1
 from forgery_jax.data import datasets
 from forgery_jax.detectors import localiser
@@ -85,6 +87,36 @@ def training_rows(resolution: int, batches: tuple[int, ...], steps: int) -> list
     rows.append(Row(f'train step {resolution}x{resolution}, batch {batch}', ours, keras, ours / keras,
                     'examples/s', 1.0, 'forgery_jax jit (SRM inside) vs Keras 3 / TF (SRM as input); '
                     'the goal is 2'))
+  return rows
+
+
+# XLA CPU options that could speed the paper CNN's step: oneDNN- and XNNPACK-backed kernels, fast
+# math, Eigen's own threads off. Each is timed in a fresh process against the same step without it.
+XLA_CPU_FLAGS = ('--xla_cpu_use_onednn=true', '--xla_cpu_experimental_onednn_custom_call=true',
+                 '--xla_cpu_use_xnnpack=true',
+                 '--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY',
+                 '--xla_cpu_enable_fast_math=true', '--xla_cpu_multi_thread_eigen=false')
+
+
+def _step_rate_in_process(xla_flags: str, resolution: int, batch: int, steps: int) -> float:
+  code = ('from benchmarks import training; '
+          f'print(training.our_step_rate({resolution}, {batch}, {steps}))')
+  env = dict(os.environ, XLA_FLAGS=xla_flags)
+  out = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=env, capture_output=True,
+                       text=True, check=True)
+  return float(out.stdout.strip().splitlines()[-1])
+
+
+def xla_flag_rows(resolution: int, batch: int, steps: int, flags=XLA_CPU_FLAGS) -> list[Row]:
+  """The paper CNN's training step with each XLA CPU option against the step without any; a
+  ratio above 1 would be worth keeping as a default."""
+  plain = _step_rate_in_process('', resolution, batch, steps)
+  rows = []
+  for flag in flags:
+    rate = _step_rate_in_process(flag, resolution, batch, steps)
+    rows.append(Row(f'train step {resolution}x{resolution}, batch {batch}, XLA_FLAGS={flag}', rate,
+                    plain, rate / plain, 'examples/s', None,
+                    'fresh process each, against the same step with no XLA_FLAGS'))
   return rows
 
 

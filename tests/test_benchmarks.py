@@ -10,7 +10,7 @@ import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ROWS = ('ela vs paper recipe', 'ela vs codec floor', 'srm residual', 'JPEG round trip',
-        'train step 32x32', 'train step profile', 'localiser step', 'input pipeline vs train step',
+        'train step 32x32', 'train step 32x32, batch 16, XLA_FLAGS=', 'train step profile', 'localiser step', 'input pipeline vs train step',
         'input pipeline per worker process', 'dataset build', 'predict, paper model, no panels',
         'predict, first result')
 

@@ -2,6 +2,7 @@
 baselines, native crops, predict's mask files, the Python API's maps, the history control."""
 
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 import numpy as np
@@ -93,3 +94,31 @@ def test_native_crops_stay_on_the_jpeg_grid():
     assert hits and all(t % 16 == 0 and l % 16 == 0 for t, l in hits[:1])
   small = input_pipeline.crop_planes(ex, 64, 16, None)
   assert small['image'].shape == (64, 64, 3) and not small['mask'][40:].any()
+
+
+def test_synthesis_resumes_bit_identically(tiny_config, tmp_path):
+  """Forgeries are drawn from the seed and the step: one epoch, then resumed to two, ends with
+  the parameters of two epochs straight."""
+  from forgery_jax.training import trainer  # pylint: disable=g-import-not-at-top
+  config = _config(tiny_config)
+  config.synthesis.fraction = 0.5
+  config.num_epochs = 2
+  config.checkpoint.keep_final = True
+  dataset = input_pipeline.load(config.dataset, config)
+  weights = trainer.training_weights(config, dataset)
+  task = localiser.Localiser.task(config, weights)
+
+  def fit(num_epochs, workdir):
+    run_config = config.copy_and_resolve_references()
+    run_config.num_epochs = num_epochs
+    trained = trainer.fit(run_config, dataset, str(workdir), task, weights)
+    trained.release()
+    return trained
+
+  straight = fit(2, tmp_path / 'straight')
+  fit(1, tmp_path / 'resumed')
+  resumed = fit(2, tmp_path / 'resumed')
+  assert resumed.info['resumed_from_step'] > 0
+  assert resumed.info['final_step'] == straight.info['final_step']
+  a, b = jax.tree.leaves(straight.state), jax.tree.leaves(resumed.state)
+  assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))

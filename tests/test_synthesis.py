@@ -72,3 +72,19 @@ def test_regions_cover_the_asked_share_of_the_image():
   share = np.asarray(alpha).mean((1, 2))
   assert 0.004 < share.min() and share.max() < 0.5 and 0.03 < np.median(share) < 0.15
   assert (np.asarray(centre) >= 0).all() and (np.asarray(centre) < 96).all()
+
+
+def test_the_paper_cnn_trains_on_synthesised_batches(tiny_config, tmp_path):
+  """The paper CNN takes the same batches when its ELA is computed in the model; with stored ELA
+  planes, which synthesis would leave behind, the config is refused."""
+  import pytest  # pylint: disable=g-import-not-at-top
+  from forgery_jax import experiment  # pylint: disable=g-import-not-at-top
+  config = tiny_config.copy_and_resolve_references()
+  config.num_epochs = 1
+  config.evals = ('test',)
+  config.synthesis.fraction = 0.5
+  with pytest.raises(ValueError, match='ela_source'):
+    experiment.run(config, str(tmp_path / 'stored'))
+  config.model.ela_source = 'device'
+  results = experiment.run(config, str(tmp_path / 'device'))
+  assert 0.0 <= results['test/accuracy'] <= 1.0 and np.isfinite(results['test/auc'])

@@ -85,7 +85,8 @@ class NnxDetector(base.Detector):
     """A finished run whose checkpoints were released (`checkpoint.keep_final=False`) is
     evaluated again from its export; one of another training config is an error."""
     from forgery_jax.detectors import export  # pylint: disable=g-import-not-at-top
-    from forgery_jax.training import checkpointing, writers  # pylint: disable=g-import-not-at-top
+    from forgery_jax import writers  # pylint: disable=g-import-not-at-top
+    from forgery_jax.training import checkpointing  # pylint: disable=g-import-not-at-top
     export_dir = os.path.join(workdir, export.EXPORT_DIR)
     if (not os.path.exists(os.path.join(export_dir, export.MANIFEST))
         or os.path.isdir(os.path.join(workdir, checkpointing.CHECKPOINT_DIR))):

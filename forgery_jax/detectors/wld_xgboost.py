@@ -16,9 +16,9 @@ import time
 from absl import logging
 import numpy as np
 
+from forgery_jax import writers
 from forgery_jax.detectors import base
 from forgery_jax.forensics import wld
-from forgery_jax.training import writers
 
 BOOSTER_FILE = 'booster.json'
 FEATURES_FILE = 'wld_features.npz'

@@ -32,12 +32,12 @@ from absl import logging
 import jax
 import ml_collections
 
+from forgery_jax import writers
 from forgery_jax.data import input_pipeline
 from forgery_jax.evaluation import baselines
 from forgery_jax.evaluation import metrics as metrics_lib
 from forgery_jax.evaluation import pixel_eval
 from forgery_jax.evaluation import robustness as robustness_lib
-from forgery_jax.training import writers
 
 
 @dataclasses.dataclass

@@ -11,8 +11,8 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 import numpy as np
 from sklearn import metrics as skm
 
+from forgery_jax import writers
 from forgery_jax.evaluation import robustness as robustness_lib
-from forgery_jax.training import writers
 
 
 def md_table(header: list[str], rows: list[list]) -> str:

@@ -29,11 +29,11 @@ import numpy as np
 import optax
 
 from forgery_jax import progress
+from forgery_jax import writers
 from forgery_jax.data import input_pipeline
 from forgery_jax.evaluation import metrics as metrics_lib
 from forgery_jax.training import checkpointing
 from forgery_jax.training import mesh as mesh_lib
-from forgery_jax.training import writers
 from forgery_jax.training import task as task_lib
 
 
@@ -64,9 +64,9 @@ def training_weights(config, dataset) -> np.ndarray:
   if forged and k == 2:
     counts = counts + np.array([-forged, forged])
   weights = class_weights(counts) if config.class_weights else np.ones(k, np.float32)
-  logging.info('train class counts %s (after synthesis: %s), class weights %s',
-               np.bincount(train_labels, minlength=k).tolist(), counts.round(1).tolist(),
-               weights.tolist())
+  synthesised = f' ({counts.round(1).tolist()} after synthesis)' if forged and k == 2 else ''
+  logging.info('train class counts %s%s, class weights %s',
+               np.bincount(train_labels, minlength=k).tolist(), synthesised, weights.tolist())
   return weights
 
 
