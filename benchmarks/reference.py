@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageChops, ImageEnhance
 
+from forgery_jax import runtime
 from forgery_jax.forensics import srm
 
 
@@ -72,6 +73,7 @@ def keras_model(resolution: int = 128, num_classes: int = 2):
   As in the paper, the SRM residual is an input computed outside the model.
   """
   os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
+  runtime.import_tensorflow_quietly()
   import keras  # pylint: disable=g-import-not-at-top
 
   def branch(x):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging as std_logging
 import os
+import sys
 
 CACHE_ENV = 'FORGERY_JAX_COMPILATION_CACHE'
 
@@ -16,6 +19,31 @@ class _QuietLibraries:
 
   def filter(self, record) -> bool:
     return record.levelno > std_logging.INFO or not any(n in record.pathname for n in self.NOISY)
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+  """Drops what C++ code writes to stderr meanwhile: TensorFlow prints its start-up lines (CPU
+  features, oneDNN) at import, before any log level applies."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  try:
+    yield
+  finally:
+    os.dup2(saved, 2)
+    os.close(devnull)
+    os.close(saved)
+
+
+def import_tensorflow_quietly() -> None:
+  """Imports TensorFlow (where installed) without its start-up lines; later imports reuse it."""
+  with native_stderr_silenced():
+    try:
+      importlib.import_module('tensorflow')
+    except ImportError:
+      pass
 
 
 def quiet_libraries() -> None:
