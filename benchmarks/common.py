@@ -60,13 +60,22 @@ def machine() -> str:
   return f'{os.cpu_count()} cores ({cpu}); JAX {jax.__version__} devices: {jax.devices()}'
 
 
-def photo_files(count: int) -> list[str]:
-  """Real photo files: CASIA v1 authentic and tampered files alternately, where present."""
+def photo_files(count: int, folder: str) -> tuple[list[str], str]:
+  """(photo files, what they are): CASIA v1 authentic and tampered files alternately where
+  present, else the bundled photographs saved as JPEG (quality 90) in `folder`, repeated."""
   root = os.path.join(SHARED, 'datasets', 'casia1')
   au = sorted(glob.glob(os.path.join(root, 'Au', '*.jpg')))
   sp = sorted(glob.glob(os.path.join(root, 'Sp', '*.jpg')))
-  mixed = [f for pair in zip(au, sp) for f in pair]
-  return mixed[:count]
+  mixed = [f for pair in zip(au, sp) for f in pair][:count]
+  if mixed:
+    return mixed, f'{len(mixed)} casia1 files'
+  files = []
+  for i in range(count):
+    source, name = synthetic.PHOTOS[i % len(synthetic.PHOTOS)]
+    path = os.path.join(folder, f'{i:04d}_{os.path.splitext(name)[0]}.jpg')
+    Image.fromarray(synthetic.load_photo(source, name)).save(path, quality=90)
+    files.append(path)
+  return files, f'{count} bundled photos saved as JPEG'
 
 
 def photos(count: int) -> tuple[list[np.ndarray], str]:

@@ -47,17 +47,14 @@ def first_result_seconds(workdir: str, path: str) -> float:
 
 
 def predict_rows(count: int, repeats: int) -> list[Row]:
-  files = photo_files(count)
-  if not files:
-    return []
   with tempfile.TemporaryDirectory() as tmp:
+    files, label = photo_files(count, tmp)
     paper = untrained_run(model_config(128), os.path.join(tmp, 'paper'), Preparation('resize', 128))
     best = casia1_best.get_config()
     keypoints = untrained_run(best, os.path.join(tmp, 'keypoints'), Preparation('resize', 128))
     keras_model = reference.keras_model(128)
     keras = len(files) / median_seconds(lambda: reference.keras_inference(files, keras_model),
                                         repeats, warmup=1)
-    label = f'{len(files)} casia1 files'
     rows = []
     for name, workdir, panels, target in (('paper model, no panels', paper, False, 1.0),
                                           ('paper model, with panels', paper, True, 0.5),
