@@ -24,7 +24,6 @@ import sys
 
 from absl import app
 from absl import flags
-import ml_collections
 import numpy as np
 
 from forgery_jax import progress
@@ -58,7 +57,7 @@ class LoadedRun:
 
 def load_run(workdir: str) -> LoadedRun:
   detectors = [export.load(d) for d in export.find(workdir)]
-  data = [input_pipeline.load(d.config.dataset, d.config) for d in detectors]
+  data = [input_pipeline.load(d.config) for d in detectors]
   return LoadedRun(workdir, detectors, data)
 
 
@@ -89,9 +88,8 @@ def _cross_row(run: LoadedRun, others: list[LoadedRun], names: list[str], own) -
       probs, labels = own
     else:
       other = next(o for o in others if o.config.dataset.name == name)
-      config = ml_collections.ConfigDict(other.config.to_dict())
-      config.dataset.num_classes = run.config.dataset.num_classes
-      dataset = input_pipeline.load(config.dataset, config, all_for_test=True)
+      dataset = input_pipeline.load(other.config, all_for_test=True,
+                                    num_classes=run.config.dataset.num_classes)
       idx = dataset.split.test
       probs = np.mean([d.score_split(dataset, idx, desc=f'{name} with {run.name}').probabilities
                        for d in run.detectors], 0)

@@ -41,7 +41,7 @@ def run_one(config, workdir: str, root: str) -> dict:
   """One fit and its evaluations in `workdir`; returns what results.json holds."""
   cls = check(config)
   os.makedirs(workdir, exist_ok=True)
-  dataset = input_pipeline.load(config.dataset, config)
+  dataset = input_pipeline.load(config)
   detector = cls.finished(config, workdir)
   if detector is None:
     detector = cls.fit(config, dataset, detectors.Run(workdir, root))

@@ -65,7 +65,7 @@ def test_report_with_ablation_cross_and_robustness(two_runs, tmp_path):
   assert len(rows) == 1 + sum(len(v) for v in robustness.ATTACKS.values())
   # No attack reproduces the stored planes: the same accuracy as scoring them directly.
   detector = export.load(export.find(main)[0])
-  dataset = input_pipeline.load(detector.config.dataset, detector.config)
+  dataset = input_pipeline.load(detector.config)
   idx = dataset.split.test[:8]
   probs = detector.score_split(dataset, idx).probabilities
   assert rows[0]['attack'] == 'none'

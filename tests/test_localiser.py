@@ -104,7 +104,7 @@ def test_synthesis_resumes_bit_identically(tiny_config, tmp_path):
   config.synthesis.fraction = 0.5
   config.num_epochs = 2
   config.checkpoint.keep_final = True
-  dataset = input_pipeline.load(config.dataset, config)
+  dataset = input_pipeline.load(config)
   weights = trainer.training_weights(config, dataset)
   task = localiser.Localiser.task(config, weights)
 

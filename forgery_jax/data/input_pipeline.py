@@ -96,17 +96,21 @@ def _metadata(builder) -> dict[str, np.ndarray]:
   return {k: np.asarray(v) for k, v in columns.items()}
 
 
-def load(dataset_config, config, all_for_test: bool = False) -> Dataset:
-  """A dataset, built first where needed (by process 0 while the others wait), split by the
-  protocol of `config.dataset`."""
+def load(config, all_for_test: bool = False, **dataset_fields) -> Dataset:
+  """`config.dataset` (with `dataset_fields` changed, e.g. another builder config), built first
+  where needed (by process 0 while the others wait) and split by its protocol."""
   import jax  # pylint: disable=g-import-not-at-top
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
   from forgery_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  if dataset_fields:
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.dataset.update(dataset_fields)
   if jax.process_index() == 0:
-    datasets.ensure_built(dataset_config)
+    datasets.ensure_built(config.dataset)
   if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(f'dataset {dataset_config.name} prepared')
-  return load_dataset(datasets.ensure_built(dataset_config), config, all_for_test=all_for_test)
+    multihost_utils.sync_global_devices(f'dataset {config.dataset.name} prepared')
+  return load_dataset(datasets.ensure_built(config.dataset), config, all_for_test=all_for_test)
 
 
 def load_dataset(builder, config, *, all_for_test: bool = False) -> Dataset:

@@ -105,9 +105,7 @@ def also_test_dataset(ctx: Context, name: str):
   """The run's test files as builder config `name` prepared them (loaded once per context)."""
   key = f'test_{name}'
   if key not in ctx.datasets:
-    other_config = ml_collections.ConfigDict(ctx.config.to_dict())
-    other_config.dataset.builder_config = name
-    other = input_pipeline.load(other_config.dataset, other_config)
+    other = input_pipeline.load(ctx.config, builder_config=name)
     if _test_examples(ctx.dataset) != _test_examples(other):
       raise ValueError(f'dataset.also_test={name!r}: its test split holds other files than '
                        f'{ctx.config.dataset.builder_config!r} (a different release or version?)')
@@ -141,11 +139,10 @@ def cross_datasets(ctx: Context) -> list:
   for builder_config in (c.builder_config,) + tuple(c.also_test):
     key = f'cross:{builder_config}'
     if key not in ctx.datasets:
-      cross = ml_collections.ConfigDict(ctx.config.to_dict())
       manual_dir = c.manual_dir or (ctx.config.dataset.manual_dir if c.name == ctx.config.dataset.name else '')
-      cross.dataset.update(name=c.name, builder_config=builder_config, manual_dir=manual_dir,
-                           train_classes=())
-      ctx.datasets[key] = input_pipeline.load(cross.dataset, cross, all_for_test=True)
+      ctx.datasets[key] = input_pipeline.load(ctx.config, all_for_test=True, name=c.name,
+                                              builder_config=builder_config,
+                                              manual_dir=manual_dir, train_classes=())
     out.append(ctx.datasets[key])
   return out
 
@@ -213,10 +210,8 @@ class HistoryControl:
     out = {}
     rates = {}
     for role, builder_config in (('control', name), ('reference', reference)):
-      other_config = ml_collections.ConfigDict(ctx.config.to_dict())
-      other_config.dataset.builder_config = builder_config
       other = (ctx.dataset if builder_config == ctx.config.dataset.builder_config
-               else input_pipeline.load(other_config.dataset, other_config))
+               else input_pipeline.load(ctx.config, builder_config=builder_config))
       if _test_examples(ctx.dataset) != _test_examples(other):
         raise ValueError(f'dataset.control: {builder_config!r} holds other test files than '
                          f'{ctx.config.dataset.builder_config!r}')

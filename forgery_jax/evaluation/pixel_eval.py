@@ -7,7 +7,6 @@ from the release's `native` builder config, matched by file name.
 
 from __future__ import annotations
 
-import ml_collections
 import numpy as np
 
 from forgery_jax import progress
@@ -33,9 +32,7 @@ class MaskSource:
 
   def _native_dataset(self):
     if self._native is None:
-      native_config = ml_collections.ConfigDict(self._config.to_dict())
-      native_config.dataset.builder_config = NATIVE_CONFIG
-      dataset = input_pipeline.load(native_config.dataset, native_config, all_for_test=True)
+      dataset = input_pipeline.load(self._config, all_for_test=True, builder_config=NATIVE_CONFIG)
       self._native = (dataset, {f: i for i, f in enumerate(dataset.filenames)})
     return self._native
 

@@ -59,14 +59,13 @@ def training_weights(config, dataset) -> np.ndarray:
   tampered ones)."""
   train_labels = dataset.labels[dataset.split.train]
   k = config.dataset.num_classes
-  counts = np.bincount(train_labels, minlength=k).astype(np.float64)
-  forged = counts[0] * config.synthesis.fraction
-  if forged and k == 2:
-    counts = counts + np.array([-forged, forged])
+  real = np.bincount(train_labels, minlength=k).astype(np.float64)
+  forged = real[0] * config.synthesis.fraction if k == 2 else 0.0
+  counts = real + np.array([-forged, forged]) if forged else real
   weights = class_weights(counts) if config.class_weights else np.ones(k, np.float32)
-  synthesised = f' ({counts.round(1).tolist()} after synthesis)' if forged and k == 2 else ''
-  logging.info('train class counts %s%s, class weights %s',
-               np.bincount(train_labels, minlength=k).tolist(), synthesised, weights.tolist())
+  synthesised = f' ({counts.round(1).tolist()} after synthesis)' if forged else ''
+  logging.info('train class counts %s%s, class weights %s', real.astype(int).tolist(), synthesised,
+               weights.tolist())
   return weights
 
 
