@@ -88,7 +88,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.synthesis.rotate = 30.0            # degrees, either way
   config.synthesis.scale = (0.8, 1.25)
   config.synthesis.flip = 0.5
-  config.synthesis.donor_quality = (50, 95)  # a spliced region's own JPEG history
+  config.synthesis.donor_jpeg = True         # a spliced region carries its own JPEG history:
+  config.synthesis.donor_quality = (50, 95)  # at a quality from this range
   config.synthesis.final_quality = (70, 95)  # the last save of every row
   config.synthesis.lossless_share = 0.1     # rows not saved again
   config.synthesis.reencode_real = True     # real tampered rows get a random last save too
@@ -105,6 +106,10 @@ def get_config() -> ml_collections.ConfigDict:
   # (random for training, central for validation). 0: planes are used as stored.
   config.input.crop = 0
   config.input.crop_align = 16
+  # A tampered file's window (with a mask) holds part of its tampered region: random among the
+  # windows that do for training, the one holding most of it for validation. False: windows are
+  # placed as for authentic files, and a window that misses the region still says "tampered".
+  config.input.crop_on_region = True
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.keep = 3                 # the latest N; the best is kept beside them

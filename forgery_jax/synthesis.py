@@ -10,8 +10,8 @@ resumed run makes the same ones):
 * copy-move: the region's content comes from elsewhere in the same image, moved, optionally
   rotated (up to `cfg.rotate` degrees), scaled (`cfg.scale`) and flipped, sampled bilinearly;
 * splicing: it comes from another image of the batch, which first carries its own JPEG history
-  (a quality from `cfg.donor_quality`, its block grid at a random offset, one per batch) and is optionally
-  resampled (`cfg.scale`);
+  (a quality from `cfg.donor_quality`, its block grid at a random offset, one per batch; none with
+  `cfg.donor_jpeg=False`) and is optionally resampled (`cfg.scale`);
 * then every authentic and synthesised row (and the real tampered ones too with
   `cfg.reencode_real`) goes through one random last save: a JPEG quality from
   `cfg.final_quality`, or none (lossless) with probability `cfg.lossless_share`, so that the last
@@ -148,7 +148,8 @@ def synthesise(batch: dict, key: jax.Array, cfg) -> dict:
   donors = images[donor_rows]
   donor_q = jax.random.randint(keys[5], (n,), cfg.donor_quality[0], cfg.donor_quality[1] + 1)
   offset = jax.random.randint(keys[6], (2,), 0, 16)  # one per batch; every step draws another
-  donors = jpeg.round_trip(donors, donor_q, grid_offset=offset)
+  if cfg.donor_jpeg:
+    donors = jpeg.round_trip(donors, donor_q, grid_offset=offset)
   source = jnp.where(copy_move[:, None, None, None], images, donors)
   pasted = _moved(source, keys[7], centre, radius, cfg, same_image=copy_move)
   a = (soft * forge[:, None, None])[..., None]

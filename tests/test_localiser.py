@@ -122,3 +122,28 @@ def test_synthesis_resumes_bit_identically(tiny_config, tmp_path):
   assert resumed.info['final_step'] == straight.info['final_step']
   a, b = jax.tree.leaves(straight.state), jax.tree.leaves(resumed.state)
   assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_tampered_windows_hold_their_region():
+  """A window of a tampered file with a mask holds part of the region (random among those that
+  do for training, the most of it for validation); with no mask it is placed as for authentic."""
+  mask = np.zeros((64, 160, 1), np.uint8)
+  mask[40:56, 130:150] = 255
+  image = (np.arange(64 * 160 * 3).reshape(64, 160, 3) % 251).astype(np.uint8)
+  ex = {'image': image, 'mask': mask}
+  starts = set()
+  for seed in range(40):
+    out = input_pipeline.crop_planes(ex, 32, 16, np.random.default_rng(seed), on_region=True)
+    assert out['mask'].any()
+    starts.add(int(np.flatnonzero(out['mask'].max((0, 2)))[0]))
+  assert len(starts) > 1  # random among the windows holding it, not always the same one
+  best = input_pipeline.crop_planes(ex, 32, 16, None, on_region=True)
+  assert (best['mask'] > 0).sum() == (mask > 0).sum()  # the whole 16 x 20 region fits in one
+  plain = [input_pipeline.crop_planes(ex, 32, 16, np.random.default_rng(s))['mask'].any()
+           for s in range(40)]
+  assert not all(plain)  # placed as for authentic files, most windows miss it
+  empty = dict(ex, mask=np.zeros_like(mask))
+  for seed in range(3):  # no region: the same window as without on_region
+    rng_a, rng_b = np.random.default_rng(seed), np.random.default_rng(seed)
+    np.testing.assert_array_equal(input_pipeline.crop_planes(empty, 32, 16, rng_a, True)['image'],
+                                  input_pipeline.crop_planes(empty, 32, 16, rng_b)['image'])

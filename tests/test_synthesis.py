@@ -88,3 +88,17 @@ def test_the_paper_cnn_trains_on_synthesised_batches(tiny_config, tmp_path):
   config.model.ela_source = 'device'
   results = experiment.run(config, str(tmp_path / 'device'))
   assert 0.0 <= results['test/accuracy'] <= 1.0 and np.isfinite(results['test/auc'])
+
+
+def test_donor_jpeg_changes_only_the_spliced_regions():
+  batch = _batch()
+  make = lambda **o: jax.jit(lambda b, k: synthesis.synthesise(
+      b, k, _cfg(lossless_share=1.0, copy_move_share=0.5, **o)))(batch, jax.random.key(1))
+  with_history, without = make(), make(donor_jpeg=False)
+  np.testing.assert_array_equal(np.asarray(with_history['mask']), np.asarray(without['mask']))
+  diff = np.abs(np.asarray(with_history['image']).astype(int) - np.asarray(without['image'])).max(-1)
+  masks = np.asarray(without['mask'])[..., 0] > 0
+  spliced = [i for i in range(6) if diff[i].any()]
+  assert spliced and len(spliced) < 5  # some rows are spliced, the others copy-moved (or real)
+  for i in spliced:  # the donor's JPEG history shows inside the region (and its feather) only
+    assert not diff[i][~_dilate(masks[i], 8)].any()

@@ -177,13 +177,25 @@ def decode_mask(value) -> np.ndarray:
   return np.asarray(value)
 
 
-def crop_planes(ex: dict, size: int, align: int, rng: np.random.Generator | None) -> dict:
+def crop_planes(ex: dict, size: int, align: int, rng: np.random.Generator | None,
+                on_region: bool = False) -> dict:
   """A size x size window of every plane of `ex`, at a position that is a multiple of `align`
   from the image's top-left (a JPEG file's block grid stays where it was): random with `rng`,
-  else the centre. A smaller image is padded (edge pixels; the mask with 0)."""
+  else the centre. With `on_region` and a non-empty mask, the window holds part of the tampered
+  region: random among the windows that do, else the one holding most of it (so that a tampered
+  file's window is a tampered window). A smaller image is padded (edge pixels; the mask with 0)."""
   h, w = ex['image'].shape[:2]
   spare_y, spare_x = max(h - size, 0) // align, max(w - size, 0) // align
-  if rng is None:
+  cover = _region_cover(ex['mask'][..., 0] > 127, size, align, spare_y, spare_x) \
+      if on_region and 'mask' in ex else None
+  if cover is not None and cover.any():
+    if rng is None:
+      top, left = np.unravel_index(np.argmax(cover), cover.shape)
+    else:
+      holding = np.flatnonzero(cover)
+      top, left = np.unravel_index(holding[rng.integers(len(holding))], cover.shape)
+    top, left = align * int(top), align * int(left)
+  elif rng is None:
     top, left = align * (spare_y // 2), align * (spare_x // 2)
   else:
     top, left = align * int(rng.integers(spare_y + 1)), align * int(rng.integers(spare_x + 1))
@@ -198,6 +210,17 @@ def crop_planes(ex: dict, size: int, align: int, rng: np.random.Generator | None
   return out
 
 
+def _region_cover(region: np.ndarray, size: int, align: int, spare_y: int,
+                  spare_x: int) -> np.ndarray:
+  """(spare_y + 1, spare_x + 1): tampered pixels in the window at each aligned position."""
+  total = np.pad(np.cumsum(np.cumsum(region, 0, dtype=np.int64), 1), ((1, 0), (1, 0)))
+  top = align * np.arange(spare_y + 1)[:, None]
+  left = align * np.arange(spare_x + 1)[None, :]
+  bottom = np.minimum(top + size, region.shape[0])
+  right = np.minimum(left + size, region.shape[1])
+  return total[bottom, right] - total[top, right] - total[bottom, left] + total[top, left]
+
+
 class _ToModelInputs:
   """Keeps the planes the detector reads and the task's label; native-size planes are cropped
   (`config.input.crop`: at random positions for training, in the centre for evaluation)."""
@@ -206,6 +229,7 @@ class _ToModelInputs:
     self._label_key = 'label' if config.dataset.num_classes == 2 else 'forgery_type'
     self._keys = tuple(keys)
     self._crop, self._align = config.input.crop, config.input.crop_align
+    self._on_region = config.input.get('crop_on_region', False)  # runs made before it: off
 
   def map(self, ex: dict, rng: np.random.Generator | None = None) -> dict:
     missing = [k for k in self._keys if k not in ex]
@@ -216,7 +240,9 @@ class _ToModelInputs:
     if 'mask' in self._keys:
       out['has_mask'] = np.bool_(ex['has_mask']) if 'has_mask' in ex else np.bool_(True)
     if self._crop:
-      out = crop_planes(out, self._crop, self._align, rng)
+      on_region = (self._on_region and 'mask' in out and bool(ex[self._label_key])
+                   and bool(out['has_mask']))
+      out = crop_planes(out, self._crop, self._align, rng, on_region)
     out['label'] = np.int32(ex[self._label_key])
     return out
 
