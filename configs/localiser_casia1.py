@@ -2,7 +2,8 @@
 
 * data: `native_jpeg_randomised` (every file re-encoded once at a quality drawn from 70-95, so
   the quantisation tables that separate CASIA v1's classes say nothing), planes at the files' own
-  size; training reads 192 x 192 windows at multiples of 16 pixels (JPEG grids stay put);
+  size; training reads 192 x 192 windows at multiples of 16 pixels (JPEG grids stay put), a
+  tampered file's window on part of its region (`input.crop_on_region`);
 * tested on the same test files as released (`also_test=('native',)`), pixel scores at the
   original resolution beside their baselines, the history-matched control
   (`native_history_matched`: authentic files given a tampered file's first save), and MICC-F220
