@@ -1,11 +1,12 @@
 """Reports on finished runs: the run's evaluators again, and more.
 
     python -m forgery_jax.evaluate --workdir=RUN [--runs=RUN2,RUN3] [--output=DIR]
-        [--evals=test,baselines,...] [--cross] [--robustness] [--max_examples=N]
+        [--evals=test,baselines,...] [--cross] [--robustness] [--max_examples=N] [--keypoint_map]
 
 Each run is read from its inference export (any detector; every fold of a k-fold run on its own
 test split, averaged as the run itself averages). The evaluators `config.evals` names (or
-`--evals`) run exactly as after training. Writes OUTPUT (default RUN/report), and nothing else:
+`--evals`) run exactly as after training. `--keypoint_map` scores localiser runs with the copy-move
+keypoint map fused into their maps (`config.model.keypoint_map`: inference only, no retraining). Writes OUTPUT (default RUN/report), and nothing else:
 * report.md and report.json: every run's evaluator results and test metrics; with several runs an
   ablation table in the style of the dual-branch paper's Table 1; with `--cross`, the train x test
   matrix (every run on the test split of its own dataset and on all examples of the other runs'
@@ -55,8 +56,14 @@ class LoadedRun:
     return f'{os.path.basename(os.path.normpath(self.workdir))} ({c.dataset.name}, {self.detectors[0].describe()})'
 
 
-def load_run(workdir: str) -> LoadedRun:
+def load_run(workdir: str, keypoint_map: bool = False) -> LoadedRun:
   detectors = [export.load(d) for d in export.find(workdir)]
+  if keypoint_map:
+    for d in detectors:
+      if d.config.method != 'localiser':
+        raise ValueError(f'--keypoint_map: {workdir} is a {d.config.method!r} run, not a localiser')
+      with d.config.unlocked():
+        d.config.model.keypoint_map = True
   data = [input_pipeline.load(d.config) for d in detectors]
   return LoadedRun(workdir, detectors, data)
 
@@ -100,10 +107,11 @@ def _cross_row(run: LoadedRun, others: list[LoadedRun], names: list[str], own) -
 
 
 def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness: bool = False,
-             max_examples: int = 0, output: str | None = None, evals: list[str] | None = None) -> dict:
+             max_examples: int = 0, output: str | None = None, evals: list[str] | None = None,
+             keypoint_map: bool = False) -> dict:
   """Writes the report of `workdir` (and `runs`) to `output`; returns its tables as a dict."""
   paths = [workdir] + [r for r in runs if r != workdir]
-  loaded = [load_run(w) for w in progress.bar(paths, desc='loading runs', unit='run')]
+  loaded = [load_run(w, keypoint_map) for w in progress.bar(paths, desc='loading runs', unit='run')]
   out = output or os.path.join(workdir, 'report')
   os.makedirs(out, exist_ok=True)
   report = {'runs': []}
@@ -168,7 +176,8 @@ def main(argv):
   f = flags.FLAGS
   output = f.output or os.path.join(f.workdir, 'report')
   try:
-    evaluate(f.workdir, f.runs, f.cross, f.robustness, f.max_examples, output, f.evals or None)
+    evaluate(f.workdir, f.runs, f.cross, f.robustness, f.max_examples, output, f.evals or None,
+             f.keypoint_map)
   except (ValueError, OSError, datasets.DatasetError) as e:
     sys.exit(f'error: {e}')
   print(os.path.join(output, 'report.md'))
@@ -183,5 +192,7 @@ if __name__ == '__main__':
   flags.DEFINE_bool('cross', False, "Evaluate every run on every run's dataset.")
   flags.DEFINE_bool('robustness', False, 'Attack the test split of WORKDIR.')
   flags.DEFINE_integer('max_examples', 0, 'Robustness on the first N test examples only (0 = all).')
+  flags.DEFINE_bool('keypoint_map', False, 'Fuse the copy-move keypoint map into localiser runs\' '
+                    'maps when scoring (inference only).')
   flags.mark_flags_as_required(['workdir'])
   app.run(main)

@@ -2,7 +2,8 @@
 
 Tiles: the image; its ELA plane; its SRM residual; the detector's map over the image (the tamper
 probability of a localising detector, or the paper CNN's gradient saliency, labelled as such);
-and, where the detector reads the copy-move keypoint evidence, the matched keypoint pairs.
+and, where the detector reads the copy-move keypoint evidence or draws the keypoint map, the
+matched keypoint pairs.
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ def keypoint_pairs(rgb: np.ndarray) -> np.ndarray:
   return out
 
 
-def write_panel(path: str, prepared, prediction) -> None:
-  """One PNG: the tiles above a title line with the file name and the decision."""
+def write_panel(path: str, prepared, prediction, keypoint_pairs_tile: bool = False) -> None:
+  """One PNG: the tiles above a title line with the file name and the decision (and the matched
+  keypoint pairs where the detector's answer rests on them)."""
   rgb = prepared.rgb
   tiles = [_tile(rgb, 'image'),
            _tile(ela_lib.ela(rgb, prepared.preparation.ela_quality),
@@ -80,7 +82,7 @@ def write_panel(path: str, prepared, prediction) -> None:
     saliency = prediction.map_kind == 'saliency'
     tiles.append(_tile(overlay(rgb, prediction.map, normalise=saliency),
                        'saliency (not a segmentation)' if saliency else 'p(tampered) per pixel'))
-  if 'copy_move' in prepared.planes:
+  if keypoint_pairs_tile or 'copy_move' in prepared.planes:
     tiles.append(_tile(keypoint_pairs(rgb), 'matched keypoints'))
   panel = Image.new('RGB', (TILE * len(tiles), TILE + 36), (255, 255, 255))
   for i, t in enumerate(tiles):

@@ -33,3 +33,40 @@ def test_evidence_is_a_fixed_length_vector_even_without_keypoints():
     e = keypoints.copy_move_evidence(image)
     assert e.shape == (keypoints.NUM_FEATURES,) and e.dtype == np.float32
     np.testing.assert_array_equal(e, 0)
+
+
+def _iou(pred: np.ndarray, truth: np.ndarray) -> float:
+  return float((pred & truth).sum() / max((pred | truth).sum(), 1))
+
+
+def test_the_map_draws_both_copies_and_nothing_on_a_clean_image():
+  import cv2  # pylint: disable=g-import-not-at-top
+  clean = _textured(1)
+  forged = clean.copy()
+  forged[150:230, 250:350] = clean[20:100, 30:130]
+  found = keypoints.copy_move_map(forged)
+  assert found.map.shape == forged.shape[:2] and found.map.dtype == np.float32
+  pasted = np.zeros(forged.shape[:2], bool)
+  pasted[150:230, 250:350] = True
+  source = np.zeros_like(pasted)
+  source[20:100, 30:130] = True
+  drawn = found.map > 0.5
+  assert _iou(drawn & ~source, pasted) > 0.7 and _iou(drawn & ~pasted, source) > 0.7
+  assert found.p_tampered > 0.9 and len(found.src) >= keypoints.MAP_MIN_INLIERS
+  # The pasted copy rotated by 90 degrees: an affine model still covers it.
+  rotated = clean.copy()
+  rotated[150:230, 250:330] = cv2.rotate(clean[20:100, 30:110], cv2.ROTATE_90_CLOCKWISE)
+  assert _iou(keypoints.copy_move_map(rotated).map[150:230, 250:330] > 0.5,
+              np.ones((80, 80), bool)) > 0.6
+  empty = keypoints.copy_move_map(clean)
+  assert not empty.map.any() and empty.p_tampered == 0.0 and len(empty.src) == 0
+
+
+def test_the_map_of_a_large_image_comes_back_at_its_size():
+  big = np.repeat(np.repeat(_textured(2), 4, 0), 4, 1)  # 1024 x 1536, analysed at 1024 wide
+  forged = big.copy()
+  forged[600:920, 1000:1400] = big[80:400, 120:520]
+  found = keypoints.copy_move_map(forged)
+  assert found.map.shape == (1024, 1536)
+  assert found.map[600:920, 1000:1400].mean() > 0.7 and found.map[450:550, 600:900].mean() == 0
+  assert found.src.max() > 1024 * 0.9  # pair ends in the file's own pixels

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from forgery_jax.evaluation import baselines
+from forgery_jax.evaluation import evaluators
 from forgery_jax.evaluation import metrics
 
 
@@ -72,3 +73,16 @@ def test_copy_move_baseline_uses_the_evidence_alone():
   Dataset.labels = rng.permutation(labels)  # evidence unrelated to the class
   assert baselines.copy_move_baseline(Dataset)['baseline/copy_move_logistic_accuracy'] < 0.8
   assert 'baseline/copy_move_logistic_accuracy' not in baselines.shortcut_baselines(_FakeDataset)
+
+
+def test_the_validation_threshold_is_the_most_accurate_one_by_hand():
+  # Scores 0.1 0.6 0.7 | 0.8 0.9 with the last two tampered: any t in (0.7, 0.8] is exact;
+  # the candidate between them is 0.75.
+  p = np.array([0.1, 0.6, 0.7, 0.8, 0.9])
+  assert evaluators.most_accurate_threshold(p, np.array([0, 0, 0, 1, 1], bool)) == pytest.approx(0.75)
+  # All tampered: a threshold that calls every one tampered; none: one that calls none.
+  assert (p >= evaluators.most_accurate_threshold(p, np.ones(5, bool))).all()
+  assert (p < evaluators.most_accurate_threshold(p, np.zeros(5, bool))).all()
+  # 0.35 and 0.75 are both 4/5 right (0.65 only 3/5): of tied ones, the middle (here the upper).
+  t = evaluators.most_accurate_threshold(p, np.array([0, 1, 0, 1, 1], bool))
+  assert t == pytest.approx(0.75)

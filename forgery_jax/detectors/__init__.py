@@ -14,6 +14,8 @@ REGISTRY = {
     'cnn': 'forgery_jax.detectors.paper_cnn:PaperCnn',                # the dual-branch ELA + SRM CNN
     'wld_xgboost': 'forgery_jax.detectors.wld_xgboost:WldXgboost',    # WLD features + XGBoost DART
     'localiser': 'forgery_jax.detectors.localiser:Localiser',         # per-pixel ELA + SRM + RGB U-Net
+    'copy_move_keypoints':                                            # repeated regions, SIFT + affine
+        'forgery_jax.detectors.copy_move_keypoints:CopyMoveKeypoints',
 }
 
 

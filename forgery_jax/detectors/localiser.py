@@ -12,6 +12,9 @@ Loss: per-pixel binary cross-entropy (all-zero targets for authentic images), pl
 tampered images that have a mask, plus the class-weighted image-level cross-entropy. Training
 reads native-resolution crops (`config.input.crop`, at multiples of 16 pixels so a file's JPEG grid
 stays put; no resize: resizing erases the traces); scoring runs on whole images, tiled when large.
+With `model.keypoint_map`, scoring also fuses in the copy-move keypoint map
+(`forensics.keypoints.copy_move_map`): the one cue here that draws a region copied within a photo,
+which carries that photo's own noise and compression and so is nearly invisible to ELA and SRM.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 
 from forgery_jax import synthesis
 from forgery_jax.detectors import base
+from forgery_jax.detectors import copy_move_keypoints
 from forgery_jax.detectors import nnx_detector
 from forgery_jax.forensics import ela as ela_lib
 from forgery_jax.forensics import keypoints
@@ -223,7 +227,10 @@ class Localiser(nnx_detector.NnxDetector):
 
   def score(self, examples: list[dict]) -> base.Scores:
     probs, maps = zip(*(self._score_image(e) for e in examples)) if examples else ((), ())
-    return base.Scores(np.asarray(probs, np.float32).reshape(len(examples), 2), list(maps))
+    scores = base.Scores(np.asarray(probs, np.float32).reshape(len(examples), 2), list(maps))
+    if self.config.model.get('keypoint_map', False) and examples:
+      scores = fuse_keypoint_map(scores, [e['image'] for e in examples])
+    return scores
 
   def score_split(self, dataset, indices: np.ndarray, batch_size: int = 0, desc: str = '',
                   keep_maps: bool = True) -> base.Scores:
@@ -235,6 +242,16 @@ class Localiser(nnx_detector.NnxDetector):
       scores = self.score([dataset.source[int(i)]])
       parts.append(scores if keep_maps else base.Scores(scores.probabilities))
     return base.Scores.concatenate(parts, 2)
+
+
+def fuse_keypoint_map(scores: base.Scores, images) -> base.Scores:
+  """`scores` with the copy-move keypoint map of each image fused in (`model.keypoint_map`): the
+  pixel-wise maximum of the two maps, and the larger of the two p(tampered). Inference only: the
+  network's parameters are the same with it or without it."""
+  found = copy_move_keypoints.score_images(images)
+  p = np.maximum(scores.p_tampered, found.p_tampered)
+  maps = [np.maximum(m, k) for m, k in zip(scores.maps, found.maps)]
+  return base.Scores(np.stack([1.0 - p, p], -1).astype(np.float32), maps)
 
 
 def _tiles(h: int, w: int) -> list[tuple[int, int, int, int]]:

@@ -19,7 +19,12 @@ of results.json keys:
   scored under `.../saliency/pixel_*`, labelled as such;
 * `control`: the history-matched control (`config.dataset.control`): the false-alarm rate on the
   authentic test files given a tampered file's JPEG history, beside the rate on the same files
-  without it (`control/<config>/*`).
+  without it (`control/<config>/*`);
+* `validation_threshold`: the image-level decision at the p(tampered) threshold that is most
+  accurate on the validation split, instead of 0.5 (a binary detector whose probabilities are
+  badly calibrated): the threshold, and accuracy and false-alarm rates at it on the test split, every
+  `also_test` config and the control (`threshold/*`); run it after those evaluators, whose scores it
+  reuses.
 
 A new evaluator is a class with a `name` and `__call__(detector, context)`, added to `EVALUATORS`.
 """
@@ -31,6 +36,7 @@ import dataclasses
 from absl import logging
 import jax
 import ml_collections
+import numpy as np
 
 from forgery_jax import writers
 from forgery_jax.data import input_pipeline
@@ -231,8 +237,56 @@ class HistoryControl:
     return out
 
 
+def most_accurate_threshold(p_tampered: np.ndarray, tampered: np.ndarray) -> float:
+  """The threshold t (tampered when p >= t) with the highest accuracy on these examples, among
+  0, the midpoints between consecutive distinct scores and just above 1; of tied ones, the
+  middle (the upper of two)."""
+  values = np.unique(np.concatenate([[0.0, 1.0], p_tampered]))
+  candidates = np.concatenate([[0.0], (values[:-1] + values[1:]) / 2, [1.0 + 1e-6]])
+  accuracy = np.array([((p_tampered >= t) == tampered).mean() for t in candidates])
+  best = np.flatnonzero(accuracy == accuracy.max())
+  return float(candidates[best[len(best) // 2]])
+
+
+def _decision_at(p_tampered: np.ndarray, tampered: np.ndarray, threshold: float) -> dict:
+  called = p_tampered >= threshold
+  return {'accuracy': float((called == tampered).mean()),
+          'false_alarm_rate': float(called[~tampered].mean()) if (~tampered).any() else float('nan'),
+          'detection_rate': float(called[tampered].mean()) if tampered.any() else float('nan')}
+
+
+class ValidationThreshold:
+  """The image-level decision at the threshold chosen on the validation split (binary tasks)."""
+  name = 'validation_threshold'
+
+  def __call__(self, detector, ctx: Context) -> dict:
+    dataset = ctx.dataset
+    validation = dataset.split.validation
+    if len(detector.class_names) != 2 or not len(validation):
+      return {}
+    scores = ctx.scores(detector, dataset, validation, 'validation', f'validation {dataset.name}',
+                        keep_maps=False)
+    tampered = dataset.labels[validation] != 0
+    threshold = most_accurate_threshold(scores.p_tampered, tampered)
+    out = {'threshold/value': threshold,
+           'threshold/validation_accuracy': _decision_at(scores.p_tampered, tampered, threshold)['accuracy']}
+    targets = [('test', ctx.dataset, 'test')]
+    targets += [(f'test_{n}', also_test_dataset(ctx, n), f'test_{n}') for n in ctx.config.dataset.also_test]
+    if ctx.config.dataset.control:
+      name = ctx.config.dataset.control
+      targets.append((f'control/{name}', input_pipeline.load(ctx.config, builder_config=name),
+                      f'control/{name}'))
+    for prefix, other, key in targets:
+      scores = ctx.scores(detector, other, other.split.test, key, f'{prefix} {other.name}',
+                          keep_maps=False)
+      decision = _decision_at(scores.p_tampered, other.labels[other.split.test] != 0, threshold)
+      out.update({f'threshold/{prefix}/{k}': v for k, v in decision.items()})
+    logging.info('validation threshold %.3f: test accuracy %.4f', threshold, out['threshold/test/accuracy'])
+    return out
+
+
 EVALUATORS = {e.name: e for e in (TestSplit, Baselines, AlsoTest, CrossDataset, Robustness,
-                                  PixelScores, HistoryControl)}
+                                  PixelScores, HistoryControl, ValidationThreshold)}
 
 
 def get(name: str):

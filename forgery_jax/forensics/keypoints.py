@@ -16,9 +16,19 @@ transformation recovery" (IEEE TIFS 2011), for which MICC-F220 was made:
 The evidence is the vector [log1p(pairs), log1p(inliers)]: no training, the same for every
 dataset, so a network can weigh it beside ELA and SRM. Computed on the file's full-resolution
 pixels at build time, like ELA.
+
+`copy_move_map` says where: for each affine model the matches agree on (up to `MAP_MODELS`), the
+image is warped by the model and by its inverse, and the pixels that the warped image reproduces
+(zero-mean normalised correlation over `MAP_WINDOW` pixels above `MAP_CORRELATION`, on texture
+with some variance) in regions that hold inlier keypoints are marked: both copies, since the
+pixels alone do not say which one was pasted (Amerini et al., "Copy-move forgery detection and
+localization by means of robust clustering with J-Linkage", Signal Processing: Image
+Communication 2013, localise the same way). No training, and nothing about a file's history.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import cv2
 import numpy as np
@@ -31,15 +41,31 @@ MAX_KEYPOINTS = 4000
 MAX_NEIGHBOURS = 8  # nearest other keypoints examined per keypoint by the g2NN test
 RANSAC_PIXELS = 3.0
 
+# The map's settings (chosen on CASIA v1's training split, copy-move files only).
+MAP_ANALYSIS_SIDE = 1024  # larger images are analysed at this longer side, the map resized back
+MAP_SIFT_SIDE = 768       # smaller ones are upscaled (at most 2x) for SIFT: more keypoints
+MAP_CONTRAST = 0.02       # SIFT contrast threshold (OpenCV's default 0.04 finds few on small photos)
+MAP_MIN_DISTANCE = 20     # pixels, at the analysed size
+MAP_MODELS = 2            # affine models fitted in turn, each on the pairs the last left over
+MAP_MIN_INLIERS = 4
+MAP_WINDOW = 7
+MAP_CORRELATION = 0.6
+MAP_MIN_VARIANCE = 4.0    # grey levels squared: flat areas correlate with anything
 
-def matched_pairs(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """The two ends, (P, 2) float32 each, of every g2NN pair of a uint8 grey image."""
-  sift = cv2.SIFT_create(nfeatures=MAX_KEYPOINTS)
-  keypoints, descriptors = sift.detectAndCompute(grey, None)
+
+def matched_pairs(grey: np.ndarray, *, contrast: float = 0.04, min_distance: float = MIN_DISTANCE,
+                  upscale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+  """The two ends, (P, 2) float32 each, of every g2NN pair of a uint8 grey image (SIFT with
+  `contrast` as its contrast threshold, run on the image upscaled by `upscale`; points in the
+  given image's pixels)."""
+  sift = cv2.SIFT_create(nfeatures=MAX_KEYPOINTS, contrastThreshold=contrast)
+  analysed = grey if upscale == 1 else cv2.resize(grey, None, fx=upscale, fy=upscale,
+                                                  interpolation=cv2.INTER_CUBIC)
+  keypoints, descriptors = sift.detectAndCompute(analysed, None)
   empty = np.zeros((0, 2), np.float32)
   if descriptors is None or len(keypoints) < 3:
     return empty, empty
-  points = np.float32([k.pt for k in keypoints])
+  points = np.float32([k.pt for k in keypoints]) / np.float32(upscale)
   # Distances from every descriptor to every other (one matrix product, no Python loop).
   d = descriptors.astype(np.float32)
   sq = (d * d).sum(1)
@@ -54,7 +80,7 @@ def matched_pairs(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   accepted = np.cumprod(nearest_dist[:, :-1] < RATIO * nearest_dist[:, 1:], axis=1).astype(bool)
   rows, cols = np.nonzero(accepted)
   i, j = rows, nearest[rows, cols]
-  far = np.hypot(*(points[i] - points[j]).T) > MIN_DISTANCE
+  far = np.hypot(*(points[i] - points[j]).T) > min_distance
   keep = (i < j) & far
   return points[i[keep]], points[j[keep]]
 
@@ -71,3 +97,77 @@ def copy_move_evidence(rgb: np.ndarray) -> np.ndarray:
     _, mask = cv2.estimateAffine2D(src, dst, ransacReprojThreshold=RANSAC_PIXELS)
     inliers = int(mask.sum()) if mask is not None else 0
   return np.log1p(np.float32([len(src), inliers]))
+
+
+@dataclasses.dataclass
+class CopyMoveMap:
+  """Where a region of an image repeats: `map` (H, W) float32, 1 on both copies, else 0; the
+  inlier pairs behind it (`src`, `dst`: (P, 2) in the image's pixels)."""
+  map: np.ndarray
+  src: np.ndarray
+  dst: np.ndarray
+
+  @property
+  def p_tampered(self) -> float:
+    """0 without a region; else above 0.5, nearer 1 the more inlier pairs agree."""
+    n = len(self.src)
+    return n / (n + MAP_MIN_INLIERS) if self.map.any() else 0.0
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Zero-mean normalised correlation of two grey images over MAP_WINDOW windows, and the smaller
+  of their local variances."""
+  a, b = a.astype(np.float32), b.astype(np.float32)
+  box = lambda x: cv2.boxFilter(x, -1, (MAP_WINDOW, MAP_WINDOW))
+  ma, mb = box(a), box(b)
+  va, vb = box(a * a) - ma * ma, box(b * b) - mb * mb
+  return (box(a * b) - ma * mb) / np.sqrt(np.maximum(va * vb, 1e-6)), np.minimum(va, vb)
+
+
+def _reproduced(grey: np.ndarray, model: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+  """The pixels that `grey` warped by the affine `model` reproduces, in regions holding `anchors`."""
+  h, w = grey.shape
+  warped = cv2.warpAffine(grey, model, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+  corr, variance = _correlation(grey, warped)
+  region = ((corr > MAP_CORRELATION) & (variance > MAP_MIN_VARIANCE)).astype(np.uint8)
+  region = cv2.morphologyEx(region, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+  _, components = cv2.connectedComponents(region)
+  ys = np.clip(anchors[:, 1].astype(int), 0, h - 1)
+  xs = np.clip(anchors[:, 0].astype(int), 0, w - 1)
+  hit = np.setdiff1d(components[ys, xs], [0])
+  chosen = np.isin(components, hit).astype(np.uint8)
+  return cv2.morphologyEx(chosen, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8)).astype(bool)
+
+
+def copy_move_map(rgb: np.ndarray) -> CopyMoveMap:
+  """Where a region of an (H, W, 3) uint8 image is repeated (see the module docstring)."""
+  grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+  h, w = grey.shape
+  scale = min(1.0, MAP_ANALYSIS_SIDE / max(h, w))
+  if scale < 1:
+    grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+  upscale = float(np.clip(MAP_SIFT_SIDE / max(grey.shape), 1.0, 2.0))
+  src, dst = matched_pairs(grey, contrast=MAP_CONTRAST, min_distance=MAP_MIN_DISTANCE,
+                           upscale=upscale)
+  found = np.zeros(grey.shape, bool)
+  kept_src, kept_dst = [], []
+  for _ in range(MAP_MODELS):
+    if len(src) < MAP_MIN_INLIERS:
+      break
+    model, inliers = cv2.estimateAffine2D(src, dst, ransacReprojThreshold=RANSAC_PIXELS)
+    if model is None or int(inliers.sum()) < MAP_MIN_INLIERS:
+      break
+    inliers = inliers.ravel().astype(bool)
+    region = (_reproduced(grey, model, dst[inliers])
+              | _reproduced(grey, cv2.invertAffineTransform(model), src[inliers]))
+    if region.any():
+      found |= region
+      kept_src.append(src[inliers])
+      kept_dst.append(dst[inliers])
+    src, dst = src[~inliers], dst[~inliers]
+  heat = found.astype(np.float32)
+  if scale < 1:
+    heat = cv2.resize(heat, (w, h), interpolation=cv2.INTER_NEAREST)
+  empty = np.zeros((0, 2), np.float32)
+  ends = lambda parts: np.concatenate(parts) / np.float32(scale) if parts else empty
+  return CopyMoveMap(heat, ends(kept_src), ends(kept_dst))
