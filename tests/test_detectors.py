@@ -26,7 +26,7 @@ def _run(module, *args):
 
 
 def test_unknown_method_lists_the_registered_ones():
-  with pytest.raises(ValueError, match=r"one of \['cnn', 'localiser', 'wld_xgboost'\]"):
+  with pytest.raises(ValueError, match=r"one of \['cnn', 'copy_move_keypoints', 'localiser', 'wld_xgboost'\]"):
     detectors.get('svm')
   with pytest.raises(ValueError, match='cannot import'):
     detectors.get('no_such_module:Detector')

@@ -179,7 +179,7 @@ def test_unknown_dataset_is_a_clear_error(tmp_path):
 def test_unknown_method_is_a_clear_error(tmp_path):
   result = _main('--config=configs/tiny.py', f'--workdir={tmp_path}', '--config.method=svm')
   assert result.returncode != 0
-  assert "config.method must be one of ['cnn', 'localiser', 'wld_xgboost']" in result.stderr
+  assert "config.method must be one of ['cnn', 'copy_move_keypoints', 'localiser', 'wld_xgboost']" in result.stderr
   assert "got 'svm'" in result.stderr
   assert 'Traceback' not in result.stderr
 
