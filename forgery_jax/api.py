@@ -96,9 +96,7 @@ class Predictor:
     self.preparation = first.preparation.for_inference()
     self.localises = first.localises
     self.with_copy_move = 'copy_move' in first.inputs(first.config)
-    # Keypoint pairs are part of the answer: as evidence, or behind a copy-move keypoint map.
-    self.uses_keypoints = (self.with_copy_move or first.config.method == 'copy_move_keypoints'
-                           or bool(first.config.model.get('keypoint_map', False)))
+    self.uses_keypoints = first.draws_keypoint_pairs()
 
   def prepare(self, x, name: str = '') -> Prepared:
     """Decodes and prepares one image; ValueError with a message naming it if it cannot be used."""

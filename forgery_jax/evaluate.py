@@ -60,10 +60,10 @@ def load_run(workdir: str, keypoint_map: bool = False) -> LoadedRun:
   detectors = [export.load(d) for d in export.find(workdir)]
   if keypoint_map:
     for d in detectors:
-      if d.config.method != 'localiser':
-        raise ValueError(f'--keypoint_map: {workdir} is a {d.config.method!r} run, not a localiser')
-      with d.config.unlocked():
-        d.config.model.keypoint_map = True
+      try:
+        d.fuse_keypoint_map()
+      except ValueError as e:
+        raise ValueError(f'--keypoint_map: {workdir}: {e}') from e
   data = [input_pipeline.load(d.config) for d in detectors]
   return LoadedRun(workdir, detectors, data)
 

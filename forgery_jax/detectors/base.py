@@ -86,6 +86,15 @@ class Detector(abc.ABC):
     del config, workdir
     return None
 
+  def draws_keypoint_pairs(self) -> bool:
+    """Whether its answer rests on matched SIFT keypoints (then `predict` draws the pairs)."""
+    return 'copy_move' in self.inputs(self.config)
+
+  def fuse_keypoint_map(self) -> None:
+    """From now on, scores with the copy-move keypoint map fused in (inference only);
+    ValueError for a detector that cannot."""
+    raise ValueError(f'a {self.config.method!r} run is not a localiser: it cannot fuse the keypoint map')
+
   def after_export(self) -> None:
     """Called once the inference export is written (e.g. to release training checkpoints)."""
 

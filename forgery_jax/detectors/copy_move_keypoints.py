@@ -55,6 +55,9 @@ class CopyMoveKeypoints(base.Detector):
     writer.close()
     return detector
 
+  def draws_keypoint_pairs(self) -> bool:
+    return True
+
   def describe(self) -> str:
     return 'copy-move keypoint map (SIFT + affine)'
 

@@ -195,6 +195,13 @@ class Localiser(nnx_detector.NnxDetector):
     return task_lib.Task(create_model, loss, outputs, keys, task_lib.compose(synthesise, flips),
                          eval_synthesise)
 
+  def draws_keypoint_pairs(self) -> bool:
+    return super().draws_keypoint_pairs() or bool(self.config.model.get('keypoint_map', False))
+
+  def fuse_keypoint_map(self) -> None:
+    with self.config.unlocked():
+      self.config.model.keypoint_map = True
+
   def describe(self) -> str:
     return f"localiser (ELA q{'/'.join(map(str, self.config.model.ela_qualities))} + SRM + RGB)"
 
