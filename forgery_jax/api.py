@@ -96,7 +96,6 @@ class Predictor:
     self.preparation = first.preparation.for_inference()
     self.localises = first.localises
     self.with_copy_move = 'copy_move' in first.inputs(first.config)
-    self.uses_keypoints = first.draws_keypoint_pairs()
 
   def prepare(self, x, name: str = '') -> Prepared:
     """Decodes and prepares one image; ValueError with a message naming it if it cannot be used."""

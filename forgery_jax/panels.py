@@ -2,8 +2,8 @@
 
 Tiles: the image; its ELA plane; its SRM residual; the detector's map over the image (the tamper
 probability of a localising detector, or the paper CNN's gradient saliency, labelled as such);
-and, where the detector reads the copy-move keypoint evidence or draws the keypoint map, the
-matched keypoint pairs.
+and, where the detector's answer rests on matched SIFT keypoints (the copy-move evidence, or the
+affine models behind the keypoint map), those pairs.
 """
 
 from __future__ import annotations
@@ -53,26 +53,20 @@ def overlay(rgb: np.ndarray, heat: np.ndarray, normalise: bool) -> np.ndarray:
   return (rgb.astype(np.float32) * (1 - 0.6 * heat) + red * 0.6 * heat).astype(np.uint8)
 
 
-def keypoint_pairs(rgb: np.ndarray) -> np.ndarray:
-  """The image with its matched SIFT keypoint pairs (the copy-move evidence) drawn as lines."""
-  from forgery_jax.forensics import keypoints  # pylint: disable=g-import-not-at-top
-  grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-  scale = min(1.0, keypoints.MAX_SIDE / max(grey.shape))
-  if scale < 1:
-    grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-  src, dst = keypoints.matched_pairs(grey)
+def keypoint_pairs(rgb: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+  """The image with matched keypoint pairs ((P, 2) ends in its pixels) drawn as lines."""
   out = np.ascontiguousarray(rgb.copy())
   width = max(1, round(max(rgb.shape[:2]) / 400))
-  for (x0, y0), (x1, y1) in zip(src / scale, dst / scale):
+  for (x0, y0), (x1, y1) in zip(src, dst):
     cv2.line(out, (int(x0), int(y0)), (int(x1), int(y1)), (0, 255, 255), width)
     cv2.circle(out, (int(x0), int(y0)), 2 * width, (255, 0, 0), -1)
     cv2.circle(out, (int(x1), int(y1)), 2 * width, (0, 0, 255), -1)
   return out
 
 
-def write_panel(path: str, prepared, prediction, keypoint_pairs_tile: bool = False) -> None:
-  """One PNG: the tiles above a title line with the file name and the decision (and the matched
-  keypoint pairs where the detector's answer rests on them)."""
+def write_panel(path: str, prepared, prediction, pairs: tuple | None = None) -> None:
+  """One PNG: the tiles above a title line with the file name and the decision; `pairs`, the
+  (src, dst) keypoint pairs the detector's answer rests on, make one more tile (none: no tile)."""
   rgb = prepared.rgb
   tiles = [_tile(rgb, 'image'),
            _tile(ela_lib.ela(rgb, prepared.preparation.ela_quality),
@@ -82,8 +76,8 @@ def write_panel(path: str, prepared, prediction, keypoint_pairs_tile: bool = Fal
     saliency = prediction.map_kind == 'saliency'
     tiles.append(_tile(overlay(rgb, prediction.map, normalise=saliency),
                        'saliency (not a segmentation)' if saliency else 'p(tampered) per pixel'))
-  if keypoint_pairs_tile or 'copy_move' in prepared.planes:
-    tiles.append(_tile(keypoint_pairs(rgb), 'matched keypoints'))
+  if pairs is not None:
+    tiles.append(_tile(keypoint_pairs(rgb, *pairs), f'matched keypoints ({len(pairs[0])} pairs)'))
   panel = Image.new('RGB', (TILE * len(tiles), TILE + 36), (255, 255, 255))
   for i, t in enumerate(tiles):
     panel.paste(t, (i * TILE, 20))

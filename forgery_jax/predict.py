@@ -114,7 +114,7 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
           if panels:
             row['panel'] = os.path.join(output, 'panels', f'{_stem(i, prepared.name)}.png')
           writes.append(writer_pool.submit(_write_outputs, row, prepared, pred,
-                                            predictor.uses_keypoints))
+                                            predictor.detectors[0]))
       bar.update(min(lo + batch_size, len(files)) - lo)
     for w in writes:
       w.result()
@@ -132,13 +132,13 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
   return rows, rate
 
 
-def _write_outputs(row: dict, prepared: api.Prepared, pred: api.Prediction,
-                   keypoint_pairs: bool) -> None:
-  """The mask PNG and the panel of one image (in the writer thread, off the model's path)."""
+def _write_outputs(row: dict, prepared: api.Prepared, pred: api.Prediction, detector) -> None:
+  """The mask PNG and the panel of one image (in the writer thread, off the model's path), with
+  the keypoint pairs the detector's answer rests on, if any."""
   if 'mask' in row:
     image_io.write_png(row['mask'], np.round(np.clip(pred.map, 0, 1) * 255).astype(np.uint8))
   if 'panel' in row:
-    panels_lib.write_panel(row['panel'], prepared, pred, keypoint_pairs)
+    panels_lib.write_panel(row['panel'], prepared, pred, detector.keypoint_pairs(prepared.rgb))
 
 
 def main(argv):

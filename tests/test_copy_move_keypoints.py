@@ -2,6 +2,7 @@
 localiser's maps with it fused in by `evaluate --keypoint_map`."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import forgery_jax
@@ -41,3 +42,34 @@ def test_evaluate_fuses_the_map_into_localiser_runs_only(tiny_config, tmp_path):
     assert 'not a localiser' in str(e)
   else:
     raise AssertionError('--keypoint_map accepted a run that is not a localiser')
+
+
+def test_each_detector_draws_the_pairs_its_answer_rests_on(tiny_config):
+  """The keypoint map's panel shows the inlier pairs of the affine models that drew the map; a
+  detector reading the copy-move evidence shows the evidence's g2NN pairs; one reading no
+  keypoints shows none."""
+  from forgery_jax import detectors  # pylint: disable=g-import-not-at-top
+  from forgery_jax.forensics import keypoints  # pylint: disable=g-import-not-at-top
+  forged = _textured(3)
+  forged[150:230, 250:350] = forged[20:100, 30:130]
+  found = keypoints.copy_move_map(forged)
+  config = tiny_config.copy_and_resolve_references()
+  config.method = 'copy_move_keypoints'
+  src, dst = detectors.get('copy_move_keypoints')(config).keypoint_pairs(forged)
+  np.testing.assert_array_equal(src, found.src)
+  np.testing.assert_array_equal(dst, found.dst)
+  # Every drawn pair is one copy -> the other (the same 80 x 100 move), not just any match.
+  np.testing.assert_allclose(np.abs(dst - src).max(0), [220, 130], atol=3)
+  from tests import minimal_detector  # pylint: disable=g-import-not-at-top
+
+  class ReadsEvidence(minimal_detector.MeanEla):
+    @staticmethod
+    def inputs(config):
+      return ('ela', 'copy_move')
+
+  src, dst = ReadsEvidence(config, 0.0).keypoint_pairs(forged)
+  evidence_src, evidence_dst = keypoints.evidence_pairs(forged)
+  np.testing.assert_array_equal(src, evidence_src)
+  np.testing.assert_array_equal(dst, evidence_dst)
+  assert np.expm1(keypoints.copy_move_evidence(forged))[0] == pytest.approx(len(src), rel=1e-5)
+  assert minimal_detector.MeanEla(config, 0.0).keypoint_pairs(forged) is None

@@ -86,9 +86,13 @@ class Detector(abc.ABC):
     del config, workdir
     return None
 
-  def draws_keypoint_pairs(self) -> bool:
-    """Whether its answer rests on matched SIFT keypoints (then `predict` draws the pairs)."""
-    return 'copy_move' in self.inputs(self.config)
+  def keypoint_pairs(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The matched SIFT keypoint pairs its answer on this (H, W, 3) image rests on, (P, 2) each in
+    the image's pixels (`predict`'s panel draws them), or None if it reads no keypoints."""
+    if 'copy_move' not in self.inputs(self.config):
+      return None
+    from forgery_jax.forensics import keypoints  # pylint: disable=g-import-not-at-top
+    return keypoints.evidence_pairs(rgb)
 
   def fuse_keypoint_map(self) -> None:
     """From now on, scores with the copy-move keypoint map fused in (inference only);

@@ -25,6 +25,12 @@ def score_images(images) -> base.Scores:
   return base.Scores(np.stack([1.0 - p, p], -1), [f.map for f in found])
 
 
+def map_pairs(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """The inlier pairs of the affine models behind an image's map (what its panel draws)."""
+  found = keypoints.copy_move_map(np.asarray(rgb))
+  return found.src, found.dst
+
+
 class CopyMoveKeypoints(base.Detector):
   """Repeated regions matched by SIFT keypoints and an affine model (binary)."""
 
@@ -55,8 +61,8 @@ class CopyMoveKeypoints(base.Detector):
     writer.close()
     return detector
 
-  def draws_keypoint_pairs(self) -> bool:
-    return True
+  def keypoint_pairs(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return map_pairs(rgb)
 
   def describe(self) -> str:
     return 'copy-move keypoint map (SIFT + affine)'

@@ -195,8 +195,10 @@ class Localiser(nnx_detector.NnxDetector):
     return task_lib.Task(create_model, loss, outputs, keys, task_lib.compose(synthesise, flips),
                          eval_synthesise)
 
-  def draws_keypoint_pairs(self) -> bool:
-    return super().draws_keypoint_pairs() or bool(self.config.model.get('keypoint_map', False))
+  def keypoint_pairs(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    if self.config.model.get('keypoint_map', False):
+      return copy_move_keypoints.map_pairs(rgb)
+    return super().keypoint_pairs(rgb)
 
   def fuse_keypoint_map(self) -> None:
     with self.config.unlocked():

@@ -85,12 +85,26 @@ def matched_pairs(grey: np.ndarray, *, contrast: float = 0.04, min_distance: flo
   return points[i[keep]], points[j[keep]]
 
 
-def copy_move_evidence(rgb: np.ndarray) -> np.ndarray:
-  """[log1p(matched pairs), log1p(affine inliers)] of an (H, W, 3) uint8 image, float32."""
+def _analysed_grey(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+  """The grey image of an (H, W, 3) uint8 image, shrunk to `side` pixels on its longer side if
+  larger, and the scale applied (at most 1)."""
   grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-  scale = MAX_SIDE / max(grey.shape)
+  scale = min(1.0, side / max(grey.shape))
   if scale < 1:
     grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+  return grey, scale
+
+
+def evidence_pairs(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """The g2NN pairs behind `copy_move_evidence`, (P, 2) each in the image's own pixels."""
+  grey, scale = _analysed_grey(rgb, MAX_SIDE)
+  src, dst = matched_pairs(grey)
+  return src / np.float32(scale), dst / np.float32(scale)
+
+
+def copy_move_evidence(rgb: np.ndarray) -> np.ndarray:
+  """[log1p(matched pairs), log1p(affine inliers)] of an (H, W, 3) uint8 image, float32."""
+  grey, _ = _analysed_grey(rgb, MAX_SIDE)
   src, dst = matched_pairs(grey)
   inliers = 0
   if len(src) >= 3:
@@ -141,11 +155,8 @@ def _reproduced(grey: np.ndarray, model: np.ndarray, anchors: np.ndarray) -> np.
 
 def copy_move_map(rgb: np.ndarray) -> CopyMoveMap:
   """Where a region of an (H, W, 3) uint8 image is repeated (see the module docstring)."""
-  grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-  h, w = grey.shape
-  scale = min(1.0, MAP_ANALYSIS_SIDE / max(h, w))
-  if scale < 1:
-    grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+  h, w = rgb.shape[:2]
+  grey, scale = _analysed_grey(rgb, MAP_ANALYSIS_SIDE)
   upscale = float(np.clip(MAP_SIFT_SIDE / max(grey.shape), 1.0, 2.0))
   src, dst = matched_pairs(grey, contrast=MAP_CONTRAST, min_distance=MAP_MIN_DISTANCE,
                            upscale=upscale)
