@@ -1,6 +1,7 @@
 """Copy-move keypoint evidence: a region pasted elsewhere in the image is found, a clean image is not."""
 
 import numpy as np
+import pytest
 
 from forgery_jax.forensics import keypoints
 
@@ -70,3 +71,18 @@ def test_the_map_of_a_large_image_comes_back_at_its_size():
   assert found.map.shape == (1024, 1536)
   assert found.map[600:920, 1000:1400].mean() > 0.7 and found.map[450:550, 600:900].mean() == 0
   assert found.src.max() > 1024 * 0.9  # pair ends in the file's own pixels
+
+
+def test_the_in_sample_decision_sweep_by_hand():
+  from experiments import keypoint_decision  # pylint: disable=g-import-not-at-top
+  # Six files; the map found a region in all but the first. Its own decision (p > 0.5: at least
+  # 5 pairs) misses file 1 (4 pairs) and flags file 2: 4/6. A count threshold alone cannot split
+  # files 1 and 2 the right way round: 5/6 at best (>= 6 pairs; of tied rules, the highest). With
+  # the area, >= 4 pairs and an area above 0.001 (up to 0.008: the highest tied) gets all six.
+  inliers = np.array([0, 4, 5, 6, 9, 30])
+  area = np.array([0.0, 0.01, 0.001, 0.01, 0.02, 0.05])
+  tampered = np.array([False, True, False, True, True, True])
+  out = keypoint_decision.best_rules(inliers, area, tampered)
+  assert out['map_decision'] == pytest.approx(4 / 6)
+  assert out['inliers'] == (pytest.approx(5 / 6), 6)
+  assert out['inliers_and_area'] == (1.0, 4, 0.008)
