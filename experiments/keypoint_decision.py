@@ -32,7 +32,7 @@ def best_rules(inliers: np.ndarray, area: np.ndarray, tampered: np.ndarray) -> d
   counts = sorted(set(inliers.tolist()) | {keypoints.MAP_MIN_INLIERS})
   by_count = max((accuracy((inliers >= t) & (area > 0)), t) for t in counts)
   by_both = max((accuracy((inliers >= t) & (area > a)), t, a) for t in counts for a in AREAS)
-  p = np.where(area > 0, inliers / (inliers + keypoints.MAP_MIN_INLIERS), 0.0)
+  p = keypoints.map_probability(inliers, area > 0)
   return {'map_decision': accuracy(p > 0.5), 'inliers': by_count, 'inliers_and_area': by_both}
 
 

@@ -123,9 +123,14 @@ class CopyMoveMap:
 
   @property
   def p_tampered(self) -> float:
-    """0 without a region; else above 0.5, nearer 1 the more inlier pairs agree."""
-    n = len(self.src)
-    return n / (n + MAP_MIN_INLIERS) if self.map.any() else 0.0
+    return float(map_probability(len(self.src), self.map.any()))
+
+
+def map_probability(inliers, found):
+  """p(tampered) of a keypoint map: 0 without a region; else inliers / (inliers + MAP_MIN_INLIERS),
+  above 0.5 from MAP_MIN_INLIERS + 1 pairs, nearer 1 the more agree (arrays or scalars)."""
+  inliers = np.asarray(inliers, np.float64)
+  return np.where(found, inliers / (inliers + MAP_MIN_INLIERS), 0.0)
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
