@@ -48,21 +48,27 @@ def srm_rows(images: list[np.ndarray], batch: int, repeats: int) -> list[Row]:
               'ms/image', 20.0, f'jitted stencil on {jax.devices()[0].platform} vs 30 kernels x 3 channels of cv2.filter2D')]
 
 
-def jpeg_rows(images: list[np.ndarray], batch: int, repeats: int, on_gpu: bool) -> list[Row]:
+def jpeg_rows(images: list[np.ndarray], batches: tuple[int, ...], repeats: int, on_gpu: bool) -> list[Row]:
   """The JAX round trip (quality 90) in images/s: against OpenCV's encode + decode of the same
-  images on this CPU, and on a GPU against the 20,000 images/s target."""
+  images on this CPU, and on a GPU (the batch that saturates it) against the 20,000 images/s target."""
   h, w = images[0].shape[:2]
   same = [im for im in images if im.shape[:2] == (h, w)]
-  stack = np.stack((same * (batch // len(same) + 1))[:batch])
-  x = jax.device_put(jnp.asarray(stack))
   fn = jax.jit(lambda im: jpeg.round_trip(im, 90))
-  ours = batch / median_seconds(lambda: fn(x).block_until_ready(), repeats, warmup=2)
+  rates = {}
+  for batch in batches:
+    stack = np.stack((same * (batch // len(same) + 1))[:batch])
+    x = jax.device_put(jnp.asarray(stack))
+    rates[batch] = batch / median_seconds(lambda: fn(x).block_until_ready(), repeats, warmup=2)
+  batch = max(rates, key=rates.get)
+  ours = rates[batch]
   device = jax.devices()[0]
   if on_gpu:
     return [Row(f'JPEG round trip {w}x{h}, batch {batch} ({device.device_kind})', ours,
                 GPU_TARGET_IMAGES_PER_SECOND, ours / GPU_TARGET_IMAGES_PER_SECOND, 'images/s', 1.0,
-                'forgery_jax.jpeg, quality 90, 4:2:0, device-resident batch')]
+                'forgery_jax.jpeg, quality 90, 4:2:0, device-resident batch; batches tried: '
+                + ', '.join(f'{b}: {rates[b]:.0f}' for b in batches))]
   opencv = reference.jpeg_codecs()['opencv']
+  stack = np.stack((same * (batch // len(same) + 1))[:batch])
   bgr = [im[..., ::-1].copy() for im in stack]
   with image_io.opencv_threads(1):
     theirs = batch / median_seconds(lambda: [opencv(im) for im in bgr], repeats)

@@ -58,13 +58,15 @@ def main(argv=None) -> list[common.Row]:
   rows: list[common.Row] = []
   step_rate = None
   for group in progress.bar(wanted, desc='benchmarks', unit='group'):
+    done = len(rows)
     if group == 'ela':
       rows += image_ops.ela_rows(images, label, repeats)
       rows += image_ops.ela_rows([common.large_photo(images[0])], '2048x1536', 1 if quick else 3)
     elif group == 'srm':
       rows += image_ops.srm_rows(images, 4 if quick else 16, repeats)
     elif group == 'jpeg':
-      rows += image_ops.jpeg_rows(images, 4 if quick else (256 if on_gpu else 32), repeats, on_gpu)
+      rows += image_ops.jpeg_rows(images, (4,) if quick else ((256, 1024, 4096) if on_gpu else (32,)), repeats,
+                                  on_gpu)
     elif group == 'train':
       batches = (16,) if quick else (16, 128)
       trained = training.training_rows(32 if quick else 128, batches, 1 if quick else 5)
@@ -88,6 +90,8 @@ def main(argv=None) -> list[common.Row]:
       rows += predict.predict_rows(8 if quick else 200, 1 if quick else 3)
     elif group == 'gpu':
       rows += training.gpu_rows(args.data_dir, (64,) if quick else tuple(map(int, args.gpu_batches.split(','))))
+    for row in rows[done:]:  # each group's rows as it ends, so that a run cut short keeps them
+      progress.write(row.line())
   print('| benchmark | ours | reference | ratio | unit | target | inputs |')
   print('|---|---|---|---|---|---|---|')
   for row in rows:

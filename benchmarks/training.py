@@ -15,6 +15,7 @@ import optax
 from benchmarks import reference
 from benchmarks.common import GPU_TARGET_IMAGES_PER_SECOND, REPO, Row, median_seconds, model_config
 from configs import localiser_casia1
+from forgery_jax import progress
 from forgery_jax.data import datasets
 from forgery_jax.detectors import localiser
 from forgery_jax.detectors import paper_cnn
@@ -211,7 +212,10 @@ def gpu_rows(data_dir: str | None, batches: tuple[int, ...]) -> list[Row]:
   rows, best = [], (0.0, None, None)
   flops = training_flops_per_image(model_config(128))
   for dtype in ('float32', 'bfloat16'):
-    rates = {b: our_step_rate(128, b, 20, dtype) for b in batches}
+    rates = {}
+    for b in batches:
+      rates[b] = our_step_rate(128, b, 20, dtype)
+      progress.write(f'GPU train {dtype}, batch {b}: {rates[b]:.0f} images/s')
     batch = max(rates, key=rates.get)
     rate = rates[batch]
     rows.append(Row(f'GPU train {dtype}, batch {batch}', rate, GPU_TARGET_IMAGES_PER_SECOND,
