@@ -1,12 +1,13 @@
 """Reports on finished runs: the run's evaluators again, and more.
 
     python -m forgery_jax.evaluate --workdir=RUN [--runs=RUN2,RUN3] [--output=DIR]
-        [--evals=test,baselines,...] [--cross] [--robustness] [--max_examples=N] [--keypoint_map]
+        [--evals=test,baselines,...] [--cross] [--robustness] [--max_examples=N] [--keypoint_map [--keypoint_fusion=max]]
 
 Each run is read from its inference export (any detector; every fold of a k-fold run on its own
 test split, averaged as the run itself averages). The evaluators `config.evals` names (or
 `--evals`) run exactly as after training. `--keypoint_map` scores localiser runs with the copy-move
-keypoint map fused into their maps (`config.model.keypoint_map`: inference only, no retraining). Writes OUTPUT (default RUN/report), and nothing else:
+keypoint map fused into their maps (`config.model.keypoint_map`: inference only, no retraining;
+`--keypoint_fusion` says how, `localiser.fuse_maps`). Writes OUTPUT (default RUN/report), and nothing else:
 * report.md and report.json: every run's evaluator results and test metrics; with several runs an
   ablation table in the style of the dual-branch paper's Table 1; with `--cross`, the train x test
   matrix (every run on the test split of its own dataset and on all examples of the other runs'
@@ -56,12 +57,12 @@ class LoadedRun:
     return f'{os.path.basename(os.path.normpath(self.workdir))} ({c.dataset.name}, {self.detectors[0].describe()})'
 
 
-def load_run(workdir: str, keypoint_map: bool = False) -> LoadedRun:
+def load_run(workdir: str, keypoint_map: bool = False, keypoint_fusion: str = 'replace') -> LoadedRun:
   detectors = [export.load(d) for d in export.find(workdir)]
   if keypoint_map:
     for d in detectors:
       try:
-        d.fuse_keypoint_map()
+        d.fuse_keypoint_map(keypoint_fusion)
       except ValueError as e:
         raise ValueError(f'--keypoint_map: {workdir}: {e}') from e
   data = [input_pipeline.load(d.config) for d in detectors]
@@ -108,10 +109,10 @@ def _cross_row(run: LoadedRun, others: list[LoadedRun], names: list[str], own) -
 
 def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness: bool = False,
              max_examples: int = 0, output: str | None = None, evals: list[str] | None = None,
-             keypoint_map: bool = False) -> dict:
+             keypoint_map: bool = False, keypoint_fusion: str = 'replace') -> dict:
   """Writes the report of `workdir` (and `runs`) to `output`; returns its tables as a dict."""
   paths = [workdir] + [r for r in runs if r != workdir]
-  loaded = [load_run(w, keypoint_map) for w in progress.bar(paths, desc='loading runs', unit='run')]
+  loaded = [load_run(w, keypoint_map, keypoint_fusion) for w in progress.bar(paths, desc='loading runs', unit='run')]
   out = output or os.path.join(workdir, 'report')
   os.makedirs(out, exist_ok=True)
   report = {'runs': []}
@@ -177,7 +178,7 @@ def main(argv):
   output = f.output or os.path.join(f.workdir, 'report')
   try:
     evaluate(f.workdir, f.runs, f.cross, f.robustness, f.max_examples, output, f.evals or None,
-             f.keypoint_map)
+             f.keypoint_map, f.keypoint_fusion)
   except (ValueError, OSError, datasets.DatasetError) as e:
     sys.exit(f'error: {e}')
   print(os.path.join(output, 'report.md'))
@@ -194,5 +195,7 @@ if __name__ == '__main__':
   flags.DEFINE_integer('max_examples', 0, 'Robustness on the first N test examples only (0 = all).')
   flags.DEFINE_bool('keypoint_map', False, 'Fuse the copy-move keypoint map into localiser runs\' '
                     'maps when scoring (inference only).')
+  flags.DEFINE_enum('keypoint_fusion', 'replace', ['replace', 'max'], 'With --keypoint_map: how '
+                    'the maps are joined (forgery_jax.detectors.localiser.fuse_maps).')
   flags.mark_flags_as_required(['workdir'])
   app.run(main)

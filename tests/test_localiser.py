@@ -149,29 +149,36 @@ def test_tampered_windows_hold_their_region():
                                   input_pipeline.crop_planes(empty, 32, 16, rng_b)['image'])
 
 
-def test_the_keypoint_map_is_fused_by_maxima(monkeypatch):
-  """`model.keypoint_map`: the copy-move map joins the network's map pixel by pixel and its
-  p(tampered) when larger; the network's own scores are otherwise unchanged."""
+def test_the_keypoint_map_is_fused_by_either_rule(monkeypatch):
+  """`model.keypoint_map`: the copy-move map joins the network's map ('max': pixel by pixel;
+  'replace': its region with the network's map halved beside it, in images where it marks one)
+  and its p(tampered) when larger; the network's own scores are otherwise unchanged."""
   from forgery_jax.detectors import base  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   images = [rng.integers(0, 256, (32, 48, 3), dtype=np.uint8) for _ in range(2)]
   found = [np.zeros((32, 48), np.float32), np.zeros((32, 48), np.float32)]
   found[1][4:12, 8:20] = 1
   network = base.Scores(np.float32([[0.8, 0.2], [0.7, 0.3]]),
-                        [np.full((32, 48), 0.25, np.float32), np.full((32, 48), 0.4, np.float32)])
+                        [np.full((32, 48), 0.25, np.float32), np.full((32, 48), 0.7, np.float32)])
   keypoint_scores = base.Scores(np.float32([[1.0, 0.0], [0.1, 0.9]]), found)
   monkeypatch.setattr(localiser.copy_move_keypoints, 'score_images', lambda _: keypoint_scores)
-  fused = localiser.fuse_keypoint_map(network, images)
-  np.testing.assert_allclose(fused.probabilities, [[0.8, 0.2], [0.1, 0.9]], atol=1e-6)
-  np.testing.assert_array_equal(fused.maps[0], network.maps[0])
-  assert fused.maps[1][4:12, 8:20].min() == 1 and fused.maps[1][0, 0] == np.float32(0.4)
+  for rule, beside in (('max', 0.7), ('replace', 0.35)):
+    fused = localiser.fuse_keypoint_map(network, images, rule)
+    np.testing.assert_allclose(fused.probabilities, [[0.8, 0.2], [0.1, 0.9]], atol=1e-6)
+    np.testing.assert_array_equal(fused.maps[0], network.maps[0])   # no region found: unchanged
+    assert fused.maps[1][4:12, 8:20].min() == 1 and fused.maps[1][0, 0] == np.float32(beside), rule
+  with pytest.raises(ValueError, match='keypoint_fusion'):
+    localiser.fuse_maps(network.maps[0], found[0], 'mean')
 
 
 def test_evaluate_keypoint_map_fuses_into_a_finished_run(run):
   from forgery_jax import evaluate  # pylint: disable=g-import-not-at-top
   from tests.test_keypoints import _textured  # pylint: disable=g-import-not-at-top
   workdir, _ = run
+  with pytest.raises(ValueError, match='keypoint fusion'):
+    evaluate.load_run(workdir, keypoint_map=True, keypoint_fusion='mean')
   detector = evaluate.load_run(workdir, keypoint_map=True).detectors[0]
+  assert detector.config.model.keypoint_fusion == 'replace'
   assert detector.config.model.keypoint_map and not forgery_jax.load(workdir).detectors[0].config.model.get('keypoint_map')
   forged = _textured(3)
   forged[150:230, 250:350] = forged[20:100, 30:130]

@@ -1,0 +1,190 @@
+"""Which way of joining the localiser's map and the copy-move keypoint map, chosen on validation?
+
+    python -m experiments.fusion_rules --workdir=<localiser run> [--cache=DIR] [--limit=N]
+
+`evaluate --keypoint_map` joins them one fixed way (pixel-wise maximum, larger p(tampered)). This
+scores a finished localiser run's validation split, its test split and the same test files as
+every `dataset.also_test` config prepares them, each file once by the network and once by the
+keypoint map, and then every rule below from those scores: the pixel rule with the best
+validation pixel F1, and the image rule with the best validation accuracy, are the ones chosen;
+every rule's test figures are printed beside them, so that what the choice cost or gained is
+visible. `--cache` keeps the scores (npz, maps as float16: figures read back from a cache can
+differ from the first call's in the third decimal) so that a second call only recomputes the rules.
+
+Pixel rules: the network's map, the keypoint map, and the two ways of `localiser.fuse_maps`:
+their maximum, and `replace` (in an image where the keypoint map marks a region, the keypoint map
+with the network's map halved beside it; the network's map in images where it marks none); and
+`replace` with nothing of the network's map beside the region.
+Image rules: the network's p(tampered), the larger of the two, and a logistic regression on
+(network p, keypoint p, the network map's maximum and mean) fitted on the validation split; each
+decides at the threshold most accurate on validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from absl import flags
+import numpy as np
+
+from forgery_jax import evaluate
+from forgery_jax import progress
+from forgery_jax import runtime
+from forgery_jax.data import input_pipeline
+from forgery_jax.data import labels as labels_lib
+from forgery_jax.detectors import copy_move_keypoints
+from forgery_jax.detectors import localiser
+from forgery_jax.evaluation import evaluators
+from forgery_jax.evaluation import pixel_eval
+from forgery_jax.evaluation import pixel_metrics
+
+PIXEL_RULES = {
+    'network': lambda net, kp: net,
+    'keypoints': lambda net, kp: kp,
+    'max': lambda net, kp: localiser.fuse_maps(net, kp, 'max'),
+    'replace': lambda net, kp: localiser.fuse_maps(net, kp, 'replace'),
+    'replace, nothing else': lambda net, kp: kp if kp.any() else net,
+}
+
+
+def image_features(p_net: np.ndarray, p_kp: np.ndarray, net_maps: list[np.ndarray]) -> np.ndarray:
+  return np.stack([p_net, p_kp, [m.max() for m in net_maps], [m.mean() for m in net_maps]], 1)
+
+
+def image_rules(validation: dict, other: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """rule -> (validation scores, scores of `other`): what each image rule thresholds."""
+  from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
+  from sklearn.pipeline import make_pipeline  # pylint: disable=g-import-not-at-top
+  from sklearn.preprocessing import StandardScaler  # pylint: disable=g-import-not-at-top
+  fv = image_features(validation['p_net'], validation['p_kp'], validation['net_maps'])
+  fo = image_features(other['p_net'], other['p_kp'], other['net_maps'])
+  stack = make_pipeline(StandardScaler(), LogisticRegression()).fit(fv, validation['tampered'])
+  return {'network': (validation['p_net'], other['p_net']),
+          'max': (np.maximum(validation['p_net'], validation['p_kp']),
+                  np.maximum(other['p_net'], other['p_kp'])),
+          'logistic': (stack.predict_proba(fv)[:, 1], stack.predict_proba(fo)[:, 1])}
+
+
+def score_split(detector, dataset, indices: np.ndarray, masks, desc: str) -> dict:
+  """Both scorers on `dataset.source[indices]`, and the masks of its tampered files."""
+  p_net, p_kp, net_maps, kp_maps, truth, kinds = [], [], [], [], [], []
+  for i in progress.bar(indices, desc=desc, unit='image'):
+    example = dataset.source[int(i)]
+    net = detector.score([example])
+    kp = copy_move_keypoints.score_images([example['image']])
+    p_net.append(net.p_tampered[0])
+    p_kp.append(kp.p_tampered[0])
+    net_maps.append(np.asarray(net.maps[0], np.float32))
+    kp_maps.append(np.asarray(kp.maps[0], np.float32))
+  keep = set(pixel_eval._tampered_with_mask(dataset, indices).tolist())  # pylint: disable=protected-access
+  for i in indices:
+    truth.append(masks.mask(dataset, int(i)) if int(i) in keep else None)
+    kinds.append(labels_lib.FORGERY_TYPES[int(dataset.forgery_types[int(i)])])
+  return {'p_net': np.float32(p_net), 'p_kp': np.float32(p_kp), 'net_maps': net_maps,
+          'kp_maps': kp_maps, 'masks': truth, 'kinds': kinds,
+          'tampered': dataset.labels[indices] != 0}
+
+
+def save(path: str, split: dict) -> None:
+  arrays = {k: split[k] for k in ('p_net', 'p_kp', 'tampered')}
+  arrays['kinds'] = np.array(split['kinds'])
+  for i, (n, k, m) in enumerate(zip(split['net_maps'], split['kp_maps'], split['masks'])):
+    arrays[f'net_{i}'], arrays[f'kp_{i}'] = n.astype(np.float16), k.astype(np.float16)
+    if m is not None:
+      arrays[f'mask_{i}'] = m
+  tmp = path + '.tmp.npz'
+  np.savez_compressed(tmp, **arrays)
+  os.replace(tmp, path)
+
+
+def load(path: str) -> dict:
+  with np.load(path, allow_pickle=False) as z:
+    n = len(z['p_net'])
+    return {'p_net': z['p_net'], 'p_kp': z['p_kp'], 'tampered': z['tampered'],
+            'kinds': z['kinds'].tolist(),
+            'net_maps': [z[f'net_{i}'].astype(np.float32) for i in range(n)],
+            'kp_maps': [z[f'kp_{i}'].astype(np.float32) for i in range(n)],
+            'masks': [z[f'mask_{i}'] if f'mask_{i}' in z else None for i in range(n)]}
+
+
+def pixel_figures(split: dict, rule) -> dict:
+  """pixel F1 / AUC of a rule's maps over the split's tampered files with masks, and by type."""
+  rows = [dict(pixel_metrics.per_image(rule(n, k), m), kind=t)
+          for n, k, m, t in zip(split['net_maps'], split['kp_maps'], split['masks'], split['kinds'])
+          if m is not None]
+  out = {'all': pixel_metrics.summarise(rows)}
+  for kind in (labels_lib.COPY_MOVE, labels_lib.SPLICING):
+    out[kind] = pixel_metrics.summarise([r for r in rows if r['kind'] == kind])
+  return out
+
+
+def main(argv=None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--workdir', required=True, help='a finished localiser run')
+  parser.add_argument('--cache', default='', help='folder for the scores (npz), reused when there')
+  parser.add_argument('--output', default='', help='write the figures as JSON here')
+  parser.add_argument('--limit', type=int, default=0, help='the first N files of each split (0 = all)')
+  args = parser.parse_args(argv)
+  flags.FLAGS.mark_as_parsed()
+  runtime.quiet_libraries()
+  run = evaluate.load_run(args.workdir)
+  detector, dataset = run.detectors[0], run.datasets[0]
+  masks = pixel_eval.MaskSource(detector.config)
+  targets = {'validation': (dataset, dataset.split.validation), 'test': (dataset, dataset.split.test)}
+  for name in detector.config.dataset.also_test:
+    other = input_pipeline.load(detector.config, builder_config=name)
+    targets[f'test_{name}'] = (other, other.split.test)
+  splits = {}
+  for key, (data, indices) in targets.items():
+    indices = indices[:args.limit] if args.limit else indices
+    path = os.path.join(args.cache, f'{key}.npz') if args.cache else ''
+    if path and os.path.exists(path):
+      splits[key] = load(path)
+      continue
+    splits[key] = score_split(detector, data, indices, masks, f'{key} {data.name}')
+    if path:
+      os.makedirs(args.cache, exist_ok=True)
+      save(path, splits[key])
+
+  results = {'pixel': {}, 'image': {}}
+  for name, rule in PIXEL_RULES.items():
+    results['pixel'][name] = {key: pixel_figures(split, rule) for key, split in splits.items()}
+  validation = splits['validation']
+  for key, split in splits.items():
+    for name, (v, o) in image_rules(validation, split).items():
+      threshold = evaluators.most_accurate_threshold(v, validation['tampered'])
+      decision = evaluators._decision_at(o, split['tampered'], threshold)  # pylint: disable=protected-access
+      results['image'].setdefault(name, {})[key] = dict(decision, threshold=threshold)
+  results['chosen'] = {
+      'pixel': max(PIXEL_RULES, key=lambda r: results['pixel'][r]['validation']['all']['pixel_f1']),
+      'image': max(results['image'], key=lambda r: results['image'][r]['validation']['accuracy'])}
+
+  keys = list(splits)
+  print(f"pixel rules (F1 at 0.5 / AUC; copy-move F1, splicing F1); chosen on validation: "
+        f"{results['chosen']['pixel']}")
+  print('| rule | ' + ' | '.join(keys) + ' |')
+  print('|---|' + '---|' * len(keys))
+  for name in PIXEL_RULES:
+    cells = []
+    for key in keys:
+      f = results['pixel'][name][key]
+      cells.append(f"{f['all']['pixel_f1']:.3f} / {f['all']['pixel_auc']:.3f} "
+                   f"({f[labels_lib.COPY_MOVE]['pixel_f1']:.3f}, {f[labels_lib.SPLICING]['pixel_f1']:.3f})")
+    print(f'| {name} | ' + ' | '.join(cells) + ' |')
+  print(f"image rules (accuracy at the validation's threshold; false alarms); chosen on validation: "
+        f"{results['chosen']['image']}")
+  print('| rule | ' + ' | '.join(keys) + ' |')
+  print('|---|' + '---|' * len(keys))
+  for name, per_split in results['image'].items():
+    print(f'| {name} | ' + ' | '.join(f"{per_split[k]['accuracy']:.3f} ({per_split[k]['false_alarm_rate']:.2f})"
+                                      for k in keys) + ' |')
+  if args.output:
+    with open(args.output, 'w') as f:
+      json.dump(results, f, indent=2, default=float)
+  return results
+
+
+if __name__ == '__main__':
+  main()
