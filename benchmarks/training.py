@@ -207,26 +207,44 @@ def synthesis_rows(crop: int, batch: int, repeats: int) -> list[Row]:
               'and a last JPEG save for every row); target on a GPU: at most 10 %')]
 
 
+def step_rate_or_none(measure) -> float | None:
+  """`measure()`, or None where the device ran out of memory (a batch too large for it: the rows
+  of the batches that fit are kept, instead of the whole group failing)."""
+  try:
+    return measure()
+  except jax.errors.JaxRuntimeError as e:
+    if 'RESOURCE_EXHAUSTED' not in str(e):
+      raise
+    return None
+
+
 def gpu_rows(data_dir: str | None, batches: tuple[int, ...]) -> list[Row]:
   """Training images/s on one GPU, float32 and bfloat16, the batch that saturates it, FLOP/s."""
   rows, best = [], (0.0, None, None)
   flops = training_flops_per_image(model_config(128))
   for dtype in ('float32', 'bfloat16'):
-    rates = {}
+    rates, tried = {}, []
     for b in batches:
-      rates[b] = our_step_rate(128, b, 20, dtype)
-      progress.write(f'GPU train {dtype}, batch {b}: {rates[b]:.0f} images/s')
+      rate = step_rate_or_none(lambda b=b: our_step_rate(128, b, 20, dtype))
+      if rate is None:
+        tried.append(f'{b}: out of device memory')
+        progress.write(f'GPU train {dtype}, batch {b}: out of device memory; the batches after it skipped')
+        break
+      rates[b] = rate
+      tried.append(f'{b}: {rate:.0f}')
+      progress.write(f'GPU train {dtype}, batch {b}: {rate:.0f} images/s')
+    if not rates:
+      continue
     batch = max(rates, key=rates.get)
     rate = rates[batch]
     rows.append(Row(f'GPU train {dtype}, batch {batch}', rate, GPU_TARGET_IMAGES_PER_SECOND,
                     rate / GPU_TARGET_IMAGES_PER_SECOND, 'images/s', 1.0,
-                    f'{jax.devices()[0].device_kind}; batches tried: '
-                    + ', '.join(f'{b}: {rates[b]:.0f}' for b in batches)
+                    f'{jax.devices()[0].device_kind}; batches tried: ' + ', '.join(tried)
                     + f'; {rate * flops / 1e12:.1f} TFLOP/s at {flops / 1e9:.2f} GFLOP per image'))
     if rate > best[0]:
       best = (rate, dtype, batch)
   rate, dtype, batch = best
-  if data_dir:
+  if data_dir and batch:
     fed = fed_step_rate(data_dir, dtype, batch)
     rows.append(Row(f'GPU train {dtype}, batch {batch}, fed by the input pipeline', fed, rate, fed / rate,
                     'images/s', 1.0, f'device waits for input {100 * (1 - fed / rate):.0f} % of the '

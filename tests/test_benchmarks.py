@@ -8,6 +8,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ROWS = ('ela vs paper recipe', 'ela vs codec floor', 'srm residual', 'JPEG round trip',
         'train step 32x32', 'train step 32x32, batch 16, XLA_FLAGS=', 'train step profile', 'localiser step', 'input pipeline vs train step',
@@ -28,3 +30,19 @@ def test_quick_benchmark_prints_every_row(tmp_path):
   for r in rows:
     assert {'name', 'ours', 'reference', 'ratio', 'unit', 'target'} <= set(r)
     assert r['ours'] > 0 and (r['ratio'] is None or r['ratio'] > 0)
+
+
+def test_a_batch_too_large_for_the_device_is_skipped_not_fatal():
+  import jax  # pylint: disable=g-import-not-at-top
+  from benchmarks import training  # pylint: disable=g-import-not-at-top
+
+  def out_of_memory():
+    raise jax.errors.JaxRuntimeError('RESOURCE_EXHAUSTED: Out of memory while trying to allocate')
+
+  def other_failure():
+    raise jax.errors.JaxRuntimeError('INTERNAL: something else')
+
+  assert training.step_rate_or_none(lambda: 12.5) == 12.5
+  assert training.step_rate_or_none(out_of_memory) is None
+  with pytest.raises(jax.errors.JaxRuntimeError, match='INTERNAL'):
+    training.step_rate_or_none(other_failure)
