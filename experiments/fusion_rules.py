@@ -2,8 +2,8 @@
 
     python -m experiments.fusion_rules --workdir=<localiser run> [--cache=DIR] [--limit=N]
 
-`evaluate --keypoint_map` joins them one fixed way (pixel-wise maximum, larger p(tampered)). This
-scores a finished localiser run's validation split, its test split and the same test files as
+`evaluate --keypoint_map` joins them by one rule (`model.keypoint_fusion`; the larger
+p(tampered)). This scores a finished localiser run's validation split, its test split and the same test files as
 every `dataset.also_test` config prepares them, each file once by the network and once by the
 keypoint map, and then every rule below from those scores: the pixel rule with the best
 validation pixel F1, and the image rule with the best validation accuracy, are the ones chosen;
