@@ -6,7 +6,7 @@
 p(tampered)). This scores a finished localiser run's validation split, its test split and the same test files as
 every `dataset.also_test` config prepares them, each file once by the network and once by the
 keypoint map, and then every rule below from those scores: the pixel rule with the best
-validation pixel F1, and the image rule with the best validation accuracy, are the ones chosen;
+validation pixel F1 (also with the pixel threshold best on validation), and the image rule with the best validation accuracy, are the ones chosen;
 every rule's test figures are printed beside them, so that what the choice cost or gained is
 visible. `--cache` keeps the scores (npz, maps as float16: figures read back from a cache can
 differ from the first call's in the third decimal) so that a second call only recomputes the rules.
@@ -114,10 +114,19 @@ def pixel_figures(split: dict, rule) -> dict:
   rows = [dict(pixel_metrics.per_image(rule(n, k), m), kind=t)
           for n, k, m, t in zip(split['net_maps'], split['kp_maps'], split['masks'], split['kinds'])
           if m is not None]
-  out = {'all': pixel_metrics.summarise(rows)}
+  out = {'all': pixel_metrics.summarise(rows),
+         'f1_curve': np.mean([r['f1_curve'] for r in rows], 0).tolist()}  # at THRESHOLDS
   for kind in (labels_lib.COPY_MOVE, labels_lib.SPLICING):
     out[kind] = pixel_metrics.summarise([r for r in rows if r['kind'] == kind])
   return out
+
+
+def at_validation_threshold(figures: dict) -> None:
+  """Adds to each split's `pixel_figures` the pixel F1 at the threshold best on 'validation'."""
+  best = int(np.argmax(figures['validation']['f1_curve']))
+  for split in figures.values():
+    split['at_validation_threshold'] = {'threshold': float(pixel_metrics.THRESHOLDS[best]),
+                                        'pixel_f1': split['f1_curve'][best]}
 
 
 def main(argv=None) -> dict:
@@ -151,6 +160,8 @@ def main(argv=None) -> dict:
   results = {'pixel': {}, 'image': {}}
   for name, rule in PIXEL_RULES.items():
     results['pixel'][name] = {key: pixel_figures(split, rule) for key, split in splits.items()}
+  for name in PIXEL_RULES:
+    at_validation_threshold(results['pixel'][name])
   validation = splits['validation']
   for key, split in splits.items():
     for name, (v, o) in image_rules(validation, split).items():
@@ -173,6 +184,12 @@ def main(argv=None) -> dict:
       cells.append(f"{f['all']['pixel_f1']:.3f} / {f['all']['pixel_auc']:.3f} "
                    f"({f[labels_lib.COPY_MOVE]['pixel_f1']:.3f}, {f[labels_lib.SPLICING]['pixel_f1']:.3f})")
     print(f'| {name} | ' + ' | '.join(cells) + ' |')
+  print("pixel F1 at the pixel threshold best on validation (that threshold)")
+  print('| rule | ' + ' | '.join(keys) + ' |')
+  print('|---|' + '---|' * len(keys))
+  for name in PIXEL_RULES:
+    at = [results['pixel'][name][k]['at_validation_threshold'] for k in keys]
+    print(f'| {name} | ' + ' | '.join(f"{a['pixel_f1']:.3f} ({a['threshold']:.2f})" for a in at) + ' |')
   print(f"image rules (accuracy at the validation's threshold; false alarms); chosen on validation: "
         f"{results['chosen']['image']}")
   print('| rule | ' + ' | '.join(keys) + ' |')

@@ -54,3 +54,11 @@ def test_image_rules_threshold_what_they_say(tmp_path):
   assert back['masks'][2] is None and back['kinds'] == split['kinds']
   np.testing.assert_array_equal(back['masks'][0], split['masks'][0])
   np.testing.assert_allclose(back['net_maps'][0], split['net_maps'][0], atol=1e-3)
+
+
+def test_the_pixel_threshold_is_chosen_on_validation_and_applied_to_each_split():
+  curve = lambda best, value: [value if k == best else 0.1 for k in range(99)]
+  figures = {'validation': {'f1_curve': curve(18, 0.6)}, 'test': {'f1_curve': curve(49, 0.9)}}
+  fusion_rules.at_validation_threshold(figures)
+  assert figures['validation']['at_validation_threshold'] == {'threshold': 0.19, 'pixel_f1': 0.6}
+  assert figures['test']['at_validation_threshold'] == {'threshold': 0.19, 'pixel_f1': 0.1}
