@@ -53,11 +53,11 @@ def jpeg_rows(images: list[np.ndarray], batches: tuple[int, ...], repeats: int, 
   images on this CPU, and on a GPU (the batch that saturates it) against the 20,000 images/s target."""
   h, w = images[0].shape[:2]
   same = [im for im in images if im.shape[:2] == (h, w)]
+  tile = lambda batch: np.stack((same * (batch // len(same) + 1))[:batch])
   fn = jax.jit(lambda im: jpeg.round_trip(im, 90))
   rates = {}
   for batch in batches:
-    stack = np.stack((same * (batch // len(same) + 1))[:batch])
-    x = jax.device_put(jnp.asarray(stack))
+    x = jax.device_put(jnp.asarray(tile(batch)))
     rates[batch] = batch / median_seconds(lambda: fn(x).block_until_ready(), repeats, warmup=2)
   batch = max(rates, key=rates.get)
   ours = rates[batch]
@@ -68,8 +68,7 @@ def jpeg_rows(images: list[np.ndarray], batches: tuple[int, ...], repeats: int, 
                 'forgery_jax.jpeg, quality 90, 4:2:0, device-resident batch; batches tried: '
                 + ', '.join(f'{b}: {rates[b]:.0f}' for b in batches))]
   opencv = reference.jpeg_codecs()['opencv']
-  stack = np.stack((same * (batch // len(same) + 1))[:batch])
-  bgr = [im[..., ::-1].copy() for im in stack]
+  bgr = [im[..., ::-1].copy() for im in tile(batch)]
   with image_io.opencv_threads(1):
     theirs = batch / median_seconds(lambda: [opencv(im) for im in bgr], repeats)
   return [Row(f'JPEG round trip {w}x{h}, batch {batch}, JAX on {device.platform} vs OpenCV', ours,

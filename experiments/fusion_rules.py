@@ -78,7 +78,7 @@ def score_split(detector, dataset, indices: np.ndarray, masks, desc: str) -> dic
     p_kp.append(kp.p_tampered[0])
     net_maps.append(np.asarray(net.maps[0], np.float32))
     kp_maps.append(np.asarray(kp.maps[0], np.float32))
-  keep = set(pixel_eval._tampered_with_mask(dataset, indices).tolist())  # pylint: disable=protected-access
+  keep = set(pixel_eval.tampered_with_mask(dataset, indices).tolist())
   for i in indices:
     truth.append(masks.mask(dataset, int(i)) if int(i) in keep else None)
     kinds.append(labels_lib.FORGERY_TYPES[int(dataset.forgery_types[int(i)])])
@@ -166,7 +166,7 @@ def main(argv=None) -> dict:
   for key, split in splits.items():
     for name, (v, o) in image_rules(validation, split).items():
       threshold = evaluators.most_accurate_threshold(v, validation['tampered'])
-      decision = evaluators._decision_at(o, split['tampered'], threshold)  # pylint: disable=protected-access
+      decision = evaluators.decision_at(o, split['tampered'], threshold)
       results['image'].setdefault(name, {})[key] = dict(decision, threshold=threshold)
   results['chosen'] = {
       'pixel': max(PIXEL_RULES, key=lambda r: results['pixel'][r]['validation']['all']['pixel_f1']),

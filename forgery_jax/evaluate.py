@@ -33,6 +33,7 @@ from forgery_jax import runs as runs_lib
 from forgery_jax import runtime
 from forgery_jax.data import datasets
 from forgery_jax.detectors import export
+from forgery_jax.detectors import localiser
 from forgery_jax.data import input_pipeline
 from forgery_jax.evaluation import evaluators
 from forgery_jax.evaluation import pixel_eval
@@ -57,7 +58,7 @@ class LoadedRun:
     return f'{os.path.basename(os.path.normpath(self.workdir))} ({c.dataset.name}, {self.detectors[0].describe()})'
 
 
-def load_run(workdir: str, keypoint_map: bool = False, keypoint_fusion: str = 'replace') -> LoadedRun:
+def load_run(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None) -> LoadedRun:
   detectors = [export.load(d) for d in export.find(workdir)]
   if keypoint_map:
     for d in detectors:
@@ -109,7 +110,7 @@ def _cross_row(run: LoadedRun, others: list[LoadedRun], names: list[str], own) -
 
 def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness: bool = False,
              max_examples: int = 0, output: str | None = None, evals: list[str] | None = None,
-             keypoint_map: bool = False, keypoint_fusion: str = 'replace') -> dict:
+             keypoint_map: bool = False, keypoint_fusion: str | None = None) -> dict:
   """Writes the report of `workdir` (and `runs`) to `output`; returns its tables as a dict."""
   paths = [workdir] + [r for r in runs if r != workdir]
   loaded = [load_run(w, keypoint_map, keypoint_fusion) for w in progress.bar(paths, desc='loading runs', unit='run')]
@@ -195,7 +196,8 @@ if __name__ == '__main__':
   flags.DEFINE_integer('max_examples', 0, 'Robustness on the first N test examples only (0 = all).')
   flags.DEFINE_bool('keypoint_map', False, 'Fuse the copy-move keypoint map into localiser runs\' '
                     'maps when scoring (inference only).')
-  flags.DEFINE_enum('keypoint_fusion', 'replace', ['replace', 'max'], 'With --keypoint_map: how '
-                    'the maps are joined (forgery_jax.detectors.localiser.fuse_maps).')
+  flags.DEFINE_enum('keypoint_fusion', None, list(localiser.KEYPOINT_FUSIONS), 'With --keypoint_map: '
+                    'how the maps are joined (forgery_jax.detectors.localiser.fuse_maps; default: the '
+                    "run's model.keypoint_fusion, else replace).")
   flags.mark_flags_as_required(['workdir'])
   app.run(main)

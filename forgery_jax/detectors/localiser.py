@@ -200,9 +200,9 @@ class Localiser(nnx_detector.NnxDetector):
       return copy_move_keypoints.map_pairs(rgb)
     return super().keypoint_pairs(rgb)
 
-  def fuse_keypoint_map(self, rule: str = 'replace') -> None:
-    if rule not in KEYPOINT_FUSIONS:
-      raise ValueError(f'keypoint fusion {rule!r}; choose from {KEYPOINT_FUSIONS}')
+  def fuse_keypoint_map(self, rule: str | None = None) -> None:
+    rule = rule or self.config.model.get('keypoint_fusion', KEYPOINT_FUSIONS[0])
+    _check_fusion(rule)
     with self.config.unlocked():
       self.config.model.keypoint_map = True
       self.config.model.keypoint_fusion = rule
@@ -242,7 +242,7 @@ class Localiser(nnx_detector.NnxDetector):
     scores = base.Scores(np.asarray(probs, np.float32).reshape(len(examples), 2), list(maps))
     if self.config.model.get('keypoint_map', False) and examples:
       scores = fuse_keypoint_map(scores, [e['image'] for e in examples],
-                                 self.config.model.get('keypoint_fusion', 'replace'))
+                                 self.config.model.get('keypoint_fusion', KEYPOINT_FUSIONS[0]))
     return scores
 
   def score_split(self, dataset, indices: np.ndarray, batch_size: int = 0, desc: str = '',
@@ -257,7 +257,12 @@ class Localiser(nnx_detector.NnxDetector):
     return base.Scores.concatenate(parts, 2)
 
 
-KEYPOINT_FUSIONS = ('replace', 'max')
+KEYPOINT_FUSIONS = ('replace', 'max')  # the first is the default (runs made before the choice)
+
+
+def _check_fusion(rule: str) -> None:
+  if rule not in KEYPOINT_FUSIONS:
+    raise ValueError(f'keypoint fusion {rule!r} (model.keypoint_fusion): choose from {KEYPOINT_FUSIONS}')
 
 
 def fuse_maps(network_map: np.ndarray, keypoint_map: np.ndarray, rule: str) -> np.ndarray:
@@ -273,10 +278,11 @@ def fuse_maps(network_map: np.ndarray, keypoint_map: np.ndarray, rule: str) -> n
     return np.maximum(network_map, keypoint_map)
   if rule == 'replace':
     return np.maximum(keypoint_map, 0.5 * network_map) if keypoint_map.any() else network_map
-  raise ValueError(f'model.keypoint_fusion={rule!r}; choose from {KEYPOINT_FUSIONS}')
+  _check_fusion(rule)
+  raise AssertionError(rule)  # every rule of KEYPOINT_FUSIONS is handled above
 
 
-def fuse_keypoint_map(scores: base.Scores, images, rule: str = 'replace') -> base.Scores:
+def fuse_keypoint_map(scores: base.Scores, images, rule: str = KEYPOINT_FUSIONS[0]) -> base.Scores:
   """`scores` with the copy-move keypoint map of each image fused in (`model.keypoint_map`): the
   maps joined by `rule` (`fuse_maps`), and the larger of the two p(tampered). Inference only: the
   network's parameters are the same with it or without it."""

@@ -248,7 +248,7 @@ def most_accurate_threshold(p_tampered: np.ndarray, tampered: np.ndarray) -> flo
   return float(candidates[best[len(best) // 2]])
 
 
-def _decision_at(p_tampered: np.ndarray, tampered: np.ndarray, threshold: float) -> dict:
+def decision_at(p_tampered: np.ndarray, tampered: np.ndarray, threshold: float) -> dict:
   called = p_tampered >= threshold
   return {'accuracy': float((called == tampered).mean()),
           'false_alarm_rate': float(called[~tampered].mean()) if (~tampered).any() else float('nan'),
@@ -269,7 +269,7 @@ class ValidationThreshold:
     tampered = dataset.labels[validation] != 0
     threshold = most_accurate_threshold(scores.p_tampered, tampered)
     out = {'threshold/value': threshold,
-           'threshold/validation_accuracy': _decision_at(scores.p_tampered, tampered, threshold)['accuracy']}
+           'threshold/validation_accuracy': decision_at(scores.p_tampered, tampered, threshold)['accuracy']}
     targets = [('test', ctx.dataset, 'test')]
     targets += [(f'test_{n}', also_test_dataset(ctx, n), f'test_{n}') for n in ctx.config.dataset.also_test]
     if ctx.config.dataset.control:
@@ -279,7 +279,7 @@ class ValidationThreshold:
     for prefix, other, key in targets:
       scores = ctx.scores(detector, other, other.split.test, key, f'{prefix} {other.name}',
                           keep_maps=False)
-      decision = _decision_at(scores.p_tampered, other.labels[other.split.test] != 0, threshold)
+      decision = decision_at(scores.p_tampered, other.labels[other.split.test] != 0, threshold)
       out.update({f'threshold/{prefix}/{k}': v for k, v in decision.items()})
     logging.info('validation threshold %.3f: test accuracy %.4f', threshold, out['threshold/test/accuracy'])
     return out

@@ -43,7 +43,7 @@ class MaskSource:
     return input_pipeline.decode_mask(native.source[by_name[dataset.filenames[int(index)]]]['mask'])
 
 
-def _tampered_with_mask(dataset, indices: np.ndarray) -> np.ndarray:
+def tampered_with_mask(dataset, indices: np.ndarray) -> np.ndarray:
   keep = dataset.forgery_types[indices] != 0
   if dataset.has_mask is not None:
     keep &= dataset.has_mask[indices].astype(bool)
@@ -52,7 +52,7 @@ def _tampered_with_mask(dataset, indices: np.ndarray) -> np.ndarray:
 
 def training_mean_mask(dataset, masks: MaskSource) -> np.ndarray:
   """The mean mask of the training split's tampered images (the `mean_training_mask` baseline)."""
-  train = _tampered_with_mask(dataset, dataset.split.train)
+  train = tampered_with_mask(dataset, dataset.split.train)
   return pixel_metrics.mean_mask([masks.mask(dataset, i) for i in train])
 
 
@@ -61,7 +61,7 @@ def evaluate(detector, ctx, dataset, key: str, masks: MaskSource, training_mean:
   """(pixel scores of the detector's maps and of the baselines on `dataset`'s tampered test
   images, per-image rows {index, forgery_type, pixel_f1, ...})."""
   test = dataset.split.test
-  chosen = _tampered_with_mask(dataset, test)
+  chosen = tampered_with_mask(dataset, test)
   if not len(chosen):
     return {'pixel_images': 0}, []
   if saliency:
