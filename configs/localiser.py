@@ -17,6 +17,7 @@ def get_config():
   config.eval_batch_size = 16
   config.num_epochs = 2
   config.early_stopping_ties = 'loss'
-  # Its p(tampered) is poorly calibrated on real data: also decide at the validation's threshold.
-  config.evals = tuple(config.evals) + ('validation_threshold',)
+  # Its maps and p(tampered) are poorly calibrated on real data: also decide at the thresholds
+  # chosen on the validation split.
+  config.evals = tuple(config.evals) + ('pixel_threshold', 'validation_threshold')
   return config

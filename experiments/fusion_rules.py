@@ -12,9 +12,9 @@ visible. `--cache` keeps the scores (npz, maps as float16: figures read back fro
 differ from the first call's in the third decimal) so that a second call only recomputes the rules.
 
 Pixel rules: the network's map, the keypoint map, and the two ways of `localiser.fuse_maps`:
-their maximum, and `replace` (in an image where the keypoint map marks a region, the keypoint map
-with the network's map halved beside it; the network's map in images where it marks none); and
-`replace` with nothing of the network's map beside the region.
+their maximum, `replace` (in an image where the keypoint map marks a region, the keypoint map
+with the network's map halved beside it; the network's map in images where it marks none), and
+`keypoints_alone` (`replace` with nothing of the network's map beside the region).
 Image rules: the network's p(tampered), the larger of the two, and a logistic regression on
 (network p, keypoint p, the network map's maximum and mean) fitted on the validation split; each
 decides at the threshold most accurate on validation.
@@ -45,7 +45,7 @@ PIXEL_RULES = {
     'keypoints': lambda net, kp: kp,
     'max': lambda net, kp: localiser.fuse_maps(net, kp, 'max'),
     'replace': lambda net, kp: localiser.fuse_maps(net, kp, 'replace'),
-    'replace, nothing else': lambda net, kp: kp if kp.any() else net,
+    'keypoints_alone': lambda net, kp: localiser.fuse_maps(net, kp, 'keypoints_alone'),
 }
 
 
@@ -123,7 +123,7 @@ def pixel_figures(split: dict, rule) -> dict:
 
 def at_validation_threshold(figures: dict) -> None:
   """Adds to each split's `pixel_figures` the pixel F1 at the threshold best on 'validation'."""
-  best = int(np.argmax(figures['validation']['f1_curve']))
+  best = pixel_metrics.best_threshold([figures['validation']])
   for split in figures.values():
     split['at_validation_threshold'] = {'threshold': float(pixel_metrics.THRESHOLDS[best]),
                                         'pixel_f1': split['f1_curve'][best]}

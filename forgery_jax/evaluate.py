@@ -1,7 +1,7 @@
 """Reports on finished runs: the run's evaluators again, and more.
 
     python -m forgery_jax.evaluate --workdir=RUN [--runs=RUN2,RUN3] [--output=DIR]
-        [--evals=test,baselines,...] [--cross] [--robustness] [--max_examples=N] [--keypoint_map [--keypoint_fusion=max]]
+        [--evals=test,baselines,...] [--cross] [--robustness] [--max_examples=N] [--keypoint_map [--keypoint_fusion=max|keypoints_alone]]
 
 Each run is read from its inference export (any detector; every fold of a k-fold run on its own
 test split, averaged as the run itself averages). The evaluators `config.evals` names (or

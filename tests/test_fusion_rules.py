@@ -36,7 +36,7 @@ def test_replace_takes_the_keypoint_map_only_where_it_marks_a_region():
   # 'replace' halves them to 0.4, below the threshold, and ranks them below the region.
   assert by_rule['replace'][labels.COPY_MOVE]['pixel_f1'] == 1.0
   assert by_rule['replace'][labels.COPY_MOVE]['pixel_auc'] == 1.0
-  assert by_rule['replace, nothing else'][labels.COPY_MOVE]['pixel_f1'] == 1.0
+  assert by_rule['keypoints_alone'][labels.COPY_MOVE]['pixel_f1'] == 1.0
   np.testing.assert_allclose(by_rule['max'][labels.COPY_MOVE]['pixel_f1'], 32 / 36)
   assert by_rule['keypoints'][labels.SPLICING]['pixel_f1'] == 0.0
   assert by_rule['replace']['all']['pixel_f1'] == 1.0

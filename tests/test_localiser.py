@@ -151,7 +151,8 @@ def test_tampered_windows_hold_their_region():
 
 def test_the_keypoint_map_is_fused_by_either_rule(monkeypatch):
   """`model.keypoint_map`: the copy-move map joins the network's map ('max': pixel by pixel;
-  'replace': its region with the network's map halved beside it, in images where it marks one)
+  'replace': its region with the network's map halved beside it, in images where it marks one;
+  'keypoints_alone': its region and nothing beside it)
   and its p(tampered) when larger; the network's own scores are otherwise unchanged."""
   from forgery_jax.detectors import base  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
@@ -162,7 +163,7 @@ def test_the_keypoint_map_is_fused_by_either_rule(monkeypatch):
                         [np.full((32, 48), 0.25, np.float32), np.full((32, 48), 0.7, np.float32)])
   keypoint_scores = base.Scores(np.float32([[1.0, 0.0], [0.1, 0.9]]), found)
   monkeypatch.setattr(localiser.copy_move_keypoints, 'score_images', lambda _: keypoint_scores)
-  for rule, beside in (('max', 0.7), ('replace', 0.35)):
+  for rule, beside in (('max', 0.7), ('replace', 0.35), ('keypoints_alone', 0.0)):
     fused = localiser.fuse_keypoint_map(network, images, rule)
     np.testing.assert_allclose(fused.probabilities, [[0.8, 0.2], [0.1, 0.9]], atol=1e-6)
     np.testing.assert_array_equal(fused.maps[0], network.maps[0])   # no region found: unchanged
@@ -201,3 +202,34 @@ def test_validation_threshold_decides_at_the_chosen_threshold(run):
   tampered = dataset.labels[dataset.split.test] != 0
   assert out['threshold/test/accuracy'] == pytest.approx(((test >= t) == tampered).mean())
   assert out['threshold/test/false_alarm_rate'] == pytest.approx((test[~tampered] >= t).mean())
+
+
+def test_pixel_threshold_is_chosen_on_validation_masks_and_applied_to_the_test_maps(run):
+  from forgery_jax.evaluation import evaluators  # pylint: disable=g-import-not-at-top
+  from forgery_jax.evaluation import pixel_eval  # pylint: disable=g-import-not-at-top
+  workdir, _ = run
+  detector = forgery_jax.load(workdir).detectors[0]
+  dataset = input_pipeline.load(detector.config)
+  ctx = evaluators.Context(detector.config, dataset, workdir, write_metrics=False)
+  with pytest.raises(ValueError, match="'pixel' evaluator"):
+    evaluators.run_all(detector, ctx, ['pixel_threshold'])
+  out = evaluators.run_all(detector, ctx, ['pixel', 'validation_threshold', 'pixel_threshold'])
+
+  def mean_f1(split, t):  # F1 of map >= t against each tampered file's mask, by hand
+    indices = pixel_eval.tampered_with_mask(dataset, getattr(dataset.split, split))
+    position = {int(i): k for k, i in enumerate(getattr(dataset.split, split))}
+    f1 = []
+    for i in indices:
+      truth = input_pipeline.decode_mask(dataset.source[int(i)]['mask'])[..., 0] > 127
+      called = ctx.cache[split].maps[position[int(i)]] >= t
+      tp = (called & truth).sum()
+      f1.append(2 * tp / (called.sum() + truth.sum()))
+    return np.mean(f1)
+
+  thresholds = np.linspace(0.0, 1.0, 101)[1:-1]
+  validation = [mean_f1('validation', t) for t in thresholds]
+  assert out['pixel_threshold/value'] == pytest.approx(thresholds[int(np.argmax(validation))])
+  assert out['pixel_threshold/validation_pixel_f1'] == pytest.approx(max(validation), abs=1e-6)
+  assert out['pixel_threshold/test/pixel_f1'] == pytest.approx(
+      mean_f1('test', out['pixel_threshold/value']), abs=1e-6)
+  assert out['pixel_threshold/test/pixel_images'] == 16

@@ -46,6 +46,18 @@ def test_best_threshold_is_one_for_the_whole_split():
   assert s['pixel_images'] == 2
 
 
+def test_a_threshold_chosen_on_some_images_scores_others():
+  mask = _mask([[1, 1, 0, 0]] * 4)
+  low = np.where(mask[..., 0] > 0, 0.3, 0.2).astype(np.float32)
+  chosen = pm.best_threshold([pm.per_image(low, mask)])
+  assert 0.2 < pm.THRESHOLDS[chosen] <= 0.3      # the first index there: 0.21
+  top_row = np.zeros((4, 4), np.float32)
+  top_row[0] = 0.25   # at 0.21: tp 2, fp 2, fn 6: F1 4 / 12, IoU 2 / 10
+  at = pm.at_threshold([pm.per_image(top_row, mask), pm.per_image(low, mask)], chosen)
+  assert at['pixel_f1'] == pytest.approx((4 / 12 + 1.0) / 2)
+  assert at['pixel_iou'] == pytest.approx((2 / 10 + 1.0) / 2) and at['pixel_images'] == 2
+
+
 def test_maps_are_resized_to_the_mask():
   mask = np.zeros((64, 96, 1), np.uint8)
   mask[16:48, 24:72] = 255

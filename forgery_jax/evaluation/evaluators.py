@@ -20,6 +20,10 @@ of results.json keys:
 * `control`: the history-matched control (`config.dataset.control`): the false-alarm rate on the
   authentic test files given a tampered file's JPEG history, beside the rate on the same files
   without it (`control/<config>/*`);
+* `pixel_threshold`: the pixel-level decision at the map threshold with the best pixel F1 on the
+  validation split's tampered files, instead of 0.5 (maps whose values are under- or
+  over-confident): the threshold, and `pixel_f1` and `pixel_iou` at it wherever the `pixel`
+  evaluator scored maps, per forgery type too (`pixel_threshold/*`); run it after `pixel`;
 * `validation_threshold`: the image-level decision at the p(tampered) threshold that is most
   accurate on the validation split, instead of 0.5 (a binary detector whose probabilities are
   badly calibrated): the threshold, and accuracy and false-alarm rates at it on the test split, every
@@ -40,9 +44,11 @@ import numpy as np
 
 from forgery_jax import writers
 from forgery_jax.data import input_pipeline
+from forgery_jax.data import labels as labels_lib
 from forgery_jax.evaluation import baselines
 from forgery_jax.evaluation import metrics as metrics_lib
 from forgery_jax.evaluation import pixel_eval
+from forgery_jax.evaluation import pixel_metrics
 from forgery_jax.evaluation import robustness as robustness_lib
 
 
@@ -285,8 +291,46 @@ class ValidationThreshold:
     return out
 
 
+class PixelThreshold:
+  """Pixel F1 and IoU at the map threshold chosen on the validation split's tampered files."""
+  name = 'pixel_threshold'
+
+  def __call__(self, detector, ctx: Context) -> dict:
+    dataset = ctx.dataset
+    chosen = pixel_eval.tampered_with_mask(dataset, dataset.split.validation)
+    if not detector.localises or not len(chosen):
+      return {}
+    scored = [k[len('pixel_rows/'):] for k in ctx.cache if k.startswith('pixel_rows/')]
+    if not scored:
+      raise ValueError("evaluator 'pixel_threshold' needs the 'pixel' evaluator before it in evals")
+    cached = ctx.cache.get('validation')
+    if cached is None or cached.maps is None:  # scored without maps by another evaluator
+      ctx.cache.pop('validation', None)
+    scores = ctx.scores(detector, dataset, dataset.split.validation, 'validation',
+                        f'validation {dataset.name}')
+    position = {int(i): k for k, i in enumerate(dataset.split.validation)}
+    masks = pixel_eval.MaskSource(ctx.config)
+    validation = [pixel_metrics.per_image(scores.maps[position[int(i)]], masks.mask(dataset, i))
+                  for i in chosen]
+    best = pixel_metrics.best_threshold(validation)
+    out = {'pixel_threshold/value': float(pixel_metrics.THRESHOLDS[best]),
+           'pixel_threshold/validation_pixel_f1': pixel_metrics.at_threshold(validation, best)['pixel_f1']}
+    for key in scored:
+      rows = ctx.cache[f'pixel_rows/{key}']
+      groups = {'': rows}
+      groups.update({f'{t}/': [r for r in rows if r['forgery_type'] == t]
+                     for t in (labels_lib.COPY_MOVE, labels_lib.SPLICING)})
+      for group, of_group in groups.items():
+        if of_group:
+          out.update({f'pixel_threshold/{key}/{group}{k}': v
+                      for k, v in pixel_metrics.at_threshold(of_group, best).items()})
+    logging.info('validation pixel threshold %.2f: test pixel F1 %.4f', out['pixel_threshold/value'],
+                 out.get('pixel_threshold/test/pixel_f1', float('nan')))
+    return out
+
+
 EVALUATORS = {e.name: e for e in (TestSplit, Baselines, AlsoTest, CrossDataset, Robustness,
-                                  PixelScores, HistoryControl, ValidationThreshold)}
+                                  PixelScores, HistoryControl, PixelThreshold, ValidationThreshold)}
 
 
 def get(name: str):

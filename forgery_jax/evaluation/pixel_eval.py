@@ -59,7 +59,7 @@ def training_mean_mask(dataset, masks: MaskSource) -> np.ndarray:
 def evaluate(detector, ctx, dataset, key: str, masks: MaskSource, training_mean: np.ndarray,
              saliency: bool) -> tuple[dict, list[dict]]:
   """(pixel scores of the detector's maps and of the baselines on `dataset`'s tampered test
-  images, per-image rows {index, forgery_type, pixel_f1, ...})."""
+  images, per-image rows {index, forgery_type, pixel_f1, f1_curve, ...})."""
   test = dataset.split.test
   chosen = tampered_with_mask(dataset, test)
   if not len(chosen):
@@ -98,8 +98,6 @@ def evaluate(detector, ctx, dataset, key: str, masks: MaskSource, training_mean:
   for name, b_rows in baseline_rows.items():
     result.update({f'pixel_baseline/{name}/{k}': v for k, v in pixel_metrics.summarise(b_rows).items()
                    if k != 'pixel_images'})
-  for r in rows:
-    r.pop('f1_curve')
   return result, rows
 
 

@@ -90,12 +90,25 @@ def summarise(rows: list[dict]) -> dict:
   if not rows:
     return {k: float('nan') for k in KEYS} | {'pixel_images': 0}
   curve = np.mean([r['f1_curve'] for r in rows], 0)
-  best = int(np.argmax(curve))
+  best = best_threshold(rows)
   return {'pixel_f1': float(np.mean([r['pixel_f1'] for r in rows])),
           'pixel_f1_best': float(curve[best]),
           'pixel_f1_best_threshold': float(THRESHOLDS[best]),
           'pixel_auc': float(np.nanmean([r['pixel_auc'] for r in rows])),
           'pixel_iou': float(np.mean([r['pixel_iou'] for r in rows])),
+          'pixel_images': len(rows)}
+
+
+def best_threshold(rows: list[dict]) -> int:
+  """The index in THRESHOLDS of the threshold with the best mean F1 over `rows` (the first of ties)."""
+  return int(np.argmax(np.mean([r['f1_curve'] for r in rows], 0)))
+
+
+def at_threshold(rows: list[dict], index: int) -> dict:
+  """Mean pixel F1 and IoU over `rows` with the map thresholded at THRESHOLDS[index] (map >= t);
+  an image's IoU is F1 / (2 - F1)."""
+  f1 = np.array([r['f1_curve'][index] for r in rows], np.float64)
+  return {'pixel_f1': float(f1.mean()), 'pixel_iou': float((f1 / (2 - f1)).mean()),
           'pixel_images': len(rows)}
 
 
