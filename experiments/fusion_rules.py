@@ -14,7 +14,9 @@ differ from the first call's in the third decimal) so that a second call only re
 Pixel rules: the network's map, the keypoint map, and the two ways of `localiser.fuse_maps`:
 their maximum, `replace` (in an image where the keypoint map marks a region, the keypoint map
 with the network's map halved beside it; the network's map in images where it marks none), and
-`keypoints_alone` (`replace` with nothing of the network's map beside the region).
+`keypoints_alone` (`replace` with nothing of the network's map beside the region); and two that
+try to say which copy was pasted, keeping of the keypoint regions the one the network marks most
+(`one copy`) or those it marks at least as much as the regions' median (`upper copies`).
 Image rules: the network's p(tampered), the larger of the two, and a logistic regression on
 (network p, keypoint p, the network map's maximum and mean) fitted on the validation split; each
 decides at the threshold most accurate on validation.
@@ -27,6 +29,7 @@ import json
 import os
 
 from absl import flags
+import cv2
 import numpy as np
 
 from forgery_jax import evaluate
@@ -40,12 +43,28 @@ from forgery_jax.evaluation import evaluators
 from forgery_jax.evaluation import pixel_eval
 from forgery_jax.evaluation import pixel_metrics
 
+def network_chosen_copies(network_map: np.ndarray, keypoint_map: np.ndarray, upper_half: bool) -> np.ndarray:
+  """`keypoints_alone`, keeping of the keypoint map's regions (connected components) only the
+  one the network's map marks most (its mean over the region), or every one at or above the
+  regions' median: the keypoint map marks both copies, the mask only the pasted one."""
+  if not keypoint_map.any():
+    return network_map
+  count, regions = cv2.connectedComponents((keypoint_map > 0.5).astype(np.uint8))
+  if count <= 2:
+    return keypoint_map
+  means = np.array([network_map[regions == r].mean() for r in range(1, count)])
+  kept = (np.flatnonzero(means >= np.median(means)) if upper_half else [int(np.argmax(means))])
+  return np.isin(regions, np.asarray(kept) + 1).astype(np.float32)
+
+
 PIXEL_RULES = {
     'network': lambda net, kp: net,
     'keypoints': lambda net, kp: kp,
     'max': lambda net, kp: localiser.fuse_maps(net, kp, 'max'),
     'replace': lambda net, kp: localiser.fuse_maps(net, kp, 'replace'),
     'keypoints_alone': lambda net, kp: localiser.fuse_maps(net, kp, 'keypoints_alone'),
+    'one copy': lambda net, kp: network_chosen_copies(net, kp, upper_half=False),
+    'upper copies': lambda net, kp: network_chosen_copies(net, kp, upper_half=True),
 }
 
 

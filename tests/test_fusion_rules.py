@@ -62,3 +62,15 @@ def test_the_pixel_threshold_is_chosen_on_validation_and_applied_to_each_split()
   fusion_rules.at_validation_threshold(figures)
   assert figures['validation']['at_validation_threshold'] == {'threshold': 0.19, 'pixel_f1': 0.6}
   assert figures['test']['at_validation_threshold'] == {'threshold': 0.19, 'pixel_f1': 0.1}
+
+
+def test_the_network_picks_which_copy_of_the_keypoint_map_is_kept():
+  keypoint_map = np.zeros((8, 16), np.float32)
+  keypoint_map[:4, :4] = keypoint_map[:4, 12:] = keypoint_map[6:, 6:10] = 1   # three regions
+  network = np.zeros((8, 16), np.float32)
+  network[:4, 12:], network[6:, 6:10], network[:4, :4] = 0.9, 0.5, 0.1
+  one = fusion_rules.PIXEL_RULES['one copy'](network, keypoint_map)
+  np.testing.assert_array_equal(one, np.where(network == 0.9, 1.0, 0.0))
+  upper = fusion_rules.PIXEL_RULES['upper copies'](network, keypoint_map)
+  np.testing.assert_array_equal(upper, np.where(network >= 0.5, 1.0, 0.0))
+  np.testing.assert_array_equal(fusion_rules.PIXEL_RULES['one copy'](network, 0 * keypoint_map), network)
