@@ -87,15 +87,16 @@ def dense_map(rgb: np.ndarray, *, min_offset: int = 24, min_std: float = 6.0,
     far[:, 0] = False
     first, found = np.argmax(far, 1), far.any(1)
     offset[described[found]] = moves[np.flatnonzero(found), first[found]]
-  field = np.nan_to_num(offset.reshape(gh, gw, 2), nan=1e9)
+  offset = offset.reshape(gh, gw, 2)
+  field = np.nan_to_num(offset, nan=1e9)
   r = 2  # 5 x 5 neighbourhoods
   padded = np.pad(field, ((r, r), (r, r), (0, 0)), constant_values=1e9)
   agree = sum((np.abs(padded[r + dy:r + dy + gh, r + dx:r + dx + gw] - field).max(-1) <= 2.0)
               for dy in range(-r, r + 1) for dx in range(-r, r + 1)) / (2 * r + 1) ** 2
-  keep = ~np.isnan(offset[:, 0]).reshape(gh, gw) & (agree >= min_frac)
+  keep = ~np.isnan(offset[..., 0]) & (agree >= min_frac)
   marked = np.zeros((h, w), np.uint8)
   ys, xs = rows[keep] + BLOCK // 2, cols[keep] + BLOCK // 2
-  moved = offset.reshape(gh, gw, 2)[keep].astype(int)
+  moved = offset[keep].astype(int)
   for y, x in ((ys, xs), (ys + moved[:, 0], xs + moved[:, 1])):
     marked[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)] = 1
   marked = cv2.dilate(marked, np.ones((STRIDE + 1, STRIDE + 1), np.uint8))

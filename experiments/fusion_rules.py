@@ -134,7 +134,7 @@ def pixel_figures(split: dict, rule) -> dict:
           for n, k, m, t in zip(split['net_maps'], split['kp_maps'], split['masks'], split['kinds'])
           if m is not None]
   out = {'all': pixel_metrics.summarise(rows),
-         'f1_curve': np.mean([r['f1_curve'] for r in rows], 0).tolist()}  # at THRESHOLDS
+         'f1_curve': pixel_metrics.mean_f1_curve(rows).tolist()}  # at THRESHOLDS
   for kind in (labels_lib.COPY_MOVE, labels_lib.SPLICING):
     out[kind] = pixel_metrics.summarise([r for r in rows if r['kind'] == kind])
   return out
@@ -142,7 +142,7 @@ def pixel_figures(split: dict, rule) -> dict:
 
 def at_validation_threshold(figures: dict) -> None:
   """Adds to each split's `pixel_figures` the pixel F1 at the threshold best on 'validation'."""
-  best = pixel_metrics.best_threshold([figures['validation']])
+  best = pixel_metrics.best_threshold(np.asarray(figures['validation']['f1_curve']))
   for split in figures.values():
     split['at_validation_threshold'] = {'threshold': float(pixel_metrics.THRESHOLDS[best]),
                                         'pixel_f1': split['f1_curve'][best]}

@@ -49,7 +49,7 @@ def test_best_threshold_is_one_for_the_whole_split():
 def test_a_threshold_chosen_on_some_images_scores_others():
   mask = _mask([[1, 1, 0, 0]] * 4)
   low = np.where(mask[..., 0] > 0, 0.3, 0.2).astype(np.float32)
-  chosen = pm.best_threshold([pm.per_image(low, mask)])
+  chosen = pm.best_threshold(pm.mean_f1_curve([pm.per_image(low, mask)]))
   assert 0.2 < pm.THRESHOLDS[chosen] <= 0.3      # the first index there: 0.21
   top_row = np.zeros((4, 4), np.float32)
   top_row[0] = 0.25   # at 0.21: tp 2, fp 2, fn 6: F1 4 / 12, IoU 2 / 10

@@ -44,7 +44,6 @@ import numpy as np
 
 from forgery_jax import writers
 from forgery_jax.data import input_pipeline
-from forgery_jax.data import labels as labels_lib
 from forgery_jax.evaluation import baselines
 from forgery_jax.evaluation import metrics as metrics_lib
 from forgery_jax.evaluation import pixel_eval
@@ -64,8 +63,10 @@ class Context:
   datasets: dict = dataclasses.field(default_factory=dict)  # 'test_<config>': the also_test datasets
 
   def scores(self, detector, dataset, indices, key: str, desc: str, keep_maps: bool = True):
-    """The detector's scores of `dataset.source[indices]`, computed once per key."""
-    if key not in self.cache:
+    """The detector's scores of `dataset.source[indices]`, computed once per key (again only
+    when a localiser's maps are asked for and the first scoring did not keep them)."""
+    cached = self.cache.get(key)
+    if cached is None or (keep_maps and detector.localises and cached.maps is None):
       self.cache[key] = detector.score_split(dataset, indices, self.batch_size, desc=desc,
                                              keep_maps=keep_maps)
     return self.cache[key]
@@ -303,27 +304,19 @@ class PixelThreshold:
     scored = [k[len('pixel_rows/'):] for k in ctx.cache if k.startswith('pixel_rows/')]
     if not scored:
       raise ValueError("evaluator 'pixel_threshold' needs the 'pixel' evaluator before it in evals")
-    cached = ctx.cache.get('validation')
-    if cached is None or cached.maps is None:  # scored without maps by another evaluator
-      ctx.cache.pop('validation', None)
     scores = ctx.scores(detector, dataset, dataset.split.validation, 'validation',
                         f'validation {dataset.name}')
     position = {int(i): k for k, i in enumerate(dataset.split.validation)}
     masks = pixel_eval.MaskSource(ctx.config)
     validation = [pixel_metrics.per_image(scores.maps[position[int(i)]], masks.mask(dataset, i))
                   for i in chosen]
-    best = pixel_metrics.best_threshold(validation)
+    best = pixel_metrics.best_threshold(pixel_metrics.mean_f1_curve(validation))
     out = {'pixel_threshold/value': float(pixel_metrics.THRESHOLDS[best]),
            'pixel_threshold/validation_pixel_f1': pixel_metrics.at_threshold(validation, best)['pixel_f1']}
     for key in scored:
-      rows = ctx.cache[f'pixel_rows/{key}']
-      groups = {'': rows}
-      groups.update({f'{t}/': [r for r in rows if r['forgery_type'] == t]
-                     for t in (labels_lib.COPY_MOVE, labels_lib.SPLICING)})
-      for group, of_group in groups.items():
-        if of_group:
-          out.update({f'pixel_threshold/{key}/{group}{k}': v
-                      for k, v in pixel_metrics.at_threshold(of_group, best).items()})
+      for group, rows in pixel_eval.by_forgery_type(ctx.cache[f'pixel_rows/{key}']).items():
+        out.update({f'pixel_threshold/{key}/{group}{k}': v
+                    for k, v in pixel_metrics.at_threshold(rows, best).items()})
     logging.info('validation pixel threshold %.2f: test pixel F1 %.4f', out['pixel_threshold/value'],
                  out.get('pixel_threshold/test/pixel_f1', float('nan')))
     return out

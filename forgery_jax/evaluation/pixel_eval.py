@@ -56,6 +56,17 @@ def training_mean_mask(dataset, masks: MaskSource) -> np.ndarray:
   return pixel_metrics.mean_mask([masks.mask(dataset, i) for i in train])
 
 
+def by_forgery_type(rows: list[dict]) -> dict[str, list[dict]]:
+  """Per-image rows grouped as results.json names them: '' (all), 'copy_move/', 'splicing/'
+  (the non-empty ones)."""
+  groups = {'': rows}
+  for t in (labels_lib.COPY_MOVE, labels_lib.SPLICING):
+    of_type = [r for r in rows if r['forgery_type'] == t]
+    if of_type:
+      groups[f'{t}/'] = of_type
+  return groups
+
+
 def evaluate(detector, ctx, dataset, key: str, masks: MaskSource, training_mean: np.ndarray,
              saliency: bool) -> tuple[dict, list[dict]]:
   """(pixel scores of the detector's maps and of the baselines on `dataset`'s tampered test
@@ -90,11 +101,9 @@ def evaluate(detector, ctx, dataset, key: str, masks: MaskSource, training_mean:
     shape = mask.shape[:2]
     for name, m in pixel_metrics.baseline_maps(shape, training_mean).items():
       baseline_rows.setdefault(name, []).append(pixel_metrics.per_image(m, mask))
-  result = pixel_metrics.summarise(rows)
-  for t in (labels_lib.COPY_MOVE, labels_lib.SPLICING):
-    of_type = [r for r in rows if r['forgery_type'] == t]
-    if of_type:
-      result.update({f'{t}/{k}': v for k, v in pixel_metrics.summarise(of_type).items()})
+  result = {}
+  for group, of_group in by_forgery_type(rows).items():
+    result.update({f'{group}{k}': v for k, v in pixel_metrics.summarise(of_group).items()})
   for name, b_rows in baseline_rows.items():
     result.update({f'pixel_baseline/{name}/{k}': v for k, v in pixel_metrics.summarise(b_rows).items()
                    if k != 'pixel_images'})

@@ -89,8 +89,8 @@ def summarise(rows: list[dict]) -> dict:
   """Means over images of `per_image` rows; `pixel_f1_best` at the single best threshold."""
   if not rows:
     return {k: float('nan') for k in KEYS} | {'pixel_images': 0}
-  curve = np.mean([r['f1_curve'] for r in rows], 0)
-  best = best_threshold(rows)
+  curve = mean_f1_curve(rows)
+  best = best_threshold(curve)
   return {'pixel_f1': float(np.mean([r['pixel_f1'] for r in rows])),
           'pixel_f1_best': float(curve[best]),
           'pixel_f1_best_threshold': float(THRESHOLDS[best]),
@@ -99,9 +99,14 @@ def summarise(rows: list[dict]) -> dict:
           'pixel_images': len(rows)}
 
 
-def best_threshold(rows: list[dict]) -> int:
-  """The index in THRESHOLDS of the threshold with the best mean F1 over `rows` (the first of ties)."""
-  return int(np.argmax(np.mean([r['f1_curve'] for r in rows], 0)))
+def mean_f1_curve(rows: list[dict]) -> np.ndarray:
+  """The mean over `per_image` rows of their F1 at each threshold of THRESHOLDS."""
+  return np.mean([r['f1_curve'] for r in rows], 0)
+
+
+def best_threshold(curve: np.ndarray) -> int:
+  """The index in THRESHOLDS of a mean F1 curve's best threshold (the first of ties)."""
+  return int(np.argmax(curve))
 
 
 def at_threshold(rows: list[dict], index: int) -> dict:
