@@ -1,0 +1,171 @@
+"""Do the image's own pixels mend the maps? Two cues beside `experiments.fusion_rules`' rules.
+
+    python -m experiments.image_cues --workdir=<localiser run> --cache=<fusion_rules cache>
+
+`experiments.fusion_rules` scores each file once by the network and once by the keypoint map (its
+`--cache`, made here first when missing); this reads those scores and each file's pixels and tries:
+
+* **a guided filter** (He et al.) on the network's map, with the file's luma as the guide, so
+  that the map's edges follow the image's (`guided r<radius>`); then `keypoints_alone`;
+* **which copy was pasted, from the JPEG grid.** The keypoint map marks both copies of a
+  copy-move, CASIA v1's mask only the pasted one. A region moved by other than a multiple of 8
+  pixels carries its first save's 8 x 8 blocking out of phase with the file's grid, so its
+  blockiness across the file's block boundaries, over its mean at all eight phases
+  (`grid_alignment`), should differ from the source's. `misaligned copy` drops the keypoint
+  region most aligned with the grid, `aligned copy` the least aligned one (where it marks two or
+  more regions; either way, the network's map where it marks none).
+
+Each rule's pixel F1 at 0.5, at the threshold best on validation, and AUC on every split, by type
+too; the rule with the best validation F1 (at its threshold) is the one chosen, and the test
+figures of all of them are printed, so that what a choice on validation costs is visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from absl import flags
+import cv2
+import numpy as np
+
+from experiments import fusion_rules
+from forgery_jax import evaluate
+from forgery_jax import runtime
+from forgery_jax.data import input_pipeline
+from forgery_jax.data import labels as labels_lib
+from forgery_jax.detectors import localiser
+from forgery_jax.evaluation import pixel_metrics
+
+BLOCK = 8
+
+
+def luma(image: np.ndarray) -> np.ndarray:
+  return cv2.cvtColor(np.asarray(image, np.uint8), cv2.COLOR_RGB2YCrCb)[..., 0].astype(np.float32)
+
+
+def guided_filter(guide: np.ndarray, p: np.ndarray, radius: int, eps: float = 1e-3) -> np.ndarray:
+  """He, Sun and Tang's guided filter of `p` by a grey `guide` (0-255), clipped to [0, 1]."""
+  g = guide / 255.0
+  box = lambda x: cv2.boxFilter(x, -1, (2 * radius + 1, 2 * radius + 1))
+  mean_g, mean_p = box(g), box(p)
+  a = (box(g * p) - mean_g * mean_p) / (box(g * g) - mean_g * mean_g + eps)
+  b = mean_p - a * mean_g
+  return np.clip(box(a) * g + box(b), 0.0, 1.0).astype(np.float32)
+
+
+def grid_alignment(y: np.ndarray, region: np.ndarray) -> float:
+  """Mean absolute step across the file's 8 x 8 block boundaries over the mean step at all eight
+  phases, within `region`, summed over rows and columns (2 = no blocking; NaN = too small)."""
+  total = 0.0
+  for axis in (0, 1):
+    steps = np.abs(np.diff(y, axis=axis))
+    inside = region[:-1] & region[1:] if axis == 0 else region[:, :-1] & region[:, 1:]
+    phase = np.arange(steps.shape[axis]) % BLOCK
+    phase = np.broadcast_to(phase[:, None] if axis == 0 else phase[None, :], steps.shape)
+    counts = np.bincount(phase[inside], minlength=BLOCK)
+    if (counts == 0).any():
+      return float('nan')
+    per_phase = np.bincount(phase[inside], steps[inside], minlength=BLOCK) / counts
+    total += per_phase[BLOCK - 1] / per_phase.mean()
+  return total
+
+
+def regions(keypoint_map: np.ndarray) -> int:
+  return cv2.connectedComponents((keypoint_map > 0.5).astype(np.uint8))[0] - 1
+
+
+def choose_copy(network_map: np.ndarray, keypoint_map: np.ndarray, y: np.ndarray, keep_aligned: bool):
+  """`keypoints_alone`, with the keypoint region most (`keep_aligned=False`) or least aligned with
+  the file's JPEG grid dropped, where the keypoint map marks two regions or more."""
+  if not (keypoint_map > 0.5).any():
+    return network_map
+  count, regions = cv2.connectedComponents((keypoint_map > 0.5).astype(np.uint8))
+  if count <= 2:
+    return (keypoint_map > 0.5).astype(np.float32)
+  scores = np.array([grid_alignment(y, regions == r) for r in range(1, count)])
+  if np.isnan(scores).all():
+    return (keypoint_map > 0.5).astype(np.float32)
+  scores = np.nan_to_num(scores, nan=np.inf if keep_aligned else -np.inf)  # too small: never dropped
+  drop = (np.argmin(scores) if keep_aligned else np.argmax(scores)) + 1
+  return ((regions > 0) & (regions != drop)).astype(np.float32)
+
+
+RULES = {
+    'keypoints_alone': lambda net, kp, y: localiser.fuse_maps(net, kp, 'keypoints_alone'),
+    'replace': lambda net, kp, y: localiser.fuse_maps(net, kp, 'replace'),
+    'guided r4': lambda net, kp, y: localiser.fuse_maps(guided_filter(y, net, 4), kp, 'keypoints_alone'),
+    'guided r8': lambda net, kp, y: localiser.fuse_maps(guided_filter(y, net, 8), kp, 'keypoints_alone'),
+    'misaligned copy': lambda net, kp, y: choose_copy(net, kp, y, keep_aligned=False),
+    'aligned copy': lambda net, kp, y: choose_copy(net, kp, y, keep_aligned=True),
+}
+
+
+def with_luma(split: dict, dataset, indices) -> dict:
+  """The cached split with each masked file's luma (None for the others, whose maps are unscored)."""
+  if len(indices) != len(split['masks']):
+    raise ValueError(f'the cache holds {len(split["masks"])} files, the split {len(indices)}: '
+                     'make the cache again from this run')
+  ys = []
+  for i, mask in zip(indices, split['masks']):
+    ys.append(None if mask is None else luma(dataset.source[int(i)]['image']))
+    if ys[-1] is not None and ys[-1].shape != np.squeeze(mask).shape:
+      raise ValueError(f'file {int(i)}: image {ys[-1].shape} and cached mask {mask.shape} differ')
+  return dict(split, luma=ys)
+
+
+def figures(split: dict, rule) -> dict:
+  """`fusion_rules.pixel_figures` of a rule that also reads the file's luma."""
+  maps = [rule(n, k, y) if y is not None else n
+          for n, k, y in zip(split['net_maps'], split['kp_maps'], split['luma'])]
+  return fusion_rules.pixel_figures(dict(split, net_maps=maps), lambda net, kp: net)
+
+
+def main(argv=None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--workdir', required=True, help='a finished localiser run')
+  parser.add_argument('--cache', required=True, help="experiments.fusion_rules' score cache")
+  parser.add_argument('--output', default='', help='write the figures as JSON here')
+  args = parser.parse_args(argv)
+  if not os.path.exists(os.path.join(args.cache, 'validation.npz')):
+    fusion_rules.main(['--workdir', args.workdir, '--cache', args.cache])
+  flags.FLAGS.mark_as_parsed()
+  runtime.quiet_libraries()
+  run = evaluate.load_run(args.workdir)
+  dataset = run.datasets[0]
+  targets = {'validation': (dataset, dataset.split.validation), 'test': (dataset, dataset.split.test)}
+  for name in run.detectors[0].config.dataset.also_test:
+    other = input_pipeline.load(run.detectors[0].config, builder_config=name)
+    targets[f'test_{name}'] = (other, other.split.test)
+  splits = {key: with_luma(fusion_rules.load(os.path.join(args.cache, f'{key}.npz')), data, indices)
+            for key, (data, indices) in targets.items()}
+
+  results = {name: {key: figures(split, rule) for key, split in splits.items()} for name, rule in RULES.items()}
+  for per_split in results.values():
+    fusion_rules.at_validation_threshold(per_split)
+  chosen = max(RULES, key=lambda r: results[r]['validation']['at_validation_threshold']['pixel_f1'])
+  several = {key: sum(1 for k, m, t in zip(split['kp_maps'], split['masks'], split['kinds'])
+                     if m is not None and t == labels_lib.COPY_MOVE and regions(k) >= 2)
+             for key, split in splits.items()}
+  print(f'copy-moves where the keypoint map marks two regions or more (where a copy is dropped): {several}')
+  print(f'pixel F1 at 0.5 / at the threshold best on validation (it) / AUC; copy-move F1 at 0.5. '
+        f'Chosen on validation: {chosen}')
+  print('| rule | ' + ' | '.join(splits) + ' |')
+  print('|---|' + '---|' * len(splits))
+  for name in RULES:
+    cells = []
+    for key in splits:
+      f = results[name][key]
+      at = f['at_validation_threshold']
+      cells.append(f"{f['all']['pixel_f1']:.3f} / {at['pixel_f1']:.3f} ({at['threshold']:.2f}) / "
+                   f"{f['all']['pixel_auc']:.3f}; {f[labels_lib.COPY_MOVE]['pixel_f1']:.3f}")
+    print(f'| {name} | ' + ' | '.join(cells) + ' |')
+  if args.output:
+    with open(args.output, 'w') as f:
+      json.dump({'chosen': chosen, 'rules': results}, f, indent=2, default=float)
+  return results
+
+
+if __name__ == '__main__':
+  main()

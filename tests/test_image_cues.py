@@ -1,0 +1,52 @@
+"""experiments.image_cues: the JPEG grid phase of a moved region, the copy it drops, the guided filter."""
+
+import cv2
+import numpy as np
+import pytest
+
+from experiments import image_cues
+
+
+def _saved_texture(size=160, quality=40, seed=0):
+  rng = np.random.default_rng(seed)
+  noise = cv2.GaussianBlur(rng.uniform(0, 255, (size, size, 3)).astype(np.float32), (0, 0), 1.5)
+  texture = np.clip((noise - noise.mean()) * 4 + 128, 0, 255).astype(np.uint8)
+  ok, data = cv2.imencode('.jpg', texture, [cv2.IMWRITE_JPEG_QUALITY, quality])
+  assert ok
+  return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+@pytest.mark.parametrize('quality', [40, 75, 90])
+def test_a_region_moved_off_the_grid_is_less_aligned_than_its_source(quality):
+  image = _saved_texture(quality=quality)
+  source = np.zeros(image.shape[:2], bool)
+  source[16:64, 16:64] = True
+  pasted = np.zeros_like(source)
+  pasted[83:131, 85:133] = True  # moved by (67, 69): its 8 x 8 blocking is out of phase
+  image[83:131, 85:133] = image[16:64, 16:64]
+  y = image_cues.luma(image)
+  aligned, moved = image_cues.grid_alignment(y, source), image_cues.grid_alignment(y, pasted)
+  assert aligned > 2.1 and moved < 2.05, (aligned, moved)  # 2 = no blocking at the file's phase
+  assert np.isnan(image_cues.grid_alignment(y, np.eye(*source.shape, dtype=bool)))
+
+  keypoints = (source | pasted).astype(np.float32)
+  network = np.full(source.shape, 0.3, np.float32)
+  np.testing.assert_array_equal(image_cues.choose_copy(network, keypoints, y, keep_aligned=False), pasted)
+  np.testing.assert_array_equal(image_cues.choose_copy(network, keypoints, y, keep_aligned=True), source)
+  one = source.astype(np.float32)
+  np.testing.assert_array_equal(image_cues.choose_copy(network, one, y, keep_aligned=False), one)
+  nothing = np.zeros_like(one)
+  np.testing.assert_array_equal(image_cues.choose_copy(network, nothing, y, keep_aligned=False), network)
+  assert image_cues.regions(keypoints) == 2 and image_cues.regions(nothing) == 0
+
+
+def test_the_guided_filter_keeps_a_map_that_follows_the_guide_and_smooths_one_that_does_not():
+  guide = np.tile(np.linspace(0, 255, 64, dtype=np.float32), (64, 1))
+  follows = guide / 255.0
+  out = image_cues.guided_filter(guide, follows, radius=4, eps=1e-6)
+  np.testing.assert_allclose(out[8:-8, 8:-8], follows[8:-8, 8:-8], atol=1e-3)
+  flat = np.full((64, 64), 100.0, np.float32)
+  spot = np.zeros((64, 64), np.float32)
+  spot[32, 32] = 1.0
+  smoothed = image_cues.guided_filter(flat, spot, radius=2)  # a flat guide: two box filters
+  assert smoothed.max() < 0.1 and abs(smoothed.sum() - 1.0) < 1e-3
