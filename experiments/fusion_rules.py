@@ -148,6 +148,14 @@ def at_validation_threshold(figures: dict) -> None:
                                         'pixel_f1': split['f1_curve'][best]}
 
 
+def print_table(columns: list[str], rows: dict[str, list[str]]) -> None:
+  """A markdown table: one row per rule, one cell per split."""
+  print('| rule | ' + ' | '.join(columns) + ' |')
+  print('|---|' + '---|' * len(columns))
+  for name, cells in rows.items():
+    print(f'| {name} | ' + ' | '.join(cells) + ' |')
+
+
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--workdir', required=True, help='a finished localiser run')
@@ -194,28 +202,18 @@ def main(argv=None) -> dict:
   keys = list(splits)
   print(f"pixel rules (F1 at 0.5 / AUC; copy-move F1, splicing F1); chosen on validation: "
         f"{results['chosen']['pixel']}")
-  print('| rule | ' + ' | '.join(keys) + ' |')
-  print('|---|' + '---|' * len(keys))
-  for name in PIXEL_RULES:
-    cells = []
-    for key in keys:
-      f = results['pixel'][name][key]
-      cells.append(f"{f['all']['pixel_f1']:.3f} / {f['all']['pixel_auc']:.3f} "
-                   f"({f[labels_lib.COPY_MOVE]['pixel_f1']:.3f}, {f[labels_lib.SPLICING]['pixel_f1']:.3f})")
-    print(f'| {name} | ' + ' | '.join(cells) + ' |')
+  print_table(keys, {name: [f"{f['all']['pixel_f1']:.3f} / {f['all']['pixel_auc']:.3f} "
+                            f"({f[labels_lib.COPY_MOVE]['pixel_f1']:.3f}, {f[labels_lib.SPLICING]['pixel_f1']:.3f})"
+                            for f in (results['pixel'][name][k] for k in keys)]
+                     for name in PIXEL_RULES})
   print("pixel F1 at the pixel threshold best on validation (that threshold)")
-  print('| rule | ' + ' | '.join(keys) + ' |')
-  print('|---|' + '---|' * len(keys))
-  for name in PIXEL_RULES:
-    at = [results['pixel'][name][k]['at_validation_threshold'] for k in keys]
-    print(f'| {name} | ' + ' | '.join(f"{a['pixel_f1']:.3f} ({a['threshold']:.2f})" for a in at) + ' |')
+  print_table(keys, {name: [f"{a['pixel_f1']:.3f} ({a['threshold']:.2f})"
+                            for a in (results['pixel'][name][k]['at_validation_threshold'] for k in keys)]
+                     for name in PIXEL_RULES})
   print(f"image rules (accuracy at the validation's threshold; false alarms); chosen on validation: "
         f"{results['chosen']['image']}")
-  print('| rule | ' + ' | '.join(keys) + ' |')
-  print('|---|' + '---|' * len(keys))
-  for name, per_split in results['image'].items():
-    print(f'| {name} | ' + ' | '.join(f"{per_split[k]['accuracy']:.3f} ({per_split[k]['false_alarm_rate']:.2f})"
-                                      for k in keys) + ' |')
+  print_table(keys, {name: [f"{per_split[k]['accuracy']:.3f} ({per_split[k]['false_alarm_rate']:.2f})" for k in keys]
+                     for name, per_split in results['image'].items()})
   if args.output:
     with open(args.output, 'w') as f:
       json.dump(results, f, indent=2, default=float)

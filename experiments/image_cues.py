@@ -151,16 +151,11 @@ def main(argv=None) -> dict:
   print(f'copy-moves where the keypoint map marks two regions or more (where a copy is dropped): {several}')
   print(f'pixel F1 at 0.5 / at the threshold best on validation (it) / AUC; copy-move F1 at 0.5. '
         f'Chosen on validation: {chosen}')
-  print('| rule | ' + ' | '.join(splits) + ' |')
-  print('|---|' + '---|' * len(splits))
-  for name in RULES:
-    cells = []
-    for key in splits:
-      f = results[name][key]
-      at = f['at_validation_threshold']
-      cells.append(f"{f['all']['pixel_f1']:.3f} / {at['pixel_f1']:.3f} ({at['threshold']:.2f}) / "
-                   f"{f['all']['pixel_auc']:.3f}; {f[labels_lib.COPY_MOVE]['pixel_f1']:.3f}")
-    print(f'| {name} | ' + ' | '.join(cells) + ' |')
+  fusion_rules.print_table(list(splits), {name: [
+      f"{f['all']['pixel_f1']:.3f} / {f['at_validation_threshold']['pixel_f1']:.3f} "
+      f"({f['at_validation_threshold']['threshold']:.2f}) / {f['all']['pixel_auc']:.3f}; "
+      f"{f[labels_lib.COPY_MOVE]['pixel_f1']:.3f}" for f in (results[name][key] for key in splits)]
+      for name in RULES})
   if args.output:
     with open(args.output, 'w') as f:
       json.dump({'chosen': chosen, 'rules': results}, f, indent=2, default=float)
