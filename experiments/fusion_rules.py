@@ -148,6 +148,17 @@ def at_validation_threshold(figures: dict) -> None:
                                         'pixel_f1': split['f1_curve'][best]}
 
 
+def targets(run) -> dict:
+  """key -> (dataset, indices): a run's validation and test splits, and the same test files as
+  each of its `dataset.also_test` configs prepares them ('test_<config>')."""
+  config, dataset = run.detectors[0].config, run.datasets[0]
+  out = {'validation': (dataset, dataset.split.validation), 'test': (dataset, dataset.split.test)}
+  for name in config.dataset.also_test:
+    other = input_pipeline.load(config, builder_config=name)
+    out[f'test_{name}'] = (other, other.split.test)
+  return out
+
+
 def print_table(columns: list[str], rows: dict[str, list[str]]) -> None:
   """A markdown table: one row per rule, one cell per split."""
   print('| rule | ' + ' | '.join(columns) + ' |')
@@ -166,14 +177,10 @@ def main(argv=None) -> dict:
   flags.FLAGS.mark_as_parsed()
   runtime.quiet_libraries()
   run = evaluate.load_run(args.workdir)
-  detector, dataset = run.detectors[0], run.datasets[0]
+  detector = run.detectors[0]
   masks = pixel_eval.MaskSource(detector.config)
-  targets = {'validation': (dataset, dataset.split.validation), 'test': (dataset, dataset.split.test)}
-  for name in detector.config.dataset.also_test:
-    other = input_pipeline.load(detector.config, builder_config=name)
-    targets[f'test_{name}'] = (other, other.split.test)
   splits = {}
-  for key, (data, indices) in targets.items():
+  for key, (data, indices) in targets(run).items():
     indices = indices[:args.limit] if args.limit else indices
     path = os.path.join(args.cache, f'{key}.npz') if args.cache else ''
     if path and os.path.exists(path):

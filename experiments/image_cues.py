@@ -33,7 +33,6 @@ import numpy as np
 from experiments import fusion_rules
 from forgery_jax import evaluate
 from forgery_jax import runtime
-from forgery_jax.data import input_pipeline
 from forgery_jax.data import labels as labels_lib
 from forgery_jax.detectors import localiser
 from forgery_jax.evaluation import pixel_metrics
@@ -79,17 +78,16 @@ def regions(keypoint_map: np.ndarray) -> int:
 def choose_copy(network_map: np.ndarray, keypoint_map: np.ndarray, y: np.ndarray, keep_aligned: bool):
   """`keypoints_alone`, with the keypoint region most (`keep_aligned=False`) or least aligned with
   the file's JPEG grid dropped, where the keypoint map marks two regions or more."""
-  if not (keypoint_map > 0.5).any():
+  marked = keypoint_map > 0.5
+  if not marked.any():
     return network_map
-  count, regions = cv2.connectedComponents((keypoint_map > 0.5).astype(np.uint8))
-  if count <= 2:
-    return (keypoint_map > 0.5).astype(np.float32)
-  scores = np.array([grid_alignment(y, regions == r) for r in range(1, count)])
-  if np.isnan(scores).all():
-    return (keypoint_map > 0.5).astype(np.float32)
+  count, labels = cv2.connectedComponents(marked.astype(np.uint8))
+  scores = np.array([grid_alignment(y, labels == r) for r in range(1, count)]) if count > 2 else None
+  if scores is None or np.isnan(scores).all():
+    return marked.astype(np.float32)
   scores = np.nan_to_num(scores, nan=np.inf if keep_aligned else -np.inf)  # too small: never dropped
   drop = (np.argmin(scores) if keep_aligned else np.argmax(scores)) + 1
-  return ((regions > 0) & (regions != drop)).astype(np.float32)
+  return (marked & (labels != drop)).astype(np.float32)
 
 
 RULES = {
@@ -132,12 +130,7 @@ def main(argv=None) -> dict:
     fusion_rules.main(['--workdir', args.workdir, '--cache', args.cache])
   flags.FLAGS.mark_as_parsed()
   runtime.quiet_libraries()
-  run = evaluate.load_run(args.workdir)
-  dataset = run.datasets[0]
-  targets = {'validation': (dataset, dataset.split.validation), 'test': (dataset, dataset.split.test)}
-  for name in run.detectors[0].config.dataset.also_test:
-    other = input_pipeline.load(run.detectors[0].config, builder_config=name)
-    targets[f'test_{name}'] = (other, other.split.test)
+  targets = fusion_rules.targets(evaluate.load_run(args.workdir))
   splits = {key: with_luma(fusion_rules.load(os.path.join(args.cache, f'{key}.npz')), data, indices)
             for key, (data, indices) in targets.items()}
 
