@@ -35,7 +35,6 @@ from forgery_jax import evaluate
 from forgery_jax import runtime
 from forgery_jax.data import labels as labels_lib
 from forgery_jax.detectors import localiser
-from forgery_jax.evaluation import pixel_metrics
 
 BLOCK = 8
 
