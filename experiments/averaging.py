@@ -1,0 +1,162 @@
+"""Do averaged maps localise better? Two seeds' maps, and each file's four flips, averaged.
+
+    python -m experiments.averaging --workdir=<localiser run> --cache=<its fusion_rules cache> \
+      [--also=<a second run's fusion_rules cache>] [--flips]
+
+Both are cheap ways to a better map that need no new training: the mean of two runs' maps (the
+runs trained on the same split with other seeds), and the mean of the network's maps of the image
+and its horizontal, vertical and double flips, each flipped back (the localiser trains with
+random flips, `augment_flips`). An image whose size is not a multiple of 16 is padded (edge
+pixels) before it is flipped, so that its JPEG grid stays where it was, and cropped after.
+
+Reads `experiments.fusion_rules`' score cache (made there first when missing); the flipped scores
+are kept in the same folder (`flipped_<split>.npz`). Prints the pixel F1 at 0.5, at the threshold
+best on validation and the AUC of the network's map and of the `replace` and `keypoints_alone`
+fusions, and the image AUC of p(tampered), for every split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from absl import flags
+import numpy as np
+from sklearn import metrics
+
+from experiments import fusion_rules
+from forgery_jax import evaluate
+from forgery_jax import progress
+from forgery_jax import runtime
+from forgery_jax.detectors import localiser
+
+RULES = ('network', 'replace', 'keypoints_alone')
+FLIPS = ((False, False), (False, True), (True, False), (True, True))  # (vertical, horizontal)
+
+
+def _flip(a: np.ndarray, vertical: bool, horizontal: bool) -> np.ndarray:
+  a = a[::-1] if vertical else a
+  return np.ascontiguousarray(a[:, ::-1] if horizontal else a)
+
+
+def flip_average(score, image: np.ndarray) -> tuple[float, np.ndarray]:
+  """(mean p(tampered), mean map (H, W)) over the four flips of `image`; `score` maps one uint8
+  RGB image to (p(tampered), map of its size)."""
+  h, w = image.shape[:2]
+  ph, pw = -h % localiser.ALIGN, -w % localiser.ALIGN
+  padded = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode='edge') if ph or pw else image
+  p_sum, map_sum = 0.0, np.zeros(padded.shape[:2], np.float32)
+  for vertical, horizontal in FLIPS:
+    p, heat = score(_flip(padded, vertical, horizontal))
+    p_sum += float(p)
+    map_sum += _flip(np.asarray(heat, np.float32), vertical, horizontal)
+  return p_sum / len(FLIPS), map_sum[:h, :w] / len(FLIPS)
+
+
+def flipped_split(detector, data, indices, desc: str) -> dict:
+  """Each file's flip-averaged p(tampered) and network map."""
+  def score(image):
+    s = detector.score([{'image': image}])
+    return s.p_tampered[0], s.maps[0]
+  ps, maps = [], []
+  for i in progress.bar(indices, desc=desc, unit='image'):
+    p, heat = flip_average(score, np.asarray(data.source[int(i)]['image']))
+    ps.append(p)
+    maps.append(heat)
+  return {'p_net': np.float32(ps), 'net_maps': maps}
+
+
+def save_flipped(path: str, flipped: dict) -> None:
+  arrays = {'p_net': flipped['p_net']}
+  arrays.update({f'net_{i}': m.astype(np.float16) for i, m in enumerate(flipped['net_maps'])})
+  tmp = path + '.tmp.npz'
+  np.savez_compressed(tmp, **arrays)
+  os.replace(tmp, path)
+
+
+def load_flipped(path: str) -> dict:
+  with np.load(path, allow_pickle=False) as z:
+    return {'p_net': z['p_net'],
+            'net_maps': [z[f'net_{i}'].astype(np.float32) for i in range(len(z['p_net']))]}
+
+
+def averaged(split: dict, other: dict) -> dict:
+  """`split` with its network's maps and p(tampered) averaged with `other`'s (the same files)."""
+  if len(other['net_maps']) != len(split['net_maps']) or any(
+      a.shape != b.shape for a, b in zip(split['net_maps'], other['net_maps'])):
+    raise ValueError('the two score sets hold other files: make both from runs on the same split')
+  return dict(split, p_net=(split['p_net'] + other['p_net']) / 2,
+              net_maps=[(a + b) / 2 for a, b in zip(split['net_maps'], other['net_maps'])])
+
+
+def same_files(a: dict, b: dict) -> bool:
+  """Whether two fusion_rules caches hold the same files: the same labels and masks."""
+  return (np.array_equal(a['tampered'], b['tampered']) and len(a['masks']) == len(b['masks'])
+          and all((x is None and y is None) or (x is not None and y is not None and np.array_equal(x, y))
+                  for x, y in zip(a['masks'], b['masks'])))
+
+
+def figures(splits: dict) -> dict:
+  """rule -> split -> pixel figures (with the validation threshold's F1), and the image AUC."""
+  out = {}
+  for rule in RULES:
+    per_split = {key: fusion_rules.pixel_figures(split, fusion_rules.PIXEL_RULES[rule])
+                 for key, split in splits.items()}
+    fusion_rules.at_validation_threshold(per_split)
+    out[rule] = per_split
+  out['image_auc'] = {key: float(metrics.roc_auc_score(split['tampered'], split['p_net']))
+                      for key, split in splits.items()}
+  return out
+
+
+def main(argv=None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--workdir', required=True, help='a finished localiser run')
+  parser.add_argument('--cache', required=True, help="its experiments.fusion_rules score cache")
+  parser.add_argument('--also', default='', help="a second run's fusion_rules cache, same split")
+  parser.add_argument('--flips', action='store_true', help='also average the four flips')
+  parser.add_argument('--output', default='', help='write the figures as JSON here')
+  args = parser.parse_args(argv)
+  if not os.path.exists(os.path.join(args.cache, 'validation.npz')):
+    fusion_rules.main(['--workdir', args.workdir, '--cache', args.cache])
+  flags.FLAGS.mark_as_parsed()
+  runtime.quiet_libraries()
+  run = evaluate.load_run(args.workdir)
+  targets = fusion_rules.targets(run)
+  plain = {key: fusion_rules.load(os.path.join(args.cache, f'{key}.npz')) for key in targets}
+  variants = {'one run': plain}
+  if args.also:
+    other = {key: fusion_rules.load(os.path.join(args.also, f'{key}.npz')) for key in targets}
+    if not all(same_files(plain[k], other[k]) for k in targets):
+      raise ValueError(f'{args.also}: its files are not those of {args.cache} (another split?)')
+    variants['two runs'] = {k: averaged(plain[k], other[k]) for k in targets}
+  if args.flips:
+    flipped = {}
+    for key, (data, indices) in targets.items():
+      path = os.path.join(args.cache, f'flipped_{key}.npz')
+      if not os.path.exists(path):
+        save_flipped(path, flipped_split(run.detectors[0], data, indices, f'flips {key}'))
+      flipped[key] = dict(plain[key], **load_flipped(path))
+    variants['four flips'] = flipped
+  results = {name: figures(splits) for name, splits in variants.items()}
+
+  keys = list(targets)
+  print('pixel F1 at 0.5 / at the threshold best on validation (it) / AUC; image AUC of p(tampered)')
+  rows = {}
+  for name, result in results.items():
+    for rule in RULES:
+      rows[f'{name}: {rule}'] = [
+          f"{f['all']['pixel_f1']:.3f} / {f['at_validation_threshold']['pixel_f1']:.3f} "
+          f"({f['at_validation_threshold']['threshold']:.2f}) / {f['all']['pixel_auc']:.3f}"
+          for f in (result[rule][k] for k in keys)]
+    rows[f'{name}: image AUC'] = [f"{result['image_auc'][k]:.3f}" for k in keys]
+  fusion_rules.print_table(keys, rows)
+  if args.output:
+    with open(args.output, 'w') as f:
+      json.dump(results, f, indent=2, default=float)
+  return results
+
+
+if __name__ == '__main__':
+  main()
