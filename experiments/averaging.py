@@ -21,14 +21,11 @@ import argparse
 import json
 import os
 
-from absl import flags
 import numpy as np
 from sklearn import metrics
 
 from experiments import fusion_rules
-from forgery_jax import evaluate
 from forgery_jax import progress
-from forgery_jax import runtime
 from forgery_jax.detectors import localiser
 
 RULES = ('network', 'replace', 'keypoints_alone')
@@ -118,13 +115,7 @@ def main(argv=None) -> dict:
   parser.add_argument('--flips', action='store_true', help='also average the four flips')
   parser.add_argument('--output', default='', help='write the figures as JSON here')
   args = parser.parse_args(argv)
-  if not os.path.exists(os.path.join(args.cache, 'validation.npz')):
-    fusion_rules.main(['--workdir', args.workdir, '--cache', args.cache])
-  flags.FLAGS.mark_as_parsed()
-  runtime.quiet_libraries()
-  run = evaluate.load_run(args.workdir)
-  targets = fusion_rules.targets(run)
-  plain = {key: fusion_rules.load(os.path.join(args.cache, f'{key}.npz')) for key in targets}
+  run, targets, plain = fusion_rules.from_cache(args.workdir, args.cache)
   variants = {'one run': plain}
   if args.also:
     other = {key: fusion_rules.load(os.path.join(args.also, f'{key}.npz')) for key in targets}

@@ -159,6 +159,18 @@ def targets(run) -> dict:
   return out
 
 
+def from_cache(workdir: str, cache: str):
+  """(the run, its `targets`, key -> its cached scores), for the experiments that read this one's
+  cache; the cache is made first when missing."""
+  if not os.path.exists(os.path.join(cache, 'validation.npz')):
+    main(['--workdir', workdir, '--cache', cache])
+  flags.FLAGS.mark_as_parsed()
+  runtime.quiet_libraries()
+  run = evaluate.load_run(workdir)
+  split_targets = targets(run)
+  return run, split_targets, {key: load(os.path.join(cache, f'{key}.npz')) for key in split_targets}
+
+
 def print_table(columns: list[str], rows: dict[str, list[str]]) -> None:
   """A markdown table: one row per rule, one cell per split."""
   print('| rule | ' + ' | '.join(columns) + ' |')

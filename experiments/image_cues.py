@@ -24,15 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
-from absl import flags
 import cv2
 import numpy as np
 
 from experiments import fusion_rules
-from forgery_jax import evaluate
-from forgery_jax import runtime
 from forgery_jax.data import labels as labels_lib
 from forgery_jax.detectors import localiser
 
@@ -125,13 +121,8 @@ def main(argv=None) -> dict:
   parser.add_argument('--cache', required=True, help="experiments.fusion_rules' score cache")
   parser.add_argument('--output', default='', help='write the figures as JSON here')
   args = parser.parse_args(argv)
-  if not os.path.exists(os.path.join(args.cache, 'validation.npz')):
-    fusion_rules.main(['--workdir', args.workdir, '--cache', args.cache])
-  flags.FLAGS.mark_as_parsed()
-  runtime.quiet_libraries()
-  targets = fusion_rules.targets(evaluate.load_run(args.workdir))
-  splits = {key: with_luma(fusion_rules.load(os.path.join(args.cache, f'{key}.npz')), data, indices)
-            for key, (data, indices) in targets.items()}
+  _, targets, cached = fusion_rules.from_cache(args.workdir, args.cache)
+  splits = {key: with_luma(cached[key], data, indices) for key, (data, indices) in targets.items()}
 
   results = {name: {key: figures(split, rule) for key, split in splits.items()} for name, rule in RULES.items()}
   for per_split in results.values():
