@@ -74,6 +74,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 2
   config.early_stopping_patience = 7
   config.early_stopping_ties = 'first'       # or 'loss': equal accuracy with lower loss counts as better
+  config.early_stopping_metric = 'accuracy'  # or, for detectors that draw maps, 'pixel_f1' / 'pixel_f1_best' of the validation crops
   config.class_weights = True
   config.augment_flips = False               # random horizontal and vertical flips while training
   config.seed = 0

@@ -233,3 +233,26 @@ def test_pixel_threshold_is_chosen_on_validation_masks_and_applied_to_the_test_m
   assert out['pixel_threshold/test/pixel_f1'] == pytest.approx(
       mean_f1('test', out['pixel_threshold/value']), abs=1e-6)
   assert out['pixel_threshold/test/pixel_images'] == 16
+
+
+def test_checkpoint_selected_by_the_validation_maps(tiny_config, tmp_path):
+  """With early_stopping_metric='pixel_f1_best' the kept step is the epoch whose validation maps
+  score best, and every validation row carries the pixel scores."""
+  import json  # pylint: disable=g-import-not-at-top
+  from forgery_jax.training import trainer  # pylint: disable=g-import-not-at-top
+  config = _config(tiny_config)
+  config.synthesis.fraction = 0.5
+  config.num_epochs = 3
+  config.early_stopping_metric = 'pixel_f1_best'
+  dataset = input_pipeline.load(config)
+  weights = trainer.training_weights(config, dataset)
+  trained = trainer.fit(config, dataset, str(tmp_path), localiser.Localiser.task(config, weights),
+                        weights)
+  trained.release()
+  rows = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  val = [r for r in rows if r.get('split') == 'validation']
+  assert len(val) == 3 and all(r['pixel_images'] > 0 for r in val)
+  scores = [r['pixel_f1_best'] for r in val]
+  assert trained.info['selected_by'] == 'pixel_f1_best'
+  assert trained.info['best_validation_score'] == max(scores)
+  assert trained.info['best_step'] in [r['step'] for r in val if r['pixel_f1_best'] == max(scores)]

@@ -1,5 +1,6 @@
 """Pixel-level metrics on hand-computed cases, and their baselines."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -76,3 +77,28 @@ def test_baselines():
   assert pm.per_image(maps['mean_training_mask'], mask)['pixel_f1'] == pytest.approx(1.0)
   centre = maps['centre_prior']
   assert centre.shape == (10, 10) and centre.max() <= 1 and centre[5, 5] > centre[0, 0] >= 0
+
+
+def test_device_curves_match_the_per_image_curve():
+  """The jitted validation curves are `per_image`'s curves; a row counts only when tampered with
+  mask pixels inside it."""
+  rng = np.random.default_rng(3)
+  maps = rng.random((3, 12, 10)).astype(np.float32)
+  masks = np.zeros((3, 12, 10, 1), np.uint8)
+  masks[0, 2:7, 3:8] = 255
+  masks[1, :4] = 255
+  curves, scored = jax.jit(pm.device_f1_curves)(maps, masks, np.array([True, False, True]))
+  for i in range(2):
+    np.testing.assert_allclose(curves[i], pm.per_image(maps[i], masks[i])['f1_curve'], atol=1e-6)
+  assert scored.tolist() == [True, False, False]  # authentic row; tampered row with an empty mask
+
+
+def test_curve_scores_by_hand():
+  curves = np.zeros((3, len(pm.THRESHOLDS)))
+  curves[0, pm.HALF], curves[1, pm.HALF] = 0.6, 0.2
+  curves[0, 10], curves[2, 10] = 0.9, 1.0
+  s = pm.curve_scores(curves, np.array([True, True, False]))
+  assert pm.THRESHOLDS[pm.HALF] == pytest.approx(0.5)
+  assert s['pixel_f1'] == pytest.approx(0.4) and s['pixel_images'] == 2
+  assert s['pixel_f1_best'] == pytest.approx(0.45) and s['pixel_f1_best_threshold'] == pytest.approx(0.11)
+  assert np.isnan(pm.curve_scores(curves, np.zeros(3, bool))['pixel_f1'])

@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import ml_collections
 import pytest
 
 from forgery_jax import experiment
@@ -193,3 +194,13 @@ def test_early_stopping_ties_keep_the_first_or_the_lower_loss():
   assert not trainer.improves({'accuracy': 0.85, 'loss': 0.01}, best, 'loss')
   with pytest.raises(ValueError, match='early_stopping_ties'):
     trainer.improves({'accuracy': 0.9, 'loss': 0.1}, best, 'last')
+
+
+def test_early_stopping_can_follow_another_metric():
+  best = {'best_accuracy': 0.9, 'best_score': 0.3, 'best_loss': 0.5}
+  assert trainer.improves({'accuracy': 0.5, 'pixel_f1': 0.31, 'loss': 0.9}, best, 'first', 'pixel_f1')
+  assert not trainer.improves({'accuracy': 1.0, 'pixel_f1': 0.29, 'loss': 0.1}, best, 'loss', 'pixel_f1')
+  assert trainer.improves({'accuracy': 0.1, 'pixel_f1': 0.3, 'loss': 0.4}, best, 'loss', 'pixel_f1')
+  config = ml_collections.ConfigDict({'early_stopping_metric': 'auc'})
+  with pytest.raises(ValueError, match="early_stopping_metric must be one of.*got 'auc'"):
+    trainer.check_selection_metric(config)

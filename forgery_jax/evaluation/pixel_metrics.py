@@ -10,6 +10,9 @@ images of the split, the protocol of CAT-Net, TruFor, MVSS-Net and IMDL-BenCo:
 * `pixel_auc`: ROC AUC over each image's pixels (tampered positive);
 * `pixel_iou`: intersection over union at 0.5.
 
+`device_f1_curves` and `curve_scores` give the same F1 scores of validation crops inside the
+jitted step, to select a localiser's checkpoint by its maps.
+
 `baseline_maps` gives the shortcut baselines every pixel score stands beside: the all-tampered
 map, the centre prior and the mean training mask.
 """
@@ -17,6 +20,7 @@ map, the centre prior and the mean training mask.
 from __future__ import annotations
 
 import cv2
+import jax.numpy as jnp
 import numpy as np
 
 KEYS = ('pixel_f1', 'pixel_f1_best', 'pixel_auc', 'pixel_iou')
@@ -120,6 +124,34 @@ def at_threshold(rows: list[dict], index: int) -> dict:
 def pixel_scores(maps: list[np.ndarray], masks: list[np.ndarray]) -> dict:
   """The pixel scores of maps against masks (tampered images only: masks with any pixel set)."""
   return summarise([per_image(m, k) for m, k in zip(maps, masks)])
+
+
+def device_f1_curves(maps, masks, tampered) -> tuple:
+  """Per image of a batch, on the device: F1 at every threshold of THRESHOLDS (map >= t) of a
+  map (N, H, W) against its mask (N, H, W, 1) uint8, as `per_image`'s curve; and whether the row
+  is scored (a tampered row whose mask has a pixel set)."""
+  truth = masks[..., 0] > 127
+  above = maps[..., None] >= jnp.asarray(THRESHOLDS, maps.dtype)          # (N, H, W, T)
+  tp = jnp.sum(above & truth[..., None], (1, 2)).astype(jnp.float32)
+  fp = jnp.sum(above & ~truth[..., None], (1, 2)).astype(jnp.float32)
+  fn = truth.sum((1, 2)).astype(jnp.float32)[:, None] - tp
+  curve = jnp.where(tp > 0, 2 * tp / jnp.maximum(2 * tp + fp + fn, 1.0), 0.0)
+  return curve, tampered & truth.any((1, 2))
+
+
+HALF = int(np.argmin(np.abs(THRESHOLDS - 0.5)))  # THRESHOLDS[HALF] == 0.5
+
+
+def curve_scores(curves: np.ndarray, scored: np.ndarray) -> dict:
+  """Mean F1 at 0.5 and at the best single threshold over the scored rows of
+  `device_f1_curves` (NaN when none is scored)."""
+  curves = np.asarray(curves, np.float64)[np.asarray(scored, bool)]
+  if not len(curves):
+    return {'pixel_f1': float('nan'), 'pixel_f1_best': float('nan'), 'pixel_images': 0}
+  curve = curves.mean(0)
+  best = best_threshold(curve)
+  return {'pixel_f1': float(curve[HALF]), 'pixel_f1_best': float(curve[best]),
+          'pixel_f1_best_threshold': float(THRESHOLDS[best]), 'pixel_images': int(len(curves))}
 
 
 def centre_prior(shape: tuple[int, int]) -> np.ndarray:

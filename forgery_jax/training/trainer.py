@@ -32,6 +32,7 @@ from forgery_jax import progress
 from forgery_jax import writers
 from forgery_jax.data import input_pipeline
 from forgery_jax.evaluation import metrics as metrics_lib
+from forgery_jax.evaluation import pixel_metrics
 from forgery_jax.training import checkpointing
 from forgery_jax.training import mesh as mesh_lib
 from forgery_jax.training import task as task_lib
@@ -104,12 +105,17 @@ def make_steps(graphdef, mesh: Mesh, task: task_lib.Task) -> Steps:
   train = jax.jit(train_step, in_shardings=(replicated, batch_sharding, replicated),
                   out_shardings=(replicated, replicated), donate_argnums=(0,))
   outputs = mesh_lib.make_outputs(graphdef, mesh, task.outputs)
-  validate = outputs
-  if task.eval_augment is not None:
-    def validation_outputs(model, batch):
+
+  def validation_outputs(model, batch):
+    if task.eval_augment is not None:
       batch = task.eval_augment(batch)
-      return dict(task.outputs(model, batch), label=batch['label'])
-    validate = mesh_lib.make_outputs(graphdef, mesh, validation_outputs)
+    out = dict(task.outputs(model, batch), label=batch['label'])
+    if 'map' in out and 'mask' in batch:  # a map's F1 curve against the mask, not the map itself
+      out['pixel_f1_curve'], out['pixel_scored'] = pixel_metrics.device_f1_curves(
+          out.pop('map'), batch['mask'], (batch['label'] != 0) & batch.get('has_mask', True))
+    return out
+
+  validate = mesh_lib.make_outputs(graphdef, mesh, validation_outputs)
   return Steps(batch_sharding, train, outputs, validate)
 
 
@@ -134,19 +140,34 @@ def predict(outputs_fn: Callable, batch_sharding: NamedSharding, state, dataset,
   return merged, merged.pop('label', labels)  # the outputs' labels, where an augment made them
 
 
-def improves(val: dict, meta: dict, ties: str = 'first') -> bool:
-  """Early stopping's test: higher validation accuracy; with `ties='loss'`, also the same
-  accuracy with a lower loss.
+SELECTION_METRICS = ('accuracy', 'pixel_f1', 'pixel_f1_best')
+
+
+def improves(val: dict, meta: dict, ties: str = 'first', metric: str = 'accuracy') -> bool:
+  """Early stopping's test: a higher validation `metric`; with `ties='loss'`, also the same
+  score with a lower loss.
 
   The paper (Keras) keeps the first epoch of the best accuracy. On a small validation split
   accuracy soon stops moving (19 images take 20 values): breaking its ties by the loss keeps
-  the checkpoint from being simply the first to reach a plateau.
+  the checkpoint from being simply the first to reach a plateau. A detector that draws maps can
+  be selected by a pixel score of its validation maps instead (`config.early_stopping_metric`).
   """
-  if val['accuracy'] != meta['best_accuracy'] or ties == 'first':
-    return val['accuracy'] > meta['best_accuracy']
+  best = meta.get('best_score', meta.get('best_accuracy'))  # checkpoints before best_score: accuracy
+  score = val[metric]
+  if score != best or ties == 'first':
+    return score > best
   if ties != 'loss':
     raise ValueError(f"config.early_stopping_ties must be 'first' or 'loss', got {ties!r}")
   return val['loss'] < meta.get('best_loss', float('inf'))
+
+
+def check_selection_metric(config) -> str:
+  """`config.early_stopping_metric` (accuracy when absent), checked before any training."""
+  metric = config.get('early_stopping_metric', 'accuracy')
+  if metric not in SELECTION_METRICS:
+    raise ValueError(f'config.early_stopping_metric must be one of {list(SELECTION_METRICS)}, '
+                     f'got {metric!r}')
+  return metric
 
 
 @contextlib.contextmanager
@@ -194,6 +215,7 @@ class Trained:
 
 def fit(config, dataset, workdir: str, task: task_lib.Task, weights: np.ndarray) -> Trained:
   """Trains `task`'s model on `dataset`; see the module docstring."""
+  metric = check_selection_metric(config)
   mesh = mesh_lib.make_mesh()
   graphdef, state = create_state(config, mesh, task)
   steps = make_steps(graphdef, mesh, task)
@@ -207,12 +229,14 @@ def fit(config, dataset, workdir: str, task: task_lib.Task, weights: np.ndarray)
     raise ValueError(f'the train split has {len(dataset.split.train)} examples, fewer than '
                      f'one batch of {config.batch_size}')
   total_steps = steps_per_epoch * config.num_epochs
-  meta = {'step': 0, 'epoch': 0, 'best_accuracy': -1.0, 'best_loss': float('inf'), 'best_step': -1,
+  meta = {'step': 0, 'epoch': 0, 'best_accuracy': -1.0, 'best_score': -1.0,
+          'best_loss': float('inf'), 'best_step': -1,
           'epochs_without_improvement': 0, 'stopped_early': False}
   restored = ckpts.restore_latest(abstract)
   resumed_from = 0
   if restored is not None:
     resumed_from, state, iter_state, meta = restored
+    meta.setdefault('best_score', meta['best_accuracy'])  # saved when accuracy was the only metric
     train_iter.set_state(iter_state)
     logging.info('Resumed from step %d (epoch %d) in %s', resumed_from, meta['epoch'], ckpts.path)
   writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0,
@@ -230,7 +254,14 @@ def fit(config, dataset, workdir: str, task: task_lib.Task, weights: np.ndarray)
   def validate() -> dict:
     outputs, labels = predict(steps.validate, steps.batch_sharding, state, dataset,
                               dataset.split.validation, config, keys, desc='validation')
-    return metrics_lib.classification_metrics(outputs['probabilities'], labels)
+    scores = metrics_lib.classification_metrics(outputs['probabilities'], labels)
+    if 'pixel_f1_curve' in outputs:
+      scores.update(pixel_metrics.curve_scores(outputs['pixel_f1_curve'], outputs['pixel_scored']))
+    if metric not in scores or not np.isfinite(scores[metric]):
+      raise ValueError(f'config.early_stopping_metric={metric!r}: the validation split gives no '
+                       f'such score (pixel scores need maps and tampered validation crops with '
+                       f'a mask)')
+    return scores
 
   bar = progress.bar(total=total_steps, desc='training', unit='step')
   bar.update(step)
@@ -259,11 +290,13 @@ def fit(config, dataset, workdir: str, task: task_lib.Task, weights: np.ndarray)
         meta['epoch'] = step // steps_per_epoch
         val = validate()
         writer.write('validation', step, val)
-        logging.info('epoch %d  validation accuracy %.4f  auc %.4f', meta['epoch'], val['accuracy'],
-                     val['auc'])
-        if improves(val, meta, config.early_stopping_ties):
-          meta.update(best_accuracy=val['accuracy'], best_loss=val['loss'], best_step=step,
-                      epochs_without_improvement=0)
+        logging.info('epoch %d  validation accuracy %.4f  auc %.4f%s', meta['epoch'],
+                     val['accuracy'], val['auc'],
+                     f"  pixel F1 {val['pixel_f1']:.4f} (best {val['pixel_f1_best']:.4f})"
+                     if 'pixel_f1' in val else '')
+        if improves(val, meta, config.early_stopping_ties, metric):
+          meta.update(best_accuracy=val['accuracy'], best_score=val[metric], best_loss=val['loss'],
+                      best_step=step, epochs_without_improvement=0)
         else:
           meta['epochs_without_improvement'] += 1
           if meta['epochs_without_improvement'] >= config.early_stopping_patience:
@@ -289,6 +322,7 @@ def fit(config, dataset, workdir: str, task: task_lib.Task, weights: np.ndarray)
   info = {'step': best_step, 'best_step': best_step, 'final_step': int(step),
           'resumed_from_step': int(resumed_from),
           'best_validation_accuracy': float(meta['best_accuracy']),
+          'selected_by': metric, 'best_validation_score': float(meta['best_score']),
           'stopped_early': bool(meta['stopped_early']), 'num_epochs': int(config.num_epochs),
           'metrics_bytes': int(metrics_bytes)}
   return Trained(model_graphdef, model_state, info, mesh, ckpts, config.checkpoint.keep_final)
