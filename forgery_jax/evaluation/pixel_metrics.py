@@ -25,6 +25,7 @@ import numpy as np
 
 KEYS = ('pixel_f1', 'pixel_f1_best', 'pixel_auc', 'pixel_iou')
 THRESHOLDS = np.linspace(0.0, 1.0, 101)[1:-1]  # 0.01 ... 0.99, for pixel_f1_best
+HALF = int(np.argmin(np.abs(THRESHOLDS - 0.5)))  # THRESHOLDS[HALF] == 0.5
 
 
 def resize_to(plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -137,9 +138,6 @@ def device_f1_curves(maps, masks, tampered) -> tuple:
   fn = truth.sum((1, 2)).astype(jnp.float32)[:, None] - tp
   curve = jnp.where(tp > 0, 2 * tp / jnp.maximum(2 * tp + fp + fn, 1.0), 0.0)
   return curve, tampered & truth.any((1, 2))
-
-
-HALF = int(np.argmin(np.abs(THRESHOLDS - 0.5)))  # THRESHOLDS[HALF] == 0.5
 
 
 def curve_scores(curves: np.ndarray, scored: np.ndarray) -> dict:
