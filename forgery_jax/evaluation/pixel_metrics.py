@@ -134,7 +134,7 @@ def device_f1_curves(maps, masks, tampered) -> tuple:
   truth = masks[..., 0] > 127
   above = maps[..., None] >= jnp.asarray(THRESHOLDS, maps.dtype)          # (N, H, W, T)
   tp = jnp.sum(above & truth[..., None], (1, 2)).astype(jnp.float32)
-  fp = jnp.sum(above & ~truth[..., None], (1, 2)).astype(jnp.float32)
+  fp = jnp.sum(above, (1, 2)).astype(jnp.float32) - tp
   fn = truth.sum((1, 2)).astype(jnp.float32)[:, None] - tp
   curve = jnp.where(tp > 0, 2 * tp / jnp.maximum(2 * tp + fp + fn, 1.0), 0.0)
   return curve, tampered & truth.any((1, 2))
