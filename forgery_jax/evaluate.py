@@ -2,12 +2,15 @@
 
     python -m forgery_jax.evaluate --workdir=RUN [--runs=RUN2,RUN3] [--output=DIR]
         [--evals=test,baselines,...] [--cross] [--robustness] [--max_examples=N] [--keypoint_map [--keypoint_fusion=max|keypoints_alone]]
+        [--cross_dataset=NAME[:CONFIG] [--cross_also_test=CONFIG,...] [--cross_manual_dir=DIR]]
 
 Each run is read from its inference export (any detector; every fold of a k-fold run on its own
 test split, averaged as the run itself averages). The evaluators `config.evals` names (or
 `--evals`) run exactly as after training. `--keypoint_map` scores localiser runs with the copy-move
 keypoint map fused into their maps (`config.model.keypoint_map`: inference only, no retraining;
-`--keypoint_fusion` says how, `localiser.fuse_maps`). Writes OUTPUT (default RUN/report), and nothing else:
+`--keypoint_fusion` says how, `localiser.fuse_maps`). `--cross_dataset` scores the runs on a
+dataset they were not trained on, in place of their `config.cross_dataset` (the `cross_dataset`
+evaluator: every example; `pixel`: every file with a mask, at its own size). Writes OUTPUT (default RUN/report), and nothing else:
 * report.md and report.json: every run's evaluator results and test metrics; with several runs an
   ablation table in the style of the dual-branch paper's Table 1; with `--cross`, the train x test
   matrix (every run on the test split of its own dataset and on all examples of the other runs'
@@ -58,8 +61,34 @@ class LoadedRun:
     return f'{os.path.basename(os.path.normpath(self.workdir))} ({c.dataset.name}, {self.detectors[0].describe()})'
 
 
-def load_run(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None) -> LoadedRun:
+@dataclasses.dataclass(frozen=True)
+class CrossDataset:
+  """Another dataset to score runs on: the fields of `config.cross_dataset`."""
+  name: str
+  builder_config: str = ''
+  also_test: tuple = ()
+  manual_dir: str = ''
+
+  @classmethod
+  def parse(cls, spec: str, also_test=(), manual_dir: str = '') -> 'CrossDataset':
+    """From `NAME[:CONFIG]` (a folder of tfds_builders/ and one of its builder configs), checked
+    before any run is loaded."""
+    name, _, builder_config = spec.partition(':')
+    if not name:
+      raise datasets.DatasetError(f'--cross_dataset={spec}: no dataset name before the colon')
+    known = {c.name for c in datasets.builder_class(name).BUILDER_CONFIGS}
+    for c in (builder_config, *also_test):
+      if c and c not in known:
+        raise datasets.DatasetError(f'--cross_dataset: {name} has no builder config {c!r}; it has {sorted(known)}')
+    return cls(name, builder_config, tuple(also_test), manual_dir)
+
+
+def load_run(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None,
+             cross: CrossDataset | None = None) -> LoadedRun:
   detectors = [export.load(d) for d in export.find(workdir)]
+  if cross is not None:
+    for d in detectors:
+      d.config.cross_dataset.update(dataclasses.asdict(cross))
   if keypoint_map:
     for d in detectors:
       try:
@@ -110,10 +139,13 @@ def _cross_row(run: LoadedRun, others: list[LoadedRun], names: list[str], own) -
 
 def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness: bool = False,
              max_examples: int = 0, output: str | None = None, evals: list[str] | None = None,
-             keypoint_map: bool = False, keypoint_fusion: str | None = None) -> dict:
+             keypoint_map: bool = False, keypoint_fusion: str | None = None,
+             cross_dataset: CrossDataset | None = None) -> dict:
   """Writes the report of `workdir` (and `runs`) to `output`; returns its tables as a dict."""
+  if cross_dataset is not None and evals and not {'cross_dataset', 'pixel'} & set(evals):
+    raise ValueError('--cross_dataset: no evaluator scores it; add cross_dataset or pixel to --evals')
   paths = [workdir] + [r for r in runs if r != workdir]
-  loaded = [load_run(w, keypoint_map, keypoint_fusion) for w in progress.bar(paths, desc='loading runs', unit='run')]
+  loaded = [load_run(w, keypoint_map, keypoint_fusion, cross_dataset) for w in progress.bar(paths, desc='loading runs', unit='run')]
   out = output or os.path.join(workdir, 'report')
   os.makedirs(out, exist_ok=True)
   report = {'runs': []}
@@ -178,8 +210,10 @@ def main(argv):
   f = flags.FLAGS
   output = f.output or os.path.join(f.workdir, 'report')
   try:
+    cross = (CrossDataset.parse(f.cross_dataset, f.cross_also_test, f.cross_manual_dir)
+             if f.cross_dataset else None)
     evaluate(f.workdir, f.runs, f.cross, f.robustness, f.max_examples, output, f.evals or None,
-             f.keypoint_map, f.keypoint_fusion)
+             f.keypoint_map, f.keypoint_fusion, cross)
   except (ValueError, OSError, datasets.DatasetError) as e:
     sys.exit(f'error: {e}')
   print(os.path.join(output, 'report.md'))
@@ -199,5 +233,10 @@ if __name__ == '__main__':
   flags.DEFINE_enum('keypoint_fusion', None, list(localiser.KEYPOINT_FUSIONS), 'With --keypoint_map: '
                     'how the maps are joined (forgery_jax.detectors.localiser.fuse_maps; default: the '
                     "run's model.keypoint_fusion, else replace).")
+  flags.DEFINE_string('cross_dataset', None, 'NAME[:CONFIG]: score the runs on every example of '
+                      "this dataset instead of their config.cross_dataset (the cross_dataset and "
+                      'pixel evaluators).')
+  flags.DEFINE_list('cross_also_test', [], "With --cross_dataset: more of its builder configs.")
+  flags.DEFINE_string('cross_manual_dir', '', 'With --cross_dataset: its release folder.')
   flags.mark_flags_as_required(['workdir'])
   app.run(main)

@@ -14,6 +14,7 @@ from configs import wld_xgboost as wld_config
 from forgery_jax import evaluate
 from forgery_jax import experiment
 from forgery_jax.detectors import export
+from forgery_jax.data import datasets
 from forgery_jax.data import input_pipeline
 from forgery_jax.evaluation import robustness
 from tests.conftest import assert_no_library_info
@@ -78,6 +79,29 @@ def test_report_with_ablation_cross_and_robustness(two_runs, tmp_path):
     assert report['runs'][0]['results'][k] == results[k]
   with open(os.path.join(out, 'report.json')) as f:
     assert json.load(f)['cross']['datasets'] == ['synthetic_forgery']
+
+
+def test_cross_dataset_scores_runs_on_another_dataset(two_runs, tmp_path):
+  """--cross_dataset: every example of the named dataset, scored as if the run had named it."""
+  main, _ = two_runs
+  before = _tree(main)
+  cross = evaluate.CrossDataset.parse('synthetic_forgery:tiny')
+  report = evaluate.evaluate(main, [], output=str(tmp_path / 'r'), evals=['cross_dataset'],
+                             cross_dataset=cross)
+  results = report['runs'][0]['results']
+  assert results['cross/synthetic_forgery/tiny/2.0.0/num_examples'] == 128
+  detector = export.load(export.find(main)[0])
+  dataset = input_pipeline.load(detector.config, all_for_test=True)
+  probs = detector.score_split(dataset, np.arange(len(dataset.labels))).probabilities
+  assert results['cross/synthetic_forgery/tiny/2.0.0/accuracy'] == pytest.approx(
+      float((probs.argmax(1) == dataset.labels).mean()))
+  assert _tree(main) == before, 'evaluate changed the run it read'
+  with pytest.raises(datasets.DatasetError, match="no builder config 'nope'"):
+    evaluate.CrossDataset.parse('synthetic_forgery:tiny', also_test=('nope',))
+  with pytest.raises(datasets.DatasetError, match='unknown dataset'):
+    evaluate.CrossDataset.parse('nope')
+  with pytest.raises(ValueError, match='no evaluator scores it'):
+    evaluate.evaluate(main, [], output=str(tmp_path / 'r2'), evals=['test'], cross_dataset=cross)
 
 
 def test_wld_run_gets_every_evaluator(tiny_config, tmp_path):

@@ -35,8 +35,9 @@ def builder_class(name: str):
     module = importlib.import_module(f'{BUILDERS_PACKAGE}.{name}')
   except ModuleNotFoundError as e:
     if e.name and e.name.startswith(f'{BUILDERS_PACKAGE}.{name}'):
-      known = sorted(d for d in os.listdir(os.path.dirname(importlib.import_module(BUILDERS_PACKAGE).__file__))
-                     if not d.startswith(('_', '.')))
+      root = os.path.dirname(importlib.import_module(BUILDERS_PACKAGE).__file__)
+      known = sorted(d for d in os.listdir(root)
+                     if not d.startswith(('_', '.')) and os.path.isdir(os.path.join(root, d)))
       raise DatasetError(f'unknown dataset {name!r}: config.dataset.name must be one of {known}') from e
     raise
   return module.Builder
