@@ -43,14 +43,21 @@ def builder_class(name: str):
   return module.Builder
 
 
+def check_builder_config(name: str, builder_config: str):
+  """The BuilderConfig `builder_config` of dataset `name`; one clear error if it has none."""
+  configs = builder_class(name).BUILDER_CONFIGS
+  for c in configs:
+    if c.name == builder_config:
+      return c
+  raise DatasetError(f'dataset {name!r} has no builder config {builder_config!r}; '
+                     f'it has {[c.name for c in configs]}')
+
+
 def builder_config_name(name: str, resolution: int, builder_config: str | None = None) -> str:
   """The BuilderConfig to use: the one named, else the first at `resolution`."""
   configs = builder_class(name).BUILDER_CONFIGS
   if builder_config:
-    if builder_config not in {c.name for c in configs}:
-      raise DatasetError(f'dataset {name!r} has no builder config {builder_config!r}; '
-                         f'it has {[c.name for c in configs]}')
-    chosen = next(c for c in configs if c.name == builder_config)
+    chosen = check_builder_config(name, builder_config)
     if chosen.resolution is not None and chosen.resolution != resolution:
       raise DatasetError(f'{name}/{builder_config} is {chosen.resolution}px but '
                          f'config.dataset.resolution is {resolution}')
