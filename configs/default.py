@@ -57,7 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.dtype = 'float32'             # or 'bfloat16'
   config.model.ela_source = 'stored'         # the CNN: stored ELA planes, or 'device' (from image)
   # The localiser (method 'localiser', detectors/localiser.py): ELA computed in the model at these
-  # qualities, stem width, U-Net widths at 1/2, 1/4, 1/8 resolution, loss weights.
+  # qualities, stem width, U-Net widths at 1/2, 1/4, 1/8 (, 1/16) resolution, loss weights.
   config.model.ela_qualities = (75, 85, 95)
   config.model.stem = 8
   config.model.levels = (24, 48, 64)

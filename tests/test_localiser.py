@@ -34,11 +34,15 @@ def run(tiny_config, tmp_path_factory):
 
 
 def test_network_maps_every_pixel_of_any_size():
-  model = localiser.LocaliserNet(ela_qualities=(75, 95), stem=4, levels=(8, 8, 8), hidden=8,
-                                 rngs=nnx.Rngs(0))
-  for h, w in ((32, 48), (64, 64)):
-    pixel, image = model(jnp.zeros((2, h, w, 3), jnp.uint8))
-    assert pixel.shape == (2, h, w) and image.shape == (2,)
+  for levels in ((8, 8, 8), (8, 12), (8, 12, 16, 20)):
+    model = localiser.LocaliserNet(ela_qualities=(75, 95), stem=4, levels=levels, hidden=8,
+                                   rngs=nnx.Rngs(0))
+    assert len(model.enc) == len(levels) and len(model.dec) == len(levels) - 1
+    for h, w in ((32, 48), (64, 64)):
+      pixel, image = model(jnp.zeros((2, h, w, 3), jnp.uint8))
+      assert pixel.shape == (2, h, w) and image.shape == (2,)
+  with pytest.raises(ValueError, match='model.levels'):
+    localiser.LocaliserNet(levels=(8, 8, 8, 8, 8), rngs=nnx.Rngs(0))
 
 
 def test_losses_use_masks_only_where_known():

@@ -4,9 +4,10 @@ Inputs, each through its own stem and joined by concatenation as the dual-branch
 branches: ELA planes computed inside the jitted model at `model.ela_qualities` (through
 `forgery_jax.jpeg`, so they follow any on-device edit of the pixels, and so that no single quality
 is a blind spot), the 30 SRM residuals of the grey image (a fixed `lax.conv`), and the RGB image.
-A small U-Net (max pooling down, nearest upsampling and skip connections up) gives one tamper logit
-per pixel at the input's resolution; an image head reads the bottleneck (mean and max) and the
-map's own statistics (its maximum, mean and top-1 % mean) and gives the image-level probability.
+A small U-Net (`model.levels`: one width per level, at 1/2, 1/4, 1/8 (and 1/16) resolution; max
+pooling down, nearest upsampling and skip connections up) gives one tamper logit per pixel at the
+input's resolution; an image head reads the bottleneck (mean and max) and the map's own statistics
+(its maximum, mean and top-1 % mean) and gives the image-level probability.
 
 Loss: per-pixel binary cross-entropy (all-zero targets for authentic images), plus Dice on the
 tampered images that have a mask, plus the class-weighted image-level cross-entropy. Training
@@ -34,6 +35,7 @@ from forgery_jax.forensics import srm
 from forgery_jax.training import task as task_lib
 
 ALIGN = 16          # whole images are padded to, and tiles start at, multiples of this
+MAX_LEVELS = 4      # U-Net levels: 2 ** MAX_LEVELS divides ALIGN
 MAX_TILE = 1024     # larger images are scored in tiles of this side
 TILE_OVERLAP = 128
 
@@ -68,8 +70,9 @@ class LocaliserNet(nnx.Module):
 
   def __init__(self, *, ela_qualities=(75, 85, 95), stem: int = 8, levels=(24, 48, 64),
                hidden: int = 32, copy_move: bool = False, dtype=jnp.float32, rngs: nnx.Rngs):
-    if len(levels) != 3:
-      raise ValueError(f'model.levels must give 3 widths (1/2, 1/4, 1/8 resolution), got {levels}')
+    if not 2 <= len(levels) <= MAX_LEVELS:
+      raise ValueError(f'model.levels must give 2 to {MAX_LEVELS} widths (at 1/2, 1/4, ... '
+                       f'resolution), got {levels}')
     self.ela_qualities = tuple(int(q) for q in ela_qualities)
     self.use_copy_move = copy_move
     self.dtype = dtype
@@ -80,15 +83,16 @@ class LocaliserNet(nnx.Module):
     self.srm_stem = ConvBlock(srm.NUM_KERNELS, stem, dtype=dtype, rngs=rngs)
     self.rgb_stem = ConvBlock(3, stem, dtype=dtype, rngs=rngs)
     joined = stem * (3 if self.ela_qualities else 2)
-    self.enc = nnx.List([ConvBlock(joined, levels[0], dtype=dtype, rngs=rngs),
-                         ConvBlock(levels[0], levels[1], dtype=dtype, rngs=rngs),
-                         ConvBlock(levels[1], levels[2], dtype=dtype, rngs=rngs)])
-    self.dec = nnx.List([ConvBlock(levels[2] + levels[1], levels[1], dtype=dtype, rngs=rngs),
-                         ConvBlock(levels[1] + levels[0], levels[0], dtype=dtype, rngs=rngs)])
+    widths = (joined, *levels)
+    self.enc = nnx.List([ConvBlock(cin, cout, dtype=dtype, rngs=rngs)
+                         for cin, cout in zip(widths[:-1], widths[1:])])
+    up = levels[::-1]  # decoder: from the deepest level back to 1/2 resolution
+    self.dec = nnx.List([ConvBlock(deep + skip, skip, dtype=dtype, rngs=rngs)
+                         for deep, skip in zip(up[:-1], up[1:])])
     self.fuse = conv(levels[0] + joined, 16, 1)
     self.out = conv(16, 1)
     extra = 3 + (keypoints.NUM_FEATURES if copy_move else 0)
-    self.head1 = nnx.Linear(2 * levels[2] + extra, hidden, dtype=dtype, rngs=rngs)
+    self.head1 = nnx.Linear(2 * levels[-1] + extra, hidden, dtype=dtype, rngs=rngs)
     self.head2 = nnx.Linear(hidden, 1, dtype=dtype, rngs=rngs)
 
   def stems(self, image: jax.Array) -> jax.Array:
@@ -104,19 +108,21 @@ class LocaliserNet(nnx.Module):
     return jnp.concatenate(parts, -1)
 
   def __call__(self, image: jax.Array, copy_move: jax.Array | None = None):
-    """(per-pixel logits (N, H, W), image logits (N,)), float32; H and W multiples of 8."""
+    """(per-pixel logits (N, H, W), image logits (N,)), float32; H and W multiples of
+    2 ** len(levels)."""
     s = self.stems(image)
-    e0 = self.enc[0](_pool(s))
-    e1 = self.enc[1](_pool(e0))
-    e2 = self.enc[2](_pool(e1))
-    d1 = self.dec[0](jnp.concatenate([_up(e2, e1), e1], -1))
-    d0 = self.dec[1](jnp.concatenate([_up(d1, e0), e0], -1))
-    x = nnx.relu(self.fuse(jnp.concatenate([_up(d0, s), s], -1)))
+    skips = [s]
+    for block in self.enc:
+      skips.append(block(_pool(skips[-1])))
+    deepest = x = skips[-1]
+    for block, skip in zip(self.dec, skips[-2:0:-1]):
+      x = block(jnp.concatenate([_up(x, skip), skip], -1))
+    x = nnx.relu(self.fuse(jnp.concatenate([_up(x, s), s], -1)))
     logits = self.out(x)[..., 0].astype(jnp.float32)
     p = jax.nn.sigmoid(logits).reshape(logits.shape[0], -1)
     k = max(1, p.shape[1] // 100)
     stats = jnp.stack([p.max(1), p.mean(1), jax.lax.top_k(p, k)[0].mean(1)], -1)
-    pooled = [e2.mean((1, 2)).astype(jnp.float32), e2.max((1, 2)).astype(jnp.float32), stats]
+    pooled = [deepest.mean((1, 2)).astype(jnp.float32), deepest.max((1, 2)).astype(jnp.float32), stats]
     if self.use_copy_move:
       if copy_move is None:
         raise ValueError('this model reads copy-move keypoint evidence: the batch has no `copy_move`')
