@@ -45,6 +45,18 @@ def test_network_maps_every_pixel_of_any_size():
     localiser.LocaliserNet(levels=(8, 8, 8, 8, 8), rngs=nnx.Rngs(0))
 
 
+def test_config_checks_levels_and_window_size(tiny_config):
+  config = _config(tiny_config)
+  config.input.crop = 40
+  localiser.Localiser.check_config(config)  # 3 levels: multiples of 8
+  config.model.levels = (8, 8, 8, 8)
+  with pytest.raises(ValueError, match='input.crop 40: .*multiple of 16'):
+    localiser.Localiser.check_config(config)
+  config.model.levels = (8,)
+  with pytest.raises(ValueError, match='model.levels'):
+    localiser.Localiser.check_config(config)
+
+
 def test_losses_use_masks_only_where_known():
   logits = jnp.zeros((3, 8, 8))
   batch = {'label': jnp.asarray([0, 1, 1]), 'has_mask': jnp.asarray([False, True, False]),

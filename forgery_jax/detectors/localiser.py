@@ -65,14 +65,18 @@ def _up(x, like):
   return x[:, :like.shape[1], :like.shape[2]]
 
 
+def check_levels(levels) -> None:
+  if not 2 <= len(levels) <= MAX_LEVELS:
+    raise ValueError(f'model.levels must give 2 to {MAX_LEVELS} widths (at 1/2, 1/4, ... '
+                     f'resolution), got {tuple(levels)}')
+
+
 class LocaliserNet(nnx.Module):
   """Stems (ELA, SRM, RGB) -> U-Net -> per-pixel logits, and an image-level logit."""
 
   def __init__(self, *, ela_qualities=(75, 85, 95), stem: int = 8, levels=(24, 48, 64),
                hidden: int = 32, copy_move: bool = False, dtype=jnp.float32, rngs: nnx.Rngs):
-    if not 2 <= len(levels) <= MAX_LEVELS:
-      raise ValueError(f'model.levels must give 2 to {MAX_LEVELS} widths (at 1/2, 1/4, ... '
-                       f'resolution), got {levels}')
+    check_levels(levels)
     self.ela_qualities = tuple(int(q) for q in ela_qualities)
     self.use_copy_move = copy_move
     self.dtype = dtype
@@ -175,6 +179,11 @@ class Localiser(nnx_detector.NnxDetector):
     super().check_config(config)
     if config.dataset.num_classes != 2:
       raise ValueError('the localiser is binary: config.dataset.num_classes must be 2')
+    check_levels(config.model.levels)
+    levels, crop = len(config.model.levels), config.input.crop
+    if crop and crop % 2 ** levels:
+      raise ValueError(f'input.crop {crop}: with {levels} U-Net levels (model.levels) the '
+                       f'training windows must be a multiple of {2 ** levels} pixels')
 
   @classmethod
   def task(cls, config, weights: np.ndarray | None):
