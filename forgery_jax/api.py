@@ -2,6 +2,7 @@
 
     import forgery_jax
     detector = forgery_jax.load('/tmp/run')          # its inference export (every fold of a k-fold run)
+    detector = forgery_jax.load('/tmp/run', keypoint_map=True)  # a localiser, keypoint map fused
     result = detector.predict('photo.jpg')           # or a PIL image, or a uint8 array
     result.label, result.p_tampered, result.probabilities, result.map
 
@@ -137,6 +138,26 @@ class Predictor:
     return results if many else results[0]
 
 
-def load(workdir: str) -> Predictor:
-  """The detector of a finished run (`forgery_jax.main`'s workdir), from its inference export."""
-  return Predictor([export.load(d) for d in export.find(workdir)])
+def load_detectors(workdir: str, keypoint_map: bool = False,
+                   keypoint_fusion: str | None = None) -> list[base.Detector]:
+  """Every fold's detector of a finished run, from its inference export; with `keypoint_map`, a
+  localiser scores with the copy-move keypoint map fused in by `keypoint_fusion` (None: the run's
+  own `model.keypoint_fusion`, else 'replace'; inference only, nothing is retrained). ValueError
+  naming the run for a detector that has no map or an unknown rule."""
+  if keypoint_fusion and not keypoint_map:
+    raise ValueError(f'--keypoint_fusion={keypoint_fusion} needs --keypoint_map')
+  detectors = [export.load(d) for d in export.find(workdir)]
+  if keypoint_map:
+    for d in detectors:
+      try:
+        d.fuse_keypoint_map(keypoint_fusion)
+      except ValueError as e:
+        raise ValueError(f'--keypoint_map: {workdir}: {e}') from e
+  return detectors
+
+
+def load(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None) -> Predictor:
+  """The detector of a finished run (`forgery_jax.main`'s workdir), from its inference export;
+  `keypoint_map` as in `load_detectors` (a localiser's fused maps, as `evaluate --keypoint_map`
+  scores them)."""
+  return Predictor(load_detectors(workdir, keypoint_map, keypoint_fusion))

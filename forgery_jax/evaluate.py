@@ -31,11 +31,11 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from forgery_jax import api
 from forgery_jax import progress
 from forgery_jax import runs as runs_lib
 from forgery_jax import runtime
 from forgery_jax.data import datasets
-from forgery_jax.detectors import export
 from forgery_jax.detectors import localiser
 from forgery_jax.data import input_pipeline
 from forgery_jax.evaluation import evaluators
@@ -85,16 +85,10 @@ class CrossDataset:
 
 def load_run(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None,
              cross: CrossDataset | None = None) -> LoadedRun:
-  detectors = [export.load(d) for d in export.find(workdir)]
+  detectors = api.load_detectors(workdir, keypoint_map, keypoint_fusion)
   if cross is not None:
     for d in detectors:
       d.config.cross_dataset.update(dataclasses.asdict(cross))
-  if keypoint_map:
-    for d in detectors:
-      try:
-        d.fuse_keypoint_map(keypoint_fusion)
-      except ValueError as e:
-        raise ValueError(f'--keypoint_map: {workdir}: {e}') from e
   data = [input_pipeline.load(d.config) for d in detectors]
   return LoadedRun(workdir, detectors, data)
 

@@ -1,5 +1,8 @@
 """Is this file tampered, and where? `python -m forgery_jax.predict --workdir=RUN [--output=DIR] PATH...`
 
+`--keypoint_map [--keypoint_fusion=replace|max|keypoints_alone]`: a localiser run's maps with the
+copy-move keypoint map fused in, as `evaluate --keypoint_map` scores them (inference only).
+
 PATH is a file, a folder (its images, sorted) or a glob. RUN is a finished run of
 `forgery_jax.main` (any detector; its inference export, every fold of a k-fold run averaged). Every
 image is prepared exactly as the run's training images were (see `forgery_jax.api`), so any image
@@ -72,9 +75,11 @@ def _stem(index: int, path: str) -> str:
 
 
 def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int = 16,
-                  panels: bool = True) -> tuple[list[dict], float]:
-  """Predictions for every path (errors included, in order) and the images/s of the good ones."""
-  predictor = api.load(workdir)
+                  panels: bool = True, keypoint_map: bool = False,
+                  keypoint_fusion: str | None = None) -> tuple[list[dict], float]:
+  """Predictions for every path (errors included, in order) and the images/s of the good ones;
+  `keypoint_map`, `keypoint_fusion`: see `api.load_detectors`."""
+  predictor = api.load(workdir, keypoint_map, keypoint_fusion)
   os.makedirs(output, exist_ok=True)
   for sub in ('panels',) * panels + ('masks',) * predictor.localises:
     os.makedirs(os.path.join(output, sub), exist_ok=True)
@@ -150,7 +155,8 @@ def main(argv):
   f = flags.FLAGS
   output = f.output or os.path.join(f.workdir, 'predictions')
   try:
-    rows, rate = predict_paths(f.workdir, paths, output, f.batch_size, f.panels)
+    rows, rate = predict_paths(f.workdir, paths, output, f.batch_size, f.panels,
+                               f.keypoint_map, f.keypoint_fusion)
   except ValueError as e:
     sys.exit(f'error: {e}')
   failed = sum('error' in r for r in rows)
@@ -165,5 +171,10 @@ if __name__ == '__main__':
   flags.DEFINE_string('output', None, 'Where predictions go (default: WORKDIR/predictions).')
   flags.DEFINE_integer('batch_size', 16, 'Images per accelerator call.')
   flags.DEFINE_bool('panels', True, 'Draw a PNG panel per image (--nopanels: predictions only).')
+  flags.DEFINE_bool('keypoint_map', False, 'A localiser run: fuse the copy-move keypoint map into '
+                    'its maps and p(tampered), as evaluate --keypoint_map does.')
+  flags.DEFINE_string('keypoint_fusion', None, "With --keypoint_map: how the maps are joined, "
+                      "replace, max or keypoints_alone (default: the run's model.keypoint_fusion, "
+                      'else replace).')
   flags.mark_flags_as_required(['workdir'])
   app.run(main)

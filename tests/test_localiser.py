@@ -203,6 +203,36 @@ def test_evaluate_keypoint_map_fuses_into_a_finished_run(run):
   assert (scores.maps[0][150:230, 250:350] == 1.0).mean() > 0.8 and scores.p_tampered[0] > 0.9
 
 
+def test_predict_fuses_the_keypoint_map_into_a_finished_run(run, tmp_path, monkeypatch):
+  """`predict --keypoint_map` (and `forgery_jax.load(..., keypoint_map=True)`): the mask file, the
+  decision and the panel come from the fused maps and the keypoint pairs; a run is not changed."""
+  from forgery_jax.detectors import base  # pylint: disable=g-import-not-at-top
+  workdir, _ = run
+  found = lambda images: base.Scores(np.float32([[0.0, 1.0]] * len(images)),
+                                     [np.ones(np.shape(i)[:2], np.float32) for i in images])
+  monkeypatch.setattr(localiser.copy_move_keypoints, 'score_images', found)
+  monkeypatch.setattr(localiser.copy_move_keypoints, 'map_pairs',
+                      lambda rgb: (np.float32([[1, 2], [3, 4]]), np.float32([[20, 30], [25, 35]])))
+  path = tmp_path / 'photo.png'
+  Image.fromarray(np.random.default_rng(1).integers(0, 256, (45, 70, 3), dtype=np.uint8)).save(path)
+  plain, _ = predict.predict_paths(workdir, [str(path)], str(tmp_path / 'plain'))
+  fused, _ = predict.predict_paths(workdir, [str(path)], str(tmp_path / 'fused'), keypoint_map=True)
+  window = 32 * 32  # the tiny run prepares a 32-pixel window of the file, its map placed back
+  assert (np.asarray(Image.open(fused[0]['mask'])) == 255).sum() == window
+  assert (np.asarray(Image.open(plain[0]['mask'])) == 255).sum() < window
+  assert fused[0]['p_tampered'] == 1.0 and fused[0]['prediction'] == 'tampered'
+  with Image.open(fused[0]['panel']) as a, Image.open(plain[0]['panel']) as b:
+    assert a.size[0] == b.size[0] + 256  # one more tile: the matched keypoint pairs
+  result = forgery_jax.load(workdir, keypoint_map=True, keypoint_fusion='max').predict(str(path))
+  assert (result.map == 1).sum() == window and result.p_tampered == 1.0
+  assert not forgery_jax.load(workdir).detectors[0].config.model.get('keypoint_map')
+  with pytest.raises(ValueError, match=f'{workdir}.*keypoint fusion'):
+    predict.predict_paths(workdir, [str(path)], str(tmp_path / 'bad'), keypoint_map=True,
+                          keypoint_fusion='mean')
+  with pytest.raises(ValueError, match='needs --keypoint_map'):
+    forgery_jax.load(workdir, keypoint_fusion='max')
+
+
 def test_validation_threshold_decides_at_the_chosen_threshold(run):
   from forgery_jax.evaluation import evaluators  # pylint: disable=g-import-not-at-top
   workdir, _ = run
