@@ -1,6 +1,7 @@
 """The localising detector end to end on the tiny synthetic set: maps, pixel scores and their
 baselines, native crops, predict's mask files, the Python API's maps, the history control."""
 
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -248,6 +249,12 @@ def test_validation_threshold_decides_at_the_chosen_threshold(run):
   tampered = dataset.labels[dataset.split.test] != 0
   assert out['threshold/test/accuracy'] == pytest.approx(((test >= t) == tampered).mean())
   assert out['threshold/test/false_alarm_rate'] == pytest.approx((test[~tampered] >= t).mean())
+  # A validation split of one class (training on synthesised forgeries only) gives no threshold.
+  validation = dataset.split.validation
+  authentic_only = dataclasses.replace(dataset, split=dataclasses.replace(
+      dataset.split, validation=validation[dataset.labels[validation] == 0]))
+  ctx = evaluators.Context(detector.config, authentic_only, workdir, write_metrics=False)
+  assert evaluators.run_all(detector, ctx, ['validation_threshold']) == {}
 
 
 def test_pixel_threshold_is_chosen_on_validation_masks_and_applied_to_the_test_maps(run):

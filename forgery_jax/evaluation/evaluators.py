@@ -271,9 +271,15 @@ class ValidationThreshold:
     validation = dataset.split.validation
     if len(detector.class_names) != 2 or not len(validation):
       return {}
+    tampered = dataset.labels[validation] != 0
+    if tampered.all() or not tampered.any():
+      # e.g. trained on synthesised forgeries only: no threshold to choose, none is reported.
+      logging.warning('validation_threshold: the validation split of %s holds %s files only; '
+                      'no threshold chosen', dataset.name,
+                      'tampered' if tampered.any() else 'authentic')
+      return {}
     scores = ctx.scores(detector, dataset, validation, 'validation', f'validation {dataset.name}',
                         keep_maps=False)
-    tampered = dataset.labels[validation] != 0
     threshold = most_accurate_threshold(scores.p_tampered, tampered)
     out = {'threshold/value': threshold,
            'threshold/validation_accuracy': decision_at(scores.p_tampered, tampered, threshold)['accuracy']}
