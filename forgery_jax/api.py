@@ -3,6 +3,7 @@
     import forgery_jax
     detector = forgery_jax.load('/tmp/run')          # its inference export (every fold of a k-fold run)
     detector = forgery_jax.load('/tmp/run', keypoint_map=True)  # a localiser, keypoint map fused
+    detector = forgery_jax.load('/tmp/run', threshold='validation')  # decide at validation's threshold
     result = detector.predict('photo.jpg')           # or a PIL image, or a uint8 array
     result.label, result.p_tampered, result.probabilities, result.map
 
@@ -12,7 +13,10 @@ prepared as the run's training images were (ELA at full resolution, then the bui
 resize, native crop or native size), with a file's EXIF orientation applied. `map` is the per-pixel
 tamper probability at the input's own size for detectors that localise, else None (the paper CNN
 can give its gradient saliency instead: `predict(x, saliency=True)`, `map_kind='saliency'`).
-Nothing is written to disk.
+`label` is the most probable class, or with a `threshold` 'tampered' (the most probable forgery
+class) when p_tampered >= threshold: a number, or 'validation', the threshold most accurate on the
+run's own validation split (as the `validation_threshold` evaluator chooses it; the run's dataset
+must be where its config says). Nothing is written to disk.
 """
 
 from __future__ import annotations
@@ -89,8 +93,9 @@ def _pixels(x, name: str) -> tuple[np.ndarray, str]:
 class Predictor:
   """A finished run, ready to check images (the folds of a k-fold run average their answers)."""
 
-  def __init__(self, detectors: list[base.Detector]):
+  def __init__(self, detectors: list[base.Detector], threshold: float | None = None):
     self.detectors = detectors
+    self.threshold = threshold  # None: the most probable class decides
     first = detectors[0]
     self.config = first.config
     self.class_names = first.class_names
@@ -122,11 +127,16 @@ class Predictor:
     out = []
     for i, p in enumerate(probs):
       out.append(Prediction(
-          label=self.class_names[int(p.argmax())],
+          label=self.class_names[self._decide(p)],
           probabilities={c: float(v) for c, v in zip(self.class_names, p)},
           p_tampered=float(1.0 - p[0]),
           map=None if maps is None else prepared[i].map_to_input(maps[i]), map_kind=kind))
     return out
+
+  def _decide(self, p: np.ndarray) -> int:
+    if self.threshold is None:
+      return int(p.argmax())
+    return 1 + int(p[1:].argmax()) if 1.0 - p[0] >= self.threshold else 0
 
   def predict(self, x, saliency: bool = False):
     """One Prediction for one image; a list for a list of images or an (N, H, W, 3) array."""
@@ -156,8 +166,42 @@ def load_detectors(workdir: str, keypoint_map: bool = False,
   return detectors
 
 
-def load(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None) -> Predictor:
+def validation_threshold(workdir: str, detectors: list[base.Detector]) -> float:
+  """The p(tampered) threshold most accurate on the run's validation split, for these detectors
+  (fused maps included), as the `validation_threshold` evaluator chooses it; a k-fold run's folds
+  each choose on their own validation split and the mean is returned. ValueError naming the run
+  when there is nothing to choose on."""
+  # Here, not at the top: reading datasets costs predict's other uses seconds of imports.
+  from forgery_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from forgery_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  from forgery_jax.evaluation import evaluators  # pylint: disable=g-import-not-at-top
+  values = []
+  for d in detectors:
+    try:
+      dataset = input_pipeline.load(d.config)
+    except (datasets.DatasetError, OSError, ValueError) as e:
+      raise ValueError(f'threshold=validation: {workdir}: its dataset cannot be read ({e})') from e
+    idx = dataset.split.validation
+    tampered = dataset.labels[idx] != 0
+    if not tampered.any() or tampered.all():
+      raise ValueError(f'threshold=validation: {workdir}: its validation split holds '
+                       f'{"no" if not len(idx) else "tampered" if tampered.any() else "authentic"} '
+                       'files only, no threshold to choose')
+    scores = d.score_split(dataset, idx, d.config.eval_batch_size,
+                           desc=f'validation threshold, {dataset.name}', keep_maps=False)
+    values.append(evaluators.most_accurate_threshold(scores.p_tampered, tampered))
+  return float(np.mean(values))
+
+
+def load(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None,
+         threshold: float | str | None = None) -> Predictor:
   """The detector of a finished run (`forgery_jax.main`'s workdir), from its inference export;
   `keypoint_map` as in `load_detectors` (a localiser's fused maps, as `evaluate --keypoint_map`
-  scores them)."""
-  return Predictor(load_detectors(workdir, keypoint_map, keypoint_fusion))
+  scores them); `threshold`: None (the most probable class), a number in [0, 1], or 'validation'
+  (`validation_threshold`)."""
+  detectors = load_detectors(workdir, keypoint_map, keypoint_fusion)
+  if threshold == 'validation':
+    threshold = validation_threshold(workdir, detectors)
+  elif threshold is not None and not (isinstance(threshold, (int, float)) and 0 <= threshold <= 1):
+    raise ValueError(f"threshold: a number in [0, 1] or 'validation', got {threshold!r}")
+  return Predictor(detectors, threshold)

@@ -2,6 +2,10 @@
 
 `--keypoint_map [--keypoint_fusion=replace|max|keypoints_alone]`: a localiser run's maps with the
 copy-move keypoint map fused in, as `evaluate --keypoint_map` scores them (inference only).
+`--threshold=T`: call a file tampered when p(tampered) >= T (default: the most probable class);
+`--threshold=validation`: at the threshold most accurate on the run's validation split, for the
+detector as loaded (the keypoint map fused or not), as the `validation_threshold` evaluator
+chooses it (the run's dataset is read for it).
 
 PATH is a file, a folder (its images, sorted) or a glob. RUN is a finished run of
 `forgery_jax.main` (any detector; its inference export, every fold of a k-fold run averaged). Every
@@ -10,8 +14,8 @@ a camera or editor writes is read: JPEG, PNG, TIFF, BMP, WebP, GIF, grey, RGBA, 
 16-bit.
 
 Writes to OUTPUT (default RUN/predictions):
-* predictions.jsonl: one line per image, {path, prediction, p_tampered, probabilities, panel, mask},
-  or {path, error} for a file that could not be used;
+* predictions.jsonl: one line per image, {path, prediction, p_tampered, probabilities, panel, mask}
+  (and threshold, with --threshold), or {path, error} for a file that could not be used;
 * predictions.csv: the same, one row per image;
 * masks/<stem>.png: for a detector that localises, the tamper probability (0-255) at the input's
   own size;
@@ -76,10 +80,11 @@ def _stem(index: int, path: str) -> str:
 
 def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int = 16,
                   panels: bool = True, keypoint_map: bool = False,
-                  keypoint_fusion: str | None = None) -> tuple[list[dict], float]:
+                  keypoint_fusion: str | None = None,
+                  threshold: float | str | None = None) -> tuple[list[dict], float]:
   """Predictions for every path (errors included, in order) and the images/s of the good ones;
-  `keypoint_map`, `keypoint_fusion`: see `api.load_detectors`."""
-  predictor = api.load(workdir, keypoint_map, keypoint_fusion)
+  `keypoint_map`, `keypoint_fusion`, `threshold`: see `api.load`."""
+  predictor = api.load(workdir, keypoint_map, keypoint_fusion, threshold)
   os.makedirs(output, exist_ok=True)
   for sub in ('panels',) * panels + ('masks',) * predictor.localises:
     os.makedirs(os.path.join(output, sub), exist_ok=True)
@@ -114,6 +119,8 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
           row = rows[i]
           row.update(prediction=pred.label, p_tampered=pred.p_tampered,
                      probabilities=pred.probabilities)
+          if predictor.threshold is not None:
+            row['threshold'] = predictor.threshold
           if predictor.localises:
             row['mask'] = os.path.join(output, 'masks', f'{_stem(i, prepared.name)}.png')
           if panels:
@@ -146,6 +153,19 @@ def _write_outputs(row: dict, prepared: api.Prepared, pred: api.Prediction, dete
     panels_lib.write_panel(row['panel'], prepared, pred, detector.keypoint_pairs(prepared.rgb))
 
 
+def parse_threshold(text: str | None) -> float | str | None:
+  """--threshold: None, 'validation', or a number in [0, 1]."""
+  if text is None or text == 'validation':
+    return text
+  try:
+    value = float(text)
+  except ValueError:
+    value = -1.0
+  if not 0.0 <= value <= 1.0:
+    raise ValueError(f"--threshold={text}: a number in [0, 1] or 'validation'")
+  return value
+
+
 def main(argv):
   runtime.quiet_libraries()
   runtime.compilation_cache()
@@ -155,12 +175,14 @@ def main(argv):
   f = flags.FLAGS
   output = f.output or os.path.join(f.workdir, 'predictions')
   try:
+    threshold = parse_threshold(f.threshold)
     rows, rate = predict_paths(f.workdir, paths, output, f.batch_size, f.panels,
-                               f.keypoint_map, f.keypoint_fusion)
+                               f.keypoint_map, f.keypoint_fusion, threshold)
   except ValueError as e:
     sys.exit(f'error: {e}')
   failed = sum('error' in r for r in rows)
-  print(f'{len(rows) - failed} predicted, {failed} failed, {rate:.1f} images/s; '
+  decided = next((f'; tampered when p >= {r["threshold"]:.4f}' for r in rows if 'threshold' in r), '')
+  print(f'{len(rows) - failed} predicted, {failed} failed, {rate:.1f} images/s{decided}; '
         f'{os.path.join(output, "predictions.jsonl")}')
   sys.exit(1 if failed else 0)
 
@@ -176,5 +198,8 @@ if __name__ == '__main__':
   flags.DEFINE_string('keypoint_fusion', None, "With --keypoint_map: how the maps are joined, "
                       "replace, max or keypoints_alone (default: the run's model.keypoint_fusion, "
                       'else replace).')
+  flags.DEFINE_string('threshold', None, 'Tampered when p(tampered) >= this number, or '
+                      "'validation': the threshold most accurate on the run's validation split "
+                      '(default: the most probable class).')
   flags.mark_flags_as_required(['workdir'])
   app.run(main)

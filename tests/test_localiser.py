@@ -257,6 +257,51 @@ def test_validation_threshold_decides_at_the_chosen_threshold(run):
   assert evaluators.run_all(detector, ctx, ['validation_threshold']) == {}
 
 
+def test_predict_decides_at_a_threshold_or_the_validation_threshold(run, tmp_path, monkeypatch):
+  """`predict --threshold` (and `forgery_jax.load(..., threshold=)`): 'validation' is the threshold
+  the `validation_threshold` evaluator chooses for the detector as loaded, and every file's label
+  follows p(tampered) >= it; a bad value or nothing to choose on is one error naming the run."""
+  from forgery_jax.evaluation import evaluators  # pylint: disable=g-import-not-at-top
+  workdir, _ = run
+  detector = forgery_jax.load(workdir).detectors[0]
+  dataset = input_pipeline.load(detector.config)
+  ctx = evaluators.Context(detector.config, dataset, workdir, write_metrics=False)
+  chosen = evaluators.run_all(detector, ctx, ['validation_threshold'])['threshold/value']
+  predictor = forgery_jax.load(workdir, threshold='validation')
+  assert predictor.threshold == pytest.approx(chosen)
+  rng = np.random.default_rng(3)
+  paths = []
+  for i in range(6):
+    paths.append(str(tmp_path / f'photo{i}.png'))
+    Image.fromarray(rng.integers(0, 256, (40 + 8 * i, 56, 3), dtype=np.uint8)).save(paths[-1])
+  plain, _ = predict.predict_paths(workdir, paths, str(tmp_path / 'plain'), panels=False)
+  assert all('threshold' not in r for r in plain)
+  p = np.float64([r['p_tampered'] for r in plain])
+  # A threshold between the files' scores splits them; the files' scores are unchanged by it.
+  middle = float(np.median(p))
+  for threshold in (chosen, middle, 0.0, 1.0):
+    rows, _ = predict.predict_paths(workdir, paths, str(tmp_path / 'at'), panels=False,
+                                    threshold=threshold)
+    assert [r['p_tampered'] for r in rows] == [r['p_tampered'] for r in plain]
+    assert [r['prediction'] for r in rows] == ['tampered' if q >= threshold else 'authentic'
+                                               for q in p]
+    assert all(r['threshold'] == threshold for r in rows)
+  assert predictor.predict(paths[0]).label == ('tampered' if p[0] >= predictor.threshold else 'authentic')
+  assert predict.parse_threshold('validation') == 'validation' and predict.parse_threshold('0.25') == 0.25
+  for bad in ('high', '1.5', 'nan'):
+    with pytest.raises(ValueError, match=f'--threshold={bad}: a number in'):
+      predict.parse_threshold(bad)
+  with pytest.raises(ValueError, match='threshold: a number in'):
+    forgery_jax.load(workdir, threshold=2)
+  # A validation split of authentic files only (training on synthesised forgeries only).
+  validation = dataset.split.validation
+  authentic_only = dataclasses.replace(dataset, split=dataclasses.replace(
+      dataset.split, validation=validation[dataset.labels[validation] == 0]))
+  monkeypatch.setattr(input_pipeline, 'load', lambda config: authentic_only)
+  with pytest.raises(ValueError, match=f'{workdir}: its validation split holds authentic files only'):
+    forgery_jax.load(workdir, threshold='validation')
+
+
 def test_pixel_threshold_is_chosen_on_validation_masks_and_applied_to_the_test_maps(run):
   from forgery_jax.evaluation import evaluators  # pylint: disable=g-import-not-at-top
   from forgery_jax.evaluation import pixel_eval  # pylint: disable=g-import-not-at-top
