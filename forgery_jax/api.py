@@ -183,9 +183,8 @@ def validation_threshold(workdir: str, detectors: list[base.Detector]) -> float:
       raise ValueError(f'threshold=validation: {workdir}: its dataset cannot be read ({e})') from e
     idx = dataset.split.validation
     tampered = dataset.labels[idx] != 0
-    if not tampered.any() or tampered.all():
-      raise ValueError(f'threshold=validation: {workdir}: its validation split holds '
-                       f'{"no" if not len(idx) else "tampered" if tampered.any() else "authentic"} '
+    if only := evaluators.single_class(tampered):
+      raise ValueError(f'threshold=validation: {workdir}: its validation split holds {only} '
                        'files only, no threshold to choose')
     scores = d.score_split(dataset, idx, d.config.eval_batch_size,
                            desc=f'validation threshold, {dataset.name}', keep_maps=False)

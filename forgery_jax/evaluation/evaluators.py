@@ -255,6 +255,14 @@ def most_accurate_threshold(p_tampered: np.ndarray, tampered: np.ndarray) -> flo
   return float(candidates[best[len(best) // 2]])
 
 
+def single_class(tampered: np.ndarray) -> str | None:
+  """'authentic', 'tampered' (or 'no', when empty) if these labels leave no threshold to choose
+  between the classes, else None."""
+  if tampered.any() and not tampered.all():
+    return None
+  return 'tampered' if tampered.any() else 'authentic' if len(tampered) else 'no'
+
+
 def decision_at(p_tampered: np.ndarray, tampered: np.ndarray, threshold: float) -> dict:
   called = p_tampered >= threshold
   return {'accuracy': float((called == tampered).mean()),
@@ -272,11 +280,10 @@ class ValidationThreshold:
     if len(detector.class_names) != 2 or not len(validation):
       return {}
     tampered = dataset.labels[validation] != 0
-    if tampered.all() or not tampered.any():
+    if only := single_class(tampered):
       # e.g. trained on synthesised forgeries only: no threshold to choose, none is reported.
       logging.warning('validation_threshold: the validation split of %s holds %s files only; '
-                      'no threshold chosen', dataset.name,
-                      'tampered' if tampered.any() else 'authentic')
+                      'no threshold chosen', dataset.name, only)
       return {}
     scores = ctx.scores(detector, dataset, validation, 'validation', f'validation {dataset.name}',
                         keep_maps=False)
