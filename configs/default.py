@@ -69,6 +69,8 @@ def get_config() -> ml_collections.ConfigDict:
   # early stopping on validation accuracy with patience 7.
   config.learning_rate = 1e-3
   config.lr_decay = 1e-4
+  config.lr_schedule = 'inverse_time'        # or 'cosine': warm-up, then a cosine to 0 at the last step
+  config.warmup_steps = 0                    # 'cosine' only
   config.batch_size = 16
   config.eval_batch_size = 64
   config.num_epochs = 2

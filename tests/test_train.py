@@ -204,3 +204,33 @@ def test_early_stopping_can_follow_another_metric():
   config = ml_collections.ConfigDict({'early_stopping_metric': 'auc'})
   with pytest.raises(ValueError, match="early_stopping_metric must be one of.*got 'auc'"):
     trainer.check_selection_metric(config)
+
+
+def test_learning_rate_schedules():
+  paper = ml_collections.ConfigDict({'learning_rate': 1e-3, 'lr_decay': 1e-4})  # no lr_schedule
+  assert trainer.learning_rate_schedule(paper)(10_000) == pytest.approx(1e-3 / 2)
+  cosine = ml_collections.ConfigDict({'learning_rate': 1e-3, 'lr_decay': 0.0,
+                                      'lr_schedule': 'cosine', 'warmup_steps': 10})
+  rate = trainer.learning_rate_schedule(cosine, total_steps=110)
+  assert float(rate(0)) == 0.0 and float(rate(5)) == pytest.approx(5e-4)
+  assert float(rate(10)) == pytest.approx(1e-3)
+  assert float(rate(60)) == pytest.approx(5e-4)  # half way down the cosine
+  assert float(rate(110)) == pytest.approx(0.0, abs=1e-12)
+  with pytest.raises(ValueError, match="needs more training steps"):
+    trainer.learning_rate_schedule(cosine, total_steps=10)
+  cosine.lr_schedule = 'step'
+  with pytest.raises(ValueError, match="lr_schedule='step'"):
+    trainer.learning_rate_schedule(cosine, total_steps=110)
+
+
+def test_cosine_schedule_ends_at_the_runs_last_step(tiny_config, tmp_path):
+  config = tiny_config.copy_and_resolve_references()
+  config.num_epochs = 1  # 64 training files, batch 8: 8 steps
+  config.lr_schedule, config.warmup_steps = 'cosine', 8
+  with pytest.raises(ValueError, match=r'needs more training steps \(8\)'):
+    experiment.run(config, str(tmp_path / 'too_short'))
+  config.warmup_steps = 7
+  result = experiment.run(config, str(tmp_path / 'run'))
+  assert result['final_step'] == 8
+  with open(os.path.join(tmp_path, 'run', 'results.json')) as f:
+    assert json.load(f)['config']['lr_schedule'] == 'cosine'

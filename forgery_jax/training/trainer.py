@@ -42,9 +42,23 @@ class Preempted(RuntimeError):
   """Training stopped on SIGTERM after saving a checkpoint; the same command resumes it."""
 
 
-def learning_rate_schedule(config) -> optax.Schedule:
-  """Adam's rate with Keras-style inverse-time decay: lr / (1 + decay * step)."""
-  return lambda step: config.learning_rate / (1.0 + config.lr_decay * step)
+LR_SCHEDULES = ('inverse_time', 'cosine')
+
+
+def learning_rate_schedule(config, total_steps: int | None = None) -> optax.Schedule:
+  """Adam's rate: `inverse_time`, the paper's Keras-style decay lr / (1 + decay * step); or
+  `cosine`, a linear warm-up over `warmup_steps` then a cosine to 0 at `total_steps` (the
+  run's last step, so a short run still ends at a small rate)."""
+  name = config.get('lr_schedule', 'inverse_time')
+  if name == 'inverse_time':
+    return lambda step: config.learning_rate / (1.0 + config.lr_decay * step)
+  if name != 'cosine':
+    raise ValueError(f'config.lr_schedule={name!r}: one of {LR_SCHEDULES}')
+  warmup = int(config.get('warmup_steps', 0))
+  if total_steps is None or total_steps <= warmup:
+    raise ValueError(f"config.lr_schedule='cosine' needs more training steps ({total_steps}) "
+                     f'than config.warmup_steps ({warmup})')
+  return optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, warmup, total_steps, 0.0)
 
 
 def class_weights(counts: np.ndarray) -> np.ndarray:
@@ -70,10 +84,12 @@ def training_weights(config, dataset) -> np.ndarray:
   return weights
 
 
-def create_state(config, mesh: Mesh, task: task_lib.Task):
-  """The model and optimiser, split into a graphdef and a replicated state."""
+def create_state(config, mesh: Mesh, task: task_lib.Task, total_steps: int | None = None):
+  """The model and optimiser, split into a graphdef and a replicated state; `total_steps`: the
+  run's length, for a schedule that ends with it."""
   model = task.create_model(config, nnx.Rngs(params=config.seed))
-  optimizer = nnx.Optimizer(model, optax.adam(learning_rate_schedule(config)), wrt=nnx.Param)
+  optimizer = nnx.Optimizer(model, optax.adam(learning_rate_schedule(config, total_steps)),
+                            wrt=nnx.Param)
   graphdef, state = nnx.split((model, optimizer))
   return graphdef, jax.device_put(state, NamedSharding(mesh, P()))
 
@@ -216,19 +232,19 @@ class Trained:
 def fit(config, dataset, workdir: str, task: task_lib.Task, weights: np.ndarray) -> Trained:
   """Trains `task`'s model on `dataset`; see the module docstring."""
   metric = check_selection_metric(config)
+  steps_per_epoch = len(dataset.split.train) // config.batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(f'the train split has {len(dataset.split.train)} examples, fewer than '
+                     f'one batch of {config.batch_size}')
+  total_steps = steps_per_epoch * config.num_epochs
   mesh = mesh_lib.make_mesh()
-  graphdef, state = create_state(config, mesh, task)
+  graphdef, state = create_state(config, mesh, task, total_steps)
   steps = make_steps(graphdef, mesh, task)
   ckpts = checkpointing.RunCheckpoints(workdir, config.checkpoint.keep)
   abstract = checkpointing.abstract_like(state)
   keys = task.keys
   train_iter = input_pipeline.train_iterator(dataset, config, keys, process_index=jax.process_index(),
                                              process_count=jax.process_count())
-  steps_per_epoch = len(dataset.split.train) // config.batch_size
-  if steps_per_epoch == 0:
-    raise ValueError(f'the train split has {len(dataset.split.train)} examples, fewer than '
-                     f'one batch of {config.batch_size}')
-  total_steps = steps_per_epoch * config.num_epochs
   meta = {'step': 0, 'epoch': 0, 'best_accuracy': -1.0, 'best_score': -1.0,
           'best_loss': float('inf'), 'best_step': -1,
           'epochs_without_improvement': 0, 'stopped_early': False}
