@@ -4,8 +4,9 @@
     detector = forgery_jax.load('/tmp/run')          # its inference export (every fold of a k-fold run)
     detector = forgery_jax.load('/tmp/run', keypoint_map=True)  # a localiser, keypoint map fused
     detector = forgery_jax.load('/tmp/run', threshold='validation')  # decide at validation's threshold
+    detector = forgery_jax.load('/tmp/run', pixel_threshold='validation')  # and draw a region
     result = detector.predict('photo.jpg')           # or a PIL image, or a uint8 array
-    result.label, result.p_tampered, result.probabilities, result.map
+    result.label, result.p_tampered, result.probabilities, result.map, result.region
 
 `predict` takes a path, a PIL image or a uint8 numpy array (H, W, 3) (or (H, W) grey) and returns
 one `Prediction`; a list of those, or an (N, H, W, 3) array, returns a list. Each image is
@@ -16,7 +17,10 @@ can give its gradient saliency instead: `predict(x, saliency=True)`, `map_kind='
 `label` is the most probable class, or with a `threshold` 'tampered' (the most probable forgery
 class) when p_tampered >= threshold: a number, or 'validation', the threshold most accurate on the
 run's own validation split (as the `validation_threshold` evaluator chooses it; the run's dataset
-must be where its config says). Nothing is written to disk.
+must be where its config says). With a `pixel_threshold` (a number, or 'validation': the map
+threshold with the best pixel F1 on the validation split's masks, as the `pixel_threshold`
+evaluator chooses it), a localiser's prediction also carries `region`, the pixels whose tamper
+probability reaches it, whatever the image-level label. Nothing is written to disk.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class Prediction:
   p_tampered: float                   # 1 - p(authentic)
   map: np.ndarray | None = None       # (H, W) float32 in [0, 1] at the input's size, or None
   map_kind: str | None = None         # 'tamper_probability' or 'saliency'
+  region: np.ndarray | None = None    # (H, W) bool, map >= the predictor's pixel_threshold, if any
 
 
 @dataclasses.dataclass
@@ -93,9 +98,11 @@ def _pixels(x, name: str) -> tuple[np.ndarray, str]:
 class Predictor:
   """A finished run, ready to check images (the folds of a k-fold run average their answers)."""
 
-  def __init__(self, detectors: list[base.Detector], threshold: float | None = None):
+  def __init__(self, detectors: list[base.Detector], threshold: float | None = None,
+               pixel_threshold: float | None = None):
     self.detectors = detectors
     self.threshold = threshold  # None: the most probable class decides
+    self.pixel_threshold = pixel_threshold  # None: no region, the map only
     first = detectors[0]
     self.config = first.config
     self.class_names = first.class_names
@@ -126,11 +133,14 @@ class Predictor:
       maps = [np.mean([s.maps[i] for s in scores], 0) for i in range(len(prepared))]
     out = []
     for i, p in enumerate(probs):
+      full_map = None if maps is None else prepared[i].map_to_input(maps[i])
+      region = None
+      if full_map is not None and kind == 'tamper_probability' and self.pixel_threshold is not None:
+        region = full_map >= self.pixel_threshold
       out.append(Prediction(
           label=self.class_names[self._decide(p)],
           probabilities={c: float(v) for c, v in zip(self.class_names, p)},
-          p_tampered=float(1.0 - p[0]),
-          map=None if maps is None else prepared[i].map_to_input(maps[i]), map_kind=kind))
+          p_tampered=float(1.0 - p[0]), map=full_map, map_kind=kind, region=region))
     return out
 
   def _decide(self, p: np.ndarray) -> int:
@@ -166,21 +176,27 @@ def load_detectors(workdir: str, keypoint_map: bool = False,
   return detectors
 
 
+def _validation_split(workdir: str, detector: base.Detector, flag: str):
+  """The dataset a fold trained on, for choosing on its validation split; ValueError naming the
+  run and `flag` when it cannot be read."""
+  # Here, not at the top: reading datasets costs predict's other uses seconds of imports.
+  from forgery_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from forgery_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  try:
+    return input_pipeline.load(detector.config)
+  except (datasets.DatasetError, OSError, ValueError) as e:
+    raise ValueError(f'{flag}=validation: {workdir}: its dataset cannot be read ({e})') from e
+
+
 def validation_threshold(workdir: str, detectors: list[base.Detector]) -> float:
   """The p(tampered) threshold most accurate on the run's validation split, for these detectors
   (fused maps included), as the `validation_threshold` evaluator chooses it; a k-fold run's folds
   each choose on their own validation split and the mean is returned. ValueError naming the run
   when there is nothing to choose on."""
-  # Here, not at the top: reading datasets costs predict's other uses seconds of imports.
-  from forgery_jax.data import datasets  # pylint: disable=g-import-not-at-top
-  from forgery_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   from forgery_jax.evaluation import evaluators  # pylint: disable=g-import-not-at-top
   values = []
   for d in detectors:
-    try:
-      dataset = input_pipeline.load(d.config)
-    except (datasets.DatasetError, OSError, ValueError) as e:
-      raise ValueError(f'threshold=validation: {workdir}: its dataset cannot be read ({e})') from e
+    dataset = _validation_split(workdir, d, 'threshold')
     idx = dataset.split.validation
     tampered = dataset.labels[idx] != 0
     if only := evaluators.single_class(tampered):
@@ -192,15 +208,49 @@ def validation_threshold(workdir: str, detectors: list[base.Detector]) -> float:
   return float(np.mean(values))
 
 
+def validation_pixel_threshold(workdir: str, detectors: list[base.Detector]) -> float:
+  """The map threshold with the best pixel F1 on the run's validation split's tampered files with
+  a mask, for these detectors (fused maps included), as the `pixel_threshold` evaluator chooses
+  it; a k-fold run's mean. ValueError naming the run for a validation split without masks."""
+  from forgery_jax.evaluation import evaluators  # pylint: disable=g-import-not-at-top
+  from forgery_jax.evaluation import pixel_eval  # pylint: disable=g-import-not-at-top
+  from forgery_jax.evaluation import pixel_metrics  # pylint: disable=g-import-not-at-top
+  values = []
+  for d in detectors:
+    dataset = _validation_split(workdir, d, 'pixel_threshold')
+    chosen = pixel_eval.tampered_with_mask(dataset, dataset.split.validation)
+    if not len(chosen):
+      raise ValueError(f'pixel_threshold=validation: {workdir}: its validation split holds no '
+                       'tampered file with a mask, no threshold to choose')
+    scores = d.score_split(dataset, chosen, d.config.eval_batch_size,
+                           desc=f'validation pixel threshold, {dataset.name}')
+    masks = pixel_eval.MaskSource(d.config)
+    best, _ = evaluators.best_pixel_threshold(list(scores.maps),
+                                              [masks.mask(dataset, i) for i in chosen])
+    values.append(float(pixel_metrics.THRESHOLDS[best]))
+  return float(np.mean(values))
+
+
+def _check_threshold(name: str, value) -> None:
+  if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):
+    raise ValueError(f"{name}: a number in [0, 1] or 'validation', got {value!r}")
+
+
 def load(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None,
-         threshold: float | str | None = None) -> Predictor:
+         threshold: float | str | None = None,
+         pixel_threshold: float | str | None = None) -> Predictor:
   """The detector of a finished run (`forgery_jax.main`'s workdir), from its inference export;
   `keypoint_map` as in `load_detectors` (a localiser's fused maps, as `evaluate --keypoint_map`
   scores them); `threshold`: None (the most probable class), a number in [0, 1], or 'validation'
-  (`validation_threshold`)."""
+  (`validation_threshold`); `pixel_threshold`: None, a number in [0, 1] or 'validation'
+  (`validation_pixel_threshold`), where a localiser's map calls a pixel tampered (`region`)."""
   detectors = load_detectors(workdir, keypoint_map, keypoint_fusion)
+  _check_threshold('threshold', None if threshold == 'validation' else threshold)
+  _check_threshold('pixel_threshold', None if pixel_threshold == 'validation' else pixel_threshold)
+  if pixel_threshold is not None and not detectors[0].localises:
+    raise ValueError(f'pixel_threshold: {workdir}: its detector draws no map')
   if threshold == 'validation':
     threshold = validation_threshold(workdir, detectors)
-  elif threshold is not None and not (isinstance(threshold, (int, float)) and 0 <= threshold <= 1):
-    raise ValueError(f"threshold: a number in [0, 1] or 'validation', got {threshold!r}")
-  return Predictor(detectors, threshold)
+  if pixel_threshold == 'validation':
+    pixel_threshold = validation_pixel_threshold(workdir, detectors)
+  return Predictor(detectors, threshold, pixel_threshold)

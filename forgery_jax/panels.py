@@ -1,7 +1,8 @@
 """The picture `predict` draws per image: what the detector saw and where it points.
 
 Tiles: the image; its ELA plane; its SRM residual; the detector's map over the image (the tamper
-probability of a localising detector, or the paper CNN's gradient saliency, labelled as such);
+probability of a localising detector, with its region outlined when one was asked for, or the
+paper CNN's gradient saliency, labelled as such);
 and, where the detector's answer rests on matched SIFT keypoints (the copy-move evidence, or the
 affine models behind the keypoint map), those pairs.
 """
@@ -53,6 +54,14 @@ def overlay(rgb: np.ndarray, heat: np.ndarray, normalise: bool) -> np.ndarray:
   return (rgb.astype(np.float32) * (1 - 0.6 * heat) + red * 0.6 * heat).astype(np.uint8)
 
 
+def outline(rgb: np.ndarray, region: np.ndarray) -> np.ndarray:
+  """The image with the edges of `region` ((H, W) bool) drawn in yellow."""
+  out = np.ascontiguousarray(rgb.copy())
+  contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+  cv2.drawContours(out, contours, -1, (255, 255, 0), max(1, round(max(rgb.shape[:2]) / 300)))
+  return out
+
+
 def keypoint_pairs(rgb: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
   """The image with matched keypoint pairs ((P, 2) ends in its pixels) drawn as lines."""
   out = np.ascontiguousarray(rgb.copy())
@@ -74,8 +83,11 @@ def write_panel(path: str, prepared, prediction, pairs: tuple | None = None) -> 
            _tile(srm_display(rgb), 'SRM residual')]
   if prediction.map is not None:
     saliency = prediction.map_kind == 'saliency'
-    tiles.append(_tile(overlay(rgb, prediction.map, normalise=saliency),
-                       'saliency (not a segmentation)' if saliency else 'p(tampered) per pixel'))
+    heat = overlay(rgb, prediction.map, normalise=saliency)
+    title = 'saliency (not a segmentation)' if saliency else 'p(tampered) per pixel'
+    if prediction.region is not None:
+      heat, title = outline(heat, prediction.region), f'{title}; region outlined'
+    tiles.append(_tile(heat, title))
   if pairs is not None:
     tiles.append(_tile(keypoint_pairs(rgb, *pairs), f'matched keypoints ({len(pairs[0])} pairs)'))
   panel = Image.new('RGB', (TILE * len(tiles), TILE + 36), (255, 255, 255))

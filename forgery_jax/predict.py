@@ -6,6 +6,9 @@ copy-move keypoint map fused in, as `evaluate --keypoint_map` scores them (infer
 `--threshold=validation`: at the threshold most accurate on the run's validation split, for the
 detector as loaded (the keypoint map fused or not), as the `validation_threshold` evaluator
 chooses it (the run's dataset is read for it).
+`--pixel_threshold=T|validation` (a localiser): also write the region, the pixels whose tamper
+probability reaches T, or the threshold with the best pixel F1 on the validation split's masks
+(as the `pixel_threshold` evaluator chooses it). The region is drawn whatever the image's label.
 
 PATH is a file, a folder (its images, sorted) or a glob. RUN is a finished run of
 `forgery_jax.main` (any detector; its inference export, every fold of a k-fold run averaged). Every
@@ -15,10 +18,11 @@ a camera or editor writes is read: JPEG, PNG, TIFF, BMP, WebP, GIF, grey, RGBA, 
 
 Writes to OUTPUT (default RUN/predictions):
 * predictions.jsonl: one line per image, {path, prediction, p_tampered, probabilities, panel, mask}
-  (and threshold, with --threshold), or {path, error} for a file that could not be used;
+  (and threshold, with --threshold; region and pixel_threshold, with --pixel_threshold), or
+  {path, error} for a file that could not be used;
 * predictions.csv: the same, one row per image;
 * masks/<stem>.png: for a detector that localises, the tamper probability (0-255) at the input's
-  own size;
+  own size; regions/<stem>.png with --pixel_threshold: 255 where it reaches the threshold, else 0;
 * panels/*.png (unless --nopanels): the image, its ELA plane, its SRM residual, and the map over
   the image: the tamper probability of a localising detector, or the paper CNN's gradient saliency
   (|d p_tampered / d input|: where the decision rests, not a segmentation). WLD + XGBoost has no
@@ -81,12 +85,14 @@ def _stem(index: int, path: str) -> str:
 def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int = 16,
                   panels: bool = True, keypoint_map: bool = False,
                   keypoint_fusion: str | None = None,
-                  threshold: float | str | None = None) -> tuple[list[dict], float]:
+                  threshold: float | str | None = None,
+                  pixel_threshold: float | str | None = None) -> tuple[list[dict], float]:
   """Predictions for every path (errors included, in order) and the images/s of the good ones;
-  `keypoint_map`, `keypoint_fusion`, `threshold`: see `api.load`."""
-  predictor = api.load(workdir, keypoint_map, keypoint_fusion, threshold)
+  `keypoint_map`, `keypoint_fusion`, `threshold`, `pixel_threshold`: see `api.load`."""
+  predictor = api.load(workdir, keypoint_map, keypoint_fusion, threshold, pixel_threshold)
+  regions = predictor.pixel_threshold is not None
   os.makedirs(output, exist_ok=True)
-  for sub in ('panels',) * panels + ('masks',) * predictor.localises:
+  for sub in ('panels',) * panels + ('masks',) * predictor.localises + ('regions',) * regions:
     os.makedirs(os.path.join(output, sub), exist_ok=True)
   files = expand_paths(paths)
   rows: list[dict] = [{'path': p} for p in files]
@@ -123,6 +129,9 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
             row['threshold'] = predictor.threshold
           if predictor.localises:
             row['mask'] = os.path.join(output, 'masks', f'{_stem(i, prepared.name)}.png')
+          if regions:
+            row['region'] = os.path.join(output, 'regions', f'{_stem(i, prepared.name)}.png')
+            row['pixel_threshold'] = predictor.pixel_threshold
           if panels:
             row['panel'] = os.path.join(output, 'panels', f'{_stem(i, prepared.name)}.png')
           writes.append(writer_pool.submit(_write_outputs, row, prepared, pred,
@@ -136,11 +145,11 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
       f.write(json.dumps(row, sort_keys=True) + '\n')
   with open(os.path.join(output, 'predictions.csv'), 'w', newline='') as f:
     w = csv.writer(f)
-    w.writerow(['path', 'prediction', 'p_tampered', 'panel', 'mask', 'error'])
+    w.writerow(['path', 'prediction', 'p_tampered', 'panel', 'mask', 'error', 'region'])
     for row in rows:
       w.writerow([row['path'], row.get('prediction', ''),
                   f"{row['p_tampered']:.4f}" if 'p_tampered' in row else '', row.get('panel', ''),
-                  row.get('mask', ''), row.get('error', '')])
+                  row.get('mask', ''), row.get('error', ''), row.get('region', '')])
   return rows, rate
 
 
@@ -149,12 +158,14 @@ def _write_outputs(row: dict, prepared: api.Prepared, pred: api.Prediction, dete
   the keypoint pairs the detector's answer rests on, if any."""
   if 'mask' in row:
     image_io.write_png(row['mask'], np.round(np.clip(pred.map, 0, 1) * 255).astype(np.uint8))
+  if 'region' in row:
+    image_io.write_png(row['region'], pred.region.astype(np.uint8) * 255)
   if 'panel' in row:
     panels_lib.write_panel(row['panel'], prepared, pred, detector.keypoint_pairs(prepared.rgb))
 
 
-def parse_threshold(text: str | None) -> float | str | None:
-  """--threshold: None, 'validation', or a number in [0, 1]."""
+def parse_threshold(text: str | None, flag: str = 'threshold') -> float | str | None:
+  """--threshold (or --`flag`): None, 'validation', or a number in [0, 1]."""
   if text is None or text == 'validation':
     return text
   try:
@@ -162,7 +173,7 @@ def parse_threshold(text: str | None) -> float | str | None:
   except ValueError:
     value = -1.0
   if not 0.0 <= value <= 1.0:
-    raise ValueError(f"--threshold={text}: a number in [0, 1] or 'validation'")
+    raise ValueError(f"--{flag}={text}: a number in [0, 1] or 'validation'")
   return value
 
 
@@ -176,12 +187,15 @@ def main(argv):
   output = f.output or os.path.join(f.workdir, 'predictions')
   try:
     threshold = parse_threshold(f.threshold)
+    pixel_threshold = parse_threshold(f.pixel_threshold, 'pixel_threshold')
     rows, rate = predict_paths(f.workdir, paths, output, f.batch_size, f.panels,
-                               f.keypoint_map, f.keypoint_fusion, threshold)
+                               f.keypoint_map, f.keypoint_fusion, threshold, pixel_threshold)
   except ValueError as e:
     sys.exit(f'error: {e}')
   failed = sum('error' in r for r in rows)
   decided = next((f'; tampered when p >= {r["threshold"]:.4f}' for r in rows if 'threshold' in r), '')
+  decided += next((f'; regions where the map >= {r["pixel_threshold"]:.2f}' for r in rows
+                   if 'pixel_threshold' in r), '')
   print(f'{len(rows) - failed} predicted, {failed} failed, {rate:.1f} images/s{decided}; '
         f'{os.path.join(output, "predictions.jsonl")}')
   sys.exit(1 if failed else 0)
@@ -201,5 +215,8 @@ if __name__ == '__main__':
   flags.DEFINE_string('threshold', None, 'Tampered when p(tampered) >= this number, or '
                       "'validation': the threshold most accurate on the run's validation split "
                       '(default: the most probable class).')
+  flags.DEFINE_string('pixel_threshold', None, 'A localiser: also write regions/<stem>.png, the '
+                      "pixels whose tamper probability reaches this number, or 'validation': the "
+                      "threshold with the best pixel F1 on the run's validation masks.")
   flags.mark_flags_as_required(['workdir'])
   app.run(main)

@@ -333,6 +333,55 @@ def test_pixel_threshold_is_chosen_on_validation_masks_and_applied_to_the_test_m
   assert out['pixel_threshold/test/pixel_images'] == 16
 
 
+def test_predict_draws_the_region_at_a_pixel_threshold_or_the_validation_one(run, tmp_path,
+                                                                             monkeypatch):
+  """`predict --pixel_threshold` (and `forgery_jax.load(..., pixel_threshold=)`): 'validation' is
+  the threshold the `pixel_threshold` evaluator chooses, and regions/<stem>.png marks the pixels
+  whose map reaches it, at the input's size; bad values are one error naming the run."""
+  from forgery_jax.evaluation import evaluators  # pylint: disable=g-import-not-at-top
+  workdir, _ = run
+  detector = forgery_jax.load(workdir).detectors[0]
+  dataset = input_pipeline.load(detector.config)
+  ctx = evaluators.Context(detector.config, dataset, workdir, write_metrics=False)
+  chosen = evaluators.run_all(detector, ctx, ['pixel', 'pixel_threshold'])['pixel_threshold/value']
+  predictor = forgery_jax.load(workdir, pixel_threshold='validation')
+  assert predictor.pixel_threshold == pytest.approx(chosen) and predictor.threshold is None
+  rng = np.random.default_rng(5)
+  paths = []
+  for i in range(3):
+    paths.append(str(tmp_path / f'photo{i}.png'))
+    Image.fromarray(rng.integers(0, 256, (40 + 8 * i, 56, 3), dtype=np.uint8)).save(paths[-1])
+  plain, _ = predict.predict_paths(workdir, paths, str(tmp_path / 'plain'), panels=False)
+  assert all('region' not in r and 'pixel_threshold' not in r for r in plain)
+  for path, row in zip(paths, plain):
+    tamper_map = forgery_jax.load(workdir).predict(path).map
+    values = np.unique(tamper_map)
+    middle = float(values[len(values) // 2])  # pixels on either side
+    rows, _ = predict.predict_paths(workdir, [path], str(tmp_path / 'at'),
+                                    pixel_threshold=middle)
+    tile = np.asarray(Image.open(rows[0]['panel']).convert('RGB'))[:, 3 * 256:4 * 256]
+    assert (tile == (255, 255, 0)).all(-1).any()  # the region's outline over the map
+    assert rows[0]['pixel_threshold'] == middle and rows[0]['p_tampered'] == row['p_tampered']
+    region = np.asarray(Image.open(rows[0]['region']))
+    assert region.shape == tamper_map.shape and set(np.unique(region)) <= {0, 255}
+    np.testing.assert_array_equal(region == 255, tamper_map >= middle)
+    assert 0 < (region == 255).mean() < 1
+  assert predictor.predict(paths[0]).region.dtype == bool
+  assert forgery_jax.load(workdir).predict(paths[0]).region is None
+  for bad in ('wide', '-0.1'):
+    with pytest.raises(ValueError, match=f'--pixel_threshold={bad}: a number in'):
+      predict.parse_threshold(bad, 'pixel_threshold')
+  with pytest.raises(ValueError, match='pixel_threshold: a number in'):
+    forgery_jax.load(workdir, pixel_threshold=1.5)
+  # A validation split without a tampered file with a mask: nothing to choose on.
+  validation = dataset.split.validation
+  authentic_only = dataclasses.replace(dataset, split=dataclasses.replace(
+      dataset.split, validation=validation[dataset.labels[validation] == 0]))
+  monkeypatch.setattr(input_pipeline, 'load', lambda config: authentic_only)
+  with pytest.raises(ValueError, match=f'{workdir}: its validation split holds no tampered file'):
+    forgery_jax.load(workdir, pixel_threshold='validation')
+
+
 def test_checkpoint_selected_by_the_validation_maps(tiny_config, tmp_path):
   """With early_stopping_metric='pixel_f1_best' the kept step is the epoch whose validation maps
   score best, and every validation row carries the pixel scores."""

@@ -255,6 +255,13 @@ def most_accurate_threshold(p_tampered: np.ndarray, tampered: np.ndarray) -> flo
   return float(candidates[best[len(best) // 2]])
 
 
+def best_pixel_threshold(maps: list[np.ndarray], masks: list[np.ndarray]) -> tuple[int, list[dict]]:
+  """The index into `pixel_metrics.THRESHOLDS` with the best mean pixel F1 of these tampered
+  files' maps against their masks, and their per-image rows."""
+  rows = [pixel_metrics.per_image(m, k) for m, k in zip(maps, masks)]
+  return pixel_metrics.best_threshold(pixel_metrics.mean_f1_curve(rows)), rows
+
+
 def single_class(tampered: np.ndarray) -> str | None:
   """'authentic', 'tampered' (or 'no', when empty) if these labels leave no threshold to choose
   between the classes, else None."""
@@ -321,9 +328,8 @@ class PixelThreshold:
                         f'validation {dataset.name}')
     position = {int(i): k for k, i in enumerate(dataset.split.validation)}
     masks = pixel_eval.MaskSource(ctx.config)
-    validation = [pixel_metrics.per_image(scores.maps[position[int(i)]], masks.mask(dataset, i))
-                  for i in chosen]
-    best = pixel_metrics.best_threshold(pixel_metrics.mean_f1_curve(validation))
+    best, validation = best_pixel_threshold([scores.maps[position[int(i)]] for i in chosen],
+                                            [masks.mask(dataset, i) for i in chosen])
     out = {'pixel_threshold/value': float(pixel_metrics.THRESHOLDS[best]),
            'pixel_threshold/validation_pixel_f1': pixel_metrics.at_threshold(validation, best)['pixel_f1']}
     for key in scored:
