@@ -257,6 +257,15 @@ def test_validation_threshold_decides_at_the_chosen_threshold(run):
   assert evaluators.run_all(detector, ctx, ['validation_threshold']) == {}
 
 
+def _read_authentic_only_validation(dataset, monkeypatch):
+  """Datasets read from now on have the validation split of `dataset` without its tampered files
+  (as when training on synthesised forgeries only)."""
+  validation = dataset.split.validation
+  authentic_only = dataclasses.replace(dataset, split=dataclasses.replace(
+      dataset.split, validation=validation[dataset.labels[validation] == 0]))
+  monkeypatch.setattr(input_pipeline, 'load', lambda config: authentic_only)
+
+
 def test_predict_decides_at_a_threshold_or_the_validation_threshold(run, tmp_path, monkeypatch):
   """`predict --threshold` (and `forgery_jax.load(..., threshold=)`): 'validation' is the threshold
   the `validation_threshold` evaluator chooses for the detector as loaded, and every file's label
@@ -293,11 +302,7 @@ def test_predict_decides_at_a_threshold_or_the_validation_threshold(run, tmp_pat
       predict.parse_threshold(bad)
   with pytest.raises(ValueError, match='threshold: a number in'):
     forgery_jax.load(workdir, threshold=2)
-  # A validation split of authentic files only (training on synthesised forgeries only).
-  validation = dataset.split.validation
-  authentic_only = dataclasses.replace(dataset, split=dataclasses.replace(
-      dataset.split, validation=validation[dataset.labels[validation] == 0]))
-  monkeypatch.setattr(input_pipeline, 'load', lambda config: authentic_only)
+  _read_authentic_only_validation(dataset, monkeypatch)
   with pytest.raises(ValueError, match=f'{workdir}: its validation split holds authentic files only'):
     forgery_jax.load(workdir, threshold='validation')
 
@@ -374,10 +379,7 @@ def test_predict_draws_the_region_at_a_pixel_threshold_or_the_validation_one(run
   with pytest.raises(ValueError, match='pixel_threshold: a number in'):
     forgery_jax.load(workdir, pixel_threshold=1.5)
   # A validation split without a tampered file with a mask: nothing to choose on.
-  validation = dataset.split.validation
-  authentic_only = dataclasses.replace(dataset, split=dataclasses.replace(
-      dataset.split, validation=validation[dataset.labels[validation] == 0]))
-  monkeypatch.setattr(input_pipeline, 'load', lambda config: authentic_only)
+  _read_authentic_only_validation(dataset, monkeypatch)
   with pytest.raises(ValueError, match=f'{workdir}: its validation split holds no tampered file'):
     forgery_jax.load(workdir, pixel_threshold='validation')
 
