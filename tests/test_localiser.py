@@ -257,6 +257,16 @@ def test_validation_threshold_decides_at_the_chosen_threshold(run):
   assert evaluators.run_all(detector, ctx, ['validation_threshold']) == {}
 
 
+def _noise_photos(folder, count: int, seed: int) -> list[str]:
+  """`count` PNG files of noise, 56 pixels wide and 40, 48, ... high."""
+  rng = np.random.default_rng(seed)
+  paths = []
+  for i in range(count):
+    paths.append(str(folder / f'photo{i}.png'))
+    Image.fromarray(rng.integers(0, 256, (40 + 8 * i, 56, 3), dtype=np.uint8)).save(paths[-1])
+  return paths
+
+
 def _read_authentic_only_validation(dataset, monkeypatch):
   """Datasets read from now on have the validation split of `dataset` without its tampered files
   (as when training on synthesised forgeries only)."""
@@ -278,11 +288,7 @@ def test_predict_decides_at_a_threshold_or_the_validation_threshold(run, tmp_pat
   chosen = evaluators.run_all(detector, ctx, ['validation_threshold'])['threshold/value']
   predictor = forgery_jax.load(workdir, threshold='validation')
   assert predictor.threshold == pytest.approx(chosen)
-  rng = np.random.default_rng(3)
-  paths = []
-  for i in range(6):
-    paths.append(str(tmp_path / f'photo{i}.png'))
-    Image.fromarray(rng.integers(0, 256, (40 + 8 * i, 56, 3), dtype=np.uint8)).save(paths[-1])
+  paths = _noise_photos(tmp_path, 6, seed=3)
   plain, _ = predict.predict_paths(workdir, paths, str(tmp_path / 'plain'), panels=False)
   assert all('threshold' not in r for r in plain)
   p = np.float64([r['p_tampered'] for r in plain])
@@ -351,11 +357,7 @@ def test_predict_draws_the_region_at_a_pixel_threshold_or_the_validation_one(run
   chosen = evaluators.run_all(detector, ctx, ['pixel', 'pixel_threshold'])['pixel_threshold/value']
   predictor = forgery_jax.load(workdir, pixel_threshold='validation')
   assert predictor.pixel_threshold == pytest.approx(chosen) and predictor.threshold is None
-  rng = np.random.default_rng(5)
-  paths = []
-  for i in range(3):
-    paths.append(str(tmp_path / f'photo{i}.png'))
-    Image.fromarray(rng.integers(0, 256, (40 + 8 * i, 56, 3), dtype=np.uint8)).save(paths[-1])
+  paths = _noise_photos(tmp_path, 3, seed=5)
   plain, _ = predict.predict_paths(workdir, paths, str(tmp_path / 'plain'), panels=False)
   assert all('region' not in r and 'pixel_threshold' not in r for r in plain)
   for path, row in zip(paths, plain):
