@@ -176,16 +176,26 @@ def load_detectors(workdir: str, keypoint_map: bool = False,
   return detectors
 
 
-def _validation_split(workdir: str, detector: base.Detector, flag: str):
-  """The dataset a fold trained on, for choosing on its validation split; ValueError naming the
-  run and `flag` when it cannot be read."""
+def _chosen_on_validation(workdir: str, detectors: list[base.Detector], flag: str, choose) -> float:
+  """The mean over a run's folds of `choose(detector, dataset)`, each fold on the dataset it
+  trained on (its own validation split); `choose` returns the value, or a string saying what the
+  validation split holds when there is nothing to choose on. ValueError naming the run and `flag`
+  then, or when the dataset cannot be read."""
   # Here, not at the top: reading datasets costs predict's other uses seconds of imports.
   from forgery_jax.data import datasets  # pylint: disable=g-import-not-at-top
   from forgery_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
-  try:
-    return input_pipeline.load(detector.config)
-  except (datasets.DatasetError, OSError, ValueError) as e:
-    raise ValueError(f'{flag}=validation: {workdir}: its dataset cannot be read ({e})') from e
+  values = []
+  for d in detectors:
+    try:
+      dataset = input_pipeline.load(d.config)
+    except (datasets.DatasetError, OSError, ValueError) as e:
+      raise ValueError(f'{flag}=validation: {workdir}: its dataset cannot be read ({e})') from e
+    value = choose(d, dataset)
+    if isinstance(value, str):
+      raise ValueError(f'{flag}=validation: {workdir}: its validation split holds {value}, '
+                       'no threshold to choose')
+    values.append(value)
+  return float(np.mean(values))
 
 
 def validation_threshold(workdir: str, detectors: list[base.Detector]) -> float:
@@ -194,18 +204,17 @@ def validation_threshold(workdir: str, detectors: list[base.Detector]) -> float:
   each choose on their own validation split and the mean is returned. ValueError naming the run
   when there is nothing to choose on."""
   from forgery_jax.evaluation import evaluators  # pylint: disable=g-import-not-at-top
-  values = []
-  for d in detectors:
-    dataset = _validation_split(workdir, d, 'threshold')
+
+  def choose(d, dataset):
     idx = dataset.split.validation
     tampered = dataset.labels[idx] != 0
     if only := evaluators.single_class(tampered):
-      raise ValueError(f'threshold=validation: {workdir}: its validation split holds {only} '
-                       'files only, no threshold to choose')
+      return f'{only} files only'
     scores = d.score_split(dataset, idx, d.config.eval_batch_size,
                            desc=f'validation threshold, {dataset.name}', keep_maps=False)
-    values.append(evaluators.most_accurate_threshold(scores.p_tampered, tampered))
-  return float(np.mean(values))
+    return evaluators.most_accurate_threshold(scores.p_tampered, tampered)
+
+  return _chosen_on_validation(workdir, detectors, 'threshold', choose)
 
 
 def validation_pixel_threshold(workdir: str, detectors: list[base.Detector]) -> float:
@@ -215,20 +224,19 @@ def validation_pixel_threshold(workdir: str, detectors: list[base.Detector]) -> 
   from forgery_jax.evaluation import evaluators  # pylint: disable=g-import-not-at-top
   from forgery_jax.evaluation import pixel_eval  # pylint: disable=g-import-not-at-top
   from forgery_jax.evaluation import pixel_metrics  # pylint: disable=g-import-not-at-top
-  values = []
-  for d in detectors:
-    dataset = _validation_split(workdir, d, 'pixel_threshold')
+
+  def choose(d, dataset):
     chosen = pixel_eval.tampered_with_mask(dataset, dataset.split.validation)
     if not len(chosen):
-      raise ValueError(f'pixel_threshold=validation: {workdir}: its validation split holds no '
-                       'tampered file with a mask, no threshold to choose')
+      return 'no tampered file with a mask'
     scores = d.score_split(dataset, chosen, d.config.eval_batch_size,
                            desc=f'validation pixel threshold, {dataset.name}')
     masks = pixel_eval.MaskSource(d.config)
     best, _ = evaluators.best_pixel_threshold(list(scores.maps),
                                               [masks.mask(dataset, i) for i in chosen])
-    values.append(float(pixel_metrics.THRESHOLDS[best]))
-  return float(np.mean(values))
+    return float(pixel_metrics.THRESHOLDS[best])
+
+  return _chosen_on_validation(workdir, detectors, 'pixel_threshold', choose)
 
 
 def _check_threshold(name: str, value) -> None:
