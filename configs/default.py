@@ -101,6 +101,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Keep only these forgery types in the train and validation splits (e.g. ('authentic',) to
   # train on synthesised forgeries alone); () keeps every example.
   config.dataset.train_classes = ()
+  # Every authentic file of other releases joins the training split ('NAME:CONFIG[:MANUAL_DIR]',
+  # e.g. 'casia2:native:../shared/datasets/casia2_subset'): more photographs to learn from and,
+  # with synthesis, to forge. Those releases can then no longer be a cross-dataset test.
+  config.dataset.extra_authentic = ()
 
   config.input = ml_collections.ConfigDict()
   config.input.num_threads = 2

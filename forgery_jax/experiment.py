@@ -33,6 +33,9 @@ def check(config) -> type[detectors.Detector]:
     raise ValueError('config.dataset.num_folds must be at least 2 for the kfold split')
   for name in config.evals:
     evaluators.get(name)
+  input_pipeline.extra_authentic_specs(config)
+  if config.cross_dataset.name:
+    input_pipeline.check_not_extra_authentic(config, config.cross_dataset.name)
   cls.check_config(config)
   return cls
 
@@ -44,7 +47,8 @@ def run_one(config, workdir: str, root: str) -> dict:
   dataset = input_pipeline.load(config)
   detector = cls.finished(config, workdir)
   if detector is None:
-    detector = cls.fit(config, dataset, detectors.Run(workdir, root))
+    training = input_pipeline.with_extra_authentic(dataset, config)
+    detector = cls.fit(config, training, detectors.Run(workdir, root))
     export.write(detector, workdir, dataset.preparation)
     detector.after_export()
   context = evaluators.Context(config, dataset, workdir, write_metrics=True,

@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from forgery_jax.data import datasets
 from forgery_jax.data import input_pipeline
@@ -74,3 +75,61 @@ def test_process_shards_partition_each_global_batch(tiny_config):
            for p in range(2)]
   np.testing.assert_array_equal(np.concatenate([p['image'] for p in parts]), whole['image'])
   assert whole['valid'].all()
+
+
+def test_extra_authentic_files_join_the_training_split_only(tmp_path):
+  from configs import localiser_casia1
+  from forgery_jax import experiment
+  from forgery_jax.training import trainer
+  dummy = REPO / 'tfds_builders'
+  config = localiser_casia1.get_config()
+  config.dataset.update(builder_config='native', data_dir=str(tmp_path),
+                        manual_dir=str(dummy / 'casia1' / 'dummy_data'), validation_fraction=0.25,
+                        test_fraction=0.25)
+  config.cross_dataset.name = ''
+  config.batch_size = 2
+  dataset = input_pipeline.load(config)
+  config.dataset.extra_authentic = (f"micc_f220:native:{dummy / 'micc_f220' / 'dummy_data'}",)
+  joined = input_pipeline.with_extra_authentic(dataset, config)
+
+  micc = input_pipeline.load(config, all_for_test=True, name='micc_f220', builder_config='native',
+                             manual_dir=str(dummy / 'micc_f220' / 'dummy_data'))
+  authentic = np.flatnonzero(micc.labels == 0)
+  assert len(authentic) == 3 and len(micc.labels) == 7  # the dummy tree's *_scale.jpg originals
+  n = len(dataset.source)
+  added = np.arange(n, n + len(authentic))
+  np.testing.assert_array_equal(joined.split.train, np.concatenate([dataset.split.train, added]))
+  np.testing.assert_array_equal(joined.split.validation, dataset.split.validation)
+  np.testing.assert_array_equal(joined.split.test, dataset.split.test)
+  assert (joined.labels[added] == 0).all() and (joined.forgery_types[added] == 0).all()
+  assert [joined.groups[i] for i in added] == [f'micc_f220/{micc.groups[i]}' for i in authentic]
+  for row, i in zip(added, authentic):  # the same file, its planes at its own size
+    mine, theirs = joined.source[int(row)], micc.source[int(i)]
+    assert mine['filename'] == theirs['filename']
+    np.testing.assert_array_equal(mine['image'], theirs['image'])
+  for row in dataset.split.validation.tolist() + dataset.split.test.tolist():
+    assert joined.source[row]['filename'] == dataset.source[row]['filename']
+  # Class weights count them; the training batches read them (2 epochs cover every train row).
+  counts = np.bincount(joined.labels[joined.split.train], minlength=2)
+  assert counts[0] == np.sum(dataset.labels[dataset.split.train] == 0) + 3
+  np.testing.assert_allclose(trainer.training_weights(config, joined), trainer.class_weights(counts))
+  config.num_epochs = 2
+  rows = input_pipeline.train_iterator(joined, config, ('image', 'mask'), process_index=0,
+                                       process_count=1)
+  shapes = {b['image'].shape for b in rows}
+  assert shapes == {(2, 192, 192, 3)}
+
+  # What cannot be: the run's own release, another plane geometry, testing on a training release.
+  config.dataset.extra_authentic = ('casia1:native',)
+  with pytest.raises(ValueError, match="'casia1:native' is the run's own release"):
+    input_pipeline.extra_authentic_specs(config)
+  config.dataset.extra_authentic = ('micc_f220',)
+  with pytest.raises(ValueError, match='is not NAME:CONFIG'):
+    input_pipeline.extra_authentic_specs(config)
+  config.dataset.extra_authentic = (f"micc_f220:paper128:{dummy / 'micc_f220' / 'dummy_data'}",)
+  with pytest.raises(ValueError, match='micc_f220:paper128 has planes .*128'):
+    input_pipeline.with_extra_authentic(dataset, config)
+  config.dataset.extra_authentic = ('micc_f220:native',)
+  config.cross_dataset.update(name='micc_f220', builder_config='native')
+  with pytest.raises(ValueError, match="cross dataset 'micc_f220': its authentic files joined"):
+    experiment.check(config)

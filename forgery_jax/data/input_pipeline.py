@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from absl import logging
 import cv2
 import grain
 import numpy as np
@@ -165,6 +166,96 @@ def load_dataset(builder, config, *, all_for_test: bool = False) -> Dataset:
                  filenames=filenames, copy_move=meta.get('copy_move'), name=builder.info.full_name,
                  preparation=getattr(builder.builder_config, 'preparation', None),
                  has_mask=meta.get('has_mask'))
+
+
+def extra_authentic_specs(config) -> list[tuple[str, str, str]]:
+  """`config.dataset.extra_authentic` ('NAME:CONFIG[:MANUAL_DIR]' each) as (name, builder
+  config, release folder), checked before any data is read. Another release's files only: the
+  run's own release would bring its validation and test files into training."""
+  from forgery_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  out = []
+  for spec in config.dataset.get('extra_authentic', ()):
+    name, builder_config, manual_dir = (str(spec).split(':', 2) + ['', ''])[:3]
+    if not name or not builder_config:
+      raise ValueError(f'config.dataset.extra_authentic: {spec!r} is not NAME:CONFIG[:MANUAL_DIR]')
+    if name == config.dataset.name:
+      raise ValueError(f'config.dataset.extra_authentic: {spec!r} is the run\'s own release, '
+                       f'whose validation and test files would join the training split')
+    datasets.builder_class(name)
+    datasets.check_builder_config(name, builder_config)
+    out.append((name, builder_config, manual_dir))
+  return out
+
+
+def check_not_extra_authentic(config, name: str) -> None:
+  """A release whose authentic files were training material is no cross-dataset test."""
+  if name in {n for n, _, _ in extra_authentic_specs(config)}:
+    raise ValueError(f'cross dataset {name!r}: its authentic files joined this run\'s training '
+                     f'split (config.dataset.extra_authentic), so it cannot test the run')
+
+
+def with_extra_authentic(dataset: Dataset, config) -> Dataset:
+  """`dataset` with every authentic file of the `config.dataset.extra_authentic` releases added
+  to its training split (more photographs to learn from and to forge from, with synthesis).
+  Validation and test are unchanged and keep their indices; the others are appended after the
+  run's own examples. Per-example fields the releases do not all have are left out."""
+  specs = extra_authentic_specs(config)
+  if not specs:
+    return dataset
+  parts, train = [dataset], [dataset.split.train]
+  sources = {dataset.name: dataset.source}
+  offset = len(dataset.source)
+  for name, builder_config, manual_dir in specs:
+    other = load(config, all_for_test=True, name=name, builder_config=builder_config,
+                 manual_dir=manual_dir, train_classes=())
+    mine, theirs = dataset.preparation, other.preparation
+    if _plane_geometry(mine) != _plane_geometry(theirs):
+      raise ValueError(f'config.dataset.extra_authentic: {name}:{builder_config} has planes '
+                       f'{theirs.describe()}, the run\'s dataset {mine.describe()}')
+    authentic = np.flatnonzero(other.forgery_types == 0)
+    if not len(authentic):
+      raise ValueError(f'config.dataset.extra_authentic: {name}:{builder_config} has no '
+                       f'authentic file')
+    parts.append(_take(other, authentic, prefix=f'{name}/'))
+    sources[f'{name}:{builder_config}'] = Subset(other.source, authentic)
+    train.append(offset + np.arange(len(authentic)))
+    offset += len(authentic)
+  logging.info('training split: %d files, and %s authentic files of %s', len(dataset.split.train),
+               [len(t) for t in train[1:]], [f'{n}:{c}' for n, c, _ in specs])
+  both = lambda field: (None if any(getattr(p, field) is None for p in parts)
+                        else np.concatenate([getattr(p, field) for p in parts]))
+  if dataset.copy_move is not None and both('copy_move') is None:
+    raise ValueError('config.dataset.extra_authentic: the run reads stored copy-move evidence, '
+                     'which those releases\' builder configs do not hold')
+  filenames = both('filenames')
+  return dataclasses.replace(
+      dataset, source=PooledSource(sources),
+      split=splits_lib.Split(np.concatenate(train), dataset.split.validation, dataset.split.test),
+      labels=np.concatenate([p.labels for p in parts]),
+      forgery_types=np.concatenate([p.forgery_types for p in parts]),
+      groups=[g for p in parts for g in p.groups],
+      extra={k: np.concatenate([p.extra[k] for p in parts]) for k in dataset.extra
+             if all(k in p.extra for p in parts)},
+      filenames=None if filenames is None else list(filenames),
+      copy_move=both('copy_move'), has_mask=both('has_mask'))
+
+
+def _plane_geometry(preparation) -> tuple:
+  """What makes two datasets' planes batchable together."""
+  if preparation.geometry == 'native':
+    return ('native',)
+  return (preparation.geometry, preparation.resolution)
+
+
+def _take(dataset: Dataset, indices: np.ndarray, prefix: str) -> Dataset:
+  """The per-example fields of `dataset` at `indices` (groups and file names prefixed)."""
+  at = lambda a: None if a is None else np.asarray(a)[indices]
+  return dataclasses.replace(
+      dataset, labels=dataset.labels[indices], forgery_types=dataset.forgery_types[indices],
+      groups=[prefix + dataset.groups[i] for i in indices],
+      extra={k: v[indices] for k, v in dataset.extra.items()},
+      filenames=None if dataset.filenames is None else [prefix + dataset.filenames[i] for i in indices],
+      copy_move=at(dataset.copy_move), has_mask=at(dataset.has_mask))
 
 
 PLANES = ('image', 'ela', 'mask')  # spatial fields, cropped together

@@ -148,6 +148,7 @@ def cross_datasets(ctx: Context) -> list:
   c = ctx.config.cross_dataset
   if not c.name:
     return []
+  input_pipeline.check_not_extra_authentic(ctx.config, c.name)
   out = []
   for builder_config in (c.builder_config,) + tuple(c.also_test):
     key = f'cross:{builder_config}'
