@@ -45,9 +45,9 @@ def run_one(config, workdir: str, root: str) -> dict:
   cls = check(config)
   os.makedirs(workdir, exist_ok=True)
   dataset = input_pipeline.load(config)
+  training = input_pipeline.with_extra_authentic(dataset, config)  # what the fit reads
   detector = cls.finished(config, workdir)
   if detector is None:
-    training = input_pipeline.with_extra_authentic(dataset, config)
     detector = cls.fit(config, training, detectors.Run(workdir, root))
     export.write(detector, workdir, dataset.preparation)
     detector.after_export()
@@ -55,7 +55,7 @@ def run_one(config, workdir: str, root: str) -> dict:
                                batch_size=config.eval_batch_size)
   results = evaluators.run_all(detector, context, config.evals)
   results.update({k: v for k, v in detector.info.items() if k not in _INTERNAL_INFO})
-  results.update({'method': config.method, 'split_sizes': dataset.split.sizes(),
+  results.update({'method': config.method, 'split_sizes': training.split.sizes(),
                   'class_names': list(dataset.class_names), 'dataset': dataset.name,
                   'num_devices': jax.device_count(), 'config': config.to_dict()})
   if jax.process_index() == 0:

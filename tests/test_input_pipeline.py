@@ -118,6 +118,11 @@ def test_extra_authentic_files_join_the_training_split_only(tmp_path):
                                        process_count=1)
   shapes = {b['image'].shape for b in rows}
   assert shapes == {(2, 192, 192, 3)}
+  # The run's record counts the training files its fit read (a detector with nothing to train).
+  config.update(method='copy_move_keypoints', evals=('test',))
+  results = experiment.run(config, str(tmp_path / 'run'))
+  assert results['split_sizes'] == joined.split.sizes() != dataset.split.sizes()
+  config.method = localiser_casia1.get_config().method
 
   # What cannot be: the run's own release, another plane geometry, testing on a training release.
   config.dataset.extra_authentic = ('casia1:native',)
