@@ -209,7 +209,7 @@ def with_extra_authentic(dataset: Dataset, config) -> Dataset:
     other = load(config, all_for_test=True, name=name, builder_config=builder_config,
                  manual_dir=manual_dir, train_classes=())
     mine, theirs = dataset.preparation, other.preparation
-    if _plane_geometry(mine) != _plane_geometry(theirs):
+    if (mine.geometry, mine.plane_side) != (theirs.geometry, theirs.plane_side):
       raise ValueError(f'config.dataset.extra_authentic: {name}:{builder_config} has planes '
                        f'{theirs.describe()}, the run\'s dataset {mine.describe()}')
     authentic = np.flatnonzero(other.forgery_types == 0)
@@ -238,13 +238,6 @@ def with_extra_authentic(dataset: Dataset, config) -> Dataset:
              if all(k in p.extra for p in parts)},
       filenames=None if filenames is None else list(filenames),
       copy_move=both('copy_move'), has_mask=both('has_mask'))
-
-
-def _plane_geometry(preparation) -> tuple:
-  """What makes two datasets' planes batchable together."""
-  if preparation.geometry == 'native':
-    return ('native',)
-  return (preparation.geometry, preparation.resolution)
 
 
 def _take(dataset: Dataset, indices: np.ndarray, prefix: str) -> Dataset:

@@ -197,6 +197,11 @@ class Preparation:
     if self.geometry not in GEOMETRIES:
       raise ValueError(f'geometry must be one of {GEOMETRIES}, got {self.geometry!r}')
 
+  @property
+  def plane_side(self) -> int | None:
+    """The side of every plane, or None for native-size planes."""
+    return None if self.geometry == 'native' else self.resolution
+
   def describe(self) -> str:
     shape = ('at the file\'s own size' if self.geometry == 'native' else
              f'resized to {self.resolution}x{self.resolution}' if self.geometry == 'resize' else

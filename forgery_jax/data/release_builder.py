@@ -51,7 +51,7 @@ class ReleaseConfig(tfds.core.BuilderConfig):
   @property
   def resolution(self) -> int | None:
     """The side of every plane, or None for native-size planes."""
-    return None if self.preparation.geometry == 'native' else self.preparation.resolution
+    return self.preparation.plane_side
 
 
 _HISTORY = ('The history-matched control of %s: authentic files are first saved through the '
