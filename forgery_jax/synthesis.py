@@ -133,6 +133,16 @@ def _moved(sources, key, centre, radius, cfg, same_image):
   return jax.vmap(one)(sources, centre, src, angle, scale, flip)
 
 
+def _computed_once(x):
+  """`x` (integers below 2 ** 24 along a last axis), unchanged. XLA's CPU compiler fuses an
+  elementwise producer into each of its consumers and recomputes it there: the forged images
+  (regions, resampling, the codec) were being recomputed by every ELA quality, stem and loss term
+  that reads them, three times the step's cost. A product with the identity is not fused into:
+  its operand is computed once, and the product is exact."""
+  eye = jnp.eye(x.shape[-1], dtype=jnp.float32)
+  return jnp.einsum('...c,cd->...d', x.astype(jnp.float32), eye).astype(x.dtype)
+
+
 def synthesise(batch: dict, key: jax.Array, cfg) -> dict:
   """See the module docstring. `cfg` is `config.synthesis`."""
   images = batch['image']
@@ -162,7 +172,7 @@ def synthesise(batch: dict, key: jax.Array, cfg) -> dict:
   if not cfg.reencode_real:
     keep |= ~authentic  # real tampered rows keep the history they came with
   out = dict(batch)
-  out['image'] = jnp.where(keep[:, None, None, None], composite, saved)
+  out['image'] = _computed_once(jnp.where(keep[:, None, None, None], composite, saved))
   new_mask = ((alpha > 0.5) * 255).astype(jnp.uint8)[..., None]
   out['mask'] = jnp.where(forge[:, None, None, None], new_mask, batch['mask'])
   out['has_mask'] = batch['has_mask'] | forge

@@ -39,6 +39,15 @@ def _opencv(rgb, quality):
   return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
 
 
+def test_quantiser_division_is_integer_floor_division():
+  """The quantiser divides through float32 and corrects by one: equal to `//` for every divisor
+  a table gives (8 x 1 to 8 x 255) and every dividend the DCT gives (|coefficient| + divisor / 2)."""
+  a = np.arange(0, 1 << 16, dtype=np.int32)
+  for d in range(8, 8 * 255 + 1, 8):
+    got = np.asarray(jpeg._floor_divide(jnp.asarray(a), jnp.int32(d)))
+    np.testing.assert_array_equal(got, a // d, err_msg=f'divisor {d}')
+
+
 @pytest.mark.parametrize('quality', [50, 60, 70, 75, 80, 85, 90, 95, 100])
 def test_round_trip_equals_libjpeg_on_photos(quality):
   for photo in _photos():
