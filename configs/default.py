@@ -71,6 +71,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.lr_decay = 1e-4
   config.lr_schedule = 'inverse_time'        # or 'cosine': warm-up, then a cosine to 0 at the last step
   config.warmup_steps = 0                    # 'cosine' only
+  # > 0 (e.g. 0.99): validate, keep and export the exponential moving average of the parameters
+  # (decay min(ema_decay, (1 + step) / (10 + step))) instead of the parameters of the last step.
+  config.ema_decay = 0.0
   config.batch_size = 16
   config.eval_batch_size = 64
   config.num_epochs = 2

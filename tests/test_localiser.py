@@ -113,12 +113,15 @@ def test_native_crops_stay_on_the_jpeg_grid():
   assert small['image'].shape == (64, 64, 3) and not small['mask'][40:].any()
 
 
-def test_synthesis_resumes_bit_identically(tiny_config, tmp_path):
+@pytest.mark.parametrize('ema_decay', [0.0, 0.9])
+def test_synthesis_resumes_bit_identically(tiny_config, tmp_path, ema_decay):
   """Forgeries are drawn from the seed and the step: one epoch, then resumed to two, ends with
-  the parameters of two epochs straight."""
+  the parameters of two epochs straight (with a moving average of the parameters too: the
+  kept model is then the average, which the checkpoints carry)."""
   from forgery_jax.training import trainer  # pylint: disable=g-import-not-at-top
   config = _config(tiny_config)
   config.synthesis.fraction = 0.5
+  config.ema_decay = ema_decay
   config.num_epochs = 2
   config.checkpoint.keep_final = True
   dataset = input_pipeline.load(config)
@@ -139,6 +142,58 @@ def test_synthesis_resumes_bit_identically(tiny_config, tmp_path):
   assert resumed.info['final_step'] == straight.info['final_step']
   a, b = jax.tree.leaves(straight.state), jax.tree.leaves(resumed.state)
   assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_moving_average_of_the_parameters_is_what_is_evaluated(tiny_config):
+  """With config.ema_decay the training state carries a third copy of the model, the average
+  d * average + (1 - d) * parameters after every update (d = min(decay, (1 + t) / (10 + t)));
+  the eval steps read it, and training itself is the same as without it."""
+  from forgery_jax.training import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+  from forgery_jax.training import trainer  # pylint: disable=g-import-not-at-top
+  config = _config(tiny_config)
+  config.augment_flips = False
+  task = localiser.Localiser.task(config, np.ones(2, np.float32))
+  mesh = mesh_lib.make_mesh()
+  rng = np.random.default_rng(0)
+  batches = [{'image': rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8),
+              'mask': (rng.random((8, 32, 32, 1)) < 0.2).astype(np.uint8) * 255,
+              'label': np.arange(8, dtype=np.int32) % 2, 'has_mask': np.ones(8, bool)}
+             for _ in range(3)]
+
+  def train(decay):
+    config.ema_decay = decay
+    graphdef, state = trainer.create_state(config, mesh, task)
+    steps = trainer.make_steps(graphdef, mesh, task, decay)
+    copy = lambda: jax.tree.map(np.array, nnx.state(nnx.merge(graphdef, state)[0], nnx.Param))
+    params = [copy()]  # copies: each step donates the state
+    for i, batch in enumerate(batches):
+      state, _ = steps.train(state, mesh_lib.to_global(batch, steps.batch_sharding),
+                             jax.random.key(i))
+      params.append(copy())
+    return graphdef, state, steps, params
+
+  _, _, _, plain = train(0.0)
+  graphdef, state, steps, params = train(0.5)
+  for x, y in zip(jax.tree.leaves(plain), jax.tree.leaves(params)):  # the same training
+    np.testing.assert_array_equal(x, y)
+  expected = params[0]
+  for t, p in enumerate(params[1:], 1):
+    d = min(0.5, (1 + t) / (10 + t))
+    expected = jax.tree.map(lambda a, b, d=d: d * a + (1 - d) * b, expected, p)
+  merged = nnx.merge(graphdef, state)
+  assert len(merged) == 3 and trainer.evaluated_model(merged) is merged[2]
+  average = nnx.state(merged[2], nnx.Param)
+  for x, y in zip(jax.tree.leaves(expected), jax.tree.leaves(average)):
+    np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-7)
+  assert not all(np.allclose(x, y) for x, y in
+                 zip(jax.tree.leaves(average), jax.tree.leaves(params[-1])))
+  batch = mesh_lib.to_global(batches[0], steps.batch_sharding)
+  out = steps.outputs(state, batch)
+  want = task.outputs(merged[2], batch)
+  np.testing.assert_allclose(out['map'], want['map'], rtol=1e-5, atol=1e-6)
+  config.ema_decay = 1.0
+  with pytest.raises(ValueError, match='config.ema_decay must be in'):
+    trainer.create_state(config, mesh, task)
 
 
 def test_tampered_windows_hold_their_region():

@@ -21,13 +21,15 @@ def make_mesh(devices=None) -> Mesh:
   return Mesh(np.asarray(devices), ('data',))
 
 
-def make_outputs(graphdef, mesh: Mesh, outputs_fn: Callable) -> Callable:
-  """A jitted (state, batch) -> outputs_fn(model, batch), for a state of (model, optimizer) or of
-  a model; the batch sharded on `data`, the state replicated."""
+def make_outputs(graphdef, mesh: Mesh, outputs_fn: Callable,
+                 pick: Callable = lambda parts: parts[0]) -> Callable:
+  """A jitted (state, batch) -> outputs_fn(model, batch), for the state of a model, or of a tuple
+  whose model `pick` chooses (a training state: the model, its optimiser, ...); the batch sharded
+  on `data`, the state replicated."""
 
   def outputs(state, batch):
     merged = nnx.merge(graphdef, state)
-    model = merged[0] if isinstance(merged, tuple) else merged
+    model = pick(merged) if isinstance(merged, tuple) else merged
     return outputs_fn(model, batch)
 
   return jax.jit(outputs, in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))),

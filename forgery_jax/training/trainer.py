@@ -3,9 +3,10 @@
 `fit(config, dataset, run, task)` trains the Flax NNX model a detector describes with a `Task`
 (its model, loss, evaluation outputs and on-device augmentation) with `jax.jit` over a `Mesh` of
 every device (the batch sharded on the `data` axis, the state replicated), evaluates on the
-validation split every epoch with early stopping, keeps Orbax checkpoints (the latest N and the
-best, one manager), resumes from the workdir (parameters, optimiser state, step, data-iterator
-position; random keys are the seed folded with the step), and returns the best model.
+validation split every epoch with early stopping (with `config.ema_decay`, the parameters' moving
+average is what is validated and kept), keeps Orbax checkpoints (the latest N and the best, one
+manager), resumes from the workdir (parameters, optimiser state, step, data-iterator position;
+random keys are the seed folded with the step), and returns the best model.
 
 Interruptions: SIGKILL at any moment leaves a run that the same command resumes bit-identically;
 SIGTERM saves a checkpoint at the current step and raises `Preempted` (with several processes,
@@ -24,6 +25,7 @@ from typing import Callable
 from absl import logging
 from flax import nnx
 import jax
+import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 import optax
@@ -85,13 +87,43 @@ def training_weights(config, dataset) -> np.ndarray:
 
 
 def create_state(config, mesh: Mesh, task: task_lib.Task, total_steps: int | None = None):
-  """The model and optimiser, split into a graphdef and a replicated state; `total_steps`: the
+  """The model and optimiser (and, with `config.ema_decay`, the parameters' moving average: a
+  third copy of the model), split into a graphdef and a replicated state; `total_steps`: the
   run's length, for a schedule that ends with it."""
   model = task.create_model(config, nnx.Rngs(params=config.seed))
   optimizer = nnx.Optimizer(model, optax.adam(learning_rate_schedule(config, total_steps)),
                             wrt=nnx.Param)
-  graphdef, state = nnx.split((model, optimizer))
+  average = ()
+  if check_ema_decay(config):
+    average = (nnx.clone(model),)  # its own buffers: the training step donates the state
+    nnx.update(average[0], jax.tree.map(jnp.copy, nnx.state(average[0])))
+  graphdef, state = nnx.split((model, optimizer, *average))
   return graphdef, jax.device_put(state, NamedSharding(mesh, P()))
+
+
+def check_ema_decay(config) -> float:
+  """`config.ema_decay` (0 when absent: no average), checked before any training."""
+  decay = float(config.get('ema_decay', 0.0))
+  if not 0.0 <= decay < 1.0:
+    raise ValueError(f'config.ema_decay must be in [0, 1) (0: no moving average), got {decay}')
+  return decay
+
+
+def evaluated_model(merged):
+  """The model of a merged training state that is validated, kept and exported: the moving
+  average of the parameters when the run keeps one, else the trained model itself."""
+  return merged[2] if len(merged) == 3 else merged[0]
+
+
+def update_average(average: nnx.Module, model: nnx.Module, decay: float, step) -> None:
+  """One step of the parameters' exponential moving average, after the optimiser's `step`-th
+  update: average <- d * average + (1 - d) * parameters, d = min(decay, (1 + step) / (10 + step))
+  (the warm-up lets a short run's average forget the initial weights); the model's other
+  variables (fixed kernels) are copied."""
+  d = jnp.minimum(decay, (1.0 + step) / (10.0 + step)).astype(jnp.float32)
+  mean = jax.tree.map(lambda a, p: (d * a + (1.0 - d) * p).astype(p.dtype),
+                      nnx.state(average, nnx.Param), nnx.state(model, nnx.Param))
+  nnx.update(average, mean, nnx.state(model, nnx.Not(nnx.Param)))
 
 
 @dataclasses.dataclass
@@ -103,24 +135,29 @@ class Steps:
   validate: Callable  # the same on validation batches (after the task's eval_augment)
 
 
-def make_steps(graphdef, mesh: Mesh, task: task_lib.Task) -> Steps:
-  """jit-compiled train and eval steps; the batch is sharded on `data`, the state replicated."""
+def make_steps(graphdef, mesh: Mesh, task: task_lib.Task, ema_decay: float = 0.0) -> Steps:
+  """jit-compiled train and eval steps; the batch is sharded on `data`, the state replicated.
+  The eval steps read `evaluated_model`; with a state that keeps a moving average, `ema_decay`
+  is its decay."""
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P('data'))
 
   def train_step(state, batch, key):
-    model, optimizer = nnx.merge(graphdef, state)
+    parts = nnx.merge(graphdef, state)
+    model, optimizer = parts[:2]
     dropout_key, augment_key = jax.random.split(key)
     if task.augment is not None:
       batch = task.augment(batch, augment_key)
     (loss, aux), grads = nnx.value_and_grad(
         lambda m: task.loss(m, batch, dropout_key), has_aux=True)(model)
     optimizer.update(model, grads)
-    return nnx.state((model, optimizer)), {'loss': loss, **aux}
+    if len(parts) == 3:
+      update_average(parts[2], model, ema_decay, optimizer.step.value)
+    return nnx.state(parts), {'loss': loss, **aux}
 
   train = jax.jit(train_step, in_shardings=(replicated, batch_sharding, replicated),
                   out_shardings=(replicated, replicated), donate_argnums=(0,))
-  outputs = mesh_lib.make_outputs(graphdef, mesh, task.outputs)
+  outputs = mesh_lib.make_outputs(graphdef, mesh, task.outputs, evaluated_model)
 
   def validation_outputs(model, batch):
     if task.eval_augment is not None:
@@ -131,7 +168,7 @@ def make_steps(graphdef, mesh: Mesh, task: task_lib.Task) -> Steps:
           out.pop('map'), batch['mask'], (batch['label'] != 0) & batch.get('has_mask', True))
     return out
 
-  validate = mesh_lib.make_outputs(graphdef, mesh, validation_outputs)
+  validate = mesh_lib.make_outputs(graphdef, mesh, validation_outputs, evaluated_model)
   return Steps(batch_sharding, train, outputs, validate)
 
 
@@ -232,6 +269,7 @@ class Trained:
 def fit(config, dataset, workdir: str, task: task_lib.Task, weights: np.ndarray) -> Trained:
   """Trains `task`'s model on `dataset`; see the module docstring."""
   metric = check_selection_metric(config)
+  ema_decay = check_ema_decay(config)
   steps_per_epoch = len(dataset.split.train) // config.batch_size
   if steps_per_epoch == 0:
     raise ValueError(f'the train split has {len(dataset.split.train)} examples, fewer than '
@@ -239,7 +277,7 @@ def fit(config, dataset, workdir: str, task: task_lib.Task, weights: np.ndarray)
   total_steps = steps_per_epoch * config.num_epochs
   mesh = mesh_lib.make_mesh()
   graphdef, state = create_state(config, mesh, task, total_steps)
-  steps = make_steps(graphdef, mesh, task)
+  steps = make_steps(graphdef, mesh, task, ema_decay)
   ckpts = checkpointing.RunCheckpoints(workdir, config.checkpoint.keep)
   abstract = checkpointing.abstract_like(state)
   keys = task.keys
@@ -334,7 +372,7 @@ def fit(config, dataset, workdir: str, task: task_lib.Task, weights: np.ndarray)
     _, state, _, _ = ckpts.restore(best_step, abstract)
   elif best_step < 0:
     best_step = step  # no epoch finished: the last state
-  model_graphdef, model_state = nnx.split(nnx.merge(graphdef, state)[0])
+  model_graphdef, model_state = nnx.split(evaluated_model(nnx.merge(graphdef, state)))
   info = {'step': best_step, 'best_step': best_step, 'final_step': int(step),
           'resumed_from_step': int(resumed_from),
           'best_validation_accuracy': float(meta['best_accuracy']),
