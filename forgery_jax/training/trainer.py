@@ -144,6 +144,9 @@ def make_steps(graphdef, mesh: Mesh, task: task_lib.Task, ema_decay: float = 0.0
 
   def train_step(state, batch, key):
     parts = nnx.merge(graphdef, state)
+    if (len(parts) == 3) != bool(ema_decay):
+      raise ValueError(f'make_steps(ema_decay={ema_decay}) for a state made '
+                       f"{'with' if len(parts) == 3 else 'without'} a moving average")
     model, optimizer = parts[:2]
     dropout_key, augment_key = jax.random.split(key)
     if task.augment is not None:
