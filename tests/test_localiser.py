@@ -46,6 +46,28 @@ def test_network_maps_every_pixel_of_any_size():
     localiser.LocaliserNet(levels=(8, 8, 8, 8, 8), rngs=nnx.Rngs(0))
 
 
+def test_zscore_features_judge_a_region_against_its_own_image():
+  rng = np.random.default_rng(0)
+  x = rng.normal(3.0, 2.0, (2, 16, 16, 5)).astype(np.float32)
+  x[1, ..., 4] = 7.0                                        # a constant channel
+  z = np.asarray(localiser.zscore(jnp.asarray(x)))
+  np.testing.assert_allclose(z[0].mean((0, 1)), 0.0, atol=1e-5)
+  np.testing.assert_allclose(z[0].std((0, 1)), 1.0, atol=1e-3)
+  assert np.all(z[1, ..., 4] == 0.0)
+  # The same image at another level and scale has the same Z-scores.
+  np.testing.assert_allclose(np.asarray(localiser.zscore(jnp.asarray(10 * x[:1] - 4))), z[:1], atol=1e-3)
+  # The network with them: the stems' and the bottleneck's Z-scores widen the layers that read them
+  # and nothing else (the image head still reads the bottleneck's own features).
+  plain = localiser.LocaliserNet(ela_qualities=(90,), stem=4, levels=(8, 12), hidden=8, rngs=nnx.Rngs(0))
+  wide = localiser.LocaliserNet(ela_qualities=(90,), stem=4, levels=(8, 12), hidden=8,
+                                zscore_features=True, rngs=nnx.Rngs(0))
+  assert wide.enc[0].conv1.kernel.value.shape[2] == 2 * plain.enc[0].conv1.kernel.value.shape[2] == 24
+  assert wide.dec[0].conv1.kernel.value.shape[2] == 2 * 12 + 8
+  assert wide.fuse.kernel.value.shape[2] == 8 + 24 and wide.head1.in_features == plain.head1.in_features
+  pixel, image = wide(jnp.asarray(rng.integers(0, 256, (2, 32, 48, 3)), jnp.uint8))
+  assert pixel.shape == (2, 32, 48) and image.shape == (2,) and bool(jnp.isfinite(pixel).all())
+
+
 def test_config_checks_levels_and_window_size(tiny_config):
   config = _config(tiny_config)
   config.input.crop = 40

@@ -6,7 +6,10 @@ branches: ELA planes computed inside the jitted model at `model.ela_qualities` (
 is a blind spot), the 30 SRM residuals of the grey image (a fixed `lax.conv`), and the RGB image.
 A small U-Net (`model.levels`: one width per level, at 1/2, 1/4, 1/8 (and 1/16) resolution; max
 pooling down, nearest upsampling and skip connections up) gives one tamper logit per pixel at the
-input's resolution; an image head reads the bottleneck (mean and max) and the map's own statistics
+input's resolution; with `model.zscore_features`, the joined stems and the bottleneck also carry
+each feature's deviation from its image-wide mean in units of its spread (ManTra-Net's Z-score,
+over the whole image), so that a region is judged against the rest of its own photo; an image
+head reads the bottleneck (mean and max) and the map's own statistics
 (its maximum, mean and top-1 % mean) and gives the image-level probability.
 
 Loss: per-pixel binary cross-entropy (all-zero targets for authentic images), plus Dice on the
@@ -65,6 +68,16 @@ def _up(x, like):
   return x[:, :like.shape[1], :like.shape[2]]
 
 
+def zscore(x: jax.Array, eps: float = 1e-3) -> jax.Array:
+  """Each channel's deviation from its mean over the image (N, H, W, C), in units of its standard
+  deviation: a pasted region's noise or compression differs from the rest of its photo whatever
+  the photo's own level. A constant channel gives zeros."""
+  x32 = x.astype(jnp.float32)
+  mean = x32.mean((1, 2), keepdims=True)
+  spread = jnp.sqrt(x32.var((1, 2), keepdims=True) + eps)
+  return ((x32 - mean) / spread).astype(x.dtype)
+
+
 def check_levels(levels) -> None:
   if not 2 <= len(levels) <= MAX_LEVELS:
     raise ValueError(f'model.levels must give 2 to {MAX_LEVELS} widths (at 1/2, 1/4, ... '
@@ -75,8 +88,10 @@ class LocaliserNet(nnx.Module):
   """Stems (ELA, SRM, RGB) -> U-Net -> per-pixel logits, and an image-level logit."""
 
   def __init__(self, *, ela_qualities=(75, 85, 95), stem: int = 8, levels=(24, 48, 64),
-               hidden: int = 32, copy_move: bool = False, dtype=jnp.float32, rngs: nnx.Rngs):
+               hidden: int = 32, copy_move: bool = False, zscore_features: bool = False,
+               dtype=jnp.float32, rngs: nnx.Rngs):
     check_levels(levels)
+    self.zscore_features = zscore_features
     self.ela_qualities = tuple(int(q) for q in ela_qualities)
     self.use_copy_move = copy_move
     self.dtype = dtype
@@ -86,13 +101,14 @@ class LocaliserNet(nnx.Module):
         if self.ela_qualities else None
     self.srm_stem = ConvBlock(srm.NUM_KERNELS, stem, dtype=dtype, rngs=rngs)
     self.rgb_stem = ConvBlock(3, stem, dtype=dtype, rngs=rngs)
-    joined = stem * (3 if self.ela_qualities else 2)
+    wide = 2 if zscore_features else 1  # the features and their Z-scores
+    joined = stem * (3 if self.ela_qualities else 2) * wide
     widths = (joined, *levels)
     self.enc = nnx.List([ConvBlock(cin, cout, dtype=dtype, rngs=rngs)
                          for cin, cout in zip(widths[:-1], widths[1:])])
     up = levels[::-1]  # decoder: from the deepest level back to 1/2 resolution
-    self.dec = nnx.List([ConvBlock(deep + skip, skip, dtype=dtype, rngs=rngs)
-                         for deep, skip in zip(up[:-1], up[1:])])
+    self.dec = nnx.List([ConvBlock(deep * (wide if i == 0 else 1) + skip, skip, dtype=dtype, rngs=rngs)
+                         for i, (deep, skip) in enumerate(zip(up[:-1], up[1:]))])
     self.fuse = conv(levels[0] + joined, 16, 1)
     self.out = conv(16, 1)
     extra = 3 + (keypoints.NUM_FEATURES if copy_move else 0)
@@ -115,10 +131,14 @@ class LocaliserNet(nnx.Module):
     """(per-pixel logits (N, H, W), image logits (N,)), float32; H and W multiples of
     2 ** len(levels)."""
     s = self.stems(image)
+    if self.zscore_features:
+      s = jnp.concatenate([s, zscore(s)], -1)
     skips = [s]
     for block in self.enc:
       skips.append(block(_pool(skips[-1])))
     deepest = x = skips[-1]
+    if self.zscore_features:
+      x = jnp.concatenate([x, zscore(x)], -1)
     for block, skip in zip(self.dec, skips[-2:0:-1]):
       x = block(jnp.concatenate([_up(x, skip), skip], -1))
     x = nnx.relu(self.fuse(jnp.concatenate([_up(x, s), s], -1)))
@@ -143,7 +163,8 @@ def create_model(config, rngs: nnx.Rngs) -> LocaliserNet:
   m = config.model
   dtype = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[m.dtype]
   return LocaliserNet(ela_qualities=tuple(m.ela_qualities), stem=m.stem, levels=tuple(m.levels),
-                      hidden=m.hidden, copy_move=m.copy_move, dtype=dtype, rngs=rngs)
+                      hidden=m.hidden, copy_move=m.copy_move, zscore_features=m.zscore_features,
+                      dtype=dtype, rngs=rngs)
 
 
 def losses(pixel_logits, image_logits, batch, class_weights) -> dict:
