@@ -5,6 +5,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 from flax import nnx
 import numpy as np
 from PIL import Image
@@ -66,6 +67,14 @@ def test_zscore_features_judge_a_region_against_its_own_image():
   assert wide.fuse.kernel.value.shape[2] == 8 + 24 and wide.head1.in_features == plain.head1.in_features
   pixel, image = wide(jnp.asarray(rng.integers(0, 256, (2, 32, 48, 3)), jnp.uint8))
   assert pixel.shape == (2, 32, 48) and image.shape == (2,) and bool(jnp.isfinite(pixel).all())
+
+
+def test_exports_from_before_zscore_features_still_build(tiny_config):
+  config = _config(tiny_config)
+  model = config.model.to_dict()
+  del model['zscore_features']
+  config.model = ml_collections.ConfigDict(model)
+  assert not localiser.create_model(config, nnx.Rngs(0)).zscore_features
 
 
 def test_config_checks_levels_and_window_size(tiny_config):

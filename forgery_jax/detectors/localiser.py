@@ -163,8 +163,9 @@ def create_model(config, rngs: nnx.Rngs) -> LocaliserNet:
   m = config.model
   dtype = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[m.dtype]
   return LocaliserNet(ela_qualities=tuple(m.ela_qualities), stem=m.stem, levels=tuple(m.levels),
-                      hidden=m.hidden, copy_move=m.copy_move, zscore_features=m.zscore_features,
-                      dtype=dtype, rngs=rngs)
+                      hidden=m.hidden, copy_move=m.copy_move,
+                      # exports written before the key carry no `zscore_features`
+                      zscore_features=m.get('zscore_features', False), dtype=dtype, rngs=rngs)
 
 
 def losses(pixel_logits, image_logits, batch, class_weights) -> dict:
