@@ -107,8 +107,9 @@ class LocaliserNet(nnx.Module):
     self.enc = nnx.List([ConvBlock(cin, cout, dtype=dtype, rngs=rngs)
                          for cin, cout in zip(widths[:-1], widths[1:])])
     up = levels[::-1]  # decoder: from the deepest level back to 1/2 resolution
-    self.dec = nnx.List([ConvBlock(deep * (wide if i == 0 else 1) + skip, skip, dtype=dtype, rngs=rngs)
-                         for i, (deep, skip) in enumerate(zip(up[:-1], up[1:]))])
+    deeps = (up[0] * wide, *up[1:-1])  # the bottleneck carries its Z-scores too
+    self.dec = nnx.List([ConvBlock(deep + skip, skip, dtype=dtype, rngs=rngs)
+                         for deep, skip in zip(deeps, up[1:])])
     self.fuse = conv(levels[0] + joined, 16, 1)
     self.out = conv(16, 1)
     extra = 3 + (keypoints.NUM_FEATURES if copy_move else 0)
