@@ -69,12 +69,38 @@ def test_zscore_features_judge_a_region_against_its_own_image():
   assert pixel.shape == (2, 32, 48) and image.shape == (2,) and bool(jnp.isfinite(pixel).all())
 
 
+def test_windowed_zscores_are_local_statistics():
+  rng = np.random.default_rng(1)
+  x = rng.normal(3.0, 2.0, (2, 12, 17, 3)).astype(np.float32)
+  x[0, 2:6, 3:9] += 5.0                                     # a region at another level
+  z = np.asarray(localiser.zscore(jnp.asarray(x), window=5))
+  # Against the definition, pixel by pixel: the window around each pixel, cut at the border.
+  want = np.empty_like(x)
+  for i in range(12):
+    for j in range(17):
+      patch = x[:, max(i - 2, 0):i + 3, max(j - 2, 0):j + 3]
+      mean, var = patch.mean((1, 2)), patch.var((1, 2))
+      want[:, i, j] = (x[:, i, j] - mean) / np.sqrt(var + 1e-3)
+  np.testing.assert_allclose(z, want, atol=2e-4)
+  # A window that reaches every pixel from every pixel is the image-wide Z-score.
+  np.testing.assert_allclose(np.asarray(localiser.zscore(jnp.asarray(x), window=33)),
+                             np.asarray(localiser.zscore(jnp.asarray(x))), atol=2e-4)
+  assert [localiser.zscore_window(w, s) for w, s in ((0, 1), (96, 1), (96, 8), (16, 8))] == [0, 97, 13, 3]
+  # In the network: the same shapes as image-wide Z-scores, other values.
+  kw = dict(ela_qualities=(90,), stem=4, levels=(8, 12), hidden=8, zscore_features=True)
+  image = jnp.asarray(rng.integers(0, 256, (1, 32, 48, 3)), jnp.uint8)
+  wide, local = (localiser.LocaliserNet(**kw, zscore_window=w, rngs=nnx.Rngs(0)) for w in (0, 16))
+  (a, _), (b, _) = wide(image), local(image)
+  assert a.shape == b.shape and not np.allclose(np.asarray(a), np.asarray(b))
+
+
 def test_exports_from_before_zscore_features_still_build(tiny_config):
   config = _config(tiny_config)
   model = config.model.to_dict()
-  del model['zscore_features']
+  del model['zscore_features'], model['zscore_window']
   config.model = ml_collections.ConfigDict(model)
-  assert not localiser.create_model(config, nnx.Rngs(0)).zscore_features
+  built = localiser.create_model(config, nnx.Rngs(0))
+  assert not built.zscore_features and built.zscore_window == 0
 
 
 def test_config_checks_levels_and_window_size(tiny_config):
@@ -86,6 +112,15 @@ def test_config_checks_levels_and_window_size(tiny_config):
     localiser.Localiser.check_config(config)
   config.model.levels = (8,)
   with pytest.raises(ValueError, match='model.levels'):
+    localiser.Localiser.check_config(config)
+  config.model.levels = (8, 8, 8)
+  config.model.zscore_window = 96                           # without zscore_features: not read
+  with pytest.raises(ValueError, match='model.zscore_window 96'):
+    localiser.Localiser.check_config(config)
+  config.model.zscore_features = True
+  localiser.Localiser.check_config(config)
+  config.model.zscore_window = -1
+  with pytest.raises(ValueError, match='model.zscore_window -1'):
     localiser.Localiser.check_config(config)
 
 

@@ -7,8 +7,9 @@ is a blind spot), the 30 SRM residuals of the grey image (a fixed `lax.conv`), a
 A small U-Net (`model.levels`: one width per level, at 1/2, 1/4, 1/8 (and 1/16) resolution; max
 pooling down, nearest upsampling and skip connections up) gives one tamper logit per pixel at the
 input's resolution; with `model.zscore_features`, the joined stems and the bottleneck also carry
-each feature's deviation from its image-wide mean in units of its spread (ManTra-Net's Z-score,
-over the whole image), so that a region is judged against the rest of its own photo; an image
+each feature's deviation from its mean in units of its spread (ManTra-Net's Z-score, over the
+whole image or, with `model.zscore_window`, over a window around each pixel), so that a region is
+judged against the rest of its own photo; an image
 head reads the bottleneck (mean and max) and the map's own statistics
 (its maximum, mean and top-1 % mean) and gives the image-level probability.
 
@@ -68,14 +69,42 @@ def _up(x, like):
   return x[:, :like.shape[1], :like.shape[2]]
 
 
-def zscore(x: jax.Array, eps: float = 1e-3) -> jax.Array:
+def zscore(x: jax.Array, eps: float = 1e-3, window: int = 0) -> jax.Array:
   """Each channel's deviation from its mean over the image (N, H, W, C), in units of its standard
   deviation: a pasted region's noise or compression differs from the rest of its photo whatever
-  the photo's own level. A constant channel gives zeros."""
+  the photo's own level. A constant channel gives zeros. With `window` (an odd side in pixels of
+  `x`), the mean and spread are local, over the window around each pixel (cut at the border), so
+  that a training crop and a whole test image judge a region against the same amount of context."""
   x32 = x.astype(jnp.float32)
+  if window:
+    centred = x32 - x32.mean((1, 2), keepdims=True)  # small sums keep float32 exact enough
+    count = _box_sum(jnp.ones_like(centred[..., :1]), window)
+    mean = _box_sum(centred, window) / count
+    var = jnp.maximum(_box_sum(centred * centred, window) / count - mean * mean, 0.0)
+    return ((centred - mean) / jnp.sqrt(var + eps)).astype(x.dtype)
   mean = x32.mean((1, 2), keepdims=True)
   spread = jnp.sqrt(x32.var((1, 2), keepdims=True) + eps)
   return ((x32 - mean) / spread).astype(x.dtype)
+
+
+def _box_sum(x: jax.Array, window: int) -> jax.Array:
+  """Sums of (N, H, W, C) over a `window` x `window` square around each pixel, cut at the border:
+  from cumulative sums, so the cost does not grow with the window."""
+  r = window // 2
+  for axis in (1, 2):
+    n = x.shape[axis]
+    before, after = [(0, 0)] * x.ndim, [(0, 0)] * x.ndim
+    before[axis], after[axis] = (r + 1, 0), (0, r)
+    # c[k]: the sum of the first k - r values, that count clipped to [0, n]
+    c = jnp.pad(jnp.pad(jnp.cumsum(x, axis), before), after, mode='edge')
+    x = (jax.lax.slice_in_dim(c, 2 * r + 1, 2 * r + 1 + n, axis=axis)
+         - jax.lax.slice_in_dim(c, 0, n, axis=axis))
+  return x
+
+
+def zscore_window(window: int, stride: int) -> int:
+  """`model.zscore_window` (input pixels; 0: the whole image) at a level of `stride`: odd, >= 3."""
+  return max(3, (window // stride) | 1) if window else 0
 
 
 def check_levels(levels) -> None:
@@ -89,9 +118,10 @@ class LocaliserNet(nnx.Module):
 
   def __init__(self, *, ela_qualities=(75, 85, 95), stem: int = 8, levels=(24, 48, 64),
                hidden: int = 32, copy_move: bool = False, zscore_features: bool = False,
-               dtype=jnp.float32, rngs: nnx.Rngs):
+               zscore_window: int = 0, dtype=jnp.float32, rngs: nnx.Rngs):
     check_levels(levels)
     self.zscore_features = zscore_features
+    self.zscore_window = int(zscore_window)
     self.ela_qualities = tuple(int(q) for q in ela_qualities)
     self.use_copy_move = copy_move
     self.dtype = dtype
@@ -133,13 +163,14 @@ class LocaliserNet(nnx.Module):
     2 ** len(levels)."""
     s = self.stems(image)
     if self.zscore_features:
-      s = jnp.concatenate([s, zscore(s)], -1)
+      s = jnp.concatenate([s, zscore(s, window=zscore_window(self.zscore_window, 1))], -1)
     skips = [s]
     for block in self.enc:
       skips.append(block(_pool(skips[-1])))
     deepest = x = skips[-1]
     if self.zscore_features:
-      x = jnp.concatenate([x, zscore(x)], -1)
+      stride = 2 ** len(self.enc)
+      x = jnp.concatenate([x, zscore(x, window=zscore_window(self.zscore_window, stride))], -1)
     for block, skip in zip(self.dec, skips[-2:0:-1]):
       x = block(jnp.concatenate([_up(x, skip), skip], -1))
     x = nnx.relu(self.fuse(jnp.concatenate([_up(x, s), s], -1)))
@@ -165,8 +196,9 @@ def create_model(config, rngs: nnx.Rngs) -> LocaliserNet:
   dtype = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[m.dtype]
   return LocaliserNet(ela_qualities=tuple(m.ela_qualities), stem=m.stem, levels=tuple(m.levels),
                       hidden=m.hidden, copy_move=m.copy_move,
-                      # exports written before the key carry no `zscore_features`
-                      zscore_features=m.get('zscore_features', False), dtype=dtype, rngs=rngs)
+                      # exports written before these keys carry neither
+                      zscore_features=m.get('zscore_features', False),
+                      zscore_window=m.get('zscore_window', 0), dtype=dtype, rngs=rngs)
 
 
 def losses(pixel_logits, image_logits, batch, class_weights) -> dict:
@@ -203,6 +235,10 @@ class Localiser(nnx_detector.NnxDetector):
     if config.dataset.num_classes != 2:
       raise ValueError('the localiser is binary: config.dataset.num_classes must be 2')
     check_levels(config.model.levels)
+    window = config.model.get('zscore_window', 0)
+    if window < 0 or (window and not config.model.get('zscore_features', False)):
+      raise ValueError(f'model.zscore_window {window}: a side in input pixels (0: the whole image), '
+                       'read only with model.zscore_features=True')
     levels, crop = len(config.model.levels), config.input.crop
     if crop and crop % 2 ** levels:
       raise ValueError(f'input.crop {crop}: with {levels} U-Net levels (model.levels) the '
