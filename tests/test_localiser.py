@@ -85,7 +85,7 @@ def test_windowed_zscores_are_local_statistics():
   # A window that reaches every pixel from every pixel is the image-wide Z-score.
   np.testing.assert_allclose(np.asarray(localiser.zscore(jnp.asarray(x), window=33)),
                              np.asarray(localiser.zscore(jnp.asarray(x))), atol=2e-4)
-  assert [localiser.zscore_window(w, s) for w, s in ((0, 1), (96, 1), (96, 8), (16, 8))] == [0, 97, 13, 3]
+  assert [localiser.window_at_level(w, s) for w, s in ((0, 1), (96, 1), (96, 8), (16, 8))] == [0, 97, 13, 3]
   # In the network: the same shapes as image-wide Z-scores, other values.
   kw = dict(ela_qualities=(90,), stem=4, levels=(8, 12), hidden=8, zscore_features=True)
   image = jnp.asarray(rng.integers(0, 256, (1, 32, 48, 3)), jnp.uint8)

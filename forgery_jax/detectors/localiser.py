@@ -102,7 +102,7 @@ def _box_sum(x: jax.Array, window: int) -> jax.Array:
   return x
 
 
-def zscore_window(window: int, stride: int) -> int:
+def window_at_level(window: int, stride: int) -> int:
   """`model.zscore_window` (input pixels; 0: the whole image) at a level of `stride`: odd, >= 3."""
   return max(3, (window // stride) | 1) if window else 0
 
@@ -163,14 +163,14 @@ class LocaliserNet(nnx.Module):
     2 ** len(levels)."""
     s = self.stems(image)
     if self.zscore_features:
-      s = jnp.concatenate([s, zscore(s, window=zscore_window(self.zscore_window, 1))], -1)
+      s = jnp.concatenate([s, zscore(s, window=window_at_level(self.zscore_window, 1))], -1)
     skips = [s]
     for block in self.enc:
       skips.append(block(_pool(skips[-1])))
     deepest = x = skips[-1]
     if self.zscore_features:
       stride = 2 ** len(self.enc)
-      x = jnp.concatenate([x, zscore(x, window=zscore_window(self.zscore_window, stride))], -1)
+      x = jnp.concatenate([x, zscore(x, window=window_at_level(self.zscore_window, stride))], -1)
     for block, skip in zip(self.dec, skips[-2:0:-1]):
       x = block(jnp.concatenate([_up(x, skip), skip], -1))
     x = nnx.relu(self.fuse(jnp.concatenate([_up(x, s), s], -1)))
