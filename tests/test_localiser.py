@@ -94,13 +94,26 @@ def test_windowed_zscores_are_local_statistics():
   assert a.shape == b.shape and not np.allclose(np.asarray(a), np.asarray(b))
 
 
+def test_dct_stem_joins_the_encoder_at_one_eighth_resolution():
+  kw = dict(ela_qualities=(90,), stem=4, levels=(8, 12, 16), hidden=8)
+  plain = localiser.LocaliserNet(**kw, rngs=nnx.Rngs(0))
+  with_dct = localiser.LocaliserNet(**kw, dct_stem=6, rngs=nnx.Rngs(0))
+  assert plain.dct_stem is None
+  assert with_dct.enc[2].conv1.kernel.value.shape[2] == plain.enc[2].conv1.kernel.value.shape[2] + 6 == 18
+  image = jnp.asarray(np.random.default_rng(2).integers(0, 256, (2, 32, 48, 3)), jnp.uint8)
+  (a, _), (b, _) = plain(image), with_dct(image)
+  assert a.shape == b.shape == (2, 32, 48) and bool(jnp.isfinite(b).all())
+  with pytest.raises(ValueError, match='model.dct_stem 6: .*at least 3 U-Net levels'):
+    localiser.LocaliserNet(**dict(kw, levels=(8, 12)), dct_stem=6, rngs=nnx.Rngs(0))
+
+
 def test_exports_from_before_zscore_features_still_build(tiny_config):
   config = _config(tiny_config)
   model = config.model.to_dict()
-  del model['zscore_features'], model['zscore_window']
+  del model['zscore_features'], model['zscore_window'], model['dct_stem']
   config.model = ml_collections.ConfigDict(model)
   built = localiser.create_model(config, nnx.Rngs(0))
-  assert not built.zscore_features and built.zscore_window == 0
+  assert not built.zscore_features and built.zscore_window == 0 and built.dct_stem is None
 
 
 def test_config_checks_levels_and_window_size(tiny_config):
@@ -121,6 +134,9 @@ def test_config_checks_levels_and_window_size(tiny_config):
   localiser.Localiser.check_config(config)
   config.model.zscore_window = -1
   with pytest.raises(ValueError, match='model.zscore_window -1'):
+    localiser.Localiser.check_config(config)
+  config.model.update(zscore_window=0, dct_stem=-1)
+  with pytest.raises(ValueError, match='model.dct_stem -1'):
     localiser.Localiser.check_config(config)
 
 

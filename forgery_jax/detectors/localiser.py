@@ -9,7 +9,9 @@ pooling down, nearest upsampling and skip connections up) gives one tamper logit
 input's resolution; with `model.zscore_features`, the joined stems and the bottleneck also carry
 each feature's deviation from its mean in units of its spread (ManTra-Net's Z-score, over the
 whole image or, with `model.zscore_window`, over a window around each pixel), so that a region is
-judged against the rest of its own photo; an image
+judged against the rest of its own photo; with `model.dct_stem`, a fourth stem reads the luma's
+8 x 8 block DCT against the quantisation steps the image sits on (`forensics.dct`) and joins the
+encoder at 1/8 resolution; an image
 head reads the bottleneck (mean and max) and the map's own statistics
 (its maximum, mean and top-1 % mean) and gives the image-level probability.
 
@@ -33,6 +35,7 @@ from forgery_jax import synthesis
 from forgery_jax.detectors import base
 from forgery_jax.detectors import copy_move_keypoints
 from forgery_jax.detectors import nnx_detector
+from forgery_jax.forensics import dct
 from forgery_jax.forensics import ela as ela_lib
 from forgery_jax.forensics import keypoints
 from forgery_jax.forensics import srm
@@ -40,6 +43,7 @@ from forgery_jax.training import task as task_lib
 
 ALIGN = 16          # whole images are padded to, and tiles start at, multiples of this
 MAX_LEVELS = 4      # U-Net levels: 2 ** MAX_LEVELS divides ALIGN
+DCT_LEVEL = 2       # the encoder block whose input is at 1/8 resolution, one pixel per JPEG block
 MAX_TILE = 1024     # larger images are scored in tiles of this side
 TILE_OVERLAP = 128
 
@@ -113,13 +117,20 @@ def check_levels(levels) -> None:
                      f'resolution), got {tuple(levels)}')
 
 
+def check_dct_stem(width: int, levels) -> None:
+  if width < 0 or (width and len(levels) <= DCT_LEVEL):
+    raise ValueError(f'model.dct_stem {width}: a width (0: none), read at 1/8 resolution, which '
+                     f'needs at least {DCT_LEVEL + 1} U-Net levels (model.levels {tuple(levels)})')
+
+
 class LocaliserNet(nnx.Module):
   """Stems (ELA, SRM, RGB) -> U-Net -> per-pixel logits, and an image-level logit."""
 
   def __init__(self, *, ela_qualities=(75, 85, 95), stem: int = 8, levels=(24, 48, 64),
                hidden: int = 32, copy_move: bool = False, zscore_features: bool = False,
-               zscore_window: int = 0, dtype=jnp.float32, rngs: nnx.Rngs):
+               zscore_window: int = 0, dct_stem: int = 0, dtype=jnp.float32, rngs: nnx.Rngs):
     check_levels(levels)
+    check_dct_stem(dct_stem, levels)
     self.zscore_features = zscore_features
     self.zscore_window = int(zscore_window)
     self.ela_qualities = tuple(int(q) for q in ela_qualities)
@@ -133,9 +144,13 @@ class LocaliserNet(nnx.Module):
     self.rgb_stem = ConvBlock(3, stem, dtype=dtype, rngs=rngs)
     wide = 2 if zscore_features else 1  # the features and their Z-scores
     joined = stem * (3 if self.ela_qualities else 2) * wide
+    # The DCT stem reads the JPEG grid's 8 x 8 blocks: one feature vector per block, at 1/8
+    # resolution, joined to the input of the encoder's third level.
+    self.dct_stem = ConvBlock(dct.FREQUENCIES * (dct.BINS + 1), dct_stem, dtype=dtype, rngs=rngs) \
+        if dct_stem else None
     widths = (joined, *levels)
-    self.enc = nnx.List([ConvBlock(cin, cout, dtype=dtype, rngs=rngs)
-                         for cin, cout in zip(widths[:-1], widths[1:])])
+    self.enc = nnx.List([ConvBlock(cin + (dct_stem if i == DCT_LEVEL else 0), cout, dtype=dtype, rngs=rngs)
+                         for i, (cin, cout) in enumerate(zip(widths[:-1], widths[1:]))])
     up = levels[::-1]  # decoder: from the deepest level back to 1/2 resolution
     deeps = (up[0] * wide, *up[1:-1])  # the bottleneck carries its Z-scores too
     self.dec = nnx.List([ConvBlock(deep + skip, skip, dtype=dtype, rngs=rngs)
@@ -165,8 +180,11 @@ class LocaliserNet(nnx.Module):
     if self.zscore_features:
       s = jnp.concatenate([s, zscore(s, window=window_at_level(self.zscore_window, 1))], -1)
     skips = [s]
-    for block in self.enc:
-      skips.append(block(_pool(skips[-1])))
+    for i, block in enumerate(self.enc):
+      x = _pool(skips[-1])
+      if i == DCT_LEVEL and self.dct_stem is not None:
+        x = jnp.concatenate([x, self.dct_stem(dct.coefficient_features(image).astype(self.dtype))], -1)
+      skips.append(block(x))
     deepest = x = skips[-1]
     if self.zscore_features:
       stride = 2 ** len(self.enc)
@@ -198,7 +216,8 @@ def create_model(config, rngs: nnx.Rngs) -> LocaliserNet:
                       hidden=m.hidden, copy_move=m.copy_move,
                       # exports written before these keys carry neither
                       zscore_features=m.get('zscore_features', False),
-                      zscore_window=m.get('zscore_window', 0), dtype=dtype, rngs=rngs)
+                      zscore_window=m.get('zscore_window', 0), dct_stem=m.get('dct_stem', 0),
+                      dtype=dtype, rngs=rngs)
 
 
 def losses(pixel_logits, image_logits, batch, class_weights) -> dict:
@@ -235,6 +254,7 @@ class Localiser(nnx_detector.NnxDetector):
     if config.dataset.num_classes != 2:
       raise ValueError('the localiser is binary: config.dataset.num_classes must be 2')
     check_levels(config.model.levels)
+    check_dct_stem(config.model.get('dct_stem', 0), config.model.levels)
     window = config.model.get('zscore_window', 0)
     if window < 0 or (window and not config.model.get('zscore_features', False)):
       raise ValueError(f'model.zscore_window {window}: a side in input pixels (0: the whole image), '
