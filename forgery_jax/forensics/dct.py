@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from forgery_jax.forensics import srm
+
 BLOCK = 8
 # The first AC frequencies in zig-zag order, as row-major indices into an 8 x 8 block.
 ZIGZAG_AC = (1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40)
@@ -37,8 +39,7 @@ def _dct_matrix() -> np.ndarray:
 def block_dct(images: jax.Array) -> jax.Array:
   """(N, H, W, 3) uint8 RGB, H and W multiples of 8 -> the luma's block DCT (N, H/8, W/8, 64),
   row-major frequencies, as JPEG computes it (level-shifted by 128, the grid at (0, 0))."""
-  rgb = images.astype(jnp.float32)
-  y = rgb @ jnp.asarray([0.299, 0.587, 0.114], jnp.float32) - 128.0
+  y = srm.grey(images.astype(jnp.float32))[..., 0] - 128.0
   n, h, w = y.shape
   blocks = y.reshape(n, h // BLOCK, BLOCK, w // BLOCK, BLOCK).transpose(0, 1, 3, 2, 4)
   m = jnp.asarray(_dct_matrix())
@@ -67,10 +68,10 @@ def coefficient_features(images: jax.Array, frequencies: int = FREQUENCIES, bins
   each of the first `frequencies` AC frequencies (zig-zag), cos(2 pi coefficient / step) (near 1
   where the block sits on the image's quantisation grid, as the blocks compressed with the rest of
   the photo do) and a one-hot of |coefficient / step| rounded and clipped to bins - 1 (the values
-  whose local histogram shows double quantisation). No gradient flows back to the pixels."""
+  whose local histogram shows double quantisation)."""
   if not 1 <= frequencies <= len(ZIGZAG_AC):
     raise ValueError(f'DCT frequencies {frequencies}: choose 1 to {len(ZIGZAG_AC)}')
-  coef = block_dct(jax.lax.stop_gradient(images))[..., jnp.asarray(ZIGZAG_AC[:frequencies])]
+  coef = block_dct(images)[..., jnp.asarray(ZIGZAG_AC[:frequencies])]
   units = coef / quantisation_steps(coef)[:, None, None, :]
   level = jnp.clip(jnp.round(jnp.abs(units)), 0, bins - 1).astype(jnp.int32)
   one_hot = jax.nn.one_hot(level, bins, dtype=jnp.float32)                 # (N, h, w, K, bins)
