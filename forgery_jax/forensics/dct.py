@@ -6,8 +6,8 @@ The steps are found from the image's own coefficients, per frequency, as the ste
 multiples they sit on most closely, so no file table is needed. Where an earlier save's steps
 are multiples of the last one's, those are the earlier steps, and a region that did not share
 that save (pasted from another photo, on another grid, or resampled) falls off the grid; double
-quantisation also empties some coefficient values and crowds others. Everything is jnp, so the features are
-computed inside the jitted model, after any on-device edit of the pixels.
+quantisation also empties some coefficient values and crowds others. Everything is jnp, so the
+features are computed inside the jitted model, after any on-device edit of the pixels.
 """
 
 from __future__ import annotations
