@@ -99,6 +99,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.synthesis.rotate = 30.0            # degrees, either way
   config.synthesis.scale = (0.8, 1.25)
   config.synthesis.flip = 0.5
+  config.synthesis.region_edit_share = 0.0  # pasted regions also blurred, noised, tone-shifted
   config.synthesis.donor_jpeg = True         # a spliced region carries its own JPEG history:
   config.synthesis.donor_quality = (50, 95)  # at a quality from this range
   config.synthesis.final_quality = (70, 95)  # the last save of every row

@@ -12,6 +12,10 @@ resumed run makes the same ones):
 * splicing: it comes from another image of the batch, which first carries its own JPEG history
   (a quality from `cfg.donor_quality`, its block grid at a random offset, one per batch; none with
   `cfg.donor_jpeg=False`) and is optionally resampled (`cfg.scale`);
+* with probability `cfg.region_edit_share`, the pasted content is also edited as a forger
+  matching it to its new place would: blurred, given noise, its contrast and brightness changed
+  (each by a random amount, from none), so that a region differs from its photo in sharpness,
+  noise and tone as well as in content;
 * then every authentic and synthesised row (and the real tampered ones too with
   `cfg.reencode_real`) goes through one random last save: a JPEG quality from
   `cfg.final_quality`, or none (lossless) with probability `cfg.lossless_share`, so that the last
@@ -66,8 +70,9 @@ def region_masks(key, n: int, h: int, w: int, area, polygon_share: float):
   return alpha, jnp.stack([cy, cx], -1), radius
 
 
-def _blur(alpha, sigma: float):
-  """Separable Gaussian blur of (N, H, W) maps as shifted sums (zero beyond the edges)."""
+def _blur(alpha, sigma: float, pad_mode: str = 'constant'):
+  """Separable Gaussian blur of (N, H, W) maps as shifted sums (zero beyond the edges, or the
+  edge repeated with `pad_mode='edge'`)."""
   if sigma == 0:
     return alpha
   r = 2 * int(np.ceil(sigma))
@@ -77,7 +82,7 @@ def _blur(alpha, sigma: float):
     n = alpha.shape[axis]
     pad = [(0, 0)] * 3
     pad[axis] = (r, r)
-    padded = jnp.pad(alpha, pad)
+    padded = jnp.pad(alpha, pad, mode=pad_mode)
     alpha = sum(float(k[i]) * jax.lax.slice_in_dim(padded, i, i + n, axis=axis)
                 for i in range(2 * r + 1))
   return alpha
@@ -133,6 +138,24 @@ def _moved(sources, key, centre, radius, cfg, same_image):
   return jax.vmap(one)(sources, centre, src, angle, scale, flip)
 
 
+def edit_regions(pasted, key, share: float):
+  """Pasted content (N, H, W, 3) float, each row edited with probability `share`: a blur (a mix
+  with its sigma-1 blur, weight 0-1), Gaussian noise (sigma 0-4 grey levels), contrast about the
+  row's mean (x0.9-1.1) and brightness (-8 to 8 per channel), each amount drawn from none up."""
+  n, h, w, c = pasted.shape
+  k_row, k_blur, k_noise, k_sigma, k_gain, k_bias = jax.random.split(key, 6)
+  edit = jax.random.bernoulli(k_row, share, (n,))[:, None, None, None]
+  planes = pasted.transpose(0, 3, 1, 2).reshape(n * c, h, w)
+  blurred = _blur(planes, 1.0, pad_mode='edge').reshape(n, c, h, w).transpose(0, 2, 3, 1)
+  t = _uniform(k_blur, (n, 1, 1, 1), 0.0, 1.0)
+  out = pasted * (1 - t) + blurred * t
+  out = out + jax.random.normal(k_noise, out.shape) * _uniform(k_sigma, (n, 1, 1, 1), 0.0, 4.0)
+  mean = out.mean((1, 2, 3), keepdims=True)
+  out = (out - mean) * _uniform(k_gain, (n, 1, 1, 1), 0.9, 1.1) + mean
+  out = out + _uniform(k_bias, (n, 1, 1, c), -8.0, 8.0)
+  return jnp.where(edit, out, pasted)
+
+
 def _computed_once(x):
   """`x` (uint8, channels last), unchanged. XLA's CPU compiler fuses an elementwise producer into
   each of its consumers and recomputes it there: the forged images (regions, resampling, the
@@ -162,6 +185,9 @@ def synthesise(batch: dict, key: jax.Array, cfg) -> dict:
     donors = jpeg.round_trip(donors, donor_q, grid_offset=offset)
   source = jnp.where(copy_move[:, None, None, None], images, donors)
   pasted = _moved(source, keys[7], centre, radius, cfg, same_image=copy_move)
+  edit_share = cfg.get('region_edit_share', 0.0)  # absent from the configs of older runs
+  if edit_share:  # its own key: the draws above and below stay those of a run without edits
+    pasted = edit_regions(pasted, jax.random.fold_in(key, 10), edit_share)
   a = (soft * forge[:, None, None])[..., None]
   composite = jnp.clip(jnp.round(images.astype(jnp.float32) * (1 - a) + pasted * a), 0, 255)
   composite = composite.astype(jnp.uint8)

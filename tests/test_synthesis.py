@@ -102,3 +102,17 @@ def test_donor_jpeg_changes_only_the_spliced_regions():
   assert spliced and len(spliced) < 5  # some rows are spliced, the others copy-moved (or real)
   for i in spliced:  # the donor's JPEG history shows inside the region (and its feather) only
     assert not diff[i][~_dilate(masks[i], 8)].any()
+
+
+def test_region_edits_change_only_the_regions_and_leave_every_other_draw_alone():
+  batch = _batch()
+  make = lambda **o: jax.jit(lambda b, k: synthesis.synthesise(
+      b, k, _cfg(lossless_share=1.0, **o)))(batch, jax.random.key(2))
+  plain, edited = make(), make(region_edit_share=1.0)
+  for k in ('mask', 'label', 'has_mask'):  # the same regions and labels: the edits draw their own keys
+    np.testing.assert_array_equal(np.asarray(plain[k]), np.asarray(edited[k]))
+  diff = np.abs(np.asarray(edited['image']).astype(int) - np.asarray(plain['image'])).max(-1)
+  masks = np.asarray(plain['mask'])[..., 0] > 0
+  for i in (0, 1, 2, 3, 5):  # every forged row is edited, inside its region (and feather) only
+    assert diff[i][masks[i]].mean() > 0.5 and not diff[i][~_dilate(masks[i], 8)].any()
+  assert not diff[4].any()  # the real tampered row is not forged, so not edited
