@@ -107,13 +107,46 @@ def test_dct_stem_joins_the_encoder_at_one_eighth_resolution():
     localiser.LocaliserNet(**dict(kw, levels=(8, 12)), dct_stem=6, rngs=nnx.Rngs(0))
 
 
+def test_constrained_filters_are_learned_prediction_errors():
+  conv = localiser.ConstrainedConv(3, 2, rngs=nnx.Rngs(0))
+  conv.kernel.value = conv.kernel.value * 7.0 - 3.0          # any free weights, negative sums too
+  w = np.asarray(conv.weights())
+  assert w.shape == (5, 5, 3, 2)
+  np.testing.assert_allclose(w[2, 2], -1.0)                    # the centre, per input and output
+  np.testing.assert_allclose(w.sum((0, 1)), 0.0, atol=1e-5)    # the other 24 sum to 1
+  # A prediction error: nothing on a flat image or, away from its border, on a plane through the
+  # pixels when the filter predicts symmetrically; a dot stands out.
+  flat = jnp.full((1, 12, 12, 3), 0.4)
+  assert float(jnp.abs(conv(flat)[:, 2:-2, 2:-2]).max()) < 1e-5
+  dot = flat.at[0, 6, 6].add(1.0)
+  assert float(jnp.abs(conv(dot)[0, 6, 6]).max()) > 0.5
+  sym = localiser.ConstrainedConv(1, 1, rngs=nnx.Rngs(1))
+  k = np.asarray(sym.kernel.value)
+  sym.kernel.value = jnp.asarray((k + k[::-1] + k[:, ::-1] + k[::-1, ::-1]) / 4)
+  y, x = np.mgrid[:12, :12]
+  plane = jnp.asarray((0.1 + 0.02 * y + 0.03 * x)[None, ..., None], jnp.float32)
+  assert float(jnp.abs(sym(plane)[:, 2:-2, 2:-2]).max()) < 1e-5
+  # In the network: a fourth stem, joined as the others are; its free weights are trained.
+  kw = dict(ela_qualities=(90,), stem=4, levels=(8, 12), hidden=8)
+  plain = localiser.LocaliserNet(**kw, rngs=nnx.Rngs(0))
+  with_it = localiser.LocaliserNet(**kw, constrained_filters=3, rngs=nnx.Rngs(0))
+  assert plain.constrained is None
+  assert with_it.enc[0].conv1.kernel.value.shape[2] == plain.enc[0].conv1.kernel.value.shape[2] + 4
+  image = jnp.asarray(np.random.default_rng(3).integers(0, 256, (2, 32, 48, 3)), jnp.uint8)
+  grads = nnx.grad(lambda m: m(image)[0].mean())(with_it)
+  assert float(jnp.abs(grads.constrained.kernel.value).max()) > 0
+  pixel, _ = with_it(image)
+  assert pixel.shape == (2, 32, 48) and bool(jnp.isfinite(pixel).all())
+
+
 def test_exports_from_before_zscore_features_still_build(tiny_config):
   config = _config(tiny_config)
   model = config.model.to_dict()
-  del model['zscore_features'], model['zscore_window'], model['dct_stem']
+  del model['zscore_features'], model['zscore_window'], model['dct_stem'], model['constrained_filters']
   config.model = ml_collections.ConfigDict(model)
   built = localiser.create_model(config, nnx.Rngs(0))
   assert not built.zscore_features and built.zscore_window == 0 and built.dct_stem is None
+  assert built.constrained is None
 
 
 def test_config_checks_levels_and_window_size(tiny_config):
@@ -137,6 +170,9 @@ def test_config_checks_levels_and_window_size(tiny_config):
     localiser.Localiser.check_config(config)
   config.model.update(zscore_window=0, dct_stem=-1)
   with pytest.raises(ValueError, match='model.dct_stem -1'):
+    localiser.Localiser.check_config(config)
+  config.model.update(dct_stem=0, constrained_filters=-2)
+  with pytest.raises(ValueError, match='model.constrained_filters -2'):
     localiser.Localiser.check_config(config)
 
 

@@ -3,7 +3,9 @@
 Inputs, each through its own stem and joined by concatenation as the dual-branch paper joins its
 branches: ELA planes computed inside the jitted model at `model.ela_qualities` (through
 `forgery_jax.jpeg`, so they follow any on-device edit of the pixels, and so that no single quality
-is a blind spot), the 30 SRM residuals of the grey image (a fixed `lax.conv`), and the RGB image.
+is a blind spot), the 30 SRM residuals of the grey image (a fixed `lax.conv`), and the RGB image;
+with `model.constrained_filters`, a fourth stem reads learned residuals (Bayar and Stamm's
+constrained convolution: each 5 x 5 filter predicts a pixel from its neighbours and subtracts it).
 A small U-Net (`model.levels`: one width per level, at 1/2, 1/4, 1/8 (and 1/16) resolution; max
 pooling down, nearest upsampling and skip connections up) gives one tamper logit per pixel at the
 input's resolution; with `model.zscore_features`, the joined stems and the bottleneck also carry
@@ -61,6 +63,32 @@ class ConvBlock(nnx.Module):
   def __call__(self, x):
     x = nnx.relu(self.norm1(self.conv1(x)))
     return nnx.relu(self.norm2(self.conv2(x)))
+
+
+class ConstrainedConv(nnx.Module):
+  """Bayar and Stamm's constrained convolution (5 x 5, no bias): per input and output channel the
+  centre weight is -1 and the other 24 sum to 1, so each filter is a learned prediction error
+  (zero on flat content), a residual like SRM's that training can shape.
+
+  The constraint is an orthogonal projection of free weights onto that set (the off-centre
+  weights minus their excess mean), exact at every step and without Bayar's division by the
+  weights' sum, which is unstable when that sum nears zero."""
+
+  def __init__(self, cin: int, cout: int, *, size: int = 5, rngs: nnx.Rngs):
+    self.size = size
+    self.kernel = nnx.Param(jax.random.uniform(rngs.params(), (size, size, cin, cout)))
+
+  def weights(self) -> jax.Array:
+    k = self.kernel.value
+    centre = jnp.zeros((self.size, self.size)).at[self.size // 2, self.size // 2].set(1.0)
+    centre = centre[:, :, None, None]
+    off = k * (1.0 - centre)
+    excess = (off.sum((0, 1), keepdims=True) - 1.0) / (self.size * self.size - 1)
+    return (off - excess) * (1.0 - centre) - centre
+
+  def __call__(self, x):
+    return jax.lax.conv_general_dilated(x, self.weights().astype(x.dtype), (1, 1), 'SAME',
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
 def _pool(x):
@@ -128,7 +156,8 @@ class LocaliserNet(nnx.Module):
 
   def __init__(self, *, ela_qualities=(75, 85, 95), stem: int = 8, levels=(24, 48, 64),
                hidden: int = 32, copy_move: bool = False, zscore_features: bool = False,
-               zscore_window: int = 0, dct_stem: int = 0, dtype=jnp.float32, rngs: nnx.Rngs):
+               zscore_window: int = 0, dct_stem: int = 0, constrained_filters: int = 0,
+               dtype=jnp.float32, rngs: nnx.Rngs):
     check_levels(levels)
     check_dct_stem(dct_stem, levels)
     self.zscore_features = zscore_features
@@ -142,8 +171,11 @@ class LocaliserNet(nnx.Module):
         if self.ela_qualities else None
     self.srm_stem = ConvBlock(srm.NUM_KERNELS, stem, dtype=dtype, rngs=rngs)
     self.rgb_stem = ConvBlock(3, stem, dtype=dtype, rngs=rngs)
+    self.constrained = ConstrainedConv(3, constrained_filters, rngs=rngs) if constrained_filters else None
+    self.constrained_stem = ConvBlock(constrained_filters, stem, dtype=dtype, rngs=rngs) \
+        if constrained_filters else None
     wide = 2 if zscore_features else 1  # the features and their Z-scores
-    joined = stem * (3 if self.ela_qualities else 2) * wide
+    joined = stem * (2 + bool(self.ela_qualities) + bool(constrained_filters)) * wide
     # The DCT stem reads the JPEG grid's 8 x 8 blocks: one feature vector per block, at 1/8
     # resolution, joined to the input of the encoder's third level.
     self.dct_stem = ConvBlock(dct.FREQUENCIES * (dct.BINS + 1), dct_stem, dtype=dtype, rngs=rngs) \
@@ -171,6 +203,8 @@ class LocaliserNet(nnx.Module):
       parts.append(self.ela_stem(ela.astype(self.dtype) / 255.0))
     parts.append(self.srm_stem(residuals.astype(self.dtype)))
     parts.append(self.rgb_stem((rgb / 127.5 - 1.0).astype(self.dtype)))
+    if self.constrained is not None:
+      parts.append(self.constrained_stem(self.constrained(rgb / 255.0).astype(self.dtype)))
     return jnp.concatenate(parts, -1)
 
   def __call__(self, image: jax.Array, copy_move: jax.Array | None = None):
@@ -217,7 +251,7 @@ def create_model(config, rngs: nnx.Rngs) -> LocaliserNet:
                       # exports written before these keys carry neither
                       zscore_features=m.get('zscore_features', False),
                       zscore_window=m.get('zscore_window', 0), dct_stem=m.get('dct_stem', 0),
-                      dtype=dtype, rngs=rngs)
+                      constrained_filters=m.get('constrained_filters', 0), dtype=dtype, rngs=rngs)
 
 
 def losses(pixel_logits, image_logits, batch, class_weights) -> dict:
@@ -255,6 +289,9 @@ class Localiser(nnx_detector.NnxDetector):
       raise ValueError('the localiser is binary: config.dataset.num_classes must be 2')
     check_levels(config.model.levels)
     check_dct_stem(config.model.get('dct_stem', 0), config.model.levels)
+    if config.model.get('constrained_filters', 0) < 0:
+      raise ValueError(f"model.constrained_filters {config.model.constrained_filters}: a number "
+                       'of filters (0: none)')
     window = config.model.get('zscore_window', 0)
     if window < 0 or (window and not config.model.get('zscore_features', False)):
       raise ValueError(f'model.zscore_window {window}: a side in input pixels (0: the whole image), '
