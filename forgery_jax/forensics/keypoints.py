@@ -53,6 +53,21 @@ MAP_CORRELATION = 0.6
 MAP_MIN_VARIANCE = 4.0    # grey levels squared: flat areas correlate with anything
 
 
+@dataclasses.dataclass(frozen=True)
+class MapSettings:
+  """The settings of `copy_move_map` (the defaults are the MAP_* constants above); others are
+  for experiments such as `experiments/keypoint_settings.py`."""
+  analysis_side: int = MAP_ANALYSIS_SIDE
+  sift_side: int = MAP_SIFT_SIDE  # 0: no upscaling
+  contrast: float = MAP_CONTRAST
+  min_distance: float = MAP_MIN_DISTANCE
+  models: int = MAP_MODELS
+  min_inliers: int = MAP_MIN_INLIERS
+  window: int = MAP_WINDOW
+  correlation: float = MAP_CORRELATION
+  min_variance: float = MAP_MIN_VARIANCE
+
+
 def matched_pairs(grey: np.ndarray, *, contrast: float = 0.04, min_distance: float = MIN_DISTANCE,
                   upscale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
   """The two ends, (P, 2) float32 each, of every g2NN pair of a uint8 grey image (SIFT with
@@ -133,22 +148,23 @@ def map_probability(inliers, found):
   return np.where(found, inliers / (inliers + MAP_MIN_INLIERS), 0.0)
 
 
-def _correlation(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Zero-mean normalised correlation of two grey images over MAP_WINDOW windows, and the smaller
-  of their local variances."""
+def _correlation(a: np.ndarray, b: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+  """Zero-mean normalised correlation of two grey images over `window` x `window` pixels, and the
+  smaller of their local variances."""
   a, b = a.astype(np.float32), b.astype(np.float32)
-  box = lambda x: cv2.boxFilter(x, -1, (MAP_WINDOW, MAP_WINDOW))
+  box = lambda x: cv2.boxFilter(x, -1, (window, window))
   ma, mb = box(a), box(b)
   va, vb = box(a * a) - ma * ma, box(b * b) - mb * mb
   return (box(a * b) - ma * mb) / np.sqrt(np.maximum(va * vb, 1e-6)), np.minimum(va, vb)
 
 
-def _reproduced(grey: np.ndarray, model: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+def _reproduced(grey: np.ndarray, model: np.ndarray, anchors: np.ndarray,
+                settings: MapSettings) -> np.ndarray:
   """The pixels that `grey` warped by the affine `model` reproduces, in regions holding `anchors`."""
   h, w = grey.shape
   warped = cv2.warpAffine(grey, model, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-  corr, variance = _correlation(grey, warped)
-  region = ((corr > MAP_CORRELATION) & (variance > MAP_MIN_VARIANCE)).astype(np.uint8)
+  corr, variance = _correlation(grey, warped, settings.window)
+  region = ((corr > settings.correlation) & (variance > settings.min_variance)).astype(np.uint8)
   region = cv2.morphologyEx(region, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
   _, components = cv2.connectedComponents(region)
   ys = np.clip(anchors[:, 1].astype(int), 0, h - 1)
@@ -158,24 +174,48 @@ def _reproduced(grey: np.ndarray, model: np.ndarray, anchors: np.ndarray) -> np.
   return cv2.morphologyEx(chosen, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8)).astype(bool)
 
 
-def copy_move_map(rgb: np.ndarray) -> CopyMoveMap:
-  """Where a region of an (H, W, 3) uint8 image is repeated (see the module docstring)."""
-  h, w = rgb.shape[:2]
-  grey, scale = _analysed_grey(rgb, MAP_ANALYSIS_SIDE)
-  upscale = float(np.clip(MAP_SIFT_SIDE / max(grey.shape), 1.0, 2.0))
-  src, dst = matched_pairs(grey, contrast=MAP_CONTRAST, min_distance=MAP_MIN_DISTANCE,
+@dataclasses.dataclass
+class MapPairs:
+  """What `copy_move_map` analyses: the grey image at the analysed size, its scale (at most 1)
+  and the g2NN pairs found on it (their ends in that grey image's pixels)."""
+  grey: np.ndarray
+  scale: float
+  src: np.ndarray
+  dst: np.ndarray
+
+
+def map_pairs(rgb: np.ndarray, settings: MapSettings = MapSettings()) -> MapPairs:
+  """The SIFT half of `copy_move_map` (the slow one; it reads only `analysis_side`, `sift_side`,
+  `contrast` and `min_distance` of `settings`)."""
+  grey, scale = _analysed_grey(rgb, settings.analysis_side)
+  upscale = float(np.clip(settings.sift_side / max(grey.shape), 1.0, 2.0))
+  src, dst = matched_pairs(grey, contrast=settings.contrast, min_distance=settings.min_distance,
                            upscale=upscale)
+  return MapPairs(grey, scale, src, dst)
+
+
+def copy_move_map(rgb: np.ndarray, settings: MapSettings = MapSettings()) -> CopyMoveMap:
+  """Where a region of an (H, W, 3) uint8 image is repeated (see the module docstring)."""
+  return map_from_pairs(rgb.shape[:2], map_pairs(rgb, settings), settings)
+
+
+def map_from_pairs(shape: tuple[int, ...], pairs: MapPairs,
+                   settings: MapSettings = MapSettings()) -> CopyMoveMap:
+  """The other half of `copy_move_map`, for an image of `shape` (H, W): the affine models the
+  pairs agree on and the pixels they reproduce."""
+  h, w = shape[:2]
+  grey, scale, src, dst = pairs.grey, pairs.scale, pairs.src, pairs.dst
   found = np.zeros(grey.shape, bool)
   kept_src, kept_dst = [], []
-  for _ in range(MAP_MODELS):
-    if len(src) < MAP_MIN_INLIERS:
+  for _ in range(settings.models):
+    if len(src) < settings.min_inliers:
       break
     model, inliers = cv2.estimateAffine2D(src, dst, ransacReprojThreshold=RANSAC_PIXELS)
-    if model is None or int(inliers.sum()) < MAP_MIN_INLIERS:
+    if model is None or int(inliers.sum()) < settings.min_inliers:
       break
     inliers = inliers.ravel().astype(bool)
-    region = (_reproduced(grey, model, dst[inliers])
-              | _reproduced(grey, cv2.invertAffineTransform(model), src[inliers]))
+    region = (_reproduced(grey, model, dst[inliers], settings)
+              | _reproduced(grey, cv2.invertAffineTransform(model), src[inliers], settings))
     if region.any():
       found |= region
       kept_src.append(src[inliers])
