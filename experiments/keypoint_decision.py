@@ -1,13 +1,14 @@
 """How far can a decision rule on the copy-move keypoint map alone go? An in-sample ceiling.
 
     python -m experiments.keypoint_decision --release=micc_f220 \
-        --manual_dir=../shared/datasets/micc_f220 [--limit=N]
+        --manual_dir=../shared/datasets/micc_f220 [--limit=N] [--mirrored]
 
 Computes `forensics.keypoints.copy_move_map` of every file of a release (listed as its builder
 lists it) and prints the accuracy of the map's own decision (p(tampered) > 0.5), then the best
 accuracy of a threshold on the number of inlier pairs, and of a pair of thresholds on the inlier
 count and the share of the image the map covers, each chosen on the very files it is scored on:
 an upper bound for any rule fitted to those two numbers, not a result to report as one.
+`--mirrored` computes the maps with `MapSettings(mirrored=True)` (regions copied mirror-wise too).
 """
 
 from __future__ import annotations
@@ -41,13 +42,14 @@ def main(argv=None) -> None:
   parser.add_argument('--release', default='micc_f220', choices=sorted(releases.LISTERS))
   parser.add_argument('--manual_dir', required=True)
   parser.add_argument('--limit', type=int, default=0, help='the first N files only (0 = all)')
+  parser.add_argument('--mirrored', action='store_true', help='match mirror-wise copies too')
   args = parser.parse_args(argv)
   files = releases.LISTERS[args.release](args.manual_dir, [])
   files = files[:args.limit] if args.limit else files
   inliers, area, tampered = [], [], []
   for f in progress.bar(files, desc='keypoint maps', unit='image'):
     rgb, _ = image_io.decode_file(f.path)
-    found = keypoints.copy_move_map(rgb)
+    found = keypoints.copy_move_map(rgb, keypoints.MapSettings(mirrored=args.mirrored))
     inliers.append(len(found.src))
     area.append(float(found.map.mean()))
     tampered.append(f.forgery_type != labels.AUTHENTIC)

@@ -2,7 +2,7 @@
 
     python -m experiments.keypoint_settings --config=configs/localiser_synthetic.py \
         --config.dataset.data_dir=/tmp/tfds --config.dataset.manual_dir=../shared/datasets/casia1 \
-        [--images=256] [--output=FILE]
+        [--images=256] [--seed=0] [--variants=default,mirrored=True] [--output=FILE]
 
 The map's settings (`forensics.keypoints.MAP_*`) were chosen on the copy-move files of CASIA v1's
 training split, so a synthetic-only localiser scored with the map fused still owes a few numbers to
@@ -40,6 +40,8 @@ _IMAGES = flags.DEFINE_integer('images', 256, 'authentic training files to forge
 _BATCH = flags.DEFINE_integer('batch', 8, 'rows synthesised together')
 _SEED = flags.DEFINE_integer('seed', 0, 'which files, and the synthesis key')
 _OUTPUT = flags.DEFINE_string('output', '', 'write the figures as JSON here')
+_VARIANTS = flags.DEFINE_list('variants', [], 'only these variants (names as printed, e.g. '
+                              'default,mirrored=True; empty = all)')
 config_flags.DEFINE_config_file('config', 'configs/localiser_synthetic.py',
                                 'The config whose dataset and synthesis settings are used.')
 
@@ -47,7 +49,7 @@ DEFAULT = keypoints.MapSettings()
 # One setting changed at a time: (field, the values tried besides the default).
 CHANGES = (('contrast', (0.01, 0.04)), ('sift_side', (0,)), ('min_distance', (10, 40)),
            ('models', (1, 3)), ('min_inliers', (3, 6, 8)), ('window', (5, 9)),
-           ('correlation', (0.5, 0.7)), ('min_variance', (1.0, 16.0)))
+           ('correlation', (0.5, 0.7)), ('min_variance', (1.0, 16.0)), ('mirrored', (True,)))
 
 
 def variants(changes=CHANGES) -> dict[str, keypoints.MapSettings]:
@@ -61,7 +63,7 @@ def variants(changes=CHANGES) -> dict[str, keypoints.MapSettings]:
 
 def _sift_key(s: keypoints.MapSettings) -> tuple:
   """The settings `keypoints.map_pairs` reads: variants that share them share its (slow) pairs."""
-  return (s.analysis_side, s.sift_side, s.contrast, s.min_distance)
+  return (s.analysis_side, s.sift_side, s.contrast, s.min_distance, s.mirrored)
 
 
 def score_variants(forged: list[np.ndarray], masks: list[np.ndarray], controls: list[np.ndarray],
@@ -144,9 +146,15 @@ def main(argv) -> None:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   runtime.quiet_libraries()
   config = flags.FLAGS.config
+  settings = variants()
+  unknown = sorted(set(_VARIANTS.value) - set(settings))
+  if unknown:
+    raise app.UsageError(f'--variants: unknown {unknown}; known: {list(settings)}')
+  if _VARIANTS.value:
+    settings = {name: s for name, s in settings.items() if name == 'default' or name in _VARIANTS.value}
   images = training_images(config, _IMAGES.value, _SEED.value)
   forged, masks, controls = synthesised_copy_moves(images, config.synthesis, _SEED.value, _BATCH.value)
-  results = score_variants(forged, masks, controls, variants())
+  results = score_variants(forged, masks, controls, settings)
   chosen = max(results, key=lambda name: results[name]['pixel_f1'])
   print(f'{len(forged)} synthesised copy-moves ({images[0].shape[1]} x {images[0].shape[0]}) and '
         f'{len(controls)} controls from {config.dataset.name} training files; best pixel F1: {chosen}')

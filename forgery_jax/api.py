@@ -158,19 +158,22 @@ class Predictor:
     return results if many else results[0]
 
 
-def load_detectors(workdir: str, keypoint_map: bool = False,
-                   keypoint_fusion: str | None = None) -> list[base.Detector]:
+def load_detectors(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None,
+                   keypoint_mirrored: bool = False) -> list[base.Detector]:
   """Every fold's detector of a finished run, from its inference export; with `keypoint_map`, a
   localiser scores with the copy-move keypoint map fused in by `keypoint_fusion` (None: the run's
-  own `model.keypoint_fusion`, else 'replace'; inference only, nothing is retrained). ValueError
-  naming the run for a detector that has no map or an unknown rule."""
+  own `model.keypoint_fusion`, else 'replace'; inference only, nothing is retrained), its map also
+  matching regions copied mirror-wise with `keypoint_mirrored`. ValueError naming the run for a
+  detector that has no map or an unknown rule."""
   if keypoint_fusion and not keypoint_map:
     raise ValueError(f'--keypoint_fusion={keypoint_fusion} needs --keypoint_map')
+  if keypoint_mirrored and not keypoint_map:
+    raise ValueError('--keypoint_mirrored needs --keypoint_map')
   detectors = [export.load(d) for d in export.find(workdir)]
   if keypoint_map:
     for d in detectors:
       try:
-        d.fuse_keypoint_map(keypoint_fusion)
+        d.fuse_keypoint_map(keypoint_fusion, keypoint_mirrored)
       except ValueError as e:
         raise ValueError(f'--keypoint_map: {workdir}: {e}') from e
   return detectors
@@ -246,13 +249,13 @@ def _check_threshold(name: str, value) -> None:
 
 def load(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None,
          threshold: float | str | None = None,
-         pixel_threshold: float | str | None = None) -> Predictor:
+         pixel_threshold: float | str | None = None, keypoint_mirrored: bool = False) -> Predictor:
   """The detector of a finished run (`forgery_jax.main`'s workdir), from its inference export;
-  `keypoint_map` as in `load_detectors` (a localiser's fused maps, as `evaluate --keypoint_map`
+  `keypoint_map`, `keypoint_mirrored` as in `load_detectors` (a localiser's fused maps, as `evaluate --keypoint_map`
   scores them); `threshold`: None (the most probable class), a number in [0, 1], or 'validation'
   (`validation_threshold`); `pixel_threshold`: None, a number in [0, 1] or 'validation'
   (`validation_pixel_threshold`), where a localiser's map calls a pixel tampered (`region`)."""
-  detectors = load_detectors(workdir, keypoint_map, keypoint_fusion)
+  detectors = load_detectors(workdir, keypoint_map, keypoint_fusion, keypoint_mirrored)
   _check_threshold('threshold', None if threshold == 'validation' else threshold)
   _check_threshold('pixel_threshold', None if pixel_threshold == 'validation' else pixel_threshold)
   if pixel_threshold is not None and not detectors[0].localises:

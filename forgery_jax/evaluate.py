@@ -84,8 +84,8 @@ class CrossDataset:
 
 
 def load_run(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None,
-             cross: CrossDataset | None = None) -> LoadedRun:
-  detectors = api.load_detectors(workdir, keypoint_map, keypoint_fusion)
+             cross: CrossDataset | None = None, keypoint_mirrored: bool = False) -> LoadedRun:
+  detectors = api.load_detectors(workdir, keypoint_map, keypoint_fusion, keypoint_mirrored)
   if cross is not None:
     for d in detectors:
       d.config.cross_dataset.update(dataclasses.asdict(cross))
@@ -134,12 +134,12 @@ def _cross_row(run: LoadedRun, others: list[LoadedRun], names: list[str], own) -
 def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness: bool = False,
              max_examples: int = 0, output: str | None = None, evals: list[str] | None = None,
              keypoint_map: bool = False, keypoint_fusion: str | None = None,
-             cross_dataset: CrossDataset | None = None) -> dict:
+             cross_dataset: CrossDataset | None = None, keypoint_mirrored: bool = False) -> dict:
   """Writes the report of `workdir` (and `runs`) to `output`; returns its tables as a dict."""
   if cross_dataset is not None and evals and not {'cross_dataset', 'pixel'} & set(evals):
     raise ValueError('--cross_dataset: no evaluator scores it; add cross_dataset or pixel to --evals')
   paths = [workdir] + [r for r in runs if r != workdir]
-  loaded = [load_run(w, keypoint_map, keypoint_fusion, cross_dataset) for w in progress.bar(paths, desc='loading runs', unit='run')]
+  loaded = [load_run(w, keypoint_map, keypoint_fusion, cross_dataset, keypoint_mirrored) for w in progress.bar(paths, desc='loading runs', unit='run')]
   out = output or os.path.join(workdir, 'report')
   os.makedirs(out, exist_ok=True)
   report = {'runs': []}
@@ -207,7 +207,7 @@ def main(argv):
     cross = (CrossDataset.parse(f.cross_dataset, f.cross_also_test, f.cross_manual_dir)
              if f.cross_dataset else None)
     evaluate(f.workdir, f.runs, f.cross, f.robustness, f.max_examples, output, f.evals or None,
-             f.keypoint_map, f.keypoint_fusion, cross)
+             f.keypoint_map, f.keypoint_fusion, cross, f.keypoint_mirrored)
   except (ValueError, OSError, datasets.DatasetError) as e:
     sys.exit(f'error: {e}')
   print(os.path.join(output, 'report.md'))
@@ -227,6 +227,8 @@ if __name__ == '__main__':
   flags.DEFINE_enum('keypoint_fusion', None, list(localiser.KEYPOINT_FUSIONS), 'With --keypoint_map: '
                     'how the maps are joined (forgery_jax.detectors.localiser.fuse_maps; default: the '
                     "run's model.keypoint_fusion, else replace).")
+  flags.DEFINE_bool('keypoint_mirrored', False, 'With --keypoint_map: the map also matches regions '
+                    'copied mirror-wise (model.keypoint_mirrored).')
   flags.DEFINE_string('cross_dataset', None, 'NAME[:CONFIG]: score the runs on every example of '
                       "this dataset instead of their config.cross_dataset (the cross_dataset and "
                       'pixel evaluators).')

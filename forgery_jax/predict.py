@@ -86,10 +86,13 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
                   panels: bool = True, keypoint_map: bool = False,
                   keypoint_fusion: str | None = None,
                   threshold: float | str | None = None,
-                  pixel_threshold: float | str | None = None) -> tuple[list[dict], float]:
+                  pixel_threshold: float | str | None = None,
+                  keypoint_mirrored: bool = False) -> tuple[list[dict], float]:
   """Predictions for every path (errors included, in order) and the images/s of the good ones;
-  `keypoint_map`, `keypoint_fusion`, `threshold`, `pixel_threshold`: see `api.load`."""
-  predictor = api.load(workdir, keypoint_map, keypoint_fusion, threshold, pixel_threshold)
+  `keypoint_map`, `keypoint_fusion`, `threshold`, `pixel_threshold`, `keypoint_mirrored`: see
+  `api.load`."""
+  predictor = api.load(workdir, keypoint_map, keypoint_fusion, threshold, pixel_threshold,
+                       keypoint_mirrored=keypoint_mirrored)
   regions = predictor.pixel_threshold is not None
   os.makedirs(output, exist_ok=True)
   for sub in ('panels',) * panels + ('masks',) * predictor.localises + ('regions',) * regions:
@@ -189,7 +192,8 @@ def main(argv):
     threshold = parse_threshold(f.threshold)
     pixel_threshold = parse_threshold(f.pixel_threshold, 'pixel_threshold')
     rows, rate = predict_paths(f.workdir, paths, output, f.batch_size, f.panels,
-                               f.keypoint_map, f.keypoint_fusion, threshold, pixel_threshold)
+                               f.keypoint_map, f.keypoint_fusion, threshold, pixel_threshold,
+                               f.keypoint_mirrored)
   except ValueError as e:
     sys.exit(f'error: {e}')
   failed = sum('error' in r for r in rows)
@@ -212,6 +216,8 @@ if __name__ == '__main__':
   flags.DEFINE_string('keypoint_fusion', None, "With --keypoint_map: how the maps are joined, "
                       "replace, max or keypoints_alone (default: the run's model.keypoint_fusion, "
                       'else replace).')
+  flags.DEFINE_bool('keypoint_mirrored', False, 'With --keypoint_map: the map also matches regions '
+                    'copied mirror-wise (model.keypoint_mirrored).')
   flags.DEFINE_string('threshold', None, 'Tampered when p(tampered) >= this number, or '
                       "'validation': the threshold most accurate on the run's validation split "
                       '(default: the most probable class).')

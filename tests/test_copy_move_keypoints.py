@@ -74,3 +74,17 @@ def test_each_detector_draws_the_pairs_its_answer_rests_on(tiny_config):
   np.testing.assert_array_equal(dst, evidence_dst)
   assert np.expm1(keypoints.copy_move_evidence(forged))[0] == pytest.approx(len(src), rel=1e-5)
   assert minimal_detector.MeanEla(config, 0.0).keypoint_pairs(forged) is None
+
+
+def test_the_detector_matches_mirror_wise_when_its_config_says_so(tiny_config):
+  from forgery_jax import detectors  # pylint: disable=g-import-not-at-top
+  flipped = _textured(3)
+  flipped[150:230, 250:350] = flipped[20:100, 30:130][:, ::-1]
+  config = tiny_config.copy_and_resolve_references()
+  config.method = 'copy_move_keypoints'
+  plain = detectors.get('copy_move_keypoints')(config.copy_and_resolve_references())
+  config.model.keypoint_mirrored = True
+  mirrored = detectors.get('copy_move_keypoints')(config)
+  assert mirrored.score([{'image': flipped}]).maps[0][150:230, 250:350].mean() > 0.7
+  assert plain.score([{'image': flipped}]).maps[0][150:230, 250:350].mean() < 0.2
+  assert len(mirrored.keypoint_pairs(flipped)[0]) >= 4 and len(plain.keypoint_pairs(flipped)[0]) < 4

@@ -86,3 +86,25 @@ def test_the_in_sample_decision_sweep_by_hand():
   assert out['map_decision'] == pytest.approx(4 / 6)
   assert out['inliers'] == (pytest.approx(5 / 6), 6)
   assert out['inliers_and_area'] == (1.0, 4, 0.008)
+
+
+def test_a_region_copied_mirror_wise_is_drawn_only_when_mirrored_pairs_are_matched():
+  clean = _textured(7)
+  forged = clean.copy()
+  forged[150:230, 250:350] = clean[20:100, 30:130][:, ::-1]  # the copy flipped left-right
+  pasted = np.zeros(forged.shape[:2], bool)
+  pasted[150:230, 250:350] = True
+  mirrored = keypoints.MapSettings(mirrored=True)
+  # Mirrored descriptors of the source land on the pasted copy, and back.
+  src, dst = keypoints.mirrored_pairs(keypoints._analysed_grey(forged, 1024)[0],
+                                      contrast=keypoints.MAP_CONTRAST)
+  ends = np.concatenate([src, dst]).astype(int)
+  assert len(src) >= 10 and pasted[ends[:, 1], ends[:, 0]].mean() > 0.4
+  assert _iou(keypoints.copy_move_map(forged, mirrored).map[150:230, 250:350] > 0.5,
+              np.ones((80, 100), bool)) > 0.7
+  assert not keypoints.copy_move_map(forged).map[150:230, 250:350].any()
+  # A copy that is not mirrored is still drawn, and a clean image still is not.
+  plain = clean.copy()
+  plain[150:230, 250:350] = clean[20:100, 30:130]
+  assert keypoints.copy_move_map(plain, mirrored).map[150:230, 250:350].mean() > 0.7
+  assert not keypoints.copy_move_map(clean, mirrored).map.any()

@@ -352,7 +352,7 @@ def test_the_keypoint_map_is_fused_by_either_rule(monkeypatch):
   network = base.Scores(np.float32([[0.8, 0.2], [0.7, 0.3]]),
                         [np.full((32, 48), 0.25, np.float32), np.full((32, 48), 0.7, np.float32)])
   keypoint_scores = base.Scores(np.float32([[1.0, 0.0], [0.1, 0.9]]), found)
-  monkeypatch.setattr(localiser.copy_move_keypoints, 'score_images', lambda _: keypoint_scores)
+  monkeypatch.setattr(localiser.copy_move_keypoints, 'score_images', lambda *_: keypoint_scores)
   for rule, beside in (('max', 0.7), ('replace', 0.35), ('keypoints_alone', 0.0)):
     fused = localiser.fuse_keypoint_map(network, images, rule)
     np.testing.assert_allclose(fused.probabilities, [[0.8, 0.2], [0.1, 0.9]], atol=1e-6)
@@ -375,6 +375,15 @@ def test_evaluate_keypoint_map_fuses_into_a_finished_run(run):
   forged[150:230, 250:350] = forged[20:100, 30:130]
   scores = detector.score([{'image': forged}])
   assert (scores.maps[0][150:230, 250:350] == 1.0).mean() > 0.8 and scores.p_tampered[0] > 0.9
+  # A copy flipped left-right: drawn only by the map that matches mirror-wise too.
+  flipped = _textured(3)
+  flipped[150:230, 250:350] = flipped[20:100, 30:130][:, ::-1]
+  mirrored = evaluate.load_run(workdir, keypoint_map=True, keypoint_mirrored=True).detectors[0]
+  assert mirrored.config.model.keypoint_mirrored and not detector.config.model.keypoint_mirrored
+  assert (mirrored.score([{'image': flipped}]).maps[0][150:230, 250:350] == 1.0).mean() > 0.8
+  assert (detector.score([{'image': flipped}]).maps[0][150:230, 250:350] == 1.0).mean() < 0.2
+  with pytest.raises(ValueError, match='needs --keypoint_map'):
+    evaluate.load_run(workdir, keypoint_mirrored=True)
 
 
 def test_predict_fuses_the_keypoint_map_into_a_finished_run(run, tmp_path, monkeypatch):
@@ -382,11 +391,11 @@ def test_predict_fuses_the_keypoint_map_into_a_finished_run(run, tmp_path, monke
   decision and the panel come from the fused maps and the keypoint pairs; a run is not changed."""
   from forgery_jax.detectors import base  # pylint: disable=g-import-not-at-top
   workdir, _ = run
-  found = lambda images: base.Scores(np.float32([[0.0, 1.0]] * len(images)),
+  found = lambda images, *_: base.Scores(np.float32([[0.0, 1.0]] * len(images)),
                                      [np.ones(np.shape(i)[:2], np.float32) for i in images])
   monkeypatch.setattr(localiser.copy_move_keypoints, 'score_images', found)
   monkeypatch.setattr(localiser.copy_move_keypoints, 'map_pairs',
-                      lambda rgb: (np.float32([[1, 2], [3, 4]]), np.float32([[20, 30], [25, 35]])))
+                      lambda rgb, *_: (np.float32([[1, 2], [3, 4]]), np.float32([[20, 30], [25, 35]])))
   path = tmp_path / 'photo.png'
   Image.fromarray(np.random.default_rng(1).integers(0, 256, (45, 70, 3), dtype=np.uint8)).save(path)
   plain, _ = predict.predict_paths(workdir, [str(path)], str(tmp_path / 'plain'))

@@ -18,16 +18,22 @@ from forgery_jax.detectors import base
 from forgery_jax.forensics import keypoints
 
 
-def score_images(images) -> base.Scores:
+def settings(config) -> keypoints.MapSettings:
+  """The map's settings for a run's config (`model.keypoint_mirrored`; absent from older runs)."""
+  return keypoints.MapSettings(mirrored=bool(config.model.get('keypoint_mirrored', False)))
+
+
+def score_images(images, map_settings: keypoints.MapSettings = keypoints.MapSettings()) -> base.Scores:
   """Binary probabilities and maps of a list of (H, W, 3) uint8 images."""
-  found = [keypoints.copy_move_map(np.asarray(image)) for image in images]
+  found = [keypoints.copy_move_map(np.asarray(image), map_settings) for image in images]
   p = np.float32([f.p_tampered for f in found]).reshape(-1)
   return base.Scores(np.stack([1.0 - p, p], -1), [f.map for f in found])
 
 
-def map_pairs(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def map_pairs(rgb: np.ndarray, map_settings: keypoints.MapSettings = keypoints.MapSettings()
+              ) -> tuple[np.ndarray, np.ndarray]:
   """The inlier pairs of the affine models behind an image's map (what its panel draws)."""
-  found = keypoints.copy_move_map(np.asarray(rgb))
+  found = keypoints.copy_move_map(np.asarray(rgb), map_settings)
   return found.src, found.dst
 
 
@@ -62,7 +68,7 @@ class CopyMoveKeypoints(base.Detector):
     return detector
 
   def keypoint_pairs(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return map_pairs(rgb)
+    return map_pairs(rgb, settings(self.config))
 
   def describe(self) -> str:
     return 'copy-move keypoint map (SIFT + affine)'
@@ -78,4 +84,4 @@ class CopyMoveKeypoints(base.Detector):
   def score(self, examples: list[dict]) -> base.Scores:
     if not examples:
       return base.Scores(np.zeros((0, 2), np.float32), [])
-    return score_images([e['image'] for e in examples])
+    return score_images([e['image'] for e in examples], settings(self.config))

@@ -328,15 +328,16 @@ class Localiser(nnx_detector.NnxDetector):
 
   def keypoint_pairs(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     if self.config.model.get('keypoint_map', False):
-      return copy_move_keypoints.map_pairs(rgb)
+      return copy_move_keypoints.map_pairs(rgb, copy_move_keypoints.settings(self.config))
     return super().keypoint_pairs(rgb)
 
-  def fuse_keypoint_map(self, rule: str | None = None) -> None:
+  def fuse_keypoint_map(self, rule: str | None = None, mirrored: bool = False) -> None:
     rule = rule or self.config.model.get('keypoint_fusion', KEYPOINT_FUSIONS[0])
     _check_fusion(rule)
     with self.config.unlocked():
       self.config.model.keypoint_map = True
       self.config.model.keypoint_fusion = rule
+      self.config.model.keypoint_mirrored = mirrored or self.config.model.get('keypoint_mirrored', False)
 
   def describe(self) -> str:
     return f"localiser (ELA q{'/'.join(map(str, self.config.model.ela_qualities))} + SRM + RGB)"
@@ -373,7 +374,8 @@ class Localiser(nnx_detector.NnxDetector):
     scores = base.Scores(np.asarray(probs, np.float32).reshape(len(examples), 2), list(maps))
     if self.config.model.get('keypoint_map', False) and examples:
       scores = fuse_keypoint_map(scores, [e['image'] for e in examples],
-                                 self.config.model.get('keypoint_fusion', KEYPOINT_FUSIONS[0]))
+                                 self.config.model.get('keypoint_fusion', KEYPOINT_FUSIONS[0]),
+                                 copy_move_keypoints.settings(self.config))
     return scores
 
   def score_split(self, dataset, indices: np.ndarray, batch_size: int = 0, desc: str = '',
@@ -418,11 +420,12 @@ def fuse_maps(network_map: np.ndarray, keypoint_map: np.ndarray, rule: str) -> n
   raise AssertionError(rule)  # every rule of KEYPOINT_FUSIONS is handled above
 
 
-def fuse_keypoint_map(scores: base.Scores, images, rule: str = KEYPOINT_FUSIONS[0]) -> base.Scores:
+def fuse_keypoint_map(scores: base.Scores, images, rule: str = KEYPOINT_FUSIONS[0],
+                      map_settings: keypoints.MapSettings = keypoints.MapSettings()) -> base.Scores:
   """`scores` with the copy-move keypoint map of each image fused in (`model.keypoint_map`): the
   maps joined by `rule` (`fuse_maps`), and the larger of the two p(tampered). Inference only: the
   network's parameters are the same with it or without it."""
-  found = copy_move_keypoints.score_images(images)
+  found = copy_move_keypoints.score_images(images, map_settings)
   p = np.maximum(scores.p_tampered, found.p_tampered)
   maps = [fuse_maps(m, k, rule) for m, k in zip(scores.maps, found.maps)]
   return base.Scores(np.stack([1.0 - p, p], -1).astype(np.float32), maps)

@@ -66,27 +66,32 @@ class MapSettings:
   window: int = MAP_WINDOW
   correlation: float = MAP_CORRELATION
   min_variance: float = MAP_MIN_VARIANCE
+  mirrored: bool = False  # also regions copied mirror-wise (`mirrored_pairs`: twice the SIFT)
 
 
-def matched_pairs(grey: np.ndarray, *, contrast: float = 0.04, min_distance: float = MIN_DISTANCE,
-                  upscale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-  """The two ends, (P, 2) float32 each, of every g2NN pair of a uint8 grey image (SIFT with
-  `contrast` as its contrast threshold, run on the image upscaled by `upscale`; points in the
-  given image's pixels)."""
+def _sift(grey: np.ndarray, contrast: float, upscale: float):
+  """SIFT keypoints of a uint8 grey image upscaled by `upscale`: their points (in the given
+  image's pixels) and descriptors, or None where fewer than 3 are found."""
   sift = cv2.SIFT_create(nfeatures=MAX_KEYPOINTS, contrastThreshold=contrast)
   analysed = grey if upscale == 1 else cv2.resize(grey, None, fx=upscale, fy=upscale,
                                                   interpolation=cv2.INTER_CUBIC)
   keypoints, descriptors = sift.detectAndCompute(analysed, None)
-  empty = np.zeros((0, 2), np.float32)
   if descriptors is None or len(keypoints) < 3:
-    return empty, empty
-  points = np.float32([k.pt for k in keypoints]) / np.float32(upscale)
+    return None
+  return np.float32([k.pt for k in keypoints]) / np.float32(upscale), descriptors.astype(np.float32)
+
+
+def _g2nn(query: np.ndarray, reference: np.ndarray, same: bool) -> tuple[np.ndarray, np.ndarray]:
+  """(i, j): query descriptor i matches reference descriptor j by the generalised 2NN test (a
+  descriptor is not its own neighbour where `same`, the two sets being one)."""
   # Distances from every descriptor to every other (one matrix product, no Python loop).
-  d = descriptors.astype(np.float32)
-  sq = (d * d).sum(1)
-  dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * d @ d.T, 0))
-  np.fill_diagonal(dist, np.inf)
-  k = min(MAX_NEIGHBOURS, len(keypoints) - 1)
+  sq_q, sq_r = (query * query).sum(1), (reference * reference).sum(1)
+  dist = np.sqrt(np.maximum(sq_q[:, None] + sq_r[None, :] - 2 * query @ reference.T, 0))
+  if same:
+    np.fill_diagonal(dist, np.inf)
+  k = min(MAX_NEIGHBOURS, len(reference) - 1 if same else len(reference))
+  if k < 2:
+    return np.zeros(0, np.int64), np.zeros(0, np.int64)
   nearest = np.argpartition(dist, k - 1, axis=1)[:, :k]
   nearest_dist = np.take_along_axis(dist, nearest, 1)
   order = np.argsort(nearest_dist, axis=1)
@@ -94,10 +99,42 @@ def matched_pairs(grey: np.ndarray, *, contrast: float = 0.04, min_distance: flo
   # g2NN: the i-th neighbour is a match while every ratio d_1/d_2, ..., d_i/d_{i+1} is below RATIO.
   accepted = np.cumprod(nearest_dist[:, :-1] < RATIO * nearest_dist[:, 1:], axis=1).astype(bool)
   rows, cols = np.nonzero(accepted)
-  i, j = rows, nearest[rows, cols]
+  return rows, nearest[rows, cols]
+
+
+def matched_pairs(grey: np.ndarray, *, contrast: float = 0.04, min_distance: float = MIN_DISTANCE,
+                  upscale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+  """The two ends, (P, 2) float32 each, of every g2NN pair of a uint8 grey image (SIFT with
+  `contrast` as its contrast threshold, run on the image upscaled by `upscale`; points in the
+  given image's pixels)."""
+  empty = np.zeros((0, 2), np.float32)
+  found = _sift(grey, contrast, upscale)
+  if found is None:
+    return empty, empty
+  points, descriptors = found
+  i, j = _g2nn(descriptors, descriptors, same=True)
   far = np.hypot(*(points[i] - points[j]).T) > min_distance
   keep = (i < j) & far
   return points[i[keep]], points[j[keep]]
+
+
+def mirrored_pairs(grey: np.ndarray, *, contrast: float = 0.04, min_distance: float = MIN_DISTANCE,
+                   upscale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+  """`matched_pairs` for a region copied mirror-wise: SIFT descriptors are not mirror invariant,
+  so each keypoint is matched against those of the left-right mirrored image, whose points are
+  mapped back. A pair is found from either end (both orders are returned)."""
+  empty = np.zeros((0, 2), np.float32)
+  found = _sift(grey, contrast, upscale)
+  mirrored = _sift(np.ascontiguousarray(grey[:, ::-1]), contrast, upscale)
+  if found is None or mirrored is None:
+    return empty, empty
+  (points, descriptors), (m_points, m_descriptors) = found, mirrored
+  # The mirrored image's pixel x is the image's pixel (width - 1 - x) at the upscaled size.
+  m_points = m_points.copy()
+  m_points[:, 0] = np.float32((round(grey.shape[1] * upscale) - 1) / upscale) - m_points[:, 0]
+  i, j = _g2nn(descriptors, m_descriptors, same=False)
+  far = np.hypot(*(points[i] - m_points[j]).T) > min_distance
+  return points[i[far]], m_points[j[far]]
 
 
 def _analysed_grey(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
@@ -177,21 +214,28 @@ def _reproduced(grey: np.ndarray, model: np.ndarray, anchors: np.ndarray,
 @dataclasses.dataclass
 class MapPairs:
   """What `copy_move_map` analyses: the grey image at the analysed size, its scale (at most 1)
-  and the g2NN pairs found on it (their ends in that grey image's pixels)."""
+  and the g2NN pairs found on it (their ends in that grey image's pixels), the mirror-wise ones
+  apart (empty unless `MapSettings.mirrored`)."""
   grey: np.ndarray
   scale: float
   src: np.ndarray
   dst: np.ndarray
+  mirror_src: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 2), np.float32))
+  mirror_dst: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 2), np.float32))
 
 
 def map_pairs(rgb: np.ndarray, settings: MapSettings = MapSettings()) -> MapPairs:
   """The SIFT half of `copy_move_map` (the slow one; it reads only `analysis_side`, `sift_side`,
-  `contrast` and `min_distance` of `settings`)."""
+  `contrast`, `min_distance` and `mirrored` of `settings`)."""
   grey, scale = _analysed_grey(rgb, settings.analysis_side)
   upscale = float(np.clip(settings.sift_side / max(grey.shape), 1.0, 2.0))
   src, dst = matched_pairs(grey, contrast=settings.contrast, min_distance=settings.min_distance,
                            upscale=upscale)
-  return MapPairs(grey, scale, src, dst)
+  if not settings.mirrored:
+    return MapPairs(grey, scale, src, dst)
+  mirror_src, mirror_dst = mirrored_pairs(grey, contrast=settings.contrast,
+                                          min_distance=settings.min_distance, upscale=upscale)
+  return MapPairs(grey, scale, src, dst, mirror_src, mirror_dst)
 
 
 def copy_move_map(rgb: np.ndarray, settings: MapSettings = MapSettings()) -> CopyMoveMap:
@@ -202,25 +246,27 @@ def copy_move_map(rgb: np.ndarray, settings: MapSettings = MapSettings()) -> Cop
 def map_from_pairs(shape: tuple[int, ...], pairs: MapPairs,
                    settings: MapSettings = MapSettings()) -> CopyMoveMap:
   """The other half of `copy_move_map`, for an image of `shape` (H, W): the affine models the
-  pairs agree on and the pixels they reproduce."""
+  pairs agree on (up to `settings.models` for the pairs, and as many for the mirror-wise pairs)
+  and the pixels they reproduce."""
   h, w = shape[:2]
-  grey, scale, src, dst = pairs.grey, pairs.scale, pairs.src, pairs.dst
+  grey, scale = pairs.grey, pairs.scale
   found = np.zeros(grey.shape, bool)
   kept_src, kept_dst = [], []
-  for _ in range(settings.models):
-    if len(src) < settings.min_inliers:
-      break
-    model, inliers = cv2.estimateAffine2D(src, dst, ransacReprojThreshold=RANSAC_PIXELS)
-    if model is None or int(inliers.sum()) < settings.min_inliers:
-      break
-    inliers = inliers.ravel().astype(bool)
-    region = (_reproduced(grey, model, dst[inliers], settings)
-              | _reproduced(grey, cv2.invertAffineTransform(model), src[inliers], settings))
-    if region.any():
-      found |= region
-      kept_src.append(src[inliers])
-      kept_dst.append(dst[inliers])
-    src, dst = src[~inliers], dst[~inliers]
+  for src, dst in ((pairs.src, pairs.dst), (pairs.mirror_src, pairs.mirror_dst)):
+    for _ in range(settings.models):
+      if len(src) < settings.min_inliers:
+        break
+      model, inliers = cv2.estimateAffine2D(src, dst, ransacReprojThreshold=RANSAC_PIXELS)
+      if model is None or int(inliers.sum()) < settings.min_inliers:
+        break
+      inliers = inliers.ravel().astype(bool)
+      region = (_reproduced(grey, model, dst[inliers], settings)
+                | _reproduced(grey, cv2.invertAffineTransform(model), src[inliers], settings))
+      if region.any():
+        found |= region
+        kept_src.append(src[inliers])
+        kept_dst.append(dst[inliers])
+      src, dst = src[~inliers], dst[~inliers]
   heat = found.astype(np.float32)
   if scale < 1:
     heat = cv2.resize(heat, (w, h), interpolation=cv2.INTER_NEAREST)
