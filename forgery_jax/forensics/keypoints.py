@@ -24,6 +24,7 @@ with some variance) in regions that hold inlier keypoints are marked: both copie
 pixels alone do not say which one was pasted (Amerini et al., "Copy-move forgery detection and
 localization by means of robust clustering with J-Linkage", Signal Processing: Image
 Communication 2013, localise the same way). No training, and nothing about a file's history.
+With `MapSettings(mirrored=True)` it also finds regions copied mirror-wise (`mirrored_pairs`).
 """
 
 from __future__ import annotations
@@ -107,10 +108,17 @@ def matched_pairs(grey: np.ndarray, *, contrast: float = 0.04, min_distance: flo
   """The two ends, (P, 2) float32 each, of every g2NN pair of a uint8 grey image (SIFT with
   `contrast` as its contrast threshold, run on the image upscaled by `upscale`; points in the
   given image's pixels)."""
-  empty = np.zeros((0, 2), np.float32)
-  found = _sift(grey, contrast, upscale)
+  return _pairs_within(_sift(grey, contrast, upscale), min_distance)
+
+
+def _no_pairs() -> tuple[np.ndarray, np.ndarray]:
+  return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
+
+
+def _pairs_within(found, min_distance: float) -> tuple[np.ndarray, np.ndarray]:
+  """`matched_pairs` from what `_sift` found."""
   if found is None:
-    return empty, empty
+    return _no_pairs()
   points, descriptors = found
   i, j = _g2nn(descriptors, descriptors, same=True)
   far = np.hypot(*(points[i] - points[j]).T) > min_distance
@@ -119,15 +127,15 @@ def matched_pairs(grey: np.ndarray, *, contrast: float = 0.04, min_distance: flo
 
 
 def mirrored_pairs(grey: np.ndarray, *, contrast: float = 0.04, min_distance: float = MIN_DISTANCE,
-                   upscale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                   upscale: float = 1.0, found=None) -> tuple[np.ndarray, np.ndarray]:
   """`matched_pairs` for a region copied mirror-wise: SIFT descriptors are not mirror invariant,
   so each keypoint is matched against those of the left-right mirrored image, whose points are
-  mapped back. A pair is found from either end (both orders are returned)."""
-  empty = np.zeros((0, 2), np.float32)
-  found = _sift(grey, contrast, upscale)
+  mapped back. A pair is found from either end (both orders are returned). `found`: the image's
+  own `_sift`, where already computed."""
+  found = _sift(grey, contrast, upscale) if found is None else found
   mirrored = _sift(np.ascontiguousarray(grey[:, ::-1]), contrast, upscale)
   if found is None or mirrored is None:
-    return empty, empty
+    return _no_pairs()
   (points, descriptors), (m_points, m_descriptors) = found, mirrored
   # The mirrored image's pixel x is the image's pixel (width - 1 - x) at the upscaled size.
   m_points = m_points.copy()
@@ -229,11 +237,11 @@ def map_pairs(rgb: np.ndarray, settings: MapSettings = MapSettings()) -> MapPair
   `contrast`, `min_distance` and `mirrored` of `settings`)."""
   grey, scale = _analysed_grey(rgb, settings.analysis_side)
   upscale = float(np.clip(settings.sift_side / max(grey.shape), 1.0, 2.0))
-  src, dst = matched_pairs(grey, contrast=settings.contrast, min_distance=settings.min_distance,
-                           upscale=upscale)
+  found = _sift(grey, settings.contrast, upscale)
+  src, dst = _pairs_within(found, settings.min_distance)
   if not settings.mirrored:
     return MapPairs(grey, scale, src, dst)
-  mirror_src, mirror_dst = mirrored_pairs(grey, contrast=settings.contrast,
+  mirror_src, mirror_dst = mirrored_pairs(grey, contrast=settings.contrast, found=found,
                                           min_distance=settings.min_distance, upscale=upscale)
   return MapPairs(grey, scale, src, dst, mirror_src, mirror_dst)
 
