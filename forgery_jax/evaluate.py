@@ -3,6 +3,7 @@
     python -m forgery_jax.evaluate --workdir=RUN [--runs=RUN2,RUN3] [--output=DIR]
         [--evals=test,baselines,...] [--cross] [--robustness] [--max_examples=N] [--keypoint_map [--keypoint_fusion=max|keypoints_alone]]
         [--cross_dataset=NAME[:CONFIG] [--cross_also_test=CONFIG,...] [--cross_manual_dir=DIR]]
+        [--average_with=RUN2,RUN3]
 
 Each run is read from its inference export (any detector; every fold of a k-fold run on its own
 test split, averaged as the run itself averages). The evaluators `config.evals` names (or
@@ -10,7 +11,10 @@ test split, averaged as the run itself averages). The evaluators `config.evals` 
 keypoint map fused into their maps (`config.model.keypoint_map`: inference only, no retraining;
 `--keypoint_fusion` says how, `localiser.fuse_maps`). `--cross_dataset` scores the runs on a
 dataset they were not trained on, in place of their `config.cross_dataset` (the `cross_dataset`
-evaluator: every example; `pixel`: every file with a mask, at its own size). Writes OUTPUT (default RUN/report), and nothing else:
+evaluator: every example; `pixel`: every file with a mask, at its own size). `--average_with` scores
+RUN as the average of its own and those runs' probabilities and maps (runs of one split, other
+seeds: `detectors.averaged`; the keypoint map, if fused, fused once into the average). Writes
+OUTPUT (default RUN/report), and nothing else:
 * report.md and report.json: every run's evaluator results and test metrics; with several runs an
   ablation table in the style of the dual-branch paper's Table 1; with `--cross`, the train x test
   matrix (every run on the test split of its own dataset and on all examples of the other runs'
@@ -84,8 +88,9 @@ class CrossDataset:
 
 
 def load_run(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None,
-             cross: CrossDataset | None = None, keypoint_mirrored: bool = False) -> LoadedRun:
-  detectors = api.load_detectors(workdir, keypoint_map, keypoint_fusion, keypoint_mirrored)
+             cross: CrossDataset | None = None, keypoint_mirrored: bool = False,
+             average_with=()) -> LoadedRun:
+  detectors = api.load_detectors(workdir, keypoint_map, keypoint_fusion, keypoint_mirrored, average_with)
   if cross is not None:
     for d in detectors:
       d.config.cross_dataset.update(dataclasses.asdict(cross))
@@ -134,12 +139,16 @@ def _cross_row(run: LoadedRun, others: list[LoadedRun], names: list[str], own) -
 def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness: bool = False,
              max_examples: int = 0, output: str | None = None, evals: list[str] | None = None,
              keypoint_map: bool = False, keypoint_fusion: str | None = None,
-             cross_dataset: CrossDataset | None = None, keypoint_mirrored: bool = False) -> dict:
-  """Writes the report of `workdir` (and `runs`) to `output`; returns its tables as a dict."""
+             cross_dataset: CrossDataset | None = None, keypoint_mirrored: bool = False,
+             average_with=()) -> dict:
+  """Writes the report of `workdir` (and `runs`) to `output`; returns its tables as a dict;
+  `workdir` scored as the average of it and the runs of `average_with`."""
   if cross_dataset is not None and evals and not {'cross_dataset', 'pixel'} & set(evals):
     raise ValueError('--cross_dataset: no evaluator scores it; add cross_dataset or pixel to --evals')
   paths = [workdir] + [r for r in runs if r != workdir]
-  loaded = [load_run(w, keypoint_map, keypoint_fusion, cross_dataset, keypoint_mirrored) for w in progress.bar(paths, desc='loading runs', unit='run')]
+  loaded = [load_run(w, keypoint_map, keypoint_fusion, cross_dataset, keypoint_mirrored,
+                     average_with if w == workdir else ())
+            for w in progress.bar(paths, desc='loading runs', unit='run')]
   out = output or os.path.join(workdir, 'report')
   os.makedirs(out, exist_ok=True)
   report = {'runs': []}
@@ -207,7 +216,7 @@ def main(argv):
     cross = (CrossDataset.parse(f.cross_dataset, f.cross_also_test, f.cross_manual_dir)
              if f.cross_dataset else None)
     evaluate(f.workdir, f.runs, f.cross, f.robustness, f.max_examples, output, f.evals or None,
-             f.keypoint_map, f.keypoint_fusion, cross, f.keypoint_mirrored)
+             f.keypoint_map, f.keypoint_fusion, cross, f.keypoint_mirrored, f.average_with)
   except (ValueError, OSError, datasets.DatasetError) as e:
     sys.exit(f'error: {e}')
   print(os.path.join(output, 'report.md'))
@@ -233,6 +242,8 @@ if __name__ == '__main__':
                       "this dataset instead of their config.cross_dataset (the cross_dataset and "
                       'pixel evaluators).')
   flags.DEFINE_list('cross_also_test', [], "With --cross_dataset: more of its builder configs.")
+  flags.DEFINE_list('average_with', [], 'More runs of the same split (other seeds): WORKDIR is '
+                    'scored as the average of their probabilities and maps and its own.')
   flags.DEFINE_string('cross_manual_dir', '', 'With --cross_dataset: its release folder.')
   flags.mark_flags_as_required(['workdir'])
   app.run(main)

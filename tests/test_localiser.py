@@ -589,3 +589,84 @@ def test_checkpoint_selected_by_the_validation_maps(tiny_config, tmp_path):
   assert trained.info['selected_by'] == 'pixel_f1_best'
   assert trained.info['best_validation_score'] == max(scores)
   assert trained.info['best_step'] in [r['step'] for r in val if r['pixel_f1_best'] == max(scores)]
+
+
+@pytest.fixture(scope='module')
+def second_run(tiny_config, tmp_path_factory):
+  """The `run` fixture's recipe with another seed: the same split, other parameters."""
+  workdir = str(tmp_path_factory.mktemp('localiser_seed1'))
+  config = _config(tiny_config)
+  config.synthesis.fraction = 0.5
+  config.seed = 1
+  experiment.run(config, workdir)
+  return workdir
+
+
+def test_runs_of_one_split_are_scored_as_their_average(run, second_run, tmp_path, monkeypatch):
+  """`average_with`: the mean of the runs' probabilities and maps, the keypoint map fused once
+  into that mean; evaluate, the Python API and predict all give it."""
+  from forgery_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from forgery_jax.detectors import averaged  # pylint: disable=g-import-not-at-top
+  from forgery_jax.detectors import base  # pylint: disable=g-import-not-at-top
+  workdir, _ = run
+  loaded = evaluate.load_run(workdir, average_with=[second_run, workdir])
+  mean = loaded.detectors[0]
+  assert isinstance(mean, averaged.Averaged) and len(mean.members) == 2
+  assert mean.describe().startswith('mean of 2 runs of localiser')
+  dataset = loaded.datasets[0]
+  examples = [dataset.source[int(i)] for i in dataset.split.test[:3]]
+  one, two = (evaluate.load_run(w).detectors[0].score(examples) for w in (workdir, second_run))
+  assert not np.allclose(one.maps[0], two.maps[0])  # the seeds differ
+  scores = mean.score(examples)
+  np.testing.assert_allclose(scores.probabilities, (one.probabilities + two.probabilities) / 2, atol=1e-6)
+  for got, a, b in zip(scores.maps, one.maps, two.maps):
+    np.testing.assert_allclose(got, (a + b) / 2, atol=1e-6)
+
+  # With the keypoint map: a stand-in map over the top-left corner, fused into the mean once.
+  found = lambda images, *_: base.Scores(
+      np.float32([[0.0, 1.0]] * len(images)),
+      [np.pad(np.ones((8, 8), np.float32), ((0, np.shape(i)[0] - 8), (0, np.shape(i)[1] - 8)))
+       for i in images])
+  monkeypatch.setattr(localiser.copy_move_keypoints, 'score_images', found)
+  fused = evaluate.load_run(workdir, keypoint_map=True, average_with=[second_run]).detectors[0]
+  assert fused.config.model.keypoint_map
+  assert not any(m.config.model.get('keypoint_map') for m in fused.members)
+  expected = localiser.fuse_keypoint_map(scores, [e['image'] for e in examples])
+  got = fused.score(examples)
+  np.testing.assert_allclose(got.probabilities, expected.probabilities, atol=1e-6)
+  for g, e in zip(got.maps, expected.maps):
+    np.testing.assert_allclose(g, e, atol=1e-6)
+    assert g[:8, :8].min() == 1.0 and g[8:, 8:].max() <= 0.5  # beside the copy: halved
+
+  # The Python API and predict: the averaged map at the input's size.
+  monkeypatch.undo()
+  path = tmp_path / 'photo.png'
+  Image.fromarray(np.random.default_rng(2).integers(0, 256, (45, 70, 3), dtype=np.uint8)).save(path)
+  maps = [forgery_jax.load(w).predict(str(path)).map for w in (workdir, second_run)]
+  result = forgery_jax.load(workdir, average_with=[second_run]).predict(str(path))
+  np.testing.assert_allclose(result.map, (maps[0] + maps[1]) / 2, atol=1e-6)
+  rows, _ = predict.predict_paths(workdir, [str(path)], str(tmp_path / 'out'), panels=False,
+                                  average_with=[second_run])
+  assert rows[0]['p_tampered'] == pytest.approx(result.p_tampered, abs=1e-6)
+  np.testing.assert_array_equal(np.asarray(Image.open(rows[0]['mask'])),
+                                np.round(result.map * 255).astype(np.uint8))
+
+
+def test_only_runs_of_one_split_are_averaged(run, second_run, tmp_path):
+  """A run of other files or split, another detector or no run at all: one error naming it."""
+  from forgery_jax import api  # pylint: disable=g-import-not-at-top
+  from forgery_jax.detectors import averaged  # pylint: disable=g-import-not-at-top
+  workdir, _ = run
+  assert not isinstance(api.load_detectors(workdir, average_with=[workdir])[0], averaged.Averaged)
+  first, other = api.load_detectors(workdir)[0], api.load_detectors(second_run)[0]
+  with other.config.unlocked():
+    other.config.dataset.split_seed += 1
+  with pytest.raises(ValueError, match=f'{second_run}: dataset.split_seed is 1'):
+    averaged.Averaged([first, other], [workdir, second_run])
+  with pytest.raises(ValueError, match='at least two runs'):
+    averaged.Averaged([first], [workdir])
+  missing = str(tmp_path / 'nothing')
+  with pytest.raises(ValueError, match=f'{missing}: no such folder'):
+    api.load_detectors(workdir, average_with=[missing])
+  with pytest.raises(ValueError, match='not trained'):
+    averaged.Averaged.fit(first.config, None, None)

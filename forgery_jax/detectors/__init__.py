@@ -2,6 +2,7 @@
 
 `config.method` names a detector: a key of `REGISTRY` (one line per detector; its module is
 imported only when used), or `package.module:Class` for a detector defined outside forgery_jax.
+`averaged.Averaged` is not a method one trains: it scores several finished runs as one.
 """
 
 from __future__ import annotations

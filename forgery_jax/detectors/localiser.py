@@ -332,12 +332,7 @@ class Localiser(nnx_detector.NnxDetector):
     return super().keypoint_pairs(rgb)
 
   def fuse_keypoint_map(self, rule: str | None = None, mirrored: bool = False) -> None:
-    rule = rule or self.config.model.get('keypoint_fusion', KEYPOINT_FUSIONS[0])
-    _check_fusion(rule)
-    with self.config.unlocked():
-      self.config.model.keypoint_map = True
-      self.config.model.keypoint_fusion = rule
-      self.config.model.keypoint_mirrored = mirrored or self.config.model.get('keypoint_mirrored', False)
+    set_keypoint_fusion(self.config, rule, mirrored)
 
   def describe(self) -> str:
     return f"localiser (ELA q{'/'.join(map(str, self.config.model.ela_qualities))} + SRM + RGB)"
@@ -391,6 +386,17 @@ class Localiser(nnx_detector.NnxDetector):
 
 
 KEYPOINT_FUSIONS = ('replace', 'max', 'keypoints_alone')  # the first is the default
+
+
+def set_keypoint_fusion(config, rule: str | None = None, mirrored: bool = False) -> None:
+  """Sets `config.model` to fuse the keypoint map by `rule` (None: the config's own
+  `keypoint_fusion`, else the first of KEYPOINT_FUSIONS), mirror-wise too with `mirrored`."""
+  rule = rule or config.model.get('keypoint_fusion', KEYPOINT_FUSIONS[0])
+  _check_fusion(rule)
+  with config.unlocked():
+    config.model.keypoint_map = True
+    config.model.keypoint_fusion = rule
+    config.model.keypoint_mirrored = mirrored or config.model.get('keypoint_mirrored', False)
 
 
 def _check_fusion(rule: str) -> None:
