@@ -1,8 +1,9 @@
 """Several finished runs as one detector: their probabilities and maps averaged.
 
-Runs of one recipe trained with other seeds disagree most where each is unsure, so the mean of
-their maps ranks pixels better than any one of them ("Several runs averaged" under
-"Localisation" in the README). Made from inference exports only (`api.load_detectors(...,
+Runs of one recipe trained with other seeds disagree most where each is unsure; the mean of their
+maps ranks pixels about as well as the best of them, and with the keypoint map fused a little
+better (README: "The two seeds' maps averaged" under "Localisation", the three synthetic-only
+seeds averaged under "Forgeries made on the accelerator"). Made from inference exports only (`api.load_detectors(...,
 average_with=...)`, `evaluate --average_with`, `predict --average_with`); it is not trained or
 saved. Every run must have been trained on the same files and split with the same inputs, so that
 an evaluation's test split is each member's test split. A localiser's copy-move keypoint map, when
@@ -103,14 +104,10 @@ class Averaged(base.Detector):
       maps = [np.mean([p.maps[i] for p in parts], 0).astype(np.float32)
               for i in range(len(examples))]
     scores = base.Scores(probabilities, maps, parts[0].map_kind)
-    if self.localises and self.config.model.get('keypoint_map', False) and examples:
-      from forgery_jax.detectors import copy_move_keypoints  # pylint: disable=g-import-not-at-top
-      from forgery_jax.detectors import localiser  # pylint: disable=g-import-not-at-top
-      scores = localiser.fuse_keypoint_map(
-          scores, [e['image'] for e in examples],
-          self.config.model.get('keypoint_fusion', localiser.KEYPOINT_FUSIONS[0]),
-          copy_move_keypoints.settings(self.config))
-    return scores
+    if not self.localises:
+      return scores
+    from forgery_jax.detectors import localiser  # pylint: disable=g-import-not-at-top
+    return localiser.fused_as_configured(scores, examples, self.config)
 
   def score_split(self, dataset, indices: np.ndarray, batch_size: int = 0, desc: str = '',
                   keep_maps: bool = True) -> base.Scores:

@@ -367,11 +367,7 @@ class Localiser(nnx_detector.NnxDetector):
   def score(self, examples: list[dict]) -> base.Scores:
     probs, maps = zip(*(self._score_image(e) for e in examples)) if examples else ((), ())
     scores = base.Scores(np.asarray(probs, np.float32).reshape(len(examples), 2), list(maps))
-    if self.config.model.get('keypoint_map', False) and examples:
-      scores = fuse_keypoint_map(scores, [e['image'] for e in examples],
-                                 self.config.model.get('keypoint_fusion', KEYPOINT_FUSIONS[0]),
-                                 copy_move_keypoints.settings(self.config))
-    return scores
+    return fused_as_configured(scores, examples, self.config)
 
   def score_split(self, dataset, indices: np.ndarray, batch_size: int = 0, desc: str = '',
                   keep_maps: bool = True) -> base.Scores:
@@ -435,6 +431,16 @@ def fuse_keypoint_map(scores: base.Scores, images, rule: str = KEYPOINT_FUSIONS[
   p = np.maximum(scores.p_tampered, found.p_tampered)
   maps = [fuse_maps(m, k, rule) for m, k in zip(scores.maps, found.maps)]
   return base.Scores(np.stack([1.0 - p, p], -1).astype(np.float32), maps)
+
+
+def fused_as_configured(scores: base.Scores, examples: list[dict], config) -> base.Scores:
+  """`scores` of `examples` with the keypoint map fused in if `config.model.keypoint_map` says
+  so (by its `keypoint_fusion`, with its `keypoint_mirrored`), else `scores` as they are."""
+  if not (config.model.get('keypoint_map', False) and examples):
+    return scores
+  return fuse_keypoint_map(scores, [e['image'] for e in examples],
+                           config.model.get('keypoint_fusion', KEYPOINT_FUSIONS[0]),
+                           copy_move_keypoints.settings(config))
 
 
 def _tiles(h: int, w: int) -> list[tuple[int, int, int, int]]:
