@@ -439,6 +439,44 @@ def test_validation_threshold_decides_at_the_chosen_threshold(run):
   assert evaluators.run_all(detector, ctx, ['validation_threshold']) == {}
 
 
+def test_cross_dataset_and_pixel_score_each_file_once(run):
+  """With both `cross_dataset` and `pixel`, in either order, every file of the cross dataset is
+  scored once (its tampered files' maps kept for the pixel scores), and the results are those of
+  the two evaluators run apart."""
+  from forgery_jax.evaluation import evaluators  # pylint: disable=g-import-not-at-top
+  workdir, _ = run
+  detector = forgery_jax.load(workdir).detectors[0]
+  with detector.config.unlocked():
+    detector.config.cross_dataset.update(name='synthetic_forgery', builder_config='tiny')
+  dataset = input_pipeline.load(detector.config)
+  scored = []
+  score = detector.score
+
+  def counting(examples):
+    scored.append(len(examples))
+    return score(examples)
+
+  detector.score = counting
+
+  def evaluated(names):
+    scored.clear()
+    ctx = evaluators.Context(detector.config, dataset, workdir, write_metrics=False)
+    for cross in evaluators.cross_datasets(ctx):  # the synthetic set stores a mask for every file
+      cross.has_mask = np.ones(len(cross.labels), bool)
+    return evaluators.run_all(detector, ctx, names), sum(scored)
+
+  cross_alone, n_cross = evaluated(['cross_dataset'])
+  pixel_alone, n_pixel = evaluated(['pixel'])
+  prefix = 'cross/synthetic_forgery/tiny/2.0.0'
+  tampered = pixel_alone[f'{prefix}/pixel_images']
+  assert n_cross == cross_alone[f'{prefix}/num_examples'] == 128 and 0 < tampered < 128
+  assert n_pixel == len(dataset.split.test) + tampered
+  for names in (['cross_dataset', 'pixel'], ['pixel', 'cross_dataset']):
+    both, n_both = evaluated(names)
+    assert n_both == 128 + len(dataset.split.test), names
+    assert both == {**cross_alone, **pixel_alone}, names
+
+
 def _noise_photos(folder, count: int, seed: int) -> list[str]:
   """`count` PNG files of noise, 56 pixels wide and 40, 48, ... high."""
   rng = np.random.default_rng(seed)

@@ -8,7 +8,8 @@ of results.json keys:
 * `baselines`: the shortcut baselines on the same split (`baseline/*`);
 * `also_test`: the same test files prepared by other builder configs (`config.dataset.also_test`),
   each beside its own baselines (`test_<config>/*`);
-* `cross_dataset`: every example of `config.cross_dataset` (`cross/<dataset>/*`);
+* `cross_dataset`: every example of `config.cross_dataset` (`cross/<dataset>/*`); with `pixel`
+  in the same evals, a localiser scores each of its files once for both;
 * `robustness`: the test split after JPEG, resize, blur and noise attacks on the source files
   (`robustness/<attack>/<strength>/*`, with the pixel scores of a localising detector);
 * `pixel`: where the forgery is: `pixel_f1`, `pixel_f1_best`, `pixel_auc`, `pixel_iou` of the
@@ -44,6 +45,7 @@ import numpy as np
 
 from forgery_jax import writers
 from forgery_jax.data import input_pipeline
+from forgery_jax.detectors import base
 from forgery_jax.evaluation import baselines
 from forgery_jax.evaluation import metrics as metrics_lib
 from forgery_jax.evaluation import pixel_eval
@@ -61,6 +63,7 @@ class Context:
   batch_size: int = 32
   cache: dict = dataclasses.field(default_factory=dict)     # scores shared between evaluators
   datasets: dict = dataclasses.field(default_factory=dict)  # 'test_<config>': the also_test datasets
+  evals: tuple = ()  # the evaluators run_all runs: one keeps what a later one needs
 
   def scores(self, detector, dataset, indices, key: str, desc: str, keep_maps: bool = True):
     """The detector's scores of `dataset.source[indices]`, computed once per key (again only
@@ -74,9 +77,13 @@ class Context:
 
 def _test_metrics(detector, ctx: Context, dataset, prefix: str, key: str,
                   keep_maps: bool = True) -> dict:
-  idx = dataset.split.test
-  scores = ctx.scores(detector, dataset, idx, key, desc=f'{prefix} {dataset.name}', keep_maps=keep_maps)
-  m = metrics_lib.classification_metrics(scores.probabilities, dataset.labels[idx],
+  scores = ctx.scores(detector, dataset, dataset.split.test, key, desc=f'{prefix} {dataset.name}',
+                      keep_maps=keep_maps)
+  return _metrics_of(scores, dataset, prefix)
+
+
+def _metrics_of(scores, dataset, prefix: str) -> dict:
+  m = metrics_lib.classification_metrics(scores.probabilities, dataset.labels[dataset.split.test],
                                          dataset.class_names)
   logging.info('%s %s: accuracy %.4f  auc %.4f', prefix, dataset.name, m['accuracy'], m['auc'])
   return m
@@ -161,6 +168,34 @@ def cross_datasets(ctx: Context) -> list:
   return out
 
 
+def cross_scores(detector, ctx: Context, dataset) -> base.Scores:
+  """Every example of a cross dataset, scored once per context; with the `pixel` evaluator
+  in `ctx.evals`, a localiser keeps the maps of the tampered files with masks (others' maps are
+  None), so that the pixel scores need no second pass over them."""
+  key = f'cross/{dataset.name}'
+  if key in ctx.cache:
+    return ctx.cache[key]
+  every = dataset.split.test  # all of it: loaded with all_for_test
+  desc = f'cross {dataset.name}'
+  with_maps = np.zeros(len(every), bool)
+  if detector.localises and 'pixel' in ctx.evals:
+    with_maps = np.isin(every, pixel_eval.tampered_with_mask(dataset, every))
+  if not with_maps.any():
+    scores = detector.score_split(dataset, every, ctx.batch_size, desc=desc, keep_maps=False)
+  else:  # a localiser's scores of a file do not depend on the files scored with it
+    mapped = detector.score_split(dataset, every[with_maps], ctx.batch_size, desc=desc)
+    rest = detector.score_split(dataset, every[~with_maps], ctx.batch_size, desc=desc,
+                                keep_maps=False)
+    probabilities = np.zeros((len(every), mapped.probabilities.shape[1]), np.float32)
+    probabilities[with_maps], probabilities[~with_maps] = mapped.probabilities, rest.probabilities
+    maps = [None] * len(every)
+    for position, tamper_map in zip(np.flatnonzero(with_maps), mapped.maps):
+      maps[position] = tamper_map
+    scores = base.Scores(probabilities, maps, mapped.map_kind)
+  ctx.cache[key] = scores
+  return scores
+
+
 class CrossDataset:
   """Metrics on every example of `config.cross_dataset` (train on one dataset, test on another;
   or, for a detector trained without the dataset's forgeries, on all of its files)."""
@@ -169,7 +204,7 @@ class CrossDataset:
   def __call__(self, detector, ctx: Context) -> dict:
     out = {}
     for dataset in cross_datasets(ctx):
-      m = _test_metrics(detector, ctx, dataset, 'cross', f'cross/{dataset.name}', keep_maps=False)
+      m = _metrics_of(cross_scores(detector, ctx, dataset), dataset, 'cross')
       out.update({f'cross/{dataset.name}/{k}': v for k, v in m.items()})
     return out
 
@@ -205,6 +240,8 @@ class PixelScores:
     datasets.update({f'cross/{d.name}': d for d in cross_datasets(ctx)
                      if d.has_mask is not None and d.has_mask.any()})
     for key, dataset in datasets.items():
+      if key.startswith('cross/') and not saliency and 'cross_dataset' in ctx.evals:
+        cross_scores(detector, ctx, dataset)  # every file once for both, its maps kept
       result, rows = pixel_eval.evaluate(detector, ctx, dataset, key, masks, training_mean, saliency)
       prefix = f'{key}/saliency' if saliency else key
       out.update({f'{prefix}/{k}': v for k, v in result.items()})
@@ -355,6 +392,7 @@ def get(name: str):
 def run_all(detector, ctx: Context, names) -> dict:
   """Every evaluator of `names`, in order; their results merged."""
   evaluators = [get(n) for n in names]  # an unknown name fails before any work
+  ctx.evals = tuple(names)
   results = {}
   for evaluator in evaluators:
     results.update(evaluator(detector, ctx))

@@ -86,7 +86,7 @@ def evaluate(detector, ctx, dataset, key: str, masks: MaskSource, training_mean:
   elif key in ctx.cache and ctx.cache[key].maps is not None:  # scored with its maps already
     position = {int(i): k for k, i in enumerate(test)}
     maps = [ctx.cache[key].maps[position[int(i)]] for i in chosen]
-  elif key.startswith('cross/'):  # a whole dataset: only the tampered images' maps are kept
+  elif key.startswith('cross/'):  # a whole dataset, not in cross_dataset: only these maps
     maps = detector.score_split(dataset, chosen, desc=f'maps {dataset.name}').maps
   else:
     scores = ctx.scores(detector, dataset, test, key, f'{key} {dataset.name}')
