@@ -74,14 +74,16 @@ class Averaged(base.Detector):
     return f'mean of {len(self.members)} runs of {self.members[0].describe()}'
 
   def keypoint_pairs(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    if self.localises and self.config.model.get('keypoint_map', False):
-      from forgery_jax.detectors import copy_move_keypoints  # pylint: disable=g-import-not-at-top
-      return copy_move_keypoints.map_pairs(rgb, copy_move_keypoints.settings(self.config))
+    if self.localises:
+      from forgery_jax.detectors import localiser  # pylint: disable=g-import-not-at-top
+      pairs = localiser.fused_map_pairs(rgb, self.config)
+      if pairs is not None:
+        return pairs
     return self.members[0].keypoint_pairs(rgb)
 
   def fuse_keypoint_map(self, rule: str | None = None, mirrored: bool = False) -> None:
     if not self.localises:
-      super().fuse_keypoint_map(rule, mirrored)
+      super().fuse_keypoint_map(rule, mirrored)  # raises: only a localiser's maps take it
     from forgery_jax.detectors import localiser  # pylint: disable=g-import-not-at-top
     localiser.set_keypoint_fusion(self.config, rule, mirrored)
 

@@ -327,9 +327,8 @@ class Localiser(nnx_detector.NnxDetector):
                          eval_synthesise)
 
   def keypoint_pairs(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    if self.config.model.get('keypoint_map', False):
-      return copy_move_keypoints.map_pairs(rgb, copy_move_keypoints.settings(self.config))
-    return super().keypoint_pairs(rgb)
+    pairs = fused_map_pairs(rgb, self.config)
+    return super().keypoint_pairs(rgb) if pairs is None else pairs
 
   def fuse_keypoint_map(self, rule: str | None = None, mirrored: bool = False) -> None:
     set_keypoint_fusion(self.config, rule, mirrored)
@@ -431,6 +430,14 @@ def fuse_keypoint_map(scores: base.Scores, images, rule: str = KEYPOINT_FUSIONS[
   p = np.maximum(scores.p_tampered, found.p_tampered)
   maps = [fuse_maps(m, k, rule) for m, k in zip(scores.maps, found.maps)]
   return base.Scores(np.stack([1.0 - p, p], -1).astype(np.float32), maps)
+
+
+def fused_map_pairs(rgb: np.ndarray, config) -> tuple[np.ndarray, np.ndarray] | None:
+  """The matched pairs behind the keypoint map `config` fuses into the maps, or None if it fuses
+  none."""
+  if not config.model.get('keypoint_map', False):
+    return None
+  return copy_move_keypoints.map_pairs(rgb, copy_move_keypoints.settings(config))
 
 
 def fused_as_configured(scores: base.Scores, examples: list[dict], config) -> base.Scores:
