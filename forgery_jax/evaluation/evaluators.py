@@ -168,6 +168,11 @@ def cross_datasets(ctx: Context) -> list:
   return out
 
 
+def _has_masks(dataset) -> bool:
+  """Whether a cross dataset stores any mask (the `pixel` evaluator scores only those)."""
+  return dataset.has_mask is not None and bool(dataset.has_mask.any())
+
+
 def cross_scores(detector, ctx: Context, dataset) -> base.Scores:
   """Every example of a cross dataset, scored once per context; with the `pixel` evaluator
   in `ctx.evals`, a localiser keeps the maps of the tampered files with masks (others' maps are
@@ -178,7 +183,7 @@ def cross_scores(detector, ctx: Context, dataset) -> base.Scores:
   every = dataset.split.test  # all of it: loaded with all_for_test
   desc = f'cross {dataset.name}'
   with_maps = np.zeros(len(every), bool)
-  if detector.localises and 'pixel' in ctx.evals:
+  if detector.localises and 'pixel' in ctx.evals and _has_masks(dataset):
     with_maps = np.isin(every, pixel_eval.tampered_with_mask(dataset, every))
   if not with_maps.any():
     scores = detector.score_split(dataset, every, ctx.batch_size, desc=desc, keep_maps=False)
@@ -237,8 +242,7 @@ class PixelScores:
     training_mean = pixel_eval.training_mean_mask(ctx.dataset, masks)
     datasets = {'test': ctx.dataset}
     datasets.update({f'test_{n}': also_test_dataset(ctx, n) for n in ctx.config.dataset.also_test})
-    datasets.update({f'cross/{d.name}': d for d in cross_datasets(ctx)
-                     if d.has_mask is not None and d.has_mask.any()})
+    datasets.update({f'cross/{d.name}': d for d in cross_datasets(ctx) if _has_masks(d)})
     for key, dataset in datasets.items():
       if key.startswith('cross/') and not saliency and 'cross_dataset' in ctx.evals:
         cross_scores(detector, ctx, dataset)  # every file once for both, its maps kept
