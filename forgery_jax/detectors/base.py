@@ -31,6 +31,7 @@ class Scores:
   """What a detector says about a batch of images."""
   probabilities: np.ndarray              # (N, K): class probabilities, class 0 authentic
   maps: list[np.ndarray] | None = None   # per image (H, W) float32 in [0, 1] at its planes' size
+  # (an evaluation may keep some images' maps only: the others' are then None)
   map_kind: str = 'tamper_probability'   # or 'saliency': where the decision rests, not a segmentation
 
   @property
