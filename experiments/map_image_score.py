@@ -16,8 +16,9 @@ choice cost or gained is visible. No CASIA v1 forgery and no CASIA v1 mask is re
 
 Candidates: the head's p(tampered) (at 0.5 as it stands, and at the chosen threshold), statistics
 of the map (its maximum; the mean of its top 0.1 %, 1 % and 5 % of pixels; its mean; the share of
-pixels at or above 0.5), and a logistic regression on all of them fitted on the synthesised
-images. `--cache` keeps each split's features (npz).
+pixels at or above 0.5; its top 1 % over its median; the share of its top 1 % in one connected
+region), and a logistic regression on all of them fitted on the synthesised images. `--cache`
+keeps each split's features (npz).
 """
 
 from __future__ import annotations
