@@ -18,7 +18,6 @@ fusions, and the image AUC of p(tampered), for every split.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import numpy as np
@@ -143,9 +142,7 @@ def main(argv=None) -> dict:
           for f in (result[rule][k] for k in keys)]
     rows[f'{name}: image AUC'] = [f"{result['image_auc'][k]:.3f}" for k in keys]
   fusion_rules.print_table(keys, rows)
-  if args.output:
-    with open(args.output, 'w') as f:
-      json.dump(results, f, indent=2, default=float)
+  fusion_rules.write_json(args.output, results)
   return results
 
 

@@ -179,6 +179,13 @@ def print_table(columns: list[str], rows: dict[str, list[str]]) -> None:
     print(f'| {name} | ' + ' | '.join(cells) + ' |')
 
 
+def write_json(path: str, results: dict) -> None:
+  """An experiment's figures as JSON at `path` (its --output; nothing when empty)."""
+  if path:
+    with open(path, 'w') as f:
+      json.dump(results, f, indent=2, default=float)
+
+
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--workdir', required=True, help='a finished localiser run')
@@ -233,9 +240,7 @@ def main(argv=None) -> dict:
         f"{results['chosen']['image']}")
   print_table(keys, {name: [f"{per_split[k]['accuracy']:.3f} ({per_split[k]['false_alarm_rate']:.2f})" for k in keys]
                      for name, per_split in results['image'].items()})
-  if args.output:
-    with open(args.output, 'w') as f:
-      json.dump(results, f, indent=2, default=float)
+  write_json(args.output, results)
   return results
 
 

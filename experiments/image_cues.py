@@ -23,7 +23,6 @@ figures of all of them are printed, so that what a choice on validation costs is
 from __future__ import annotations
 
 import argparse
-import json
 
 import cv2
 import numpy as np
@@ -139,9 +138,7 @@ def main(argv=None) -> dict:
       f"({f['at_validation_threshold']['threshold']:.2f}) / {f['all']['pixel_auc']:.3f}; "
       f"{f[labels_lib.COPY_MOVE]['pixel_f1']:.3f}" for f in (results[name][key] for key in splits)]
       for name in RULES})
-  if args.output:
-    with open(args.output, 'w') as f:
-      json.dump({'chosen': chosen, 'rules': results}, f, indent=2, default=float)
+  fusion_rules.write_json(args.output, {'chosen': chosen, 'rules': results})
   return results
 
 

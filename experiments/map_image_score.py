@@ -24,7 +24,6 @@ keeps each split's features (npz).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from absl import flags
@@ -194,9 +193,7 @@ def main(argv=None) -> dict:
         f"{results['synthesised_validation']['tampered']} forged; chosen: {chosen}")
   fusion_rules.print_table(['synthesised validation acc / AUC (threshold)'] +
                            [f'{k} acc / AUC (false alarms)' for k in others], table)
-  if args.output:
-    with open(args.output, 'w') as f:
-      json.dump(results, f, indent=2, default=float)
+  fusion_rules.write_json(args.output, results)
   return results
 
 
