@@ -106,6 +106,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.synthesis.donor_quality = (50, 95)  # at a quality from this range
   config.synthesis.final_quality = (70, 95)  # the last save of every row
   config.synthesis.lossless_share = 0.1     # rows not saved again
+  config.synthesis.second_save_share = 0.0  # saved rows saved once more, at another final quality
   config.synthesis.reencode_real = True     # real tampered rows get a random last save too
   # Keep only these forgery types in the train and validation splits (e.g. ('authentic',) to
   # train on synthesised forgeries alone); () keeps every example.

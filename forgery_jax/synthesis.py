@@ -19,7 +19,10 @@ resumed run makes the same ones):
 * then every authentic and synthesised row (and the real tampered ones too with
   `cfg.reencode_real`) goes through one random last save: a JPEG quality from
   `cfg.final_quality`, or none (lossless) with probability `cfg.lossless_share`, so that the last
-  history says nothing about the class.
+  history says nothing about the class;
+* with probability `cfg.second_save_share`, a saved row is saved once more at another quality from
+  `cfg.final_quality`: a forgery released as a JPEG and then saved again by whoever passed it on
+  (as CASIA v1's JPEG-randomised test files were) has been through two saves since the paste.
 
 Batches hold 'image' (N, H, W, 3) uint8, 'mask' (N, H, W, 1) uint8, 'has_mask' and 'label'.
 """
@@ -194,6 +197,12 @@ def synthesise(batch: dict, key: jax.Array, cfg) -> dict:
   # One random last save for every row.
   final_q = jax.random.randint(keys[8], (n,), cfg.final_quality[0], cfg.final_quality[1] + 1)
   saved = jpeg.round_trip(composite, final_q)
+  second_share = cfg.get('second_save_share', 0.0)  # absent from the configs of older runs
+  if second_share:  # its own keys: the draws above stay those of a run without it
+    k_share, k_q = jax.random.split(jax.random.fold_in(key, 11))
+    again = jax.random.bernoulli(k_share, second_share, (n,))
+    second_q = jax.random.randint(k_q, (n,), cfg.final_quality[0], cfg.final_quality[1] + 1)
+    saved = jnp.where(again[:, None, None, None], jpeg.round_trip(saved, second_q), saved)
   keep = jax.random.bernoulli(keys[9], cfg.lossless_share, (n,))
   if not cfg.reencode_real:
     keep |= ~authentic  # real tampered rows keep the history they came with

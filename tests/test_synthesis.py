@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import default
-from forgery_jax import synthesis
+from forgery_jax import jpeg, synthesis
 from forgery_jax.data import synthetic
 
 
@@ -116,3 +116,25 @@ def test_region_edits_change_only_the_regions_and_leave_every_other_draw_alone()
   for i in (0, 1, 2, 3, 5):  # every forged row is edited, inside its region (and feather) only
     assert diff[i][masks[i]].mean() > 0.5 and not diff[i][~_dilate(masks[i], 8)].any()
   assert not diff[4].any()  # the real tampered row is not forged, so not edited
+
+
+def test_a_second_save_is_one_more_round_trip_of_the_saved_rows_only():
+  batch = _batch()
+  make = lambda **o: jax.jit(lambda b, k: synthesis.synthesise(
+      b, k, _cfg(**{'lossless_share': 0.5, **o})))(batch, jax.random.key(5))
+  once, twice = make(), make(second_save_share=1.0)
+  for k in ('mask', 'label', 'has_mask'):  # the same forgeries: the second save draws its own keys
+    np.testing.assert_array_equal(np.asarray(once[k]), np.asarray(twice[k]))
+  lossless = make(lossless_share=1.0)
+  once_img, twice_img = np.asarray(once['image']), np.asarray(twice['image'])
+  saved = [i for i in range(6) if not np.array_equal(once_img[i], np.asarray(lossless['image'])[i])]
+  assert 0 < len(saved) < 6  # some rows were kept lossless, and those are not saved at all
+  for i in set(range(6)) - set(saved):
+    np.testing.assert_array_equal(twice_img[i], once_img[i])
+  qualities = np.arange(70, 96)
+  again = np.asarray(jax.jit(jpeg.round_trip)(
+      jnp.repeat(once['image'][jnp.asarray(saved)], len(qualities), 0),
+      jnp.tile(jnp.asarray(qualities), len(saved)))).reshape(len(saved), len(qualities), 64, 64, 3)
+  for j, i in enumerate(saved):  # exactly the once-saved row through the codec at some final quality
+    assert any(np.array_equal(twice_img[i], again[j, q]) for q in range(len(qualities))), i
+    assert not np.array_equal(twice_img[i], once_img[i])
