@@ -195,14 +195,13 @@ def synthesise(batch: dict, key: jax.Array, cfg) -> dict:
   composite = jnp.clip(jnp.round(images.astype(jnp.float32) * (1 - a) + pasted * a), 0, 255)
   composite = composite.astype(jnp.uint8)
   # One random last save for every row.
-  final_q = jax.random.randint(keys[8], (n,), cfg.final_quality[0], cfg.final_quality[1] + 1)
-  saved = jpeg.round_trip(composite, final_q)
+  final_quality = lambda k: jax.random.randint(k, (n,), cfg.final_quality[0], cfg.final_quality[1] + 1)
+  saved = jpeg.round_trip(composite, final_quality(keys[8]))
   second_share = cfg.get('second_save_share', 0.0)  # absent from the configs of older runs
   if second_share:  # its own keys: the draws above stay those of a run without it
     k_share, k_q = jax.random.split(jax.random.fold_in(key, 11))
     again = jax.random.bernoulli(k_share, second_share, (n,))
-    second_q = jax.random.randint(k_q, (n,), cfg.final_quality[0], cfg.final_quality[1] + 1)
-    saved = jnp.where(again[:, None, None, None], jpeg.round_trip(saved, second_q), saved)
+    saved = jnp.where(again[:, None, None, None], jpeg.round_trip(saved, final_quality(k_q)), saved)
   keep = jax.random.bernoulli(keys[9], cfg.lossless_share, (n,))
   if not cfg.reencode_real:
     keep |= ~authentic  # real tampered rows keep the history they came with
