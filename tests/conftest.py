@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import pathlib
+import shutil
+import tempfile
 
 import ml_collections
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get('FORGERY_JAX_SHARED', REPO.parent / 'shared'))
+
+# The suite compiles the same tiny models many times over: in each resumed run, in every test
+# that trains the tiny config, and in the subprocesses of the preemption, multi-host and command
+# line tests. One XLA compilation cache for the session compiles each program once: set in the
+# environment, so that subprocesses share it too (predict's and evaluate's own cache goes there
+# rather than to the user's home), and removed at exit. A cached program is the same executable,
+# so no result changes.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  _XLA_CACHE = tempfile.mkdtemp(prefix='forgery_jax_test_xla_cache_')
+  atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _XLA_CACHE
+  os.environ.setdefault('FORGERY_JAX_COMPILATION_CACHE', _XLA_CACHE)
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
 
 
 def shared_path(*parts: str) -> pathlib.Path:

@@ -169,6 +169,7 @@ def test_build_command_reports_a_bad_manual_dir_in_one_line(tmp_path):
   assert 'Traceback' not in result.stderr
 
 
+@pytest.mark.slow  # three minutes on two cores: every file of both releases
 def test_real_casia1_and_micc_f220_build(tmp_path):
   casia1 = shared_path('datasets', 'casia1')
   micc = shared_path('datasets', 'micc_f220')
