@@ -12,6 +12,8 @@ import tempfile
 import ml_collections
 import pytest
 
+from forgery_jax import runtime
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get('FORGERY_JAX_SHARED', REPO.parent / 'shared'))
 
@@ -25,7 +27,7 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   _XLA_CACHE = tempfile.mkdtemp(prefix='forgery_jax_test_xla_cache_')
   atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
   os.environ['JAX_COMPILATION_CACHE_DIR'] = _XLA_CACHE
-  os.environ.setdefault('FORGERY_JAX_COMPILATION_CACHE', _XLA_CACHE)
+  os.environ.setdefault(runtime.CACHE_ENV, _XLA_CACHE)
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
 
 
