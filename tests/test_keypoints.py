@@ -54,6 +54,13 @@ def test_the_map_draws_both_copies_and_nothing_on_a_clean_image():
   drawn = found.map > 0.5
   assert _iou(drawn & ~source, pasted) > 0.7 and _iou(drawn & ~pasted, source) > 0.7
   assert found.p_tampered > 0.9 and len(found.src) >= keypoints.MAP_MIN_INLIERS
+  # The models that drew it: the copy's shift, one way or back (a pair's ends come in the order
+  # the keypoints were found), each with its share of the pairs; the analysed image is the
+  # file's own size here.
+  assert sum(count for _, count in found.models) == len(found.src)
+  for model, _ in found.models:
+    shift = np.sign(model[0, 2]) * np.float64([220, 130])
+    np.testing.assert_allclose(model, [[1, 0, shift[0]], [0, 1, shift[1]]], atol=0.05)
   # The pasted copy rotated by 90 degrees: an affine model still covers it.
   rotated = clean.copy()
   rotated[150:230, 250:330] = cv2.rotate(clean[20:100, 30:110], cv2.ROTATE_90_CLOCKWISE)
@@ -61,6 +68,7 @@ def test_the_map_draws_both_copies_and_nothing_on_a_clean_image():
               np.ones((80, 80), bool)) > 0.6
   empty = keypoints.copy_move_map(clean)
   assert not empty.map.any() and empty.p_tampered == 0.0 and len(empty.src) == 0
+  assert empty.models == ()
 
 
 def test_the_map_of_a_large_image_comes_back_at_its_size():
@@ -86,6 +94,23 @@ def test_the_in_sample_decision_sweep_by_hand():
   assert out['map_decision'] == pytest.approx(4 / 6)
   assert out['inliers'] == (pytest.approx(5 / 6), 6)
   assert out['inliers_and_area'] == (1.0, 4, 0.008)
+
+
+def test_the_correlation_check_by_hand():
+  from experiments import keypoint_decision  # pylint: disable=g-import-not-at-top
+  clean = _textured(1)
+  forged = clean.copy()
+  forged[150:230, 250:350] = clean[20:100, 30:130]
+  pairs = keypoints.map_pairs(forged)
+  found = keypoints.map_from_pairs(forged.shape, pairs)
+  checked = keypoint_decision.anchor_correlations(pairs, found)
+  assert [count for count, _ in checked] == [count for _, count in found.models]
+  assert all(corr > 0.95 for _, corr in checked)  # an exact copy reproduces its source
+  # Three files, their models as (pairs, correlation): called where some model passes both.
+  models = [[(5, 0.95)], [(9, 0.6), (4, 0.99)], []]
+  np.testing.assert_array_equal(keypoint_decision.verified(models, 5, 0.9), [True, False, False])
+  np.testing.assert_array_equal(keypoint_decision.verified(models, 4, 0.9), [True, True, False])
+  np.testing.assert_array_equal(keypoint_decision.verified(models, 5, -1.0), [True, True, False])
 
 
 def test_a_region_copied_mirror_wise_is_drawn_only_when_mirrored_pairs_are_matched():

@@ -176,10 +176,13 @@ def copy_move_evidence(rgb: np.ndarray) -> np.ndarray:
 @dataclasses.dataclass
 class CopyMoveMap:
   """Where a region of an image repeats: `map` (H, W) float32, 1 on both copies, else 0; the
-  inlier pairs behind it (`src`, `dst`: (P, 2) in the image's pixels)."""
+  inlier pairs behind it (`src`, `dst`: (P, 2) in the image's pixels); and the affine models
+  that drew it (`models`: (2, 3) each, mapping `src` to `dst` in the analysed grey image's pixels,
+  `MapPairs.grey`), each with its number of pairs, in the order of `src` and `dst`."""
   map: np.ndarray
   src: np.ndarray
   dst: np.ndarray
+  models: tuple[tuple[np.ndarray, int], ...] = ()
 
   @property
   def p_tampered(self) -> float:
@@ -193,7 +196,7 @@ def map_probability(inliers, found):
   return np.where(found, inliers / (inliers + MAP_MIN_INLIERS), 0.0)
 
 
-def _correlation(a: np.ndarray, b: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+def local_correlation(a: np.ndarray, b: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
   """Zero-mean normalised correlation of two grey images over `window` x `window` pixels, and the
   smaller of their local variances."""
   a, b = a.astype(np.float32), b.astype(np.float32)
@@ -208,7 +211,7 @@ def _reproduced(grey: np.ndarray, model: np.ndarray, anchors: np.ndarray,
   """The pixels that `grey` warped by the affine `model` reproduces, in regions holding `anchors`."""
   h, w = grey.shape
   warped = cv2.warpAffine(grey, model, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-  corr, variance = _correlation(grey, warped, settings.window)
+  corr, variance = local_correlation(grey, warped, settings.window)
   region = ((corr > settings.correlation) & (variance > settings.min_variance)).astype(np.uint8)
   region = cv2.morphologyEx(region, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
   _, components = cv2.connectedComponents(region)
@@ -259,7 +262,7 @@ def map_from_pairs(shape: tuple[int, ...], pairs: MapPairs,
   h, w = shape[:2]
   grey, scale = pairs.grey, pairs.scale
   found = np.zeros(grey.shape, bool)
-  kept_src, kept_dst = [], []
+  kept_src, kept_dst, kept_models = [], [], []
   for src, dst in ((pairs.src, pairs.dst), (pairs.mirror_src, pairs.mirror_dst)):
     for _ in range(settings.models):
       if len(src) < settings.min_inliers:
@@ -274,10 +277,11 @@ def map_from_pairs(shape: tuple[int, ...], pairs: MapPairs,
         found |= region
         kept_src.append(src[inliers])
         kept_dst.append(dst[inliers])
+        kept_models.append((model, int(inliers.sum())))
       src, dst = src[~inliers], dst[~inliers]
   heat = found.astype(np.float32)
   if scale < 1:
     heat = cv2.resize(heat, (w, h), interpolation=cv2.INTER_NEAREST)
   empty = np.zeros((0, 2), np.float32)
   ends = lambda parts: np.concatenate(parts) / np.float32(scale) if parts else empty
-  return CopyMoveMap(heat, ends(kept_src), ends(kept_dst))
+  return CopyMoveMap(heat, ends(kept_src), ends(kept_dst), tuple(kept_models))
