@@ -40,6 +40,11 @@ VERIFY_CORRELATIONS = (-1.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.
 CV_SEEDS = 5
 
 
+def errors(called: np.ndarray, tampered: np.ndarray) -> str:
+  """'false alarms F, misses M' of a decision."""
+  return f'false alarms {int((called & ~tampered).sum())}, misses {int((~called & tampered).sum())}'
+
+
 def best_rules(inliers: np.ndarray, area: np.ndarray, tampered: np.ndarray) -> dict:
   """The map's own decision, and the most accurate inlier-count and (count, area) thresholds."""
   def accuracy(called):
@@ -48,7 +53,8 @@ def best_rules(inliers: np.ndarray, area: np.ndarray, tampered: np.ndarray) -> d
   by_count = max((accuracy((inliers >= t) & (area > 0)), t) for t in counts)
   by_both = max((accuracy((inliers >= t) & (area > a)), t, a) for t in counts for a in AREAS)
   p = keypoints.map_probability(inliers, area > 0)
-  return {'map_decision': accuracy(p > 0.5), 'inliers': by_count, 'inliers_and_area': by_both}
+  return {'map_decision': accuracy(p > 0.5), 'map_errors': errors(p > 0.5, tampered),
+          'inliers': by_count, 'inliers_and_area': by_both}
 
 
 def anchor_correlations(pairs: keypoints.MapPairs, found: keypoints.CopyMoveMap
@@ -83,6 +89,9 @@ def verify_report(models: list, tampered: np.ndarray, groups: list[str]) -> None
   for n in VERIFY_INLIERS:
     print(f'  >= {n} pairs: ' + ', '.join(
         f'{c:g}: {accuracy(everything, (n, c)):.3f}' for c in VERIFY_CORRELATIONS))
+  best = max(grid, key=lambda r: (accuracy(everything, r), -r[1]))
+  print('  best: >= {} pairs and >= {:g}, accuracy {:.3f} ({})'.format(
+      *best, accuracy(everything, best), errors(verified(models, *best), tampered)))
   scores = []
   for seed in range(CV_SEEDS):
     folds = StratifiedGroupKFold(5, shuffle=True, random_state=seed)
@@ -120,7 +129,8 @@ def main(argv=None) -> None:
       models.append(anchor_correlations(pairs, found))
   out = best_rules(np.array(inliers), np.array(area), np.array(tampered))
   print(f'{len(files)} files of {args.release} ({int(np.sum(tampered))} tampered)')
-  print(f"the map's own decision (p > 0.5): accuracy {out['map_decision']:.3f}")
+  print(f"the map's own decision (p > 0.5): accuracy {out['map_decision']:.3f} "
+        f"({out['map_errors']})")
   print('best inlier-count threshold, in sample: accuracy {:.3f} at >= {}'.format(*out['inliers']))
   print('best inlier-count and area thresholds, in sample: accuracy {:.3f} at >= {} pairs and '
         'area > {}'.format(*out['inliers_and_area']))

@@ -92,6 +92,7 @@ def test_the_in_sample_decision_sweep_by_hand():
   tampered = np.array([False, True, False, True, True, True])
   out = keypoint_decision.best_rules(inliers, area, tampered)
   assert out['map_decision'] == pytest.approx(4 / 6)
+  assert out['map_errors'] == 'false alarms 1, misses 1'
   assert out['inliers'] == (pytest.approx(5 / 6), 6)
   assert out['inliers_and_area'] == (1.0, 4, 0.008)
 
