@@ -1,7 +1,7 @@
 """Reports on finished runs: the run's evaluators again, and more.
 
     python -m forgery_jax.evaluate --workdir=RUN [--runs=RUN2,RUN3] [--output=DIR]
-        [--evals=test,baselines,...] [--cross] [--robustness] [--max_examples=N] [--keypoint_map [--keypoint_fusion=max|keypoints_alone]]
+        [--evals=test,baselines,...] [--cross] [--robustness] [--max_examples=N] [--keypoint_map [--keypoint_fusion=max|keypoints_alone] [--keypoint_decision=clusters]]
         [--cross_dataset=NAME[:CONFIG] [--cross_also_test=CONFIG,...] [--cross_manual_dir=DIR]]
         [--average_with=RUN2,RUN3]
 
@@ -9,7 +9,8 @@ Each run is read from its inference export (any detector; every fold of a k-fold
 test split, averaged as the run itself averages). The evaluators `config.evals` names (or
 `--evals`) run exactly as after training. `--keypoint_map` scores localiser runs with the copy-move
 keypoint map fused into their maps (`config.model.keypoint_map`: inference only, no retraining;
-`--keypoint_fusion` says how, `localiser.fuse_maps`). `--cross_dataset` scores the runs on a
+`--keypoint_fusion` says how, `localiser.fuse_maps`; `--keypoint_decision` how the map decides,
+`forensics.keypoints`). `--cross_dataset` scores the runs on a
 dataset they were not trained on, in place of their `config.cross_dataset` (the `cross_dataset`
 evaluator: every example; `pixel`: every file with a mask, at its own size). `--average_with` scores
 RUN as the average of its own and those runs' probabilities and maps (runs of one split, other
@@ -46,6 +47,7 @@ from forgery_jax.evaluation import evaluators
 from forgery_jax.evaluation import pixel_eval
 from forgery_jax.evaluation import report as report_lib
 from forgery_jax.evaluation import robustness as robustness_lib
+from forgery_jax.forensics import keypoints
 
 
 @dataclasses.dataclass
@@ -89,8 +91,9 @@ class CrossDataset:
 
 def load_run(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None,
              cross: CrossDataset | None = None, keypoint_mirrored: bool = False,
-             average_with=()) -> LoadedRun:
-  detectors = api.load_detectors(workdir, keypoint_map, keypoint_fusion, keypoint_mirrored, average_with)
+             average_with=(), keypoint_decision: str | None = None) -> LoadedRun:
+  detectors = api.load_detectors(workdir, keypoint_map, keypoint_fusion, keypoint_mirrored, average_with,
+                                 keypoint_decision)
   if cross is not None:
     for d in detectors:
       d.config.cross_dataset.update(dataclasses.asdict(cross))
@@ -140,14 +143,14 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
              max_examples: int = 0, output: str | None = None, evals: list[str] | None = None,
              keypoint_map: bool = False, keypoint_fusion: str | None = None,
              cross_dataset: CrossDataset | None = None, keypoint_mirrored: bool = False,
-             average_with=()) -> dict:
+             average_with=(), keypoint_decision: str | None = None) -> dict:
   """Writes the report of `workdir` (and `runs`) to `output`; returns its tables as a dict;
   `workdir` scored as the average of it and the runs of `average_with`."""
   if cross_dataset is not None and evals and not {'cross_dataset', 'pixel'} & set(evals):
     raise ValueError('--cross_dataset: no evaluator scores it; add cross_dataset or pixel to --evals')
   paths = [workdir] + [r for r in runs if r != workdir]
   loaded = [load_run(w, keypoint_map, keypoint_fusion, cross_dataset, keypoint_mirrored,
-                     average_with if w == workdir else ())
+                     average_with if w == workdir else (), keypoint_decision)
             for w in progress.bar(paths, desc='loading runs', unit='run')]
   out = output or os.path.join(workdir, 'report')
   os.makedirs(out, exist_ok=True)
@@ -216,7 +219,8 @@ def main(argv):
     cross = (CrossDataset.parse(f.cross_dataset, f.cross_also_test, f.cross_manual_dir)
              if f.cross_dataset else None)
     evaluate(f.workdir, f.runs, f.cross, f.robustness, f.max_examples, output, f.evals or None,
-             f.keypoint_map, f.keypoint_fusion, cross, f.keypoint_mirrored, f.average_with)
+             f.keypoint_map, f.keypoint_fusion, cross, f.keypoint_mirrored, f.average_with,
+             f.keypoint_decision)
   except (ValueError, OSError, datasets.DatasetError) as e:
     sys.exit(f'error: {e}')
   print(os.path.join(output, 'report.md'))
@@ -238,6 +242,8 @@ if __name__ == '__main__':
                     "run's model.keypoint_fusion, else replace).")
   flags.DEFINE_bool('keypoint_mirrored', False, 'With --keypoint_map: the map also matches regions '
                     'copied mirror-wise (model.keypoint_mirrored).')
+  flags.DEFINE_enum('keypoint_decision', None, list(keypoints.DECISIONS), 'With --keypoint_map: the '
+                    "map's image decision (model.keypoint_decision; default: the run's own).")
   flags.DEFINE_string('cross_dataset', None, 'NAME[:CONFIG]: score the runs on every example of '
                       "this dataset instead of their config.cross_dataset (the cross_dataset and "
                       'pixel evaluators).')

@@ -88,12 +88,14 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
                   keypoint_fusion: str | None = None,
                   threshold: float | str | None = None,
                   pixel_threshold: float | str | None = None,
-                  keypoint_mirrored: bool = False, average_with=()) -> tuple[list[dict], float]:
+                  keypoint_mirrored: bool = False, average_with=(),
+                  keypoint_decision: str | None = None) -> tuple[list[dict], float]:
   """Predictions for every path (errors included, in order) and the images/s of the good ones;
   `keypoint_map`, `keypoint_fusion`, `threshold`, `pixel_threshold`, `keypoint_mirrored`,
-  `average_with`: see `api.load`."""
+  `average_with`, `keypoint_decision`: see `api.load`."""
   predictor = api.load(workdir, keypoint_map, keypoint_fusion, threshold, pixel_threshold,
-                       keypoint_mirrored=keypoint_mirrored, average_with=average_with)
+                       keypoint_mirrored=keypoint_mirrored, average_with=average_with,
+                       keypoint_decision=keypoint_decision)
   regions = predictor.pixel_threshold is not None
   os.makedirs(output, exist_ok=True)
   for sub in ('panels',) * panels + ('masks',) * predictor.localises + ('regions',) * regions:
@@ -194,7 +196,7 @@ def main(argv):
     pixel_threshold = parse_threshold(f.pixel_threshold, 'pixel_threshold')
     rows, rate = predict_paths(f.workdir, paths, output, f.batch_size, f.panels,
                                f.keypoint_map, f.keypoint_fusion, threshold, pixel_threshold,
-                               f.keypoint_mirrored, f.average_with)
+                               f.keypoint_mirrored, f.average_with, f.keypoint_decision)
   except ValueError as e:
     sys.exit(f'error: {e}')
   failed = sum('error' in r for r in rows)
@@ -219,6 +221,8 @@ if __name__ == '__main__':
                       'else replace).')
   flags.DEFINE_bool('keypoint_mirrored', False, 'With --keypoint_map: the map also matches regions '
                     'copied mirror-wise (model.keypoint_mirrored).')
+  flags.DEFINE_string('keypoint_decision', None, "With --keypoint_map: the map's image decision, "
+                      "inliers or clusters (default: the run's model.keypoint_decision, else inliers).")
   flags.DEFINE_list('average_with', [], 'More runs of the same split (other seeds): their '
                     'probabilities and maps averaged with those of WORKDIR.')
   flags.DEFINE_string('threshold', None, 'Tampered when p(tampered) >= this number, or '

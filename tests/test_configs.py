@@ -15,7 +15,8 @@ from forgery_jax.evaluation import evaluators
 CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1] / 'configs').glob('*.py')
                  if not p.stem.startswith('_') and p.stem not in ('ela_only', 'paper'))
 ALL = ([(name, None) for name in CONFIGS] + [('paper', d) for d in paper.DATASETS]
-       + [('localiser_synthetic', 'both'), ('localiser_micc_f220', 'synthesis')])
+       + [('localiser_synthetic', 'both'), ('localiser_micc_f220', 'synthesis'),
+          ('copy_move_keypoints', 'micc_f220')])
 
 
 def _load(name, arg):

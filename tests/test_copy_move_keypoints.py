@@ -88,3 +88,22 @@ def test_the_detector_matches_mirror_wise_when_its_config_says_so(tiny_config):
   assert mirrored.score([{'image': flipped}]).maps[0][150:230, 250:350].mean() > 0.7
   assert plain.score([{'image': flipped}]).maps[0][150:230, 250:350].mean() < 0.2
   assert len(mirrored.keypoint_pairs(flipped)[0]) >= 4 and len(plain.keypoint_pairs(flipped)[0]) < 4
+
+
+def test_the_detector_decides_by_clusters_when_its_config_says_so(tiny_config):
+  from forgery_jax import detectors  # pylint: disable=g-import-not-at-top
+  from forgery_jax.forensics import keypoints  # pylint: disable=g-import-not-at-top
+  forged = _textured(3)
+  forged[150:230, 250:350] = forged[20:100, 30:130]
+  config = tiny_config.copy_and_resolve_references()
+  config.method = 'copy_move_keypoints'
+  by_inliers = detectors.get('copy_move_keypoints')(config.copy_and_resolve_references())
+  config.model.keypoint_decision = 'clusters'
+  by_clusters = detectors.get('copy_move_keypoints')(config)
+  plain, clustered = (d.score([{'image': forged}]) for d in (by_inliers, by_clusters))
+  found = keypoints.copy_move_map(forged, keypoints.MapSettings(decision='clusters'))
+  assert found.links > keypoints.CLUSTER_MIN_PAIRS
+  assert clustered.probabilities[0, 1] == pytest.approx(float(keypoints.cluster_probability(found.links)))
+  assert plain.probabilities[0, 1] == pytest.approx(float(keypoints.map_probability(len(found.src), True)))
+  assert clustered.probabilities[0, 1] != pytest.approx(plain.probabilities[0, 1])
+  np.testing.assert_array_equal(clustered.maps[0], plain.maps[0])

@@ -17,6 +17,7 @@ from forgery_jax import experiment
 from forgery_jax import predict
 from forgery_jax.data import input_pipeline
 from forgery_jax.detectors import localiser
+from forgery_jax.forensics import keypoints
 
 
 def _config(tiny_config):
@@ -387,6 +388,18 @@ def test_evaluate_keypoint_map_fuses_into_a_finished_run(run):
   assert (detector.score([{'image': flipped}]).maps[0][150:230, 250:350] == 1.0).mean() < 0.2
   with pytest.raises(ValueError, match='needs --keypoint_map'):
     evaluate.load_run(workdir, keypoint_mirrored=True)
+  # The map's image decision by clusters of matched keypoints: the same map, another p(tampered).
+  clusters = evaluate.load_run(workdir, keypoint_map=True, keypoint_decision='clusters').detectors[0]
+  assert clusters.config.model.keypoint_decision == 'clusters'
+  assert detector.config.model.keypoint_decision == 'inliers'
+  by_clusters = clusters.score([{'image': forged}])
+  np.testing.assert_array_equal(by_clusters.maps[0], scores.maps[0])
+  links = keypoints.copy_move_map(forged, keypoints.MapSettings(decision='clusters')).links
+  assert by_clusters.p_tampered[0] >= float(keypoints.cluster_probability(links)) > 0.5
+  with pytest.raises(ValueError, match='keypoint decision'):
+    evaluate.load_run(workdir, keypoint_map=True, keypoint_decision='votes')
+  with pytest.raises(ValueError, match='needs --keypoint_map'):
+    evaluate.load_run(workdir, keypoint_decision='clusters')
 
 
 def test_predict_fuses_the_keypoint_map_into_a_finished_run(run, tmp_path, monkeypatch):

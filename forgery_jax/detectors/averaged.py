@@ -81,11 +81,12 @@ class Averaged(base.Detector):
         return pairs
     return self.members[0].keypoint_pairs(rgb)
 
-  def fuse_keypoint_map(self, rule: str | None = None, mirrored: bool = False) -> None:
+  def fuse_keypoint_map(self, rule: str | None = None, mirrored: bool = False,
+                        decision: str | None = None) -> None:
     if not self.localises:
-      super().fuse_keypoint_map(rule, mirrored)  # raises: only a localiser's maps take it
+      super().fuse_keypoint_map(rule, mirrored, decision)  # raises: only a localiser's maps take it
     from forgery_jax.detectors import localiser  # pylint: disable=g-import-not-at-top
-    localiser.set_keypoint_fusion(self.config, rule, mirrored)
+    localiser.set_keypoint_fusion(self.config, rule, mirrored, decision)
 
   @classmethod
   def fit(cls, config, dataset, run):

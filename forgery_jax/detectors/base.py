@@ -95,10 +95,12 @@ class Detector(abc.ABC):
     from forgery_jax.forensics import keypoints  # pylint: disable=g-import-not-at-top
     return keypoints.evidence_pairs(rgb)
 
-  def fuse_keypoint_map(self, rule: str | None = None, mirrored: bool = False) -> None:
+  def fuse_keypoint_map(self, rule: str | None = None, mirrored: bool = False,
+                        decision: str | None = None) -> None:
     """From now on, scores with the copy-move keypoint map fused in by `rule` (None: the run's
     own `model.keypoint_fusion`; inference only), the map also matching regions copied
-    mirror-wise with `mirrored`; ValueError for a detector that cannot."""
+    mirror-wise with `mirrored`, deciding by `decision` (None: the run's own
+    `model.keypoint_decision`); ValueError for a detector that cannot."""
     raise ValueError(f'a {self.config.method!r} run is not a localiser: it cannot fuse the keypoint map')
 
   def after_export(self) -> None:

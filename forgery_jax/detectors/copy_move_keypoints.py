@@ -19,8 +19,10 @@ from forgery_jax.forensics import keypoints
 
 
 def settings(config) -> keypoints.MapSettings:
-  """The map's settings for a run's config (`model.keypoint_mirrored`; absent from older runs)."""
-  return keypoints.MapSettings(mirrored=bool(config.model.get('keypoint_mirrored', False)))
+  """The map's settings for a run's config (`model.keypoint_mirrored` and `keypoint_decision`;
+  absent from older runs)."""
+  return keypoints.MapSettings(mirrored=bool(config.model.get('keypoint_mirrored', False)),
+                               decision=config.model.get('keypoint_decision', keypoints.DECISIONS[0]))
 
 
 def score_images(images, map_settings: keypoints.MapSettings = keypoints.MapSettings()) -> base.Scores:

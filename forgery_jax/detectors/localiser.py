@@ -330,8 +330,9 @@ class Localiser(nnx_detector.NnxDetector):
     pairs = fused_map_pairs(rgb, self.config)
     return super().keypoint_pairs(rgb) if pairs is None else pairs
 
-  def fuse_keypoint_map(self, rule: str | None = None, mirrored: bool = False) -> None:
-    set_keypoint_fusion(self.config, rule, mirrored)
+  def fuse_keypoint_map(self, rule: str | None = None, mirrored: bool = False,
+                        decision: str | None = None) -> None:
+    set_keypoint_fusion(self.config, rule, mirrored, decision)
 
   def describe(self) -> str:
     return f"localiser (ELA q{'/'.join(map(str, self.config.model.ela_qualities))} + SRM + RGB)"
@@ -383,15 +384,22 @@ class Localiser(nnx_detector.NnxDetector):
 KEYPOINT_FUSIONS = ('replace', 'max', 'keypoints_alone')  # the first is the default
 
 
-def set_keypoint_fusion(config, rule: str | None = None, mirrored: bool = False) -> None:
+def set_keypoint_fusion(config, rule: str | None = None, mirrored: bool = False,
+                        decision: str | None = None) -> None:
   """Sets `config.model` to fuse the keypoint map by `rule` (None: the config's own
-  `keypoint_fusion`, else the first of KEYPOINT_FUSIONS), mirror-wise too with `mirrored`."""
+  `keypoint_fusion`, else the first of KEYPOINT_FUSIONS), mirror-wise too with `mirrored`,
+  deciding by `decision` (None: the config's own `keypoint_decision`, else 'inliers')."""
   rule = rule or config.model.get('keypoint_fusion', KEYPOINT_FUSIONS[0])
   _check_fusion(rule)
+  decision = decision or config.model.get('keypoint_decision', keypoints.DECISIONS[0])
+  if decision not in keypoints.DECISIONS:
+    raise ValueError(f'keypoint decision {decision!r} (model.keypoint_decision): choose from '
+                     f'{keypoints.DECISIONS}')
   with config.unlocked():
     config.model.keypoint_map = True
     config.model.keypoint_fusion = rule
     config.model.keypoint_mirrored = mirrored or config.model.get('keypoint_mirrored', False)
+    config.model.keypoint_decision = decision
 
 
 def _check_fusion(rule: str) -> None:
@@ -442,7 +450,8 @@ def fused_map_pairs(rgb: np.ndarray, config) -> tuple[np.ndarray, np.ndarray] | 
 
 def fused_as_configured(scores: base.Scores, examples: list[dict], config) -> base.Scores:
   """`scores` of `examples` with the keypoint map fused in if `config.model.keypoint_map` says
-  so (by its `keypoint_fusion`, with its `keypoint_mirrored`), else `scores` as they are."""
+  so (by its `keypoint_fusion`, with its `keypoint_mirrored` and `keypoint_decision`), else
+  `scores` as they are."""
   if not (config.model.get('keypoint_map', False) and examples):
     return scores
   return fuse_keypoint_map(scores, [e['image'] for e in examples],

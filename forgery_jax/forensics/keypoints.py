@@ -25,6 +25,14 @@ pixels alone do not say which one was pasted (Amerini et al., "Copy-move forgery
 localization by means of robust clustering with J-Linkage", Signal Processing: Image
 Communication 2013, localise the same way). No training, and nothing about a file's history.
 With `MapSettings(mirrored=True)` it also finds regions copied mirror-wise (`mirrored_pairs`).
+
+The map's image decision is `MapSettings.decision`: 'inliers' (the default) calls a file copy-moved
+when an affine model has more than `MAP_MIN_INLIERS` pairs and draws a region; 'clusters' is the
+decision of Amerini et al. (2011) with the settings of their published code: the matched
+keypoints (both ends of every pair) are clustered by position (agglomerative, Ward linkage, cut
+where the inconsistency coefficient over `CLUSTER_DEPTH` levels exceeds `CLUSTER_CUTOFF`), and a
+file is copy-moved when more than `CLUSTER_MIN_PAIRS` pairs join two clusters (`cluster_links`):
+a copy's matches run from one place to another, a repeated texture's spread over one area.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import dataclasses
 
 import cv2
 import numpy as np
+from scipy.cluster import hierarchy
 
 NUM_FEATURES = 2
 RATIO = 0.5         # g2NN threshold (Amerini et al.)
@@ -53,6 +62,14 @@ MAP_WINDOW = 7
 MAP_CORRELATION = 0.6
 MAP_MIN_VARIANCE = 4.0    # grey levels squared: flat areas correlate with anything
 
+# The 'clusters' decision (Amerini et al. 2011; the defaults of their published code).
+DECISIONS = ('inliers', 'clusters')
+CLUSTER_LINKAGE = 'ward'
+CLUSTER_CUTOFF = 2.2      # inconsistency coefficient at which the cluster tree is cut
+CLUSTER_DEPTH = 4         # levels of the tree the coefficient is computed over
+CLUSTER_MIN_PAIRS = 3     # a copy: more pairs than this join two clusters
+CLUSTER_MAX_PAIRS = 2000  # more are thinned evenly (clustering is quadratic in memory)
+
 
 @dataclasses.dataclass(frozen=True)
 class MapSettings:
@@ -68,6 +85,11 @@ class MapSettings:
   correlation: float = MAP_CORRELATION
   min_variance: float = MAP_MIN_VARIANCE
   mirrored: bool = False  # also regions copied mirror-wise (`mirrored_pairs`: twice the SIFT)
+  decision: str = DECISIONS[0]  # the image decision: 'inliers' or 'clusters' (module docstring)
+
+  def __post_init__(self):
+    if self.decision not in DECISIONS:
+      raise ValueError(f'keypoint map decision {self.decision!r}: choose from {DECISIONS}')
 
 
 def _sift(grey: np.ndarray, contrast: float, upscale: float):
@@ -183,9 +205,12 @@ class CopyMoveMap:
   src: np.ndarray
   dst: np.ndarray
   models: tuple[tuple[np.ndarray, int], ...] = ()
+  links: int | None = None  # with the 'clusters' decision: `cluster_links` of all the pairs
 
   @property
   def p_tampered(self) -> float:
+    if self.links is not None:
+      return float(cluster_probability(self.links))
     return float(map_probability(len(self.src), self.map.any()))
 
 
@@ -194,6 +219,37 @@ def map_probability(inliers, found):
   above 0.5 from MAP_MIN_INLIERS + 1 pairs, nearer 1 the more agree (arrays or scalars)."""
   inliers = np.asarray(inliers, np.float64)
   return np.where(found, inliers / (inliers + MAP_MIN_INLIERS), 0.0)
+
+
+def cluster_probability(links):
+  """p(tampered) of the 'clusters' decision: links / (links + CLUSTER_MIN_PAIRS), above 0.5 from
+  CLUSTER_MIN_PAIRS + 1 pairs joining two clusters (arrays or scalars)."""
+  links = np.asarray(links, np.float64)
+  return links / (links + CLUSTER_MIN_PAIRS)
+
+
+def cluster_links(src: np.ndarray, dst: np.ndarray, *, linkage: str = CLUSTER_LINKAGE,
+                  cutoff: float = CLUSTER_CUTOFF, depth: int = CLUSTER_DEPTH) -> int:
+  """The most g2NN pairs (`src[i]`, `dst[i]`) that join two different clusters of their ends.
+
+  Every end of every pair is clustered by position (agglomerative with `linkage`, the tree cut
+  where the inconsistency coefficient over `depth` levels exceeds `cutoff`); the pairs are then
+  counted by the (unordered) pair of clusters they join, and the largest count is returned (0 for
+  none). Beyond CLUSTER_MAX_PAIRS pairs an evenly spaced subset is clustered."""
+  if len(src) > CLUSTER_MAX_PAIRS:
+    keep = np.linspace(0, len(src) - 1, CLUSTER_MAX_PAIRS).round().astype(int)
+    src, dst = src[keep], dst[keep]
+  if len(src) < 2:
+    return 0
+  ends = np.concatenate([src, dst]).astype(np.float64)
+  tree = hierarchy.linkage(ends, method=linkage)
+  cluster = hierarchy.fcluster(tree, t=cutoff, criterion='inconsistent', depth=depth)
+  a, b = cluster[:len(src)], cluster[len(src):]
+  apart = a != b
+  if not apart.any():
+    return 0
+  joined = np.stack([np.minimum(a, b)[apart], np.maximum(a, b)[apart]], 1)
+  return int(np.unique(joined, axis=0, return_counts=True)[1].max())
 
 
 def local_correlation(a: np.ndarray, b: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -284,4 +340,8 @@ def map_from_pairs(shape: tuple[int, ...], pairs: MapPairs,
     heat = cv2.resize(heat, (w, h), interpolation=cv2.INTER_NEAREST)
   empty = np.zeros((0, 2), np.float32)
   ends = lambda parts: np.concatenate(parts) / np.float32(scale) if parts else empty
-  return CopyMoveMap(heat, ends(kept_src), ends(kept_dst), tuple(kept_models))
+  links = None
+  if settings.decision == 'clusters':
+    links = cluster_links(np.concatenate([pairs.src, pairs.mirror_src]),
+                          np.concatenate([pairs.dst, pairs.mirror_dst]))
+  return CopyMoveMap(heat, ends(kept_src), ends(kept_dst), tuple(kept_models), links)
