@@ -180,8 +180,7 @@ def main(argv=None) -> None:
     if args.verify:
       models.append(anchor_correlations(pairs, found))
     if args.clusters:  # every pair, as MapSettings(decision='clusters') clusters them
-      all_pairs.append((np.concatenate([pairs.src, pairs.mirror_src]),
-                        np.concatenate([pairs.dst, pairs.mirror_dst])))
+      all_pairs.append(pairs.every_pair())
   out = best_rules(np.array(inliers), np.array(area), np.array(tampered))
   print(f'{len(files)} files of {args.release} ({int(np.sum(tampered))} tampered)')
   print(f"the map's own decision (p > 0.5): accuracy {out['map_decision']:.3f} "

@@ -290,6 +290,11 @@ class MapPairs:
   mirror_src: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 2), np.float32))
   mirror_dst: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 2), np.float32))
 
+  def every_pair(self) -> tuple[np.ndarray, np.ndarray]:
+    """(src, dst) of all the pairs, the mirror-wise ones after the others (what 'clusters' reads)."""
+    return (np.concatenate([self.src, self.mirror_src]),
+            np.concatenate([self.dst, self.mirror_dst]))
+
 
 def map_pairs(rgb: np.ndarray, settings: MapSettings = MapSettings()) -> MapPairs:
   """The SIFT half of `copy_move_map` (the slow one; it reads only `analysis_side`, `sift_side`,
@@ -342,6 +347,5 @@ def map_from_pairs(shape: tuple[int, ...], pairs: MapPairs,
   ends = lambda parts: np.concatenate(parts) / np.float32(scale) if parts else empty
   links = None
   if settings.decision == 'clusters':
-    links = cluster_links(np.concatenate([pairs.src, pairs.mirror_src]),
-                          np.concatenate([pairs.dst, pairs.mirror_dst]))
+    links = cluster_links(*pairs.every_pair())
   return CopyMoveMap(heat, ends(kept_src), ends(kept_dst), tuple(kept_models), links)
