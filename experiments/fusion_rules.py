@@ -1,12 +1,14 @@
 """Which way of joining the localiser's map and the copy-move keypoint map, chosen on validation?
 
     python -m experiments.fusion_rules --workdir=<localiser run> [--cache=DIR] [--limit=N]
+        [--keypoint_decision=clusters]
 
 `evaluate --keypoint_map` joins them by one rule (`model.keypoint_fusion`; the larger
 p(tampered)). This scores a finished localiser run's validation split, its test split and the same test files as
 every `dataset.also_test` config prepares them, each file once by the network and once by the
 keypoint map, and then every rule below from those scores: the pixel rule with the best
-validation pixel F1 (also with the pixel threshold best on validation), and the image rule with the best validation accuracy, are the ones chosen;
+validation pixel F1 (also with the pixel threshold best on validation), and the image rule with
+the best validation accuracy left out one file at a time, are the ones chosen;
 every rule's test figures are printed beside them, so that what the choice cost or gained is
 visible. `--cache` keeps the scores (npz, maps as float16: figures read back from a cache can
 differ from the first call's in the third decimal) so that a second call only recomputes the rules.
@@ -17,9 +19,17 @@ with the network's map halved beside it; the network's map in images where it ma
 `keypoints_alone` (`replace` with nothing of the network's map beside the region); and two that
 try to say which copy was pasted, keeping of the keypoint regions the one the network marks most
 (`one copy`) or those it marks at least as much as the regions' median (`upper copies`).
-Image rules: the network's p(tampered), the larger of the two, and a logistic regression on
-(network p, keypoint p, the network map's maximum and mean) fitted on the validation split; each
-decides at the threshold most accurate on validation.
+Image rules: the network's p(tampered), the larger of the two, a logistic regression on
+(network p, keypoint p, the network map's maximum and mean) fitted on the validation split, and
+the keypoint map's p alone (by `--keypoint_decision`); each decides at the threshold most accurate
+on validation. The image rule is chosen by its accuracy on the validation files left out one at a
+time (each file decided by the rule fitted, threshold and all, to the others): in-sample, the
+logistic regression separates a small validation split and is chosen for it, then falls behind on
+test. A tie goes to the rule listed first.
+
+A k-fold run (MICC-F220's grouped 5-fold) is scored fold by fold, each fold's rules chosen on its
+own validation split (its cache in `<cache>/fold_<k>`); the test figures are then the mean over
+folds, as the run's own results.json averages them. Releases without masks get no pixel tables.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ from forgery_jax.detectors import localiser
 from forgery_jax.evaluation import evaluators
 from forgery_jax.evaluation import pixel_eval
 from forgery_jax.evaluation import pixel_metrics
+from forgery_jax.forensics import keypoints
 
 def network_chosen_copies(network_map: np.ndarray, keypoint_map: np.ndarray, upper_half: bool) -> np.ndarray:
   """`keypoints_alone`, keeping of the keypoint map's regions (connected components) only the
@@ -77,22 +88,55 @@ def image_rules(validation: dict, other: dict) -> dict[str, tuple[np.ndarray, np
   from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
   from sklearn.pipeline import make_pipeline  # pylint: disable=g-import-not-at-top
   from sklearn.preprocessing import StandardScaler  # pylint: disable=g-import-not-at-top
-  fv = image_features(validation['p_net'], validation['p_kp'], validation['net_maps'])
-  fo = image_features(other['p_net'], other['p_kp'], other['net_maps'])
-  stack = make_pipeline(StandardScaler(), LogisticRegression()).fit(fv, validation['tampered'])
-  return {'network': (validation['p_net'], other['p_net']),
-          'max': (np.maximum(validation['p_net'], validation['p_kp']),
-                  np.maximum(other['p_net'], other['p_kp'])),
-          'logistic': (stack.predict_proba(fv)[:, 1], stack.predict_proba(fo)[:, 1])}
+  rules = {'network': (validation['p_net'], other['p_net']),
+           'max': (np.maximum(validation['p_net'], validation['p_kp']),
+                   np.maximum(other['p_net'], other['p_kp']))}
+  if len(set(validation['tampered'].tolist())) == 2:  # nothing to fit on one class (--limit)
+    fv, fo = _features(validation), _features(other)
+    stack = make_pipeline(StandardScaler(), LogisticRegression()).fit(fv, validation['tampered'])
+    rules['logistic'] = stack.predict_proba(fv)[:, 1], stack.predict_proba(fo)[:, 1]
+  rules['keypoints'] = validation['p_kp'], other['p_kp']
+  return rules
 
 
-def score_split(detector, dataset, indices: np.ndarray, masks, desc: str) -> dict:
-  """Both scorers on `dataset.source[indices]`, and the masks of its tampered files."""
+def _features(split: dict) -> np.ndarray:
+  if 'features' not in split:  # computed once per split: the leave-one-out below reuses them
+    split['features'] = image_features(split['p_net'], split['p_kp'], split['net_maps'])
+  return split['features']
+
+
+def _files(split: dict, keep: np.ndarray) -> dict:
+  """The image scores of the files `keep` selects (what `image_rules` reads)."""
+  return {'p_net': split['p_net'][keep], 'p_kp': split['p_kp'][keep],
+          'tampered': split['tampered'][keep], 'features': _features(split)[keep]}
+
+
+def leave_one_out_accuracy(validation: dict) -> dict[str, float]:
+  """rule -> its accuracy on the validation split with each file decided by the rule (the
+  logistic fit and the threshold) made from the other files: what a rule's in-sample validation
+  accuracy overstates, most for the fitted logistic regression, which the choice reads instead."""
+  n = len(validation['tampered'])
+  correct: dict[str, int] = {}
+  for i in range(n):
+    rest = np.arange(n) != i
+    train = _files(validation, rest)
+    # a rule that cannot be fitted without file i (the logistic on one class) counts it wrong
+    for name, (v, o) in image_rules(train, _files(validation, ~rest)).items():
+      threshold = evaluators.most_accurate_threshold(v, train['tampered'])
+      correct[name] = correct.get(name, 0) + int((o[0] >= threshold) == validation['tampered'][i])
+  return {name: c / n for name, c in correct.items()}
+
+
+def score_split(detector, dataset, indices: np.ndarray, masks, desc: str,
+                decision: str = keypoints.DECISIONS[0]) -> dict:
+  """Both scorers on `dataset.source[indices]` (the keypoint map deciding by `decision`), and
+  the masks of its tampered files."""
+  map_settings = keypoints.MapSettings(decision=decision)
   p_net, p_kp, net_maps, kp_maps, truth, kinds = [], [], [], [], [], []
   for i in progress.bar(indices, desc=desc, unit='image'):
     example = dataset.source[int(i)]
     net = detector.score([example])
-    kp = copy_move_keypoints.score_images([example['image']])
+    kp = copy_move_keypoints.score_images([example['image']], map_settings)
     p_net.append(net.p_tampered[0])
     p_kp.append(kp.p_tampered[0])
     net_maps.append(np.asarray(net.maps[0], np.float32))
@@ -103,12 +147,13 @@ def score_split(detector, dataset, indices: np.ndarray, masks, desc: str) -> dic
     kinds.append(labels_lib.FORGERY_TYPES[int(dataset.forgery_types[int(i)])])
   return {'p_net': np.float32(p_net), 'p_kp': np.float32(p_kp), 'net_maps': net_maps,
           'kp_maps': kp_maps, 'masks': truth, 'kinds': kinds,
-          'tampered': dataset.labels[indices] != 0}
+          'tampered': dataset.labels[indices] != 0, 'keypoint_decision': decision}
 
 
 def save(path: str, split: dict) -> None:
   arrays = {k: split[k] for k in ('p_net', 'p_kp', 'tampered')}
   arrays['kinds'] = np.array(split['kinds'])
+  arrays['keypoint_decision'] = np.array(split.get('keypoint_decision', keypoints.DECISIONS[0]))
   for i, (n, k, m) in enumerate(zip(split['net_maps'], split['kp_maps'], split['masks'])):
     arrays[f'net_{i}'], arrays[f'kp_{i}'] = n.astype(np.float16), k.astype(np.float16)
     if m is not None:
@@ -123,6 +168,9 @@ def load(path: str) -> dict:
     n = len(z['p_net'])
     return {'p_net': z['p_net'], 'p_kp': z['p_kp'], 'tampered': z['tampered'],
             'kinds': z['kinds'].tolist(),
+            # caches written before the decision was recorded were all made by the first
+            'keypoint_decision': str(z['keypoint_decision']) if 'keypoint_decision' in z
+                                 else keypoints.DECISIONS[0],
             'net_maps': [z[f'net_{i}'].astype(np.float32) for i in range(n)],
             'kp_maps': [z[f'kp_{i}'].astype(np.float32) for i in range(n)],
             'masks': [z[f'mask_{i}'] if f'mask_{i}' in z else None for i in range(n)]}
@@ -148,10 +196,10 @@ def at_validation_threshold(figures: dict) -> None:
                                         'pixel_f1': split['f1_curve'][best]}
 
 
-def targets(run) -> dict:
-  """key -> (dataset, indices): a run's validation and test splits, and the same test files as
-  each of its `dataset.also_test` configs prepares them ('test_<config>')."""
-  config, dataset = run.detectors[0].config, run.datasets[0]
+def targets(run, fold: int = 0) -> dict:
+  """key -> (dataset, indices): a run's (fold's) validation and test splits, and the same test
+  files as each of its `dataset.also_test` configs prepares them ('test_<config>')."""
+  config, dataset = run.detectors[fold].config, run.datasets[fold]
   out = {'validation': (dataset, dataset.split.validation), 'test': (dataset, dataset.split.test)}
   for name in config.dataset.also_test:
     other = input_pipeline.load(config, builder_config=name)
@@ -186,60 +234,126 @@ def write_json(path: str, results: dict) -> None:
       json.dump(results, f, indent=2, default=float)
 
 
-def main(argv=None) -> dict:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--workdir', required=True, help='a finished localiser run')
-  parser.add_argument('--cache', default='', help='folder for the scores (npz), reused when there')
-  parser.add_argument('--output', default='', help='write the figures as JSON here')
-  parser.add_argument('--limit', type=int, default=0, help='the first N files of each split (0 = all)')
-  args = parser.parse_args(argv)
-  flags.FLAGS.mark_as_parsed()
-  runtime.quiet_libraries()
-  run = evaluate.load_run(args.workdir)
-  detector = run.detectors[0]
+def fold_cache(cache: str, run, fold: int) -> str:
+  """Where a fold's scores are cached: `cache` itself for a run of one fold."""
+  return os.path.join(cache, f'fold_{fold}') if cache and len(run.detectors) > 1 else cache
+
+
+def score_fold(run, fold: int, cache: str, limit: int, decision: str) -> dict:
+  """key -> scores of one fold's `targets`, read from `cache` when there, else computed (and
+  kept there)."""
+  detector = run.detectors[fold]
   masks = pixel_eval.MaskSource(detector.config)
   splits = {}
-  for key, (data, indices) in targets(run).items():
-    indices = indices[:args.limit] if args.limit else indices
-    path = os.path.join(args.cache, f'{key}.npz') if args.cache else ''
+  for key, (data, indices) in targets(run, fold).items():
+    indices = indices[:limit] if limit else indices
+    path = os.path.join(cache, f'{key}.npz') if cache else ''
     if path and os.path.exists(path):
       splits[key] = load(path)
+      if splits[key]['keypoint_decision'] != decision:
+        cached = splits[key]['keypoint_decision']
+        raise SystemExit(f'error: {path}: cached with the keypoint decision {cached!r}, '
+                         f'not {decision!r}; give another --cache')
       continue
-    splits[key] = score_split(detector, data, indices, masks, f'{key} {data.name}')
+    splits[key] = score_split(detector, data, indices, masks, f'{key} {data.name}', decision)
     if path:
-      os.makedirs(args.cache, exist_ok=True)
+      os.makedirs(cache, exist_ok=True)
       save(path, splits[key])
+  return splits
 
-  results = {'pixel': {}, 'image': {}}
-  for name, rule in PIXEL_RULES.items():
-    results['pixel'][name] = {key: pixel_figures(split, rule) for key, split in splits.items()}
-  for name in PIXEL_RULES:
-    at_validation_threshold(results['pixel'][name])
+
+def rule_figures(splits: dict) -> dict:
+  """Every pixel rule's and image rule's figures on each split, and the rules chosen on
+  'validation' (no pixel rules where the validation split has no masked file)."""
+  results = {'pixel': {}, 'image': {}, 'chosen': {}}
+  if any(m is not None for m in splits['validation']['masks']):
+    for name, rule in PIXEL_RULES.items():
+      results['pixel'][name] = {key: pixel_figures(split, rule) for key, split in splits.items()}
+      at_validation_threshold(results['pixel'][name])
+    results['chosen']['pixel'] = max(
+        PIXEL_RULES, key=lambda r: results['pixel'][r]['validation']['all']['pixel_f1'])
   validation = splits['validation']
   for key, split in splits.items():
     for name, (v, o) in image_rules(validation, split).items():
       threshold = evaluators.most_accurate_threshold(v, validation['tampered'])
       decision = evaluators.decision_at(o, split['tampered'], threshold)
       results['image'].setdefault(name, {})[key] = dict(decision, threshold=threshold)
-  results['chosen'] = {
-      'pixel': max(PIXEL_RULES, key=lambda r: results['pixel'][r]['validation']['all']['pixel_f1']),
-      'image': max(results['image'], key=lambda r: results['image'][r]['validation']['accuracy'])}
+  held_out = leave_one_out_accuracy(validation)
+  for name, per_split in results['image'].items():
+    per_split['validation']['leave_one_out_accuracy'] = held_out.get(name, 0.0)
+  # chosen by the held-out accuracy; max() keeps the first of equals: a tie goes to the rule
+  # listed first
+  results['chosen']['image'] = max(results['image'], key=lambda r: held_out.get(r, 0.0))
+  return results
 
-  keys = list(splits)
-  print(f"pixel rules (F1 at 0.5 / AUC; copy-move F1, splicing F1); chosen on validation: "
-        f"{results['chosen']['pixel']}")
-  print_table(keys, {name: [f"{f['all']['pixel_f1']:.3f} / {f['all']['pixel_auc']:.3f} "
-                            f"({f[labels_lib.COPY_MOVE]['pixel_f1']:.3f}, {f[labels_lib.SPLICING]['pixel_f1']:.3f})"
-                            for f in (results['pixel'][name][k] for k in keys)]
-                     for name in PIXEL_RULES})
-  print("pixel F1 at the pixel threshold best on validation (that threshold)")
-  print_table(keys, {name: [f"{a['pixel_f1']:.3f} ({a['threshold']:.2f})"
-                            for a in (results['pixel'][name][k]['at_validation_threshold'] for k in keys)]
-                     for name in PIXEL_RULES})
-  print(f"image rules (accuracy at the validation's threshold; false alarms); chosen on validation: "
-        f"{results['chosen']['image']}")
-  print_table(keys, {name: [f"{per_split[k]['accuracy']:.3f} ({per_split[k]['false_alarm_rate']:.2f})" for k in keys]
+
+def print_rules(results: dict, keys: list[str]) -> None:
+  if results['pixel']:
+    print(f"pixel rules (F1 at 0.5 / AUC; copy-move F1, splicing F1); chosen on validation: "
+          f"{results['chosen']['pixel']}")
+    print_table(keys, {name: [f"{f['all']['pixel_f1']:.3f} / {f['all']['pixel_auc']:.3f} "
+                              f"({f[labels_lib.COPY_MOVE]['pixel_f1']:.3f}, {f[labels_lib.SPLICING]['pixel_f1']:.3f})"
+                              for f in (results['pixel'][name][k] for k in keys)]
+                       for name in PIXEL_RULES})
+    print("pixel F1 at the pixel threshold best on validation (that threshold)")
+    print_table(keys, {name: [f"{a['pixel_f1']:.3f} ({a['threshold']:.2f})"
+                              for a in (results['pixel'][name][k]['at_validation_threshold'] for k in keys)]
+                       for name in PIXEL_RULES})
+  else:
+    print('no masked file in the validation split: no pixel rules')
+  print(f"image rules (accuracy at the validation's threshold; false alarms; on validation also "
+        f"left out one at a time); chosen on validation: {results['chosen']['image']}")
+  print_table(keys, {name: [f"{per_split[k]['accuracy']:.3f} ({per_split[k]['false_alarm_rate']:.2f}"
+                            + (f"; {per_split[k]['leave_one_out_accuracy']:.3f})" if k == 'validation' else ')')
+                            for k in keys]
                      for name, per_split in results['image'].items()})
+
+
+def mean_over_folds(per_fold: list[dict]) -> dict:
+  """Each image rule's test figures averaged over folds, and the rule each fold chose on its own
+  validation split with the mean of what the chosen rules scored on their folds' tests."""
+  keys = [k for k in per_fold[0]['image']['network'] if k != 'validation']
+  out = {'image': {}, 'chosen': [r['chosen']['image'] for r in per_fold]}
+  for name in [n for n in per_fold[0]['image'] if all(n in r['image'] for r in per_fold)]:
+    out['image'][name] = {k: {m: float(np.mean([r['image'][name][k][m] for r in per_fold]))
+                              for m in ('accuracy', 'false_alarm_rate', 'detection_rate')}
+                          for k in keys}
+  out['image']['chosen on validation'] = {
+      k: {m: float(np.mean([r['image'][r['chosen']['image']][k][m] for r in per_fold]))
+          for m in ('accuracy', 'false_alarm_rate', 'detection_rate')}
+      for k in keys}
+  return out
+
+
+def main(argv=None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--workdir', required=True, help='a finished localiser run')
+  parser.add_argument('--cache', default='', help='folder for the scores (npz), reused when there')
+  parser.add_argument('--output', default='', help='write the figures as JSON here')
+  parser.add_argument('--limit', type=int, default=0, help='the first N files of each split (0 = all)')
+  parser.add_argument('--keypoint_decision', default=keypoints.DECISIONS[0], choices=keypoints.DECISIONS,
+                      help="how the keypoint map decides an image (its p): forensics.keypoints")
+  args = parser.parse_args(argv)
+  flags.FLAGS.mark_as_parsed()
+  runtime.quiet_libraries()
+  run = evaluate.load_run(args.workdir)
+  per_fold = []
+  for fold in range(len(run.detectors)):
+    splits = score_fold(run, fold, fold_cache(args.cache, run, fold), args.limit, args.keypoint_decision)
+    per_fold.append(rule_figures(splits))
+    if len(run.detectors) > 1:
+      print(f'fold {fold}')
+    print_rules(per_fold[-1], list(splits))
+  if len(per_fold) == 1:
+    results = per_fold[0]
+  else:
+    results = {'folds': per_fold, 'mean_over_folds': mean_over_folds(per_fold)}
+    mean = results['mean_over_folds']
+    keys = list(mean['image']['network'])
+    print(f"mean over {len(per_fold)} folds (accuracy; false alarms); chosen on each fold's validation: "
+          f"{', '.join(mean['chosen'])}")
+    print_table(keys, {name: [f"{per_split[k]['accuracy']:.3f} ({per_split[k]['false_alarm_rate']:.2f})" for k in keys]
+                       for name, per_split in mean['image'].items()})
   write_json(args.output, results)
   return results
 

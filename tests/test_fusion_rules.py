@@ -74,3 +74,89 @@ def test_the_network_picks_which_copy_of_the_keypoint_map_is_kept():
   upper = fusion_rules.PIXEL_RULES['upper copies'](network, keypoint_map)
   np.testing.assert_array_equal(upper, np.where(network >= 0.5, 1.0, 0.0))
   np.testing.assert_array_equal(fusion_rules.PIXEL_RULES['one copy'](network, 0 * keypoint_map), network)
+
+
+def _maskless(p_net, p_kp, tampered):
+  """A split of a release without masks (MICC-F220): image scores only."""
+  n = len(p_net)
+  return {'p_net': np.float32(p_net), 'p_kp': np.float32(p_kp), 'tampered': np.array(tampered),
+          'kinds': [labels.COPY_MOVE if t else labels.AUTHENTIC for t in tampered],
+          'net_maps': [np.zeros((4, 4), np.float32)] * n, 'kp_maps': [np.zeros((4, 4), np.float32)] * n,
+          'masks': [None] * n}
+
+
+def test_the_image_rule_is_chosen_on_held_out_validation_files_a_tie_to_the_first_listed():
+  # the network and the larger p miss one authentic file each; the keypoint p separates validation
+  validation = _maskless([0.9, 0.8, 0.85, 0.3], [0.9, 0.7, 0.1, 0.2], [True, True, False, False])
+  test = _maskless([0.9, 0.9, 0.9], [0.8, 0.6, 0.3], [True, False, False])
+  results = fusion_rules.rule_figures({'validation': validation, 'test': test})
+  assert results['pixel'] == {} and 'pixel' not in results['chosen']
+  assert list(results['image']) == ['network', 'max', 'logistic', 'keypoints']
+  assert results['image']['network']['validation']['accuracy'] == 0.75
+  assert results['image']['max']['validation']['accuracy'] == 0.75
+  assert results['image']['keypoints']['validation']['accuracy'] == 1.0
+  held_out = fusion_rules.leave_one_out_accuracy(validation)
+  assert {n: r['validation']['leave_one_out_accuracy'] for n, r in results['image'].items()} == held_out
+  best = max(held_out.values())
+  assert results['chosen']['image'] == next(n for n in results['image'] if held_out[n] == best)
+  threshold = results['image']['keypoints']['test']['threshold']
+  assert 0.2 < threshold <= 0.7
+  assert results['image']['keypoints']['test']['accuracy'] == (2 + (threshold > 0.6)) / 3
+
+
+def test_left_out_one_at_a_time_a_perfect_validation_split_is_not_perfect():
+  # in sample the network's p separates the three files (threshold 0.15); each left out:
+  # 0.9 is decided at 0.15 (right), 0.2 at 0.5 (wrong), 0.1 at the middle of the thresholds that
+  # call both tampered files right, 0.1 (wrong): 1/3. The keypoint p is 0 everywhere: wrong each time.
+  validation = _maskless([0.9, 0.2, 0.1], [0.0, 0.0, 0.0], [True, True, False])
+  held_out = fusion_rules.leave_one_out_accuracy(validation)
+  results = fusion_rules.rule_figures({'validation': validation, 'test': validation})
+  assert results['image']['network']['validation']['accuracy'] == 1.0
+  assert held_out['network'] == held_out['max'] == 1 / 3
+  assert held_out['keypoints'] == 0.0
+  assert results['chosen']['image'] == 'network'   # tied with the larger p (and the logistic)
+
+
+def test_image_rules_without_both_classes_on_validation_fit_no_logistic():
+  one_class = _maskless([0.9, 0.8], [0.9, 0.7], [True, True])
+  rules = fusion_rules.image_rules(one_class, one_class)
+  assert list(rules) == ['network', 'max', 'keypoints']
+  np.testing.assert_array_equal(rules['keypoints'][1], one_class['p_kp'])
+
+
+def test_folds_are_averaged_and_each_keeps_the_rule_its_validation_chose():
+  def fold(chosen, accuracies):
+    image = {name: {'validation': {'accuracy': 1.0},
+                    'test': {'accuracy': a, 'false_alarm_rate': 1 - a, 'detection_rate': a}}
+             for name, a in accuracies.items()}
+    return {'image': image, 'chosen': {'image': chosen}}
+  per_fold = [fold('keypoints', {'network': 0.5, 'keypoints': 0.9}),
+              fold('network', {'network': 0.7, 'keypoints': 1.0})]
+  mean = fusion_rules.mean_over_folds(per_fold)
+  assert mean['chosen'] == ['keypoints', 'network']
+  np.testing.assert_allclose(mean['image']['network']['test']['accuracy'], 0.6)
+  np.testing.assert_allclose(mean['image']['keypoints']['test']['accuracy'], 0.95)
+  np.testing.assert_allclose(mean['image']['chosen on validation']['test']['accuracy'], 0.8)
+
+
+def test_the_cache_keeps_the_keypoint_decision_and_refuses_another(tmp_path):
+  import types
+  import ml_collections
+  import pytest
+  split = _maskless([0.9, 0.1], [0.8, 0.0], [True, False])
+  fusion_rules.save(str(tmp_path / 'old.npz'), split)   # no decision recorded: the first
+  assert fusion_rules.load(str(tmp_path / 'old.npz'))['keypoint_decision'] == 'inliers'
+  cache = tmp_path / 'cache'
+  cache.mkdir()
+  for key in ('validation', 'test'):
+    fusion_rules.save(str(cache / f'{key}.npz'), dict(split, keypoint_decision='clusters'))
+  config = ml_collections.ConfigDict({'dataset': {'also_test': ()}})
+  dataset = types.SimpleNamespace(split=types.SimpleNamespace(validation=np.arange(2), test=np.arange(2)))
+  run = types.SimpleNamespace(detectors=[types.SimpleNamespace(config=config)], datasets=[dataset])
+  assert fusion_rules.fold_cache(str(cache), run, 0) == str(cache)
+  back = fusion_rules.score_fold(run, 0, str(cache), 0, 'clusters')
+  assert back['test']['keypoint_decision'] == 'clusters'
+  with pytest.raises(SystemExit, match=r"test|validation.*'clusters', not 'inliers'"):
+    fusion_rules.score_fold(run, 0, str(cache), 0, 'inliers')
+  two = types.SimpleNamespace(detectors=run.detectors * 2, datasets=run.datasets * 2)
+  assert fusion_rules.fold_cache(str(cache), two, 1) == str(cache / 'fold_1')
