@@ -313,15 +313,14 @@ def mean_over_folds(per_fold: list[dict]) -> dict:
   """Each image rule's test figures averaged over folds, and the rule each fold chose on its own
   validation split with the mean of what the chosen rules scored on their folds' tests."""
   keys = [k for k in per_fold[0]['image']['network'] if k != 'validation']
+  def mean(rule_of_fold) -> dict:
+    return {k: {m: float(np.mean([r['image'][rule_of_fold(r)][k][m] for r in per_fold]))
+                for m in ('accuracy', 'false_alarm_rate', 'detection_rate')}
+            for k in keys}
   out = {'image': {}, 'chosen': [r['chosen']['image'] for r in per_fold]}
   for name in [n for n in per_fold[0]['image'] if all(n in r['image'] for r in per_fold)]:
-    out['image'][name] = {k: {m: float(np.mean([r['image'][name][k][m] for r in per_fold]))
-                              for m in ('accuracy', 'false_alarm_rate', 'detection_rate')}
-                          for k in keys}
-  out['image']['chosen on validation'] = {
-      k: {m: float(np.mean([r['image'][r['chosen']['image']][k][m] for r in per_fold]))
-          for m in ('accuracy', 'false_alarm_rate', 'detection_rate')}
-      for k in keys}
+    out['image'][name] = mean(lambda r, name=name: name)
+  out['image']['chosen on validation'] = mean(lambda r: r['chosen']['image'])
   return out
 
 
