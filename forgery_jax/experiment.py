@@ -3,8 +3,8 @@
 `run(config, workdir)` builds the dataset if needed, applies the split protocol (every fold of a
 k-fold split in `workdir/fold_<k>`, averaged), fits the detector `config.method` names, writes its
 inference export (`workdir/export`), runs the evaluators `config.evals` names, and writes
-`workdir/results.json`: the evaluators' keys, the fit's record (steps, timings), the split sizes
-and the config.
+`workdir/results.json`: the evaluators' keys, the fit's record (steps, timings), the split sizes,
+the dataset's content fingerprint and the config.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def run_one(config, workdir: str, root: str) -> dict:
   results.update({k: v for k, v in detector.info.items() if k not in _INTERNAL_INFO})
   results.update({'method': config.method, 'split_sizes': training.split.sizes(),
                   'class_names': list(dataset.class_names), 'dataset': dataset.name,
+                  'dataset_fingerprint': dataset.fingerprint,
                   'num_devices': jax.device_count(), 'config': config.to_dict()})
   if jax.process_index() == 0:
     runs.write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)

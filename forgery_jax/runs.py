@@ -58,7 +58,7 @@ def run_folds(config: ml_collections.ConfigDict, workdir: str,
     results['test/per_class'] = {
         name: {m: float(np.mean([r['test/per_class'][name][m] for r in per_fold])) for m in row}
         for name, row in per_fold[0]['test/per_class'].items()}
-  for k in ('split_sizes', 'class_names', 'dataset', 'method', 'num_features',
+  for k in ('split_sizes', 'class_names', 'dataset', 'dataset_fingerprint', 'method', 'num_features',
             'feature_images_per_second'):
     if k in per_fold[0]:
       results[k] = per_fold[0][k]

@@ -138,3 +138,24 @@ def test_extra_authentic_files_join_the_training_split_only(tmp_path):
   config.cross_dataset.update(name='micc_f220', builder_config='native')
   with pytest.raises(ValueError, match="cross dataset 'micc_f220': its authentic files joined"):
     experiment.check(config)
+
+
+def test_the_content_fingerprint_follows_every_byte_and_the_order():
+  a = {'image': np.zeros((2, 2, 3), np.uint8), 'label': np.int64(1), 'filename': b'a.jpg'}
+  b = {'image': np.ones((2, 2, 3), np.uint8), 'label': np.int64(0), 'filename': b'b.jpg'}
+  same = input_pipeline.content_fingerprint([a, b])
+  assert same == input_pipeline.content_fingerprint([dict(a), dict(b)])
+  assert len(same) == 64
+  changed = dict(b, image=b['image'].copy())
+  changed['image'][1, 1, 2] = 2
+  assert input_pipeline.content_fingerprint([a, changed]) != same
+  assert input_pipeline.content_fingerprint([b, a]) != same
+  assert input_pipeline.content_fingerprint([a, dict(b, label=np.int32(0))]) != same   # the dtype too
+
+
+def test_two_builds_of_one_dataset_have_one_fingerprint(tiny_config, tmp_path):
+  config = tiny_config.copy_and_resolve_references()
+  first = input_pipeline.load(config)
+  config.dataset.data_dir = str(tmp_path)
+  second = input_pipeline.load(config)   # built again, into another folder
+  assert second.fingerprint == first.fingerprint

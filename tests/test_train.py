@@ -48,6 +48,11 @@ def test_writes_results_checkpoints_and_metrics(finished_run):
   for k in ('accuracy', 'precision', 'recall', 'f1', 'auc'):
     assert 0.0 <= results[f'test/{k}'] <= 1.0
   assert results['config']['dataset']['name'] == 'synthetic_forgery'
+  # the tiny set read again gives the same content fingerprint (its build is shared by the module)
+  from forgery_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  config = ml_collections.ConfigDict(results['config'])
+  assert results['dataset_fingerprint'] == input_pipeline.load(config).fingerprint
+  assert len(results['dataset_fingerprint']) == 64
   assert results['test/num_examples'] == results['split_sizes']['test'] == 32
   assert sum(map(sum, results['test/confusion_matrix'])) == 32
   assert 'baseline/majority_accuracy' in results and 'baseline/jpeg_quality_lookup_accuracy' in results

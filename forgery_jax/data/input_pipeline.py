@@ -15,6 +15,7 @@ The iterator's state (its position) is saved in every checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 
 from absl import logging
@@ -77,24 +78,46 @@ class Dataset:
   name: str = ''                       # the builder's full name, e.g. casia1/paper128/2.2.0
   preparation: object = None           # how its planes were made (data.preparation.Preparation)
   has_mask: np.ndarray | None = None   # per example: a ground-truth mask is stored
+  fingerprint: str = ''                # `content_fingerprint` of every example, in pooled order
 
   def subset(self, name: str) -> Subset:
     return Subset(self.source, getattr(self.split, name))
 
 
-def _metadata(builder) -> dict[str, np.ndarray]:
+def content_fingerprint(examples) -> str:
+  """SHA-256 over every feature of every example, in order: two builds with the same examples
+  have the same fingerprint, whatever their shard files' bytes (which differ from build to build).
+  results.json records it, so that runs on two machines can say whether they read one dataset."""
+  digest = hashlib.sha256()
+  for example in examples:
+    for key in sorted(example):
+      value = example[key]
+      if not isinstance(value, bytes):
+        value = np.asarray(value)
+        digest.update(f'{value.dtype.str}{value.shape}'.encode())
+        value = value.tobytes()
+      digest.update(key.encode() + len(value).to_bytes(8, 'little') + value)
+  return digest.hexdigest()
+
+
+def _metadata(builder) -> tuple[dict[str, np.ndarray], str]:
   """Every feature but the planes (scalars, names, small vectors such as `copy_move`) of every
-  example of every builder split, read once without decoding an image."""
+  example of every builder split, read once without decoding an image, and the fingerprint of
+  every feature (`content_fingerprint`; the planes as stored)."""
   plane_keys = {k for k, f in builder.info.features.items()
                 if isinstance(f, (tfds.features.Image, tfds.features.Tensor)) and len(f.shape) >= 2}
   decoders = {k: tfds.decode.SkipDecoding() for k in plane_keys}
   pooled = PooledSource({s: builder.as_data_source(s, decoders=decoders) for s in builder.info.splits})
   columns: dict[str, list] = {}
-  for i in range(len(pooled)):
-    for k, v in pooled[i].items():
-      if k not in plane_keys:
-        columns.setdefault(k, []).append(v)
-  return {k: np.asarray(v) for k, v in columns.items()}
+  def examples():
+    for i in range(len(pooled)):
+      example = pooled[i]
+      for k, v in example.items():
+        if k not in plane_keys:
+          columns.setdefault(k, []).append(v)
+      yield example
+  fingerprint = content_fingerprint(examples())
+  return {k: np.asarray(v) for k, v in columns.items()}, fingerprint
 
 
 def load(config, all_for_test: bool = False, **dataset_fields) -> Dataset:
@@ -120,7 +143,7 @@ def load_dataset(builder, config, *, all_for_test: bool = False) -> Dataset:
   `all_for_test` puts every example in `test` (cross-dataset evaluation).
   """
   dc = config.dataset
-  meta = _metadata(builder)
+  meta, fingerprint = _metadata(builder)
   # The mask is not a model input: leave its PNG undecoded.
   decoders = {'mask': tfds.decode.SkipDecoding()} if 'mask' in builder.info.features else None
   sources = {s: builder.as_data_source(s, decoders=decoders) for s in builder.info.splits}
@@ -165,7 +188,7 @@ def load_dataset(builder, config, *, all_for_test: bool = False) -> Dataset:
   return Dataset(pooled, split, labels, forgery_types, groups, class_names, extra,
                  filenames=filenames, copy_move=meta.get('copy_move'), name=builder.info.full_name,
                  preparation=getattr(builder.builder_config, 'preparation', None),
-                 has_mask=meta.get('has_mask'))
+                 has_mask=meta.get('has_mask'), fingerprint=fingerprint)
 
 
 def extra_authentic_specs(config) -> list[tuple[str, str, str]]:
