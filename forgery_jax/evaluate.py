@@ -161,7 +161,7 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
     results, own[run.workdir], contexts[run.workdir] = _evaluate_run(run, names)
     row = robustness_lib.row(*own[run.workdir], run.detectors[0].class_names)
     report['runs'].append({'run': run.name, 'split': run.config.dataset.split, **row,
-                           'results': results})
+                           'dataset_fingerprint': run.datasets[0].fingerprint, 'results': results})
   keys = robustness_lib.ROW_KEYS
   md = [f'# Evaluation of {workdir}\n', '## Test metrics\n',
         report_lib.md_table(['run', 'split', *keys, 'test examples'],

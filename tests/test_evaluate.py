@@ -77,6 +77,7 @@ def test_report_with_ablation_cross_and_robustness(two_runs, tmp_path):
     results = json.load(f)
   for k in ('test/accuracy', 'test/auc', 'baseline/jpeg_quality_lookup_accuracy'):
     assert report['runs'][0]['results'][k] == results[k]
+  assert report['runs'][0]['dataset_fingerprint'] == results['dataset_fingerprint']   # the same data read
   with open(os.path.join(out, 'report.json')) as f:
     assert json.load(f)['cross']['datasets'] == ['synthetic_forgery']
 
