@@ -100,15 +100,11 @@ def image_rules(validation: dict, other: dict) -> dict[str, tuple[np.ndarray, np
 
 
 def _features(split: dict) -> np.ndarray:
-  if 'features' not in split:  # computed once per split: the leave-one-out below reuses them
-    split['features'] = image_features(split['p_net'], split['p_kp'], split['net_maps'])
-  return split['features']
-
-
-def _files(split: dict, keep: np.ndarray) -> dict:
-  """The image scores of the files `keep` selects (what `image_rules` reads)."""
-  return {'p_net': split['p_net'][keep], 'p_kp': split['p_kp'][keep],
-          'tampered': split['tampered'][keep], 'features': _features(split)[keep]}
+  """The logistic regression's inputs: given with the split (`leave_one_out_accuracy`) or made
+  from its maps."""
+  if 'features' in split:
+    return split['features']
+  return image_features(split['p_net'], split['p_kp'], split['net_maps'])
 
 
 def leave_one_out_accuracy(validation: dict) -> dict[str, float]:
@@ -116,12 +112,15 @@ def leave_one_out_accuracy(validation: dict) -> dict[str, float]:
   logistic fit and the threshold) made from the other files: what a rule's in-sample validation
   accuracy overstates, most for the fitted logistic regression, which the choice reads instead."""
   n = len(validation['tampered'])
+  scores = {'p_net': validation['p_net'], 'p_kp': validation['p_kp'],
+            'tampered': validation['tampered'], 'features': _features(validation)}
+  files = lambda keep: {k: v[keep] for k, v in scores.items()}
   correct: dict[str, int] = {}
   for i in range(n):
     rest = np.arange(n) != i
-    train = _files(validation, rest)
+    train = files(rest)
     # a rule that cannot be fitted without file i (the logistic on one class) counts it wrong
-    for name, (v, o) in image_rules(train, _files(validation, ~rest)).items():
+    for name, (v, o) in image_rules(train, files(~rest)).items():
       threshold = evaluators.most_accurate_threshold(v, train['tampered'])
       correct[name] = correct.get(name, 0) + int((o[0] >= threshold) == validation['tampered'][i])
   return {name: c / n for name, c in correct.items()}

@@ -90,14 +90,19 @@ def content_fingerprint(examples) -> str:
   results.json records it, so that runs on two machines can say whether they read one dataset."""
   digest = hashlib.sha256()
   for example in examples:
-    for key in sorted(example):
-      value = example[key]
-      if not isinstance(value, bytes):
-        value = np.asarray(value)
-        digest.update(f'{value.dtype.str}{value.shape}'.encode())
-        value = value.tobytes()
-      digest.update(key.encode() + len(value).to_bytes(8, 'little') + value)
+    _add_example(digest, example)
   return digest.hexdigest()
+
+
+def _add_example(digest, example: dict) -> None:
+  """One example into a `content_fingerprint`: each feature's name, dtype, shape and bytes."""
+  for key in sorted(example):
+    value = example[key]
+    if not isinstance(value, bytes):
+      value = np.asarray(value)
+      digest.update(f'{value.dtype.str}{value.shape}'.encode())
+      value = value.tobytes()
+    digest.update(key.encode() + len(value).to_bytes(8, 'little') + value)
 
 
 def _metadata(builder) -> tuple[dict[str, np.ndarray], str]:
@@ -109,15 +114,14 @@ def _metadata(builder) -> tuple[dict[str, np.ndarray], str]:
   decoders = {k: tfds.decode.SkipDecoding() for k in plane_keys}
   pooled = PooledSource({s: builder.as_data_source(s, decoders=decoders) for s in builder.info.splits})
   columns: dict[str, list] = {}
-  def examples():
-    for i in range(len(pooled)):
-      example = pooled[i]
-      for k, v in example.items():
-        if k not in plane_keys:
-          columns.setdefault(k, []).append(v)
-      yield example
-  fingerprint = content_fingerprint(examples())
-  return {k: np.asarray(v) for k, v in columns.items()}, fingerprint
+  digest = hashlib.sha256()
+  for i in range(len(pooled)):
+    example = pooled[i]
+    _add_example(digest, example)
+    for k, v in example.items():
+      if k not in plane_keys:
+        columns.setdefault(k, []).append(v)
+  return {k: np.asarray(v) for k, v in columns.items()}, digest.hexdigest()
 
 
 def load(config, all_for_test: bool = False, **dataset_fields) -> Dataset:
