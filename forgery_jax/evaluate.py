@@ -16,7 +16,8 @@ evaluator: every example; `pixel`: every file with a mask, at its own size). `--
 RUN as the average of its own and those runs' probabilities and maps (runs of one split, other
 seeds: `detectors.averaged`; the keypoint map, if fused, fused once into the average). Writes
 OUTPUT (default RUN/report), and nothing else:
-* report.md and report.json: every run's evaluator results and test metrics; with several runs an
+* report.md and report.json: every run's evaluator results and test metrics, and the software and
+  machine that scored them (`runtime.environment`); with several runs an
   ablation table in the style of the dual-branch paper's Table 1; with `--cross`, the train x test
   matrix (every run on the test split of its own dataset and on all examples of the other runs'
   datasets); with `--robustness`, RUN's test split after JPEG recompression (quality 50-100),
@@ -154,7 +155,7 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
             for w in progress.bar(paths, desc='loading runs', unit='run')]
   out = output or os.path.join(workdir, 'report')
   os.makedirs(out, exist_ok=True)
-  report = {'runs': []}
+  report = {'environment': runtime.environment(), 'runs': []}
   own, contexts = {}, {}
   for run in loaded:
     names = evals if evals else list(run.config.evals)
@@ -163,7 +164,8 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
     report['runs'].append({'run': run.name, 'split': run.config.dataset.split, **row,
                            'dataset_fingerprint': run.datasets[0].fingerprint, 'results': results})
   keys = robustness_lib.ROW_KEYS
-  md = [f'# Evaluation of {workdir}\n', '## Test metrics\n',
+  md = [f'# Evaluation of {workdir}\n', f'Scored by {runtime.describe(report["environment"])}.\n',
+        '## Test metrics\n',
         report_lib.md_table(['run', 'split', *keys, 'test examples'],
                             [[r['run'], r['split'], *[r[k] for k in keys], r['num_examples']]
                              for r in report['runs']])]

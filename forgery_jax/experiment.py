@@ -4,7 +4,7 @@
 k-fold split in `workdir/fold_<k>`, averaged), fits the detector `config.method` names, writes its
 inference export (`workdir/export`), runs the evaluators `config.evals` names, and writes
 `workdir/results.json`: the evaluators' keys, the fit's record (steps, timings), the split sizes,
-the dataset's content fingerprint and the config.
+the dataset's content fingerprint, the config, and the software and machine that ran it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import ml_collections
 
 from forgery_jax import detectors
 from forgery_jax import runs
+from forgery_jax import runtime
 from forgery_jax.data import splits
 from forgery_jax.detectors import export
 from forgery_jax.data import input_pipeline
@@ -58,7 +59,8 @@ def run_one(config, workdir: str, root: str) -> dict:
   results.update({'method': config.method, 'split_sizes': training.split.sizes(),
                   'class_names': list(dataset.class_names), 'dataset': dataset.name,
                   'dataset_fingerprint': dataset.fingerprint,
-                  'num_devices': jax.device_count(), 'config': config.to_dict()})
+                  'num_devices': jax.device_count(), 'config': config.to_dict(),
+                  'environment': runtime.environment()})
   if jax.process_index() == 0:
     runs.write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
   return results

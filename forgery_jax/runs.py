@@ -59,7 +59,7 @@ def run_folds(config: ml_collections.ConfigDict, workdir: str,
         name: {m: float(np.mean([r['test/per_class'][name][m] for r in per_fold])) for m in row}
         for name, row in per_fold[0]['test/per_class'].items()}
   for k in ('split_sizes', 'class_names', 'dataset', 'dataset_fingerprint', 'method', 'num_features',
-            'feature_images_per_second'):
+            'feature_images_per_second', 'environment'):
     if k in per_fold[0]:
       results[k] = per_fold[0][k]
   if jax.process_index() == 0:

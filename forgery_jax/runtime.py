@@ -1,11 +1,15 @@
-"""Process-wide settings every command applies: quiet library logs, JAX's compilation cache."""
+"""Process-wide settings every command applies (quiet library logs, JAX's compilation cache), and
+the description of the software and machine that results.json and reports record."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+from importlib import metadata
 import logging as std_logging
 import os
+import platform
+import subprocess
 import sys
 
 CACHE_ENV = 'FORGERY_JAX_COMPILATION_CACHE'
@@ -76,3 +80,83 @@ def compilation_cache() -> None:
   jax.config.update('jax_compilation_cache_dir', path)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
+# The distributions whose versions can change a figure: numerics (JAX, XLA, NumPy), the training
+# loop, the data path (TFDS, grain, the image codecs) and the classical detectors.
+RECORDED_PACKAGES = (
+    'jax', 'jaxlib', 'jax-cuda12-plugin', 'flax', 'optax', 'orbax-checkpoint', 'numpy', 'grain',
+    'array-record', 'tensorflow-datasets', 'tensorflow', 'tensorflow-cpu', 'pillow',
+    'opencv-python-headless', 'scikit-image', 'scikit-learn', 'scipy', 'xgboost', 'xgboost-cpu')
+
+
+def _cpu_model() -> str:
+  """The CPU's name: XLA's CPU code and its rounding can differ from one CPU to another."""
+  try:
+    with open('/proc/cpuinfo', encoding='utf-8') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  if sys.platform == 'darwin':
+    try:
+      return subprocess.run(['sysctl', '-n', 'machdep.cpu.brand_string'], capture_output=True,
+                            text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+      pass
+  return platform.processor() or platform.machine()
+
+
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def code_revision(root: str = _PACKAGE_ROOT) -> dict:
+  """forgery_jax's version and, where `root` (the directory holding the package) is a git
+  checkout's top, its commit and whether tracked files differ from it."""
+  code = {'version': importlib.import_module('forgery_jax').__version__}
+  try:
+    top, commit = subprocess.run(['git', '-C', root, 'rev-parse', '--show-toplevel', 'HEAD'],
+                                 capture_output=True, text=True, timeout=10,
+                                 check=True).stdout.split()
+    if os.path.realpath(top) != os.path.realpath(root):
+      return code  # installed inside some other repository: its commit is not this code's
+    changed = subprocess.run(['git', '-C', root, 'status', '--porcelain', '--untracked-files=no'],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+  except (OSError, subprocess.SubprocessError):
+    return code  # an installed wheel, or no git
+  code.update(git_commit=commit, git_modified=bool(changed.strip()))
+  return code
+
+
+def environment() -> dict:
+  """What ran a command: the code's revision, Python, the recorded packages' versions (those
+  installed), the platform, the CPU, JAX's backend and devices, and XLA_FLAGS when set. Two runs
+  of one config and seed agree exactly only where this agrees too."""
+  import jax  # pylint: disable=g-import-not-at-top
+  packages = {}
+  for name in RECORDED_PACKAGES:
+    try:
+      packages[name] = metadata.version(name)
+    except metadata.PackageNotFoundError:
+      pass
+  devices = jax.devices()
+  env = {'code': code_revision(), 'python': platform.python_version(),
+         'platform': f'{platform.system()} {platform.machine()}', 'cpu': _cpu_model(),
+         'cpu_count': os.cpu_count(), 'packages': packages, 'backend': jax.default_backend(),
+         'devices': sorted({d.device_kind for d in devices}), 'device_count': len(devices),
+         'process_count': jax.process_count()}
+  if os.environ.get('XLA_FLAGS'):
+    env['xla_flags'] = os.environ['XLA_FLAGS']
+  return env
+
+
+def describe(env: dict) -> str:
+  """One line of `environment()`, for logs and reports."""
+  code = env['code']
+  revision = code.get('git_commit', '')[:12] + (' with local changes' if code.get('git_modified')
+                                                else '')
+  packages = env['packages']
+  return (f"forgery_jax {code['version']}{f' ({revision})' if revision else ''}, "
+          f"JAX {packages.get('jax', '?')}, Python {env['python']}, {env['platform']}, "
+          f"{env['device_count']} {'/'.join(env['devices'])} device(s), CPU {env['cpu']}")

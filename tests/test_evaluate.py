@@ -78,6 +78,8 @@ def test_report_with_ablation_cross_and_robustness(two_runs, tmp_path):
   for k in ('test/accuracy', 'test/auc', 'baseline/jpeg_quality_lookup_accuracy'):
     assert report['runs'][0]['results'][k] == results[k]
   assert report['runs'][0]['dataset_fingerprint'] == results['dataset_fingerprint']   # the same data read
+  assert report['environment']['packages'] == results['environment']['packages']  # the same install
+  assert f"Scored by forgery_jax {report['environment']['code']['version']}" in text
   with open(os.path.join(out, 'report.json')) as f:
     assert json.load(f)['cross']['datasets'] == ['synthetic_forgery']
 

@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import jax
 import ml_collections
 import pytest
 
@@ -53,6 +54,9 @@ def test_writes_results_checkpoints_and_metrics(finished_run):
   config = ml_collections.ConfigDict(results['config'])
   assert results['dataset_fingerprint'] == input_pipeline.load(config).fingerprint
   assert len(results['dataset_fingerprint']) == 64
+  # the software and machine that ran it
+  assert results['environment']['packages']['jax'] == jax.__version__
+  assert results['environment']['device_count'] == results['num_devices']
   assert results['test/num_examples'] == results['split_sizes']['test'] == 32
   assert sum(map(sum, results['test/confusion_matrix'])) == 32
   assert 'baseline/majority_accuracy' in results and 'baseline/jpeg_quality_lookup_accuracy' in results

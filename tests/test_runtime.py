@@ -1,0 +1,55 @@
+"""What results.json and reports record about the software and machine that made them."""
+
+import platform
+import shutil
+import subprocess
+
+import jax
+import pytest
+
+import forgery_jax
+from forgery_jax import runtime
+
+
+def test_environment_names_the_installed_versions_and_devices():
+  env = runtime.environment()
+  assert env['packages']['jax'] == jax.__version__
+  assert env['python'] == platform.python_version()
+  assert env['backend'] == jax.default_backend()
+  assert env['device_count'] == jax.device_count() and env['devices']
+  assert env['code']['version'] == forgery_jax.__version__
+  assert env['cpu'] and env['cpu_count'] >= 1
+  line = runtime.describe(env)
+  assert f'JAX {jax.__version__}' in line and env['cpu'] in line
+
+
+def _git(*args, cwd):
+  return subprocess.run(['git', *args], cwd=cwd, check=True, capture_output=True,
+                        text=True).stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which('git') is None, reason='git is not installed')
+def test_code_revision_reads_the_checkout_that_holds_the_package(tmp_path):
+  repo = tmp_path / 'checkout'
+  (repo / 'forgery_jax').mkdir(parents=True)
+  (repo / 'forgery_jax' / 'a.py').write_text('x = 1\n')
+  _git('init', '-q', cwd=repo)
+  _git('add', '.', cwd=repo)
+  _git('-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'first', cwd=repo)
+  commit = _git('rev-parse', 'HEAD', cwd=repo)
+  assert runtime.code_revision(str(repo)) == {'version': forgery_jax.__version__,
+                                              'git_commit': commit, 'git_modified': False}
+  (repo / 'forgery_jax' / 'a.py').write_text('x = 2\n')
+  assert runtime.code_revision(str(repo))['git_modified'] is True
+  (repo / 'forgery_jax' / 'a.py').write_text('x = 1\n')
+  (repo / 'notes.txt').write_text('untracked files do not count\n')
+  assert runtime.code_revision(str(repo))['git_modified'] is False
+  # A package directory inside some other repository (a virtual environment in a checkout):
+  # that repository's commit is not the code's, so none is recorded.
+  inner = repo / 'venv' / 'site-packages'
+  inner.mkdir(parents=True)
+  assert runtime.code_revision(str(inner)) == {'version': forgery_jax.__version__}
+  # No repository at all.
+  outside = tmp_path / 'wheel'
+  outside.mkdir()
+  assert runtime.code_revision(str(outside)) == {'version': forgery_jax.__version__}
