@@ -1,1 +1,2 @@
-"""Experiment scripts that regenerate the README's tables from the library (not part of it)."""
+"""Experiment scripts that regenerate the tables of the README and docs/ from the library (not part
+of it)."""

@@ -2,8 +2,8 @@
 
 Runs of one recipe trained with other seeds disagree most where each is unsure; the mean of their
 maps ranks pixels about as well as the best of them, and with the keypoint map fused a little
-better (README: "The two seeds' maps averaged" under "Localisation", the three synthetic-only
-seeds averaged under "Forgeries made on the accelerator"). Made from inference exports only (`api.load_detectors(...,
+better (docs/localisation.md: "The two seeds' maps averaged"; docs/synthesis.md: the three
+synthetic-only seeds averaged). Made from inference exports only (`api.load_detectors(...,
 average_with=...)`, `evaluate --average_with`, `predict --average_with`); it is not trained or
 saved. Every run must have been trained on the same files and split with the same inputs, so that
 an evaluation's test split is each member's test split. A localiser's copy-move keypoint map, when
