@@ -44,6 +44,7 @@ def check(config) -> type[detectors.Detector]:
 def run_one(config, workdir: str, root: str) -> dict:
   """One fit and its evaluations in `workdir`; returns what results.json holds."""
   cls = check(config)
+  environment = runtime.environment()  # at the start: the code that trains, should files change
   os.makedirs(workdir, exist_ok=True)
   dataset = input_pipeline.load(config)
   training = input_pipeline.with_extra_authentic(dataset, config)  # what the fit reads
@@ -60,7 +61,7 @@ def run_one(config, workdir: str, root: str) -> dict:
                   'class_names': list(dataset.class_names), 'dataset': dataset.name,
                   'dataset_fingerprint': dataset.fingerprint,
                   'num_devices': jax.device_count(), 'config': config.to_dict(),
-                  'environment': runtime.environment()})
+                  'environment': environment})
   if jax.process_index() == 0:
     runs.write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
   return results

@@ -221,6 +221,40 @@ def test_large_images_are_scored_in_tiles(run):
   assert localiser._tiles(2000, 300) == [(0, 0, 1024, 300), (896, 0, 1024, 300), (976, 0, 1024, 300)]
   probs, heat = detector._score_image({'image': np.zeros((1100, 40, 3), np.uint8)})
   assert heat.shape == (1100, 40) and probs.shape == (2,) and abs(probs.sum() - 1) < 1e-5
+  assert (heat > 0).all()  # every pixel scored (a probability is never 0), the last rows too
+  # smaller tiles (model.score_tile): the same kind of answer, from windows of that side
+  with detector.config.unlocked():
+    detector.config.model.score_tile = 144
+  try:
+    probs, heat = detector._score_image({'image': np.full((150, 300, 3), 128, np.uint8)})
+  finally:
+    with detector.config.unlocked():
+      detector.config.model.score_tile = localiser.MAX_TILE
+  assert heat.shape == (150, 300) and (heat > 0).all() and abs(probs.sum() - 1) < 1e-5
+
+
+@pytest.mark.parametrize('h,w,tile', [(2005, 300, 1024), (1100, 1030, 1024), (300, 300, 192),
+                                      (384, 256, 192), (256, 384, 1024), (1024, 1024, 1024)])
+def test_tiles_cover_every_pixel_and_start_on_the_jpeg_grid(h, w, tile):
+  tiles = localiser._tiles(h, w, tile)
+  covered = np.zeros((h, w), int)
+  for top, left, th, tw in tiles:
+    assert top % localiser.ALIGN == 0 and left % localiser.ALIGN == 0
+    assert th <= tile + localiser.ALIGN - 1 and tw <= tile + localiser.ALIGN - 1
+    assert top + th <= h and left + tw <= w
+    covered[top:top + th, left:left + tw] += 1
+  assert covered.min() >= 1
+  if h <= tile and w <= tile:
+    assert tiles == [(0, 0, h, w)]
+
+
+@pytest.mark.parametrize('tile', [100, 128])
+def test_score_tile_must_be_on_the_grid_and_above_the_overlap(tiny_config, tile):
+  config = tiny_config.copy_and_resolve_references()
+  config.method = 'localiser'
+  config.model.score_tile = tile
+  with pytest.raises(ValueError, match='model.score_tile'):
+    localiser.Localiser.check_config(config)
 
 
 def test_native_crops_stay_on_the_jpeg_grid():
@@ -724,3 +758,13 @@ def test_only_runs_of_one_split_are_averaged(run, second_run, tmp_path):
     api.load_detectors(workdir, average_with=[missing])
   with pytest.raises(ValueError, match='not trained'):
     averaged.Averaged.fit(first.config, None, None)
+
+
+def test_window_scores_equal_whole_scores_when_the_windows_hold_the_images(run):
+  """experiments.window_scores: windows larger than every image score each one whole, exactly."""
+  from experiments import window_scores  # pylint: disable=g-import-not-at-top
+  workdir, results = run
+  scores = window_scores.main(['--workdir', workdir, '--tile', '144'])
+  whole, windows = scores['whole'], scores['windows of 144']
+  assert whole == windows and whole['test/auc'] == results['test/auc']
+  assert {'test/accuracy', 'test/pixel_f1', 'test/pixel_auc'} <= set(whole)

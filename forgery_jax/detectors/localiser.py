@@ -46,7 +46,7 @@ from forgery_jax.training import task as task_lib
 ALIGN = 16          # whole images are padded to, and tiles start at, multiples of this
 MAX_LEVELS = 4      # U-Net levels: 2 ** MAX_LEVELS divides ALIGN
 DCT_LEVEL = 2       # the encoder block whose input is at 1/8 resolution, one pixel per JPEG block
-MAX_TILE = 1024     # larger images are scored in tiles of this side
+MAX_TILE = 1024     # larger images are scored in tiles of this side (`model.score_tile`)
 TILE_OVERLAP = 128
 
 
@@ -296,6 +296,10 @@ class Localiser(nnx_detector.NnxDetector):
     if window < 0 or (window and not config.model.get('zscore_features', False)):
       raise ValueError(f'model.zscore_window {window}: a side in input pixels (0: the whole image), '
                        'read only with model.zscore_features=True')
+    tile = config.model.get('score_tile', MAX_TILE)
+    if tile % ALIGN or tile <= TILE_OVERLAP:
+      raise ValueError(f'model.score_tile {tile}: a multiple of {ALIGN} pixels above the tiles\' '
+                       f'overlap ({TILE_OVERLAP})')
     levels, crop = len(config.model.levels), config.input.crop
     if crop and crop % 2 ** levels:
       raise ValueError(f'input.crop {crop}: with {levels} U-Net levels (model.levels) the '
@@ -338,14 +342,14 @@ class Localiser(nnx_detector.NnxDetector):
     return f"localiser (ELA q{'/'.join(map(str, self.config.model.ela_qualities))} + SRM + RGB)"
 
   # Whole images: padded to multiples of ALIGN (edge pixels, so the JPEG grid stays put), batched
-  # by size, tiled when larger than MAX_TILE.
+  # by size, tiled when larger than `model.score_tile`.
 
   def _score_image(self, example: dict) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities (2,), map (H, W)) of one prepared example of any size."""
     image = np.asarray(example['image'])
     h, w = image.shape[:2]
     evidence = example.get('copy_move')
-    tiles = _tiles(h, w)
+    tiles = _tiles(h, w, self.config.model.get('score_tile', MAX_TILE))
     heat = np.zeros((h, w), np.float32)
     weight = np.zeros((h, w), np.float32)
     p = np.zeros(2, np.float32)
@@ -459,13 +463,15 @@ def fused_as_configured(scores: base.Scores, examples: list[dict], config) -> ba
                            copy_move_keypoints.settings(config))
 
 
-def _tiles(h: int, w: int) -> list[tuple[int, int, int, int]]:
-  """(top, left, height, width) of the tiles covering an h x w image: the whole image when both
-  sides are at most MAX_TILE, else overlapping MAX_TILE windows at multiples of ALIGN."""
-  def starts(n):
-    if n <= MAX_TILE:
-      return [0]
-    step = MAX_TILE - TILE_OVERLAP
-    s = list(range(0, n - MAX_TILE, step)) + [n - MAX_TILE]
-    return sorted({x - x % ALIGN for x in s})
-  return [(t, l, min(MAX_TILE, h - t), min(MAX_TILE, w - l)) for t in starts(h) for l in starts(w)]
+def _tiles(h: int, w: int, tile: int = MAX_TILE) -> list[tuple[int, int, int, int]]:
+  """(top, left, height, width) of the tiles covering every pixel of an h x w image: the whole
+  image when both sides are at most `tile`, else windows of that side overlapping by TILE_OVERLAP
+  or more, starting at multiples of ALIGN (the JPEG grid stays put); the last one runs to the
+  edge, up to ALIGN - 1 pixels longer."""
+  def spans(n):
+    if n <= tile:
+      return [(0, n)]
+    step = tile - TILE_OVERLAP
+    starts = sorted({x - x % ALIGN for x in list(range(0, n - tile, step)) + [n - tile]})
+    return [(a, b - a) for a, b in zip(starts, [s + tile for s in starts[:-1]] + [n])]
+  return [(t, l, th, tw) for t, th in spans(h) for l, tw in spans(w)]
