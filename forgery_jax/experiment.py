@@ -41,10 +41,10 @@ def check(config) -> type[detectors.Detector]:
   return cls
 
 
-def run_one(config, workdir: str, root: str) -> dict:
-  """One fit and its evaluations in `workdir`; returns what results.json holds."""
+def run_one(config, workdir: str, root: str, environment: dict) -> dict:
+  """One fit and its evaluations in `workdir`; returns what results.json holds (`environment`:
+  what runs it)."""
   cls = check(config)
-  environment = runtime.environment()  # at the start: the code that trains, should files change
   os.makedirs(workdir, exist_ok=True)
   dataset = input_pipeline.load(config)
   training = input_pipeline.with_extra_authentic(dataset, config)  # what the fit reads
@@ -76,4 +76,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   check(config)
   root = os.path.abspath(workdir)
-  return runs.run_folds(config, root, lambda c, w: run_one(c, w, root))
+  environment = runtime.environment()  # once, at the start: the code that trains
+  return runs.run_folds(config, root, lambda c, w: run_one(c, w, root, environment))
