@@ -12,6 +12,8 @@ import platform
 import subprocess
 import sys
 
+import forgery_jax
+
 CACHE_ENV = 'FORGERY_JAX_COMPILATION_CACHE'
 
 
@@ -114,7 +116,7 @@ _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def code_revision(root: str = _PACKAGE_ROOT) -> dict:
   """forgery_jax's version and, where `root` (the directory holding the package) is a git
   checkout's top, its commit and whether tracked files differ from it."""
-  code = {'version': importlib.import_module('forgery_jax').__version__}
+  code = {'version': forgery_jax.__version__}
   try:
     top, commit = subprocess.run(['git', '-C', root, 'rev-parse', '--show-toplevel', 'HEAD'],
                                  capture_output=True, text=True, timeout=10,
@@ -152,7 +154,7 @@ def environment() -> dict:
 
 
 def describe(env: dict) -> str:
-  """One line of `environment()`, for logs and reports."""
+  """One line of `environment()`: report.md's first line."""
   code = env['code']
   revision = code.get('git_commit', '')[:12] + (' with local changes' if code.get('git_modified')
                                                 else '')
