@@ -37,18 +37,23 @@ def opencv(rgb: np.ndarray, quality: int) -> np.ndarray:
   return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
 
 
+def load_photos(where: str, limit: int) -> list[np.ndarray]:
+  """RGB arrays of the first `limit` photos in a folder or matching a glob (one line says which)."""
+  pattern = os.path.join(where, '*') if os.path.isdir(where) else where
+  files = sorted(glob.glob(pattern))[:limit]
+  if not files:
+    raise SystemExit(f'error: no photos at {where}')
+  photos = [np.asarray(Image.open(f).convert('RGB')) for f in files]
+  print(f'{len(photos)} photos ({files[0]} ...), sizes {sorted({p.shape[:2] for p in photos})[:4]}')
+  return photos
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--photos', default=DEFAULT_PHOTOS, help='a folder or a glob of photos')
   parser.add_argument('--limit', type=int, default=200)
   args = parser.parse_args(argv)
-  pattern = os.path.join(args.photos, '*') if os.path.isdir(args.photos) else args.photos
-  files = sorted(glob.glob(pattern))[:args.limit]
-  if not files:
-    raise SystemExit(f'error: no photos at {args.photos}')
-  photos = [np.asarray(Image.open(f).convert('RGB')) for f in files]
-  print(f'{len(photos)} photos ({files[0]} ...), sizes '
-        f'{sorted({p.shape[:2] for p in photos})[:4]}')
+  photos = load_photos(args.photos, args.limit)
   print('| quality | PIL: equal | PIL: within +-1 | PIL: max diff | OpenCV: equal | OpenCV: within +-1 | OpenCV: max diff |')
   print('|---|---|---|---|---|---|---|')
   for q in QUALITIES:

@@ -3,6 +3,7 @@
 import glob
 import io
 import os
+import re
 
 import cv2
 import jax
@@ -40,12 +41,37 @@ def _opencv(rgb, quality):
 
 
 def test_quantiser_division_is_integer_floor_division():
-  """The quantiser divides through float32 and corrects by one: equal to `//` for every divisor
-  a table gives (8 x 1 to 8 x 255) and every dividend the DCT gives (|coefficient| + divisor / 2)."""
+  """CPUs divide through float32 and correct by one: equal to `//` for every divisor a table
+  gives (8 x 1 to 8 x 255) and every dividend the DCT gives (|coefficient| + divisor / 2)."""
   a = np.arange(0, 1 << 16, dtype=np.int32)
   for d in range(8, 8 * 255 + 1, 8):
-    got = np.asarray(jpeg._floor_divide(jnp.asarray(a), jnp.int32(d)))
-    np.testing.assert_array_equal(got, a // d, err_msg=f'divisor {d}')
+    for divide in (jpeg._floor_divide_through_float32, jpeg._floor_divide):
+      got = np.asarray(divide(jnp.asarray(a), jnp.int32(d)))
+      np.testing.assert_array_equal(got, a // d, err_msg=f'{divide.__name__}, divisor {d}')
+
+
+def test_colour_conversion_by_product_equals_the_sums():
+  """The CPU's integer product and the GPU's elementwise sums give libjpeg's fixed-point sums at
+  every corner of the RGB cube and on random pixels."""
+  corners = np.array(np.meshgrid(*[[0, 1, 127, 128, 254, 255]] * 3)).reshape(3, -1).T
+  rgb = np.concatenate([corners, np.random.default_rng(0).integers(0, 256, (4096, 3))]).astype(np.int32)
+  r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+  expected = (19595 * r + 38470 * g + 7471 * b, -11059 * r - 21709 * g + 32768 * b,
+              32768 * r - 27439 * g - 5329 * b)
+  for convert in (jpeg._ycc_by_product, jpeg._ycc_by_sums):
+    for got, want in zip(convert(jnp.asarray(rgb)), expected):
+      np.testing.assert_array_equal(np.asarray(got), want, err_msg=convert.__name__)
+
+
+def test_a_gpu_program_keeps_integer_division_and_sums():
+  """Lowered for a GPU, the codec keeps the integer division and has no matrix product (the
+  CPU's float32 division and product cost it 12 % there); lowered for a CPU, the reverse."""
+  x = jnp.zeros((2, 16, 16, 3), jnp.uint8)
+  traced = jax.jit(lambda im, q: jpeg.round_trip(im, q)).trace(x, jnp.array([50, 90], jnp.int32))
+  ops = lambda platform: set(re.findall(r'stablehlo\.(\w+)', traced.lower(lowering_platforms=(platform,)).as_text()))
+  gpu, cpu = ops('cuda'), ops('cpu')
+  assert 'divide' in gpu and not {'dot_general', 'floor'} & gpu, sorted(gpu)
+  assert {'dot_general', 'floor'} <= cpu, sorted(cpu)
 
 
 @pytest.mark.parametrize('quality', [50, 60, 70, 75, 80, 85, 90, 95, 100])
@@ -120,3 +146,21 @@ def test_ela_on_the_device_equals_the_stored_recipe():
       np.testing.assert_array_equal(np.asarray(ela.ela_batch(photo[None], quality))[0],
                                     ela.ela(photo, quality))
   assert image_io.jpeg_roundtrip  # the host path stays the builders' recipe
+
+
+def test_codec_speed_compares_two_versions_and_refuses_different_pixels(tmp_path):
+  """experiments.codec_speed: a version giving the same pixels is timed; one that differs stops it."""
+  from experiments import codec_speed  # pylint: disable=g-import-not-at-top
+  for i in range(2):
+    Image.fromarray(np.random.default_rng(i).integers(0, 256, (32, 48, 3), dtype=np.uint8)).save(
+        tmp_path / f'{i}.png')
+  args = ['--batch', '4', '--rounds', '1', '--photos', str(tmp_path / '*.png')]
+  rates = codec_speed.main(args + ['--other', jpeg.__file__])
+  assert set(rates) == {'quality 90', 'a quality per image'}
+  assert all(r > 0 for setting in rates.values() for r in setting.values())
+  other = tmp_path / 'jpeg_other.py'
+  other.write_text('from forgery_jax import jpeg\n'
+                   'def round_trip(images, quality):\n'
+                   '  return jpeg.round_trip(images, quality) // 2\n')
+  with pytest.raises(SystemExit, match='different pixels'):
+    codec_speed.main(args + ['--other', str(other)])

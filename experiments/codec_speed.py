@@ -1,0 +1,70 @@
+"""The JAX codec against another version of itself, timed side by side on the default device.
+
+    git show <commit>:forgery_jax/jpeg.py > /tmp/jpeg_other.py
+    python -m experiments.codec_speed --other=/tmp/jpeg_other.py [--batch=4096] [--photos=...]
+
+A change made for one backend can cost another (the CPU's float32 quotient and colour product
+cost a GPU 12 %): this loads `--other` as a module beside `forgery_jax.jpeg`, checks that both
+give the same pixels, and prints each one's images/s at quality 90 and at a quality per image
+(as forgery synthesis calls it), in alternating rounds, with their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import jpeg_agreement
+from forgery_jax import jpeg
+
+
+def images_per_second(fn, x, repeats: int = 5) -> float:
+  fn(x).block_until_ready()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn(x).block_until_ready()
+    times.append(time.perf_counter() - start)
+  return x.shape[0] / statistics.median(times)
+
+
+def main(argv=None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--other', required=True, help='a jpeg.py of another version')
+  parser.add_argument('--batch', type=int, default=4096)
+  parser.add_argument('--rounds', type=int, default=3)
+  parser.add_argument('--photos', default=jpeg_agreement.DEFAULT_PHOTOS, help='a folder or a glob')
+  args = parser.parse_args(argv)
+  spec = importlib.util.spec_from_file_location('jpeg_other', args.other)
+  other = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(other)
+  photos = jpeg_agreement.load_photos(args.photos, 64)
+  same = [p for p in photos if p.shape == photos[0].shape]
+  x = jax.device_put(jnp.asarray(np.stack((same * (args.batch // len(same) + 1))[:args.batch])))
+  q = jax.device_put(jnp.asarray(np.random.default_rng(0).integers(50, 101, args.batch), jnp.int32))
+  rates = {}
+  for setting, quality in (('quality 90', 90), ('a quality per image', q)):
+    fns = {name: jax.jit(lambda im, m=module, quality=quality: m.round_trip(im, quality))
+           for name, module in (('this', jpeg), ('other', other))}
+    if not np.array_equal(np.asarray(fns['this'](x)), np.asarray(fns['other'](x))):
+      raise SystemExit(f'error: {args.other} and forgery_jax.jpeg give different pixels ({setting})')
+    runs = {name: [] for name in fns}
+    for _ in range(args.rounds):
+      for name, fn in fns.items():
+        runs[name].append(images_per_second(fn, x))
+    rates[setting] = {name: statistics.median(r) for name, r in runs.items()}
+    print(f'{setting}, batch {args.batch} on {jax.devices()[0].device_kind}: this '
+          f'{rates[setting]["this"]:.0f}, other {rates[setting]["other"]:.0f} images/s '
+          f'(rounds: {[round(v) for v in runs["this"]]} / {[round(v) for v in runs["other"]]}); '
+          f'this / other {rates[setting]["this"] / rates[setting]["other"]:.3f}; pixels equal')
+  return rates
+
+
+if __name__ == '__main__':
+  main()
