@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import statistics
 import time
 
@@ -41,9 +42,13 @@ def main(argv=None) -> dict:
   parser.add_argument('--rounds', type=int, default=3)
   parser.add_argument('--photos', default=jpeg_agreement.DEFAULT_PHOTOS, help='a folder or a glob')
   args = parser.parse_args(argv)
+  if not os.path.isfile(args.other) or not args.other.endswith('.py'):
+    raise SystemExit(f'error: {args.other}: not a Python file (give a jpeg.py of another version)')
   spec = importlib.util.spec_from_file_location('jpeg_other', args.other)
   other = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(other)
+  if not callable(getattr(other, 'round_trip', None)):
+    raise SystemExit(f'error: {args.other}: has no round_trip function')
   photos = jpeg_agreement.load_photos(args.photos, 64)
   same = [p for p in photos if p.shape == photos[0].shape]
   x = jax.device_put(jnp.asarray(np.stack((same * (args.batch // len(same) + 1))[:args.batch])))

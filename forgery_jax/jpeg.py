@@ -146,8 +146,9 @@ def _floor_divide_through_float32(a, d):
 def _floor_divide(a, d):
   """a // d for int32 a >= 0 and d > 0 below 2 ** 22. Integer division by a traced divisor (a
   quality per image, a file's tables) does not vectorise on CPUs and was half of the codec's time
-  there, so CPUs divide through float32; elsewhere the integer division is kept, which the codec
-  runs 12 % faster on a GPU (README, "GPU"). Both give the same integers."""
+  there, so CPUs divide through float32. Elsewhere the integer division is kept: with the colour
+  conversion's sums (`_ycc_by_sums`) the codec runs 12 % faster on a GPU than with the CPU's two
+  paths (README, the GPU rows). Both give the same integers."""
   return jax.lax.platform_dependent(a, d, cpu=_floor_divide_through_float32, default=jnp.floor_divide)
 
 
@@ -176,7 +177,7 @@ def _ycc_by_product(rgb):
 
 
 def _ycc_by_sums(rgb):
-  """The same sums elementwise, which a GPU fuses and runs faster than an integer product."""
+  """The same sums elementwise, for every backend but the CPU (see `_floor_divide`)."""
   r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
   return tuple(wr * r + wg * g + wb * b for wr, wg, wb in _RGB_TO_YCC.T.tolist())
 

@@ -164,3 +164,8 @@ def test_codec_speed_compares_two_versions_and_refuses_different_pixels(tmp_path
                    '  return jpeg.round_trip(images, quality) // 2\n')
   with pytest.raises(SystemExit, match='different pixels'):
     codec_speed.main(args + ['--other', str(other)])
+  (tmp_path / 'empty.py').write_text('')
+  for path, problem in ((tmp_path / 'missing.py', 'not a Python file'), (tmp_path / '0.png', 'not a Python file'),
+                        (tmp_path / 'empty.py', 'has no round_trip')):
+    with pytest.raises(SystemExit, match=f'{path}: {problem}'):
+      codec_speed.main(args + ['--other', str(path)])
