@@ -15,24 +15,14 @@ import argparse
 import importlib.util
 import os
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.common import median_seconds
 from experiments import jpeg_agreement
 from forgery_jax import jpeg
-
-
-def images_per_second(fn, x, repeats: int = 5) -> float:
-  fn(x).block_until_ready()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn(x).block_until_ready()
-    times.append(time.perf_counter() - start)
-  return x.shape[0] / statistics.median(times)
 
 
 def main(argv=None) -> dict:
@@ -62,7 +52,7 @@ def main(argv=None) -> dict:
     runs = {name: [] for name in fns}
     for _ in range(args.rounds):
       for name, fn in fns.items():
-        runs[name].append(images_per_second(fn, x))
+        runs[name].append(args.batch / median_seconds(lambda fn=fn: fn(x).block_until_ready(), 5))
     rates[setting] = {name: statistics.median(r) for name, r in runs.items()}
     print(f'{setting}, batch {args.batch} on {jax.devices()[0].device_kind}: this '
           f'{rates[setting]["this"]:.0f}, other {rates[setting]["other"]:.0f} images/s '
