@@ -43,6 +43,7 @@ def main(argv=None) -> list[common.Row]:
   parser.add_argument('--gpu_batches', default='256,512,1024,2048', help='batch sizes tried on a GPU')
   args = parser.parse_args(argv)
   flags.FLAGS.mark_as_parsed()  # grain reads absl flags; this program has none of its own
+  runtime.deterministic_gpu_ops()
   runtime.quiet_libraries()
   quick = args.quick
   only = set(filter(None, args.only.split(',')))

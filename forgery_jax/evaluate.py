@@ -211,6 +211,7 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
 
 
 def main(argv):
+  runtime.deterministic_gpu_ops()
   runtime.quiet_libraries()
   runtime.compilation_cache()
   if len(argv) > 1:

@@ -33,6 +33,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
+  runtime.deterministic_gpu_ops()  # before the backend starts: resumed runs repeat on GPUs too
   runtime.quiet_libraries()
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')

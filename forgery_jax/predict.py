@@ -184,6 +184,7 @@ def parse_threshold(text: str | None, flag: str = 'threshold') -> float | str | 
 
 
 def main(argv):
+  runtime.deterministic_gpu_ops()
   runtime.quiet_libraries()
   runtime.compilation_cache()
   paths = argv[1:]

@@ -17,6 +17,9 @@ from forgery_jax import runtime
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get('FORGERY_JAX_SHARED', REPO.parent / 'shared'))
 
+# The tests that train in this process train as `main` does: with deterministic GPU kernels.
+runtime.deterministic_gpu_ops()
+
 # The suite compiles the same tiny models many times over: in each resumed run, in every test
 # that trains the tiny config, and in the subprocesses of the preemption, multi-host and command
 # line tests. One XLA compilation cache for the session compiles each program once: set in the
@@ -41,7 +44,13 @@ def shared_path(*parts: str) -> pathlib.Path:
 
 @pytest.fixture(scope='session')
 def tfds_dir(tmp_path_factory) -> str:
-  return str(tmp_path_factory.mktemp('tfds'))
+  """The session's TFDS folder. Building a dataset needs TensorFlow, reading it does not: on a
+  machine without TensorFlow (an accelerator's, say), $FORGERY_JAX_TEST_TFDS_DIR names a folder of
+  datasets built elsewhere (`tiny_config`'s), copied in so that the tests never write to it."""
+  path = tmp_path_factory.mktemp('tfds')
+  if os.environ.get('FORGERY_JAX_TEST_TFDS_DIR'):
+    shutil.copytree(os.environ['FORGERY_JAX_TEST_TFDS_DIR'], path, dirs_exist_ok=True)
+  return str(path)
 
 
 @pytest.fixture(scope='session')

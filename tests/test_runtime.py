@@ -53,3 +53,37 @@ def test_code_revision_reads_the_checkout_that_holds_the_package(tmp_path):
   outside = tmp_path / 'wheel'
   outside.mkdir()
   assert runtime.code_revision(str(outside)) == {'version': forgery_jax.__version__}
+
+
+@pytest.mark.parametrize('before, after', [
+    ('', '--xla_gpu_deterministic_ops=true'),
+    ('--xla_force_host_platform_device_count=8',
+     '--xla_force_host_platform_device_count=8 --xla_gpu_deterministic_ops=true'),
+    ('--xla_gpu_deterministic_ops=false', '--xla_gpu_deterministic_ops=false'),  # the user's choice
+])
+def test_deterministic_gpu_kernels_are_asked_for_unless_xla_flags_says_otherwise(
+    monkeypatch, before, after):
+  monkeypatch.setenv('XLA_FLAGS', before)
+  runtime.deterministic_gpu_ops()
+  runtime.deterministic_gpu_ops()  # twice: still once
+  assert runtime.os.environ['XLA_FLAGS'] == after
+
+
+class _Asked(Exception):
+  pass
+
+
+@pytest.mark.parametrize('command', ['forgery_jax.main', 'forgery_jax.predict',
+                                     'forgery_jax.evaluate', 'benchmarks.run'])
+def test_every_command_asks_for_deterministic_kernels_first(monkeypatch, command):
+  """First, before anything can start JAX's backend, which reads XLA_FLAGS once."""
+  import importlib  # pylint: disable=g-import-not-at-top
+
+  def asked():
+    raise _Asked
+
+  module = importlib.import_module(command)
+  monkeypatch.setattr(runtime, 'deterministic_gpu_ops', asked)
+  monkeypatch.setattr(module, 'jax', None, raising=False)  # any use of JAX before it fails
+  with pytest.raises(_Asked):
+    module.main([] if command == 'benchmarks.run' else [command])  # argparse's argv, absl's
