@@ -48,8 +48,11 @@ def tfds_dir(tmp_path_factory) -> str:
   machine without TensorFlow (an accelerator's, say), $FORGERY_JAX_TEST_TFDS_DIR names a folder of
   datasets built elsewhere (`tiny_config`'s), copied in so that the tests never write to it."""
   path = tmp_path_factory.mktemp('tfds')
-  if os.environ.get('FORGERY_JAX_TEST_TFDS_DIR'):
-    shutil.copytree(os.environ['FORGERY_JAX_TEST_TFDS_DIR'], path, dirs_exist_ok=True)
+  prebuilt = os.environ.get('FORGERY_JAX_TEST_TFDS_DIR')
+  if prebuilt:
+    if not os.path.isdir(prebuilt):
+      pytest.exit(f'FORGERY_JAX_TEST_TFDS_DIR={prebuilt}: no such folder', returncode=4)
+    shutil.copytree(prebuilt, path, dirs_exist_ok=True)
   return str(path)
 
 
