@@ -1,5 +1,6 @@
 """What results.json and reports record about the software and machine that made them."""
 
+import os
 import pathlib
 import platform
 import shutil
@@ -70,7 +71,7 @@ def test_deterministic_gpu_kernels_are_asked_for_unless_xla_flags_says_otherwise
   monkeypatch.setenv('XLA_FLAGS', before)
   runtime.deterministic_gpu_ops()
   runtime.deterministic_gpu_ops()  # twice: still once
-  assert runtime.os.environ['XLA_FLAGS'] == after
+  assert os.environ['XLA_FLAGS'] == after
 
 
 COMMANDS = ('forgery_jax.main', 'forgery_jax.predict', 'forgery_jax.evaluate', 'benchmarks.run')
