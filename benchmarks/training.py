@@ -41,7 +41,7 @@ def cnn_steps(config, mesh):
   return graphdef, state, trainer.make_steps(graphdef, mesh, task)
 
 
-def _random_batch(batch: int, resolution: int) -> dict:
+def random_batch(batch: int, resolution: int) -> dict:
   rng = np.random.default_rng(0)
   return {'ela': rng.integers(0, 256, (batch, resolution, resolution, 3), dtype=np.uint8),
           'image': rng.integers(0, 256, (batch, resolution, resolution, 3), dtype=np.uint8),
@@ -53,7 +53,7 @@ def our_step_rate(resolution: int, batch: int, steps: int, dtype: str = 'float32
   config = model_config(resolution, dtype)
   mesh = mesh_lib.make_mesh()
   _, state, step_fns = cnn_steps(config, mesh)
-  inputs = mesh_lib.to_global(_random_batch(batch, resolution), step_fns.batch_sharding)
+  inputs = mesh_lib.to_global(random_batch(batch, resolution), step_fns.batch_sharding)
   key = jax.random.key(0)
   box = {'state': state}
 
@@ -128,7 +128,7 @@ def profile_rows(resolution: int, batch: int, repeats: int) -> list[Row]:
   config = model_config(resolution)
   mesh = mesh_lib.make_mesh()
   graphdef, state, step_fns = cnn_steps(config, mesh)
-  host = _random_batch(batch, resolution)
+  host = random_batch(batch, resolution)
   inputs = mesh_lib.to_global(host, step_fns.batch_sharding)
   key = jax.random.key(0)
   box = {'state': state}
@@ -174,17 +174,24 @@ def profile_rows(resolution: int, batch: int, repeats: int) -> list[Row]:
               ('host', put, 'batch from host memory to the device'))]
 
 
+def localiser_steps(batch: int, fraction: float, dtype: str = 'float32'):
+  """The localiser of configs/localiser_casia1.py with `fraction` of each batch's rows forged on
+  the device: its state and jitted steps, as the trainer makes them (class weights 1)."""
+  config = localiser_casia1.get_config()
+  config.synthesis.fraction = fraction
+  config.model.dtype = dtype
+  config.batch_size = batch
+  task = localiser.Localiser.task(config, np.ones(2, np.float32))
+  mesh = mesh_lib.make_mesh()
+  graphdef, state = trainer.create_state(config, mesh, task)
+  return graphdef, state, trainer.make_steps(graphdef, mesh, task)
+
+
 def synthesis_rows(crop: int, batch: int, repeats: int) -> list[Row]:
   """The localiser's step with forgery synthesis against the same step on stored batches."""
   rates = {}
   for fraction in (0.0, 0.5):
-    config = localiser_casia1.get_config()
-    config.synthesis.fraction = fraction
-    config.batch_size = batch
-    task = localiser.Localiser.task(config, np.ones(2, np.float32))
-    mesh = mesh_lib.make_mesh()
-    graphdef, state = trainer.create_state(config, mesh, task)
-    steps = trainer.make_steps(graphdef, mesh, task)
+    _, state, steps = localiser_steps(batch, fraction)
     rng = np.random.default_rng(0)
     host = {'image': rng.integers(0, 256, (batch, crop, crop, 3), dtype=np.uint8),
             'mask': np.zeros((batch, crop, crop, 1), np.uint8), 'has_mask': np.zeros(batch, bool),

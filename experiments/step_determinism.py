@@ -36,37 +36,24 @@ MODELS = ('localiser', 'paper')
 
 
 def _steps_and_batches(model: str, crop: int, batch: int, steps: int, dtype: str):
-  """(make_state, train step, batches on the device): the step as the trainer makes it."""
-  import jax  # pylint: disable=g-import-not-at-top
+  """(initial state, train step, batches on the device): the step as the trainer makes it, as
+  `benchmarks.run` times it."""
   from benchmarks import training  # pylint: disable=g-import-not-at-top
   from benchmarks.common import model_config  # pylint: disable=g-import-not-at-top
-  from configs import localiser_casia1  # pylint: disable=g-import-not-at-top
-  from forgery_jax.detectors import localiser  # pylint: disable=g-import-not-at-top
-  from forgery_jax.detectors import paper_cnn  # pylint: disable=g-import-not-at-top
   from forgery_jax.training import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
-  from forgery_jax.training import trainer  # pylint: disable=g-import-not-at-top
 
-  mesh = mesh_lib.make_mesh()
   rng = np.random.default_rng(0)
   if model == 'localiser':
-    config = localiser_casia1.get_config()
-    config.synthesis.fraction = 0.5
-    config.model.dtype = dtype
-    config.batch_size = batch
-    task = localiser.Localiser.task(config, np.ones(2, np.float32))
+    _, state, step_fns = training.localiser_steps(batch, 0.5, dtype)
     host = [{'image': rng.integers(0, 256, (batch, crop, crop, 3), dtype=np.uint8),
              'mask': (rng.random((batch, crop, crop, 1)) < 0.1).astype(np.uint8),
              'has_mask': np.ones(batch, bool), 'label': rng.integers(0, 2, batch).astype(np.int32)}
             for _ in range(steps)]
   else:
-    config = model_config(crop, dtype)
-    task = paper_cnn.PaperCnn.task(config, np.ones(config.dataset.num_classes, np.float32))
-    host = [training._random_batch(batch, crop) for _ in range(steps)]  # pylint: disable=protected-access
-  graphdef, _ = trainer.create_state(config, mesh, task)
-  step_fns = trainer.make_steps(graphdef, mesh, task)
+    _, state, step_fns = training.cnn_steps(model_config(crop, dtype), mesh_lib.make_mesh())
+    host = [training.random_batch(batch, crop) for _ in range(steps)]
   batches = [mesh_lib.to_global(b, step_fns.batch_sharding) for b in host]
-  make_state = lambda: trainer.create_state(config, mesh, task)[1]
-  return make_state, step_fns.train, batches
+  return state, step_fns.train, batches
 
 
 def _digest(state) -> str:
@@ -80,10 +67,11 @@ def _digest(state) -> str:
 def child(model: str, crop: int, batch: int, steps: int, dtype: str) -> dict:
   """Two runs of `steps` steps from the initial state: their digests and the second's rate."""
   import jax  # pylint: disable=g-import-not-at-top
-  make_state, train, batches = _steps_and_batches(model, crop, batch, steps, dtype)
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  initial, train, batches = _steps_and_batches(model, crop, batch, steps, dtype)
   digests, seconds = [], 0.0
   for _ in range(2):
-    state = make_state()
+    state = jax.tree.map(jnp.copy, initial)  # the step donates the state it is given
     t0 = time.perf_counter()
     for i, b in enumerate(batches):
       state, metrics = train(state, b, jax.random.key(i))
