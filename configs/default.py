@@ -117,6 +117,9 @@ def get_config() -> ml_collections.ConfigDict:
   # e.g. 'casia2:native:../shared/datasets/casia2_subset'): more photographs to learn from and,
   # with synthesis, to forge. Those releases can then no longer be a cross-dataset test.
   config.dataset.extra_authentic = ()
+  # Train on this share of the training split only (whole groups, nested across shares for one
+  # seed), for learning curves; validation and test are unchanged.
+  config.dataset.train_fraction = 1.0
 
   config.input = ml_collections.ConfigDict()
   config.input.num_threads = 2

@@ -77,6 +77,20 @@ def test_process_shards_partition_each_global_batch(tiny_config):
   assert whole['valid'].all()
 
 
+def test_train_fraction_thins_the_training_split_only(tmp_path):
+  from configs import localiser_casia1
+  config = localiser_casia1.get_config()
+  config.dataset.update(builder_config='native', data_dir=str(tmp_path),
+                        manual_dir=str(REPO / 'tfds_builders' / 'casia1' / 'dummy_data'),
+                        validation_fraction=0.25, test_fraction=0.25)
+  whole = input_pipeline.load(config)
+  config.dataset.train_fraction = 0.5
+  half = input_pipeline.load(config)
+  assert set(half.split.train) < set(whole.split.train)
+  np.testing.assert_array_equal(half.split.validation, whole.split.validation)
+  np.testing.assert_array_equal(half.split.test, whole.split.test)
+
+
 def test_extra_authentic_files_join_the_training_split_only(tmp_path):
   from configs import localiser_casia1
   from forgery_jax import experiment

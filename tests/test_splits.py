@@ -83,3 +83,22 @@ def test_seventy_thirty_hold_out(protocol):
   assert not set(split.test) & set(split.train) and not set(split.test) & set(split.validation)
   if protocol == 'grouped':
     assert not {groups[i] for i in split.test} & {groups[i] for i in split.train}
+
+
+def test_training_share_takes_whole_groups_nested_across_shares():
+  groups = [f'g{i // 3}' for i in range(240)] + [f'g{i}+h{i}' for i in range(40)] + ['h5'] * 4
+  comp = splits.connected_groups(groups)
+  train = np.arange(0, len(groups), 2)  # every other example: groups cut by the split itself
+  shares = {f: splits.training_share(train, comp, f, seed=3) for f in (0.25, 0.5, 1.0)}
+  np.testing.assert_array_equal(shares[1.0], train)
+  for f in (0.25, 0.5):
+    kept = shares[f]
+    assert set(kept) <= set(train) and np.all(np.diff(kept) > 0)
+    assert abs(len(kept) - f * len(train)) <= 4  # one group's worth over at most
+    # a group is kept whole or not at all (within the training examples)
+    assert set(train[np.isin(comp[train], comp[kept])]) == set(kept)
+  assert set(shares[0.25]) < set(shares[0.5])
+  np.testing.assert_array_equal(shares[0.5], splits.training_share(train, comp, 0.5, seed=3))
+  assert not np.array_equal(shares[0.5], splits.training_share(train, comp, 0.5, seed=4))
+  with pytest.raises(ValueError, match='training share'):
+    splits.training_share(train, comp, 0.0, seed=3)

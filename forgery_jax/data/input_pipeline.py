@@ -185,6 +185,10 @@ def load_dataset(builder, config, *, all_for_test: bool = False) -> Dataset:
     kept = [labels_lib.FORGERY_TYPES.index(c) for c in dc.train_classes]
     keep = lambda idx: idx[np.isin(forgery_types[idx], kept)]
     split = splits_lib.Split(keep(split.train), keep(split.validation), split.test)
+  if dc.get('train_fraction', 1.0) != 1.0 and not all_for_test:
+    train = splits_lib.training_share(split.train, splits_lib.connected_groups(groups),
+                                      dc.train_fraction, dc.split_seed + 2)
+    split = splits_lib.Split(train, split.validation, split.test)
   extra = {k: v for k, v in meta.items()
            if k not in META_KEYS and v.ndim == 1 and v.dtype.kind in 'iuf'}
   filenames = ([f.decode() if isinstance(f, bytes) else str(f) for f in meta['filename']]

@@ -101,6 +101,25 @@ def hold_out(strata: np.ndarray, components: np.ndarray | None, n_splits: int, f
   return candidates[kept], candidates[held]
 
 
+def training_share(candidates: np.ndarray, components: np.ndarray, fraction: float,
+                   seed: int) -> np.ndarray:
+  """About `fraction` of `candidates`, whole connected groups at a time, for learning curves.
+
+  The groups are taken in one order drawn from `seed` until the share is reached, so with one seed
+  a smaller fraction's examples are all in a larger one's: the points of a curve are nested.
+  """
+  if not 0.0 < fraction <= 1.0:
+    raise ValueError(f'a training share must be in (0, 1], got {fraction}')
+  if fraction == 1.0:
+    return candidates
+  owner = components[candidates]
+  order = np.random.default_rng(seed).permutation(np.unique(owner))
+  sizes = np.cumsum(np.bincount(owner, minlength=owner.max() + 1)[order])
+  wanted = max(1, round(fraction * len(candidates)))
+  taken = order[:int(np.searchsorted(sizes, wanted)) + 1]
+  return np.sort(candidates[np.isin(owner, taken)])
+
+
 def make_split(strata: np.ndarray, groups: list[str] | None, protocol: str, *, seed: int,
                test_fraction: float = 0.2, validation_fraction: float = 0.1,
                num_folds: int = 10, fold: int = 0) -> Split:
