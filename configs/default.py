@@ -84,7 +84,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 16
   config.eval_batch_size = 64
   config.num_epochs = 2
-  config.early_stopping_patience = 7
+  config.early_stopping_patience = 7         # validations without improvement
+  config.validate_every_epochs = 1           # validate (and may stop) after every k-th epoch and the last
   config.early_stopping_ties = 'first'       # or 'loss': equal accuracy with lower loss counts as better
   config.early_stopping_metric = 'accuracy'  # or, for detectors that draw maps, 'pixel_f1' / 'pixel_f1_best' of the validation crops
   config.class_weights = True

@@ -97,6 +97,18 @@ def test_also_test_scores_the_same_files_prepared_another_way(finished_run):
   assert second['test_tiny/baseline/majority_accuracy'] == second['baseline/majority_accuracy']
 
 
+def test_validation_every_kth_epoch_and_the_last(tiny_config, tmp_path):
+  config = tiny_config.copy_and_resolve_references()
+  config.num_epochs, config.validate_every_epochs = 3, 2  # 8 steps an epoch
+  config.evals = ('test',)
+  result = experiment.run(config, str(tmp_path / 'run'))
+  assert result['final_step'] == 24 and result['best_step'] in (16, 24)
+  assert [r['step'] for r in _lines(str(tmp_path / 'run'), 'validation')] == [16, 24]
+  config.validate_every_epochs = 0
+  with pytest.raises(ValueError, match='validate_every_epochs must be 1 or more'):
+    experiment.run(config, str(tmp_path / 'bad'))
+
+
 def test_random_flips_move_every_plane_of_an_example_together():
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top

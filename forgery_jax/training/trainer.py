@@ -3,9 +3,9 @@
 `fit(config, dataset, run, task)` trains the Flax NNX model a detector describes with a `Task`
 (its model, loss, evaluation outputs and on-device augmentation) with `jax.jit` over a `Mesh` of
 every device (the batch sharded on the `data` axis, the state replicated), evaluates on the
-validation split every epoch with early stopping (with `config.ema_decay`, the parameters' moving
-average is what is validated and kept), keeps Orbax checkpoints (the latest N and the best, one
-manager), resumes from the workdir (parameters, optimiser state, step, data-iterator position;
+validation split every epoch (or every k-th, `config.validate_every_epochs`) with early stopping
+(with `config.ema_decay`, the parameters' moving average is what is validated and kept), keeps
+Orbax checkpoints (the latest N and the best, one manager), resumes from the workdir (parameters, optimiser state, step, data-iterator position;
 random keys are the seed folded with the step), and returns the best model.
 
 Interruptions: SIGKILL at any moment leaves a run that the same command resumes bit-identically;
@@ -320,6 +320,11 @@ def fit(config, dataset, workdir: str, task: task_lib.Task, weights: np.ndarray)
                        f'a mask)')
     return scores
 
+  every = config.get('validate_every_epochs', 1)
+  if every < 1:
+    raise ValueError(f'config.validate_every_epochs must be 1 or more, got {every}')
+  validates = lambda epoch: epoch % every == 0 or epoch == config.num_epochs
+
   bar = progress.bar(total=total_steps, desc='training', unit='step')
   bar.update(step)
   with bar, _sigterm_flag(ckpts) as terminated:
@@ -345,21 +350,22 @@ def fit(config, dataset, workdir: str, task: task_lib.Task, weights: np.ndarray)
         t0, seen = time.perf_counter(), 0
       if step % steps_per_epoch == 0:
         meta['epoch'] = step // steps_per_epoch
-        val = validate()
-        writer.write('validation', step, val)
-        logging.info('epoch %d  validation accuracy %.4f  auc %.4f%s', meta['epoch'],
-                     val['accuracy'], val['auc'],
-                     f"  pixel F1 {val['pixel_f1']:.4f} (best {val['pixel_f1_best']:.4f})"
-                     if 'pixel_f1' in val else '')
-        if improves(val, meta, config.early_stopping_ties, metric):
-          meta.update(best_accuracy=val['accuracy'], best_score=val[metric], best_loss=val['loss'],
-                      best_step=step, epochs_without_improvement=0)
-        else:
-          meta['epochs_without_improvement'] += 1
-          if meta['epochs_without_improvement'] >= config.early_stopping_patience:
-            meta['stopped_early'] = True
-            logging.info('Early stop: no validation improvement for %d epochs',
-                         config.early_stopping_patience)
+        if validates(meta['epoch']):
+          val = validate()
+          writer.write('validation', step, val)
+          logging.info('epoch %d  validation accuracy %.4f  auc %.4f%s', meta['epoch'],
+                       val['accuracy'], val['auc'],
+                       f"  pixel F1 {val['pixel_f1']:.4f} (best {val['pixel_f1_best']:.4f})"
+                       if 'pixel_f1' in val else '')
+          if improves(val, meta, config.early_stopping_ties, metric):
+            meta.update(best_accuracy=val['accuracy'], best_score=val[metric],
+                        best_loss=val['loss'], best_step=step, epochs_without_improvement=0)
+          else:  # counts validations (epochs when every epoch validates)
+            meta['epochs_without_improvement'] += 1
+            if meta['epochs_without_improvement'] >= config.early_stopping_patience:
+              meta['stopped_early'] = True
+              logging.info('Early stop: no validation improvement for %d validations',
+                           config.early_stopping_patience)
         save()
         t0, seen = time.perf_counter(), 0
       elif config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0:
