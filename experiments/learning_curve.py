@@ -1,0 +1,134 @@
+"""How do the figures grow with training files? One run per share of the training split.
+
+    python -m experiments.learning_curve --config=configs/localiser_casia1.py --workdir=/tmp/lc \
+      --fractions=0.25,0.5,1 --config.dataset.data_dir=... --config.dataset.manual_dir=...
+
+Each share f trains on `dataset.train_fraction=f` of the training split (whole groups, the smaller
+shares' files among the larger ones') for the same number of steps as the whole split: the
+config's epochs over f, validated every 1/f epochs (`validate_every_epochs`), so that validation,
+early stopping and its patience fall after the same steps at every point. Validation and test are
+the same files at every point, so the points differ in the training files alone. A share whose `results.json` exists in
+`<workdir>/f<f>` is read, not run again (an interrupted curve resumes).
+
+Prints, per figure, its value at each share and a least-squares line against log10(training
+files): the gain per doubling of the files and, for the goals of `--targets`, how many files the
+line reaches them at. That is an extrapolation of three or so points: if the gain per doubling
+shrinks as curves of bounded figures do, more files than that would be needed. Written to
+`<workdir>/learning_curve.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+from forgery_jax import experiment
+from forgery_jax import runtime
+
+# The localisation issue's goals, on the JPEG-randomised test split (`test`) and as released.
+GOALS = ('test/pixel_f1=0.74', 'test_native/pixel_f1=0.74', 'test/pixel_auc=0.90',
+         'test_native/pixel_auc=0.90', 'test/accuracy=0.85')
+FIGURES = ('test/pixel_f1', 'test/pixel_auc', 'pixel_threshold/test/pixel_f1', 'test/accuracy',
+           'test/auc', 'test_native/pixel_f1', 'test_native/pixel_auc', 'test_native/accuracy')
+
+
+def share_config(config, fraction: float):
+  """`config` on `fraction` of the training split, with the whole split's steps and validations
+  (for shares of 1/n; others to the nearest such share's)."""
+  config = config.copy_and_resolve_references()
+  config.dataset.train_fraction = fraction
+  every = max(1, round(1 / fraction))
+  config.num_epochs = config.num_epochs * every
+  config.validate_every_epochs = config.validate_every_epochs * every
+  return config
+
+
+def fit(files: list[int], values: list[float], target: float | None) -> dict:
+  """y = a + b log10(files) by least squares; the gain per doubling and where y reaches `target`."""
+  x = np.log10(np.asarray(files, np.float64))
+  b, a = np.polyfit(x, np.asarray(values, np.float64), 1)
+  out = {'per_doubling': float(b * math.log10(2)), 'intercept': float(a), 'slope': float(b)}
+  if target is not None:
+    out['target'] = target
+    out['files_for_target'] = float(10 ** ((target - a) / b)) if b > 0 else math.inf
+  return out
+
+
+def curve(points: list[dict], figures, targets: dict[str, float]) -> dict:
+  """The fits of every figure that each point has."""
+  files = [p['train_files'] for p in points]
+  fits = {}
+  for key in figures:
+    values = [p['results'].get(key) for p in points]
+    if len(points) >= 2 and all(isinstance(v, (int, float)) for v in values):
+      fits[key] = fit(files, values, targets.get(key))
+  return fits
+
+
+def table(points: list[dict], figures, fits: dict) -> str:
+  head = ['figure'] + [f"f = {p['fraction']:g} ({p['train_files']} files)" for p in points]
+  head += ['per doubling', 'files for the goal (line)']
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  for key in figures:
+    if key not in fits:
+      continue
+    cells = [key] + [f"{p['results'][key]:.3f}" for p in points]
+    f = fits[key]
+    cells.append(f"{f['per_doubling']:+.3f}")
+    if 'target' in f:
+      n = f['files_for_target']
+      cells.append(f"{f['target']:g}: " + ('never' if math.isinf(n) else f'{n:,.0f}'))
+    else:
+      cells.append('')
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  steps = ['steps run (kept)'] + [f"{p['results'].get('final_step')} ({p['results'].get('best_step')})"
+                                  for p in points] + ['', '']
+  lines.append('| ' + ' | '.join(map(str, steps)) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv):
+  del argv
+  runtime.deterministic_gpu_ops()
+  runtime.quiet_libraries()
+  f = flags.FLAGS
+  targets = {}
+  for goal in f.targets:
+    key, _, value = goal.partition('=')
+    targets[key] = float(value)
+  points = []
+  for fraction in sorted(float(x) for x in f.fractions):
+    workdir = os.path.join(f.workdir, f'f{fraction:g}')
+    path = os.path.join(workdir, experiment.RESULTS_FILE)
+    if os.path.exists(path):
+      logging.info('share %g: done before, reading %s', fraction, path)
+      with open(path) as fh:
+        results = json.load(fh)
+    else:
+      results = experiment.run(share_config(f.config, fraction), workdir)
+    points.append({'fraction': fraction, 'workdir': workdir,
+                   'train_files': int(results['split_sizes']['train']), 'results': results})
+  figures = list(f.figures)
+  fits = curve(points, figures, targets)
+  text = table(points, figures, fits)
+  with open(os.path.join(f.workdir, 'learning_curve.json'), 'w') as fh:
+    json.dump({'points': [{k: v for k, v in p.items() if k != 'results'} |
+                          {'figures': {k: p['results'].get(k) for k in figures}} for p in points],
+               'fits': fits}, fh, indent=2)
+  print(text)
+
+
+if __name__ == '__main__':
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  config_flags.DEFINE_config_file('config', None, 'The config of the whole-split run.')
+  flags.DEFINE_string('workdir', None, 'One folder per share (f<share>) and the curve.', required=True)
+  flags.DEFINE_list('fractions', ['0.25', '0.5', '1'], 'Shares of the training split.')
+  flags.DEFINE_list('figures', list(FIGURES), 'results.json keys to show.')
+  flags.DEFINE_list('targets', list(GOALS), 'KEY=VALUE goals to extrapolate to.')
+  app.run(main)

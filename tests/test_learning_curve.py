@@ -1,0 +1,39 @@
+"""experiments.learning_curve: equal step budgets per share, and the line through the points."""
+
+import math
+
+import pytest
+
+from configs import localiser_casia1
+from experiments import learning_curve
+
+
+def test_a_share_gets_the_whole_splits_step_budget():
+  config = localiser_casia1.get_config()
+  quarter = learning_curve.share_config(config, 0.25)
+  assert quarter.dataset.train_fraction == 0.25
+  assert quarter.num_epochs == 4 * config.num_epochs
+  assert quarter.validate_every_epochs == 4 and quarter.early_stopping_patience == config.early_stopping_patience
+  assert config.dataset.train_fraction == 1.0  # the caller's config is left alone
+
+
+def test_the_line_in_log_files_and_where_it_reaches_a_goal():
+  # 0.30 at 100 files, 0.40 at 1,000, 0.50 at 10,000: +0.1 a decade, 0.74 at 10^6.4 files.
+  f = learning_curve.fit([100, 1000, 10000], [0.30, 0.40, 0.50], 0.74)
+  assert f['per_doubling'] == pytest.approx(0.1 * math.log10(2))
+  assert f['files_for_target'] == pytest.approx(10 ** 6.4, rel=1e-6)
+  assert math.isinf(learning_curve.fit([100, 1000], [0.5, 0.4], 0.74)['files_for_target'])
+  assert 'files_for_target' not in learning_curve.fit([100, 1000], [0.5, 0.6], None)
+
+
+def test_the_table_shows_every_point_and_skips_figures_a_point_lacks():
+  points = [{'fraction': 0.5, 'train_files': 100,
+             'results': {'test/pixel_f1': 0.3, 'final_step': 20, 'best_step': 10}},
+            {'fraction': 1.0, 'train_files': 200,
+             'results': {'test/pixel_f1': 0.4, 'test/auc': 0.7, 'final_step': 20, 'best_step': 20}}]
+  fits = learning_curve.curve(points, ['test/pixel_f1', 'test/auc'], {'test/pixel_f1': 0.6})
+  assert set(fits) == {'test/pixel_f1'}
+  assert fits['test/pixel_f1']['per_doubling'] == pytest.approx(0.1)
+  text = learning_curve.table(points, ['test/pixel_f1', 'test/auc'], fits)
+  assert '| test/pixel_f1 | 0.300 | 0.400 | +0.100 | 0.6: 800 |' in text
+  assert 'test/auc' not in text and '20 (10)' in text
