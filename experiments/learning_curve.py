@@ -7,14 +7,14 @@ Each share f trains on `dataset.train_fraction=f` of the training split (whole g
 shares' files among the larger ones') for the same number of steps as the whole split: the
 config's epochs over f, validated every 1/f epochs (`validate_every_epochs`), so that validation,
 early stopping and its patience fall after the same steps at every point. Validation and test are
-the same files at every point, so the points differ in the training files alone. A share whose `results.json` exists in
-`<workdir>/f<f>` is read, not run again (an interrupted curve resumes).
+the same files at every point, so the points differ in the training files alone. A share whose
+`results.json` exists in `<workdir>/f<f>` is read, not run again (an interrupted curve resumes).
 
-Prints, per figure, its value at each share and a least-squares line against log10(training
-files): the gain per doubling of the files and, for the goals of `--targets`, how many files the
-line reaches them at. That is an extrapolation of three or so points: if the gain per doubling
-shrinks as curves of bounded figures do, more files than that would be needed. Written to
-`<workdir>/learning_curve.json`.
+Prints, per figure, its value at each share (beside the pixel baselines of the same split) and a
+least-squares line against log10(training files): the gain per doubling of the files and, for the
+goals of `--targets`, how many files the line reaches them at. That is an extrapolation of a few
+points: if the gain per doubling shrinks, as curves of bounded figures do, more files than that
+would be needed. Written to `<workdir>/learning_curve.json`.
 """
 
 from __future__ import annotations
@@ -34,8 +34,13 @@ from forgery_jax import runtime
 # The localisation issue's goals, on the JPEG-randomised test split (`test`) and as released.
 GOALS = ('test/pixel_f1=0.74', 'test_native/pixel_f1=0.74', 'test/pixel_auc=0.90',
          'test_native/pixel_auc=0.90', 'test/accuracy=0.85')
-FIGURES = ('test/pixel_f1', 'test/pixel_auc', 'pixel_threshold/test/pixel_f1', 'test/accuracy',
-           'test/auc', 'test_native/pixel_f1', 'test_native/pixel_auc', 'test_native/accuracy')
+FIGURES = ('test/pixel_f1', 'test/pixel_baseline/centre_prior/pixel_f1',
+           'pixel_threshold/test/pixel_f1', 'test/pixel_auc',
+           'test/pixel_baseline/centre_prior/pixel_auc',
+           'test/pixel_baseline/mean_training_mask/pixel_auc', 'test_native/pixel_f1',
+           'pixel_threshold/test_native/pixel_f1', 'test_native/pixel_auc', 'test/accuracy',
+           'threshold/test/accuracy', 'test/auc', 'test_native/accuracy', 'test_native/auc')
+BASELINE = '/pixel_baseline/'  # shown beside the figures, no line fitted
 
 
 def share_config(config, fraction: float):
@@ -66,6 +71,8 @@ def curve(points: list[dict], figures, targets: dict[str, float]) -> dict:
   fits = {}
   for key in figures:
     values = [p['results'].get(key) for p in points]
+    if BASELINE in key:
+      continue
     if len(points) >= 2 and all(isinstance(v, (int, float)) for v in values):
       fits[key] = fit(files, values, targets.get(key))
   return fits
@@ -76,11 +83,12 @@ def table(points: list[dict], figures, fits: dict) -> str:
   head += ['per doubling', 'files for the goal (line)']
   lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
   for key in figures:
-    if key not in fits:
+    values = [p['results'].get(key) for p in points]
+    if not all(isinstance(v, (int, float)) for v in values):
       continue
-    cells = [key] + [f"{p['results'][key]:.3f}" for p in points]
-    f = fits[key]
-    cells.append(f"{f['per_doubling']:+.3f}")
+    cells = [key] + [f'{v:.3f}' for v in values]
+    f = fits.get(key, {})
+    cells.append(f"{f['per_doubling']:+.3f}" if f else '')
     if 'target' in f:
       n = f['files_for_target']
       cells.append(f"{f['target']:g}: " + ('never' if math.isinf(n) else f'{n:,.0f}'))

@@ -37,3 +37,12 @@ def test_the_table_shows_every_point_and_skips_figures_a_point_lacks():
   text = learning_curve.table(points, ['test/pixel_f1', 'test/auc'], fits)
   assert '| test/pixel_f1 | 0.300 | 0.400 | +0.100 | 0.6: 800 |' in text
   assert 'test/auc' not in text and '20 (10)' in text
+
+
+def test_baselines_are_shown_without_a_line():
+  key = 'test/pixel_baseline/centre_prior/pixel_auc'
+  points = [{'fraction': f, 'train_files': n, 'results': {key: 0.68, 'final_step': 8, 'best_step': 8}}
+            for f, n in ((0.5, 100), (1.0, 200))]
+  fits = learning_curve.curve(points, [key], {})
+  assert not fits
+  assert f'| {key} | 0.680 | 0.680 |  |  |' in learning_curve.table(points, [key], fits)
