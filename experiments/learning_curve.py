@@ -31,15 +31,22 @@ import numpy as np
 from forgery_jax import experiment
 from forgery_jax import runtime
 
-# The localisation issue's goals, on the JPEG-randomised test split (`test`) and as released.
+# The localisation issue's goals, on the JPEG-randomised test split (`test`) and as released, over
+# every tampered file and by forgery type.
 GOALS = ('test/pixel_f1=0.74', 'test_native/pixel_f1=0.74', 'test/pixel_auc=0.90',
-         'test_native/pixel_auc=0.90', 'test/accuracy=0.85')
+         'test_native/pixel_auc=0.90', 'test/accuracy=0.85', 'test/splicing/pixel_f1=0.74',
+         'test/splicing/pixel_auc=0.90', 'test/copy_move/pixel_f1=0.74',
+         'test/copy_move/pixel_auc=0.90', 'test_native/splicing/pixel_f1=0.74',
+         'test_native/copy_move/pixel_f1=0.74')
 FIGURES = ('test/pixel_f1', 'test/pixel_baseline/centre_prior/pixel_f1',
            'pixel_threshold/test/pixel_f1', 'test/pixel_auc',
            'test/pixel_baseline/centre_prior/pixel_auc',
            'test/pixel_baseline/mean_training_mask/pixel_auc', 'test_native/pixel_f1',
            'pixel_threshold/test_native/pixel_f1', 'test_native/pixel_auc', 'test/accuracy',
-           'threshold/test/accuracy', 'test/auc', 'test_native/accuracy', 'test_native/auc')
+           'threshold/test/accuracy', 'test/auc', 'test_native/accuracy', 'test_native/auc',
+           'test/splicing/pixel_f1', 'test/splicing/pixel_auc', 'test/copy_move/pixel_f1',
+           'test/copy_move/pixel_auc', 'test_native/splicing/pixel_f1',
+           'test_native/copy_move/pixel_f1')
 BASELINE = '/pixel_baseline/'  # shown beside the figures, no line fitted
 
 
