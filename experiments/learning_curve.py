@@ -29,6 +29,7 @@ from absl import logging
 import numpy as np
 
 from forgery_jax import experiment
+from forgery_jax import runs
 from forgery_jax import runtime
 
 # The localisation issue's goals, on the JPEG-randomised test split (`test`) and as released, over
@@ -72,15 +73,19 @@ def fit(files: list[int], values: list[float], target: float | None) -> dict:
   return out
 
 
+def values_of(points: list[dict], key: str) -> list[float] | None:
+  """`key`'s figure at every point, or None where a point lacks it."""
+  values = [p['results'].get(key) for p in points]
+  return values if all(isinstance(v, (int, float)) for v in values) else None
+
+
 def curve(points: list[dict], figures, targets: dict[str, float]) -> dict:
-  """The fits of every figure that each point has."""
+  """The fits of every figure that each point has (baselines aside)."""
   files = [p['train_files'] for p in points]
   fits = {}
   for key in figures:
-    values = [p['results'].get(key) for p in points]
-    if BASELINE in key:
-      continue
-    if len(points) >= 2 and all(isinstance(v, (int, float)) for v in values):
+    values = values_of(points, key)
+    if BASELINE not in key and len(points) >= 2 and values is not None:
       fits[key] = fit(files, values, targets.get(key))
   return fits
 
@@ -90,8 +95,8 @@ def table(points: list[dict], figures, fits: dict) -> str:
   head += ['per doubling', 'files for the goal (line)']
   lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
   for key in figures:
-    values = [p['results'].get(key) for p in points]
-    if not all(isinstance(v, (int, float)) for v in values):
+    values = values_of(points, key)
+    if values is None:
       continue
     cells = [key] + [f'{v:.3f}' for v in values]
     f = fits.get(key, {})
@@ -132,10 +137,10 @@ def main(argv):
   figures = list(f.figures)
   fits = curve(points, figures, targets)
   text = table(points, figures, fits)
-  with open(os.path.join(f.workdir, 'learning_curve.json'), 'w') as fh:
-    json.dump({'points': [{k: v for k, v in p.items() if k != 'results'} |
-                          {'figures': {k: p['results'].get(k) for k in figures}} for p in points],
-               'fits': fits}, fh, indent=2)
+  runs.write_json_atomic(os.path.join(f.workdir, 'learning_curve.json'), {
+      'points': [{k: v for k, v in p.items() if k != 'results'} |
+                 {'figures': {k: p['results'].get(k) for k in figures}} for p in points],
+      'fits': fits})
   print(text)
 
 
