@@ -15,6 +15,11 @@ least-squares line against log10(training files): the gain per doubling of the f
 goals of `--targets`, how many files the line reaches them at. That is an extrapolation of a few
 points: if the gain per doubling shrinks, as curves of bounded figures do, more files than that
 would be needed. Written to `<workdir>/learning_curve.json`.
+
+`--against=<another curve's workdir>` reads each point on that curve (its `learning_curve.json`),
+e.g. a recipe with synthesised forgeries against the real-only one: the difference from its point
+at the same share, and how many training files its line needs to score as this point does (what
+this point's recipe is worth in the other recipe's files).
 """
 
 from __future__ import annotations
@@ -69,8 +74,15 @@ def fit(files: list[int], values: list[float], target: float | None) -> dict:
   out = {'per_doubling': float(b * math.log10(2)), 'intercept': float(a), 'slope': float(b)}
   if target is not None:
     out['target'] = target
-    out['files_for_target'] = float(10 ** ((target - a) / b)) if b > 0 else math.inf
+    out['files_for_target'] = files_on_line(out, target)
   return out
+
+
+def files_on_line(line: dict, value: float) -> float:
+  """The training files at which a fitted line reaches `value`; inf where it does not grow (or
+  not within 10^300 files)."""
+  decades = (value - line['intercept']) / line['slope'] if line['slope'] > 0 else math.inf
+  return float(10 ** decades) if decades < 300 else math.inf
 
 
 def values_of(points: list[dict], key: str) -> list[float] | None:
@@ -88,6 +100,54 @@ def curve(points: list[dict], figures, targets: dict[str, float]) -> dict:
     if BASELINE not in key and len(points) >= 2 and values is not None:
       fits[key] = fit(files, values, targets.get(key))
   return fits
+
+
+def against(points: list[dict], figures, reference: dict) -> dict:
+  """Each point's figures read on the `reference` curve (a `learning_curve.json`): the difference
+  from its point at the same share (None where it has none) and the files its line needs to score
+  as much, for every figure the reference fitted a line to (the files read off a shallow line
+  swing widely: its gain per doubling is kept beside them)."""
+  theirs = {p['fraction']: p['figures'] for p in reference['points']}
+  out = {}
+  for key in figures:
+    values, line = values_of(points, key), reference['fits'].get(key)
+    if values is None or line is None:
+      continue
+    rows = []
+    for p, v in zip(points, values):
+      r = theirs.get(p['fraction'], {}).get(key)
+      rows.append({'difference': v - r if isinstance(r, (int, float)) else None,
+                   'reference_files': files_on_line(line, v)})
+    out[key] = {'points': rows, 'reference_per_doubling': line['per_doubling']}
+  return out
+
+
+def against_table(points: list[dict], comparison: dict) -> str:
+  """Cells `value: difference, = N reference files (×N / files)`, or `never` where the reference's
+  line does not reach the value."""
+  head = ['figure, against the reference'] + [f"f = {p['fraction']:g} ({p['train_files']} files)"
+                                              for p in points] + ["reference's gain per doubling"]
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  for key, read in comparison.items():
+    cells = [key]
+    for p, row in zip(points, read['points']):
+      value = p['results'][key]
+      diff = '' if row['difference'] is None else f"{row['difference']:+.3f}, "
+      n = row['reference_files']
+      worth = 'never' if math.isinf(n) else f"= {n:,.0f} files (×{n / p['train_files']:.1f})"
+      cells.append(f'{value:.3f}: {diff}{worth}')
+    cells.append(f"{read['reference_per_doubling']:+.3f}")
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def read_curve(workdir: str) -> dict:
+  path = os.path.join(workdir, 'learning_curve.json')
+  try:
+    with open(path) as fh:
+      return json.load(fh)
+  except (OSError, ValueError) as e:
+    raise SystemExit(f'{path}: cannot read the curve to compare with ({e})') from None
 
 
 def table(points: list[dict], figures, fits: dict) -> str:
@@ -122,6 +182,7 @@ def main(argv):
   for goal in f.targets:
     key, _, value = goal.partition('=')
     targets[key] = float(value)
+  reference = read_curve(f.against) if f.against else None  # before hours of training
   points = []
   for fraction in sorted(float(x) for x in f.fractions):
     workdir = os.path.join(f.workdir, f'f{fraction:g}')
@@ -137,10 +198,15 @@ def main(argv):
   figures = list(f.figures)
   fits = curve(points, figures, targets)
   text = table(points, figures, fits)
-  runs.write_json_atomic(os.path.join(f.workdir, 'learning_curve.json'), {
+  written = {
       'points': [{k: v for k, v in p.items() if k != 'results'} |
                  {'figures': {k: p['results'].get(k) for k in figures}} for p in points],
-      'fits': fits})
+      'fits': fits}
+  if reference is not None:
+    comparison = against(points, figures, reference)
+    written['against'] = {'workdir': f.against, 'figures': comparison}
+    text += f'\nAgainst the curve in {f.against}:\n\n' + against_table(points, comparison)
+  runs.write_json_atomic(os.path.join(f.workdir, 'learning_curve.json'), written)
   print(text)
 
 
@@ -151,4 +217,5 @@ if __name__ == '__main__':
   flags.DEFINE_list('fractions', ['0.25', '0.5', '1'], 'Shares of the training split.')
   flags.DEFINE_list('figures', list(FIGURES), 'results.json keys to show.')
   flags.DEFINE_list('targets', list(GOALS), 'KEY=VALUE goals to extrapolate to.')
+  flags.DEFINE_string('against', None, 'Another curve\'s workdir to read each point against.')
   app.run(main)

@@ -46,3 +46,31 @@ def test_baselines_are_shown_without_a_line():
   fits = learning_curve.curve(points, [key], {})
   assert not fits
   assert f'| {key} | 0.680 | 0.680 |  |  |' in learning_curve.table(points, [key], fits)
+
+
+def test_a_curve_read_against_another_curves_points_and_line():
+  # The reference: 0.2 at 100 files, 0.3 at 1,000 (+0.1 a decade); the image AUC does not grow.
+  reference = {'points': [{'fraction': 0.5, 'figures': {'test/pixel_f1': 0.2, 'test/auc': 0.6}},
+                          {'fraction': 1.0, 'figures': {'test/pixel_f1': 0.3, 'test/auc': 0.6}}],
+               'fits': {'test/pixel_f1': learning_curve.fit([100, 1000], [0.2, 0.3], None),
+                        'test/auc': learning_curve.fit([100, 1000], [0.6, 0.6], None)}}
+  points = [{'fraction': 0.25, 'train_files': 50, 'results': {'test/pixel_f1': 0.25, 'test/auc': 0.7}},
+            {'fraction': 1.0, 'train_files': 1000, 'results': {'test/pixel_f1': 0.35, 'test/auc': 0.7}}]
+  comparison = learning_curve.against(points, ['test/pixel_f1', 'test/auc', 'test/accuracy'],
+                                      reference)
+  assert set(comparison) == {'test/pixel_f1', 'test/auc'}
+  first, last = comparison['test/pixel_f1']['points']
+  assert comparison['test/pixel_f1']['reference_per_doubling'] == pytest.approx(0.1 * math.log10(2))
+  assert first['difference'] is None and last['difference'] == pytest.approx(0.05)
+  assert first['reference_files'] == pytest.approx(10 ** 2.5)
+  assert last['reference_files'] == pytest.approx(10 ** 3.5)
+  assert all(math.isinf(r['reference_files']) for r in comparison['test/auc']['points'])
+  text = learning_curve.against_table(points, comparison)
+  assert ('| test/pixel_f1 | 0.250: = 316 files (×6.3) | 0.350: +0.050, = 3,162 files (×3.2) '
+          '| +0.030 |') in text
+  assert '| test/auc | 0.700: never | 0.700: +0.100, never | +0.000 |' in text
+
+
+def test_a_missing_reference_curve_is_one_clear_error(tmp_path):
+  with pytest.raises(SystemExit, match='learning_curve.json: cannot read the curve'):
+    learning_curve.read_curve(str(tmp_path))
