@@ -78,11 +78,11 @@ def fit(files: list[int], values: list[float], target: float | None) -> dict:
   return out
 
 
-def files_on_line(line: dict, value: float) -> float:
-  """The training files at which a fitted line reaches `value`; inf where it does not grow (or
-  not within 10^300 files)."""
+def files_on_line(line: dict, value: float) -> float | None:
+  """The training files at which a fitted line reaches `value`; None (never, and `null` in the
+  JSON, which stays strict) where it does not grow or not within 10^300 files."""
   decades = (value - line['intercept']) / line['slope'] if line['slope'] > 0 else math.inf
-  return float(10 ** decades) if decades < 300 else math.inf
+  return float(10 ** decades) if decades < 300 else None
 
 
 def values_of(points: list[dict], key: str) -> list[float] | None:
@@ -134,7 +134,7 @@ def against_table(points: list[dict], comparison: dict) -> str:
       value = p['results'][key]
       diff = '' if row['difference'] is None else f"{row['difference']:+.3f}, "
       n = row['reference_files']
-      worth = 'never' if math.isinf(n) else f"= {n:,.0f} files (×{n / p['train_files']:.1f})"
+      worth = 'never' if n is None else f"= {n:,.0f} files (×{n / p['train_files']:.1f})"
       cells.append(f'{value:.3f}: {diff}{worth}')
     cells.append(f"{read['reference_per_doubling']:+.3f}")
     lines.append('| ' + ' | '.join(cells) + ' |')
@@ -163,7 +163,7 @@ def table(points: list[dict], figures, fits: dict) -> str:
     cells.append(f"{f['per_doubling']:+.3f}" if f else '')
     if 'target' in f:
       n = f['files_for_target']
-      cells.append(f"{f['target']:g}: " + ('never' if math.isinf(n) else f'{n:,.0f}'))
+      cells.append(f"{f['target']:g}: " + ('never' if n is None else f'{n:,.0f}'))
     else:
       cells.append('')
     lines.append('| ' + ' | '.join(cells) + ' |')
