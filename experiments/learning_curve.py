@@ -134,11 +134,16 @@ def against_table(points: list[dict], comparison: dict) -> str:
       value = p['results'][key]
       diff = '' if row['difference'] is None else f"{row['difference']:+.3f}, "
       n = row['reference_files']
-      worth = 'never' if n is None else f"= {n:,.0f} files (×{n / p['train_files']:.1f})"
+      worth = 'never' if n is None else f"= {files_text(n)} files (×{n / p['train_files']:.1f})"
       cells.append(f'{value:.3f}: {diff}{worth}')
     cells.append(f"{read['reference_per_doubling']:+.3f}")
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines) + '\n'
+
+
+def files_text(n: float) -> str:
+  """12,900; past ten million as a power of ten (10^170 files is a line that barely rises)."""
+  return f'{n:,.0f}' if n < 1e7 else f'10^{math.log10(n):.0f}'
 
 
 def read_curve(workdir: str) -> dict:
@@ -163,7 +168,7 @@ def table(points: list[dict], figures, fits: dict) -> str:
     cells.append(f"{f['per_doubling']:+.3f}" if f else '')
     if 'target' in f:
       n = f['files_for_target']
-      cells.append(f"{f['target']:g}: " + ('never' if n is None else f'{n:,.0f}'))
+      cells.append(f"{f['target']:g}: " + ('never' if n is None else files_text(n)))
     else:
       cells.append('')
     lines.append('| ' + ' | '.join(cells) + ' |')

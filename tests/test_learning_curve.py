@@ -39,6 +39,11 @@ def test_the_table_shows_every_point_and_skips_figures_a_point_lacks():
   assert 'test/auc' not in text and '20 (10)' in text
 
 
+def test_files_past_ten_million_are_shown_as_a_power_of_ten():
+  assert learning_curve.files_text(12940.4) == '12,940'
+  assert learning_curve.files_text(1.27e170) == '10^170'
+
+
 def test_baselines_are_shown_without_a_line():
   key = 'test/pixel_baseline/centre_prior/pixel_auc'
   points = [{'fraction': f, 'train_files': n, 'results': {key: 0.68, 'final_step': 8, 'best_step': 8}}
