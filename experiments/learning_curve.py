@@ -36,6 +36,7 @@ import numpy as np
 from forgery_jax import experiment
 from forgery_jax import runs
 from forgery_jax import runtime
+from forgery_jax.evaluation import report
 
 # The localisation issue's goals, on the JPEG-randomised test split (`test`) and as released, over
 # every tampered file and by forgery type.
@@ -125,9 +126,8 @@ def against(points: list[dict], figures, reference: dict) -> dict:
 def against_table(points: list[dict], comparison: dict) -> str:
   """Cells `value: difference, = N reference files (×N / files)`, or `never` where the reference's
   line does not reach the value."""
-  head = ['figure, against the reference'] + [f"f = {p['fraction']:g} ({p['train_files']} files)"
-                                              for p in points] + ["reference's gain per doubling"]
-  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  head = ['figure, against the reference'] + share_heads(points) + ["reference's gain per doubling"]
+  rows = []
   for key, read in comparison.items():
     cells = [key]
     for p, row in zip(points, read['points']):
@@ -137,8 +137,8 @@ def against_table(points: list[dict], comparison: dict) -> str:
       worth = 'never' if n is None else f"= {files_text(n)} files (×{n / p['train_files']:.1f})"
       cells.append(f'{value:.3f}: {diff}{worth}')
     cells.append(f"{read['reference_per_doubling']:+.3f}")
-    lines.append('| ' + ' | '.join(cells) + ' |')
-  return '\n'.join(lines) + '\n'
+    rows.append(cells)
+  return report.md_table(head, rows)
 
 
 def files_text(n: float) -> str:
@@ -155,10 +155,13 @@ def read_curve(workdir: str) -> dict:
     raise SystemExit(f'{path}: cannot read the curve to compare with ({e})') from None
 
 
+def share_heads(points: list[dict]) -> list[str]:
+  return [f"f = {p['fraction']:g} ({p['train_files']} files)" for p in points]
+
+
 def table(points: list[dict], figures, fits: dict) -> str:
-  head = ['figure'] + [f"f = {p['fraction']:g} ({p['train_files']} files)" for p in points]
-  head += ['per doubling', 'files for the goal (line)']
-  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  head = ['figure'] + share_heads(points) + ['per doubling', 'files for the goal (line)']
+  rows = []
   for key in figures:
     values = values_of(points, key)
     if values is None:
@@ -171,11 +174,10 @@ def table(points: list[dict], figures, fits: dict) -> str:
       cells.append(f"{f['target']:g}: " + ('never' if n is None else files_text(n)))
     else:
       cells.append('')
-    lines.append('| ' + ' | '.join(cells) + ' |')
-  steps = ['steps run (kept)'] + [f"{p['results'].get('final_step')} ({p['results'].get('best_step')})"
-                                  for p in points] + ['', '']
-  lines.append('| ' + ' | '.join(map(str, steps)) + ' |')
-  return '\n'.join(lines) + '\n'
+    rows.append(cells)
+  rows.append(['steps run (kept)'] + [f"{p['results'].get('final_step')} ({p['results'].get('best_step')})"
+                                      for p in points] + ['', ''])
+  return report.md_table(head, rows)
 
 
 def main(argv):
