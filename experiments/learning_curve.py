@@ -16,10 +16,16 @@ goals of `--targets`, how many files the line reaches them at. That is an extrap
 points: if the gain per doubling shrinks, as curves of bounded figures do, more files than that
 would be needed. Written to `<workdir>/learning_curve.json`.
 
-`--against=<another curve's workdir>` reads each point on that curve (its `learning_curve.json`),
-e.g. a recipe with synthesised forgeries against the real-only one: the difference from its point
-at the same share, and how many training files its line needs to score as this point does (what
-this point's recipe is worth in the other recipe's files).
+`--seeds=0,1` trains every share at each of these seeds (the config's own seed in `f<f>`, others
+in `f<f>_seed<s>`): each share is shown as the seeds' mean with their values beside it, and the
+line is fitted through every run, so that a gain per doubling can be told from the seed spread.
+`--notrain` tabulates the runs finished so far and trains none (runs of one curve may be spread
+over machines).
+
+`--against=<another curve's workdir>` reads each share on that curve (its `learning_curve.json`),
+e.g. a recipe with synthesised forgeries against the real-only one: the difference from its mean
+at the same share, and how many training files its line needs to score as this share's mean does
+(what this recipe is worth in the other recipe's files).
 """
 
 from __future__ import annotations
@@ -57,11 +63,13 @@ FIGURES = ('test/pixel_f1', 'test/pixel_baseline/centre_prior/pixel_f1',
 BASELINE = '/pixel_baseline/'  # shown beside the figures, no line fitted
 
 
-def share_config(config, fraction: float):
+def share_config(config, fraction: float, seed: int | None = None):
   """`config` on `fraction` of the training split, with the whole split's steps and validations
-  (for shares of 1/n; others to the nearest such share's)."""
+  (for shares of 1/n; others to the nearest such share's), at `seed` (the config's by default)."""
   config = config.copy_and_resolve_references()
   config.dataset.train_fraction = fraction
+  if seed is not None:
+    config.seed = seed
   every = max(1, round(1 / fraction))
   config.num_epochs = config.num_epochs * every
   config.validate_every_epochs = config.validate_every_epochs * every
@@ -86,38 +94,59 @@ def files_on_line(line: dict, value: float) -> float | None:
   return float(10 ** decades) if decades < 300 else None
 
 
-def values_of(points: list[dict], key: str) -> list[float] | None:
-  """`key`'s figure at every point, or None where a point lacks it."""
-  values = [p['results'].get(key) for p in points]
+def values_of(points: list[dict], key: str, field: str = 'results') -> list[float] | None:
+  """`key`'s figure at every point (in its `field`), or None where a point lacks it."""
+  values = [p[field].get(key) for p in points]
   return values if all(isinstance(v, (int, float)) for v in values) else None
 
 
+def share_dir(workdir: str, fraction: float, seed: int, own_seed: int) -> str:
+  """`f<f>` at the config's own seed (the folder of a one-seed curve), `f<f>_seed<s>` at others."""
+  return os.path.join(workdir, f'f{fraction:g}' + ('' if seed == own_seed else f'_seed{seed}'))
+
+
+def by_share(points: list[dict]) -> list[list[dict]]:
+  """The runs grouped by share, smallest share first (a group holds one run per seed)."""
+  shares = {}
+  for p in points:
+    shares.setdefault(p['fraction'], []).append(p)
+  return [shares[f] for f in sorted(shares)]
+
+
+def share_mean(runs: list[dict], key: str, field: str = 'results') -> float | None:
+  """The mean of `key` over a share's runs, or None where a run lacks it."""
+  values = values_of(runs, key, field)
+  return float(np.mean(values)) if values is not None else None
+
+
 def curve(points: list[dict], figures, targets: dict[str, float]) -> dict:
-  """The fits of every figure that each point has (baselines aside)."""
+  """The fits, through every run, of every figure that each run has (baselines aside); none
+  where the runs are all of one share."""
   files = [p['train_files'] for p in points]
   fits = {}
   for key in figures:
     values = values_of(points, key)
-    if BASELINE not in key and len(points) >= 2 and values is not None:
+    if BASELINE not in key and len(set(files)) >= 2 and values is not None:
       fits[key] = fit(files, values, targets.get(key))
   return fits
 
 
 def against(points: list[dict], figures, reference: dict) -> dict:
-  """Each point's figures read on the `reference` curve (a `learning_curve.json`): the difference
-  from its point at the same share (None where it has none) and the files its line needs to score
+  """Each share's mean read on the `reference` curve (a `learning_curve.json`): the difference
+  from its mean at the same share (None where it has none) and the files its line needs to score
   as much, for every figure the reference fitted a line to (the files read off a shallow line
   swing widely: its gain per doubling is kept beside them)."""
-  theirs = {p['fraction']: p['figures'] for p in reference['points']}
+  theirs = {runs[0]['fraction']: runs for runs in by_share(reference['points'])}
   out = {}
   for key in figures:
-    values, line = values_of(points, key), reference['fits'].get(key)
-    if values is None or line is None:
+    line = reference['fits'].get(key)
+    if values_of(points, key) is None or line is None:
       continue
     rows = []
-    for p, v in zip(points, values):
-      r = theirs.get(p['fraction'], {}).get(key)
-      rows.append({'difference': v - r if isinstance(r, (int, float)) else None,
+    for runs in by_share(points):
+      v = share_mean(runs, key)
+      r = share_mean(theirs[runs[0]['fraction']], key, 'figures') if runs[0]['fraction'] in theirs else None
+      rows.append({'difference': v - r if r is not None else None,
                    'reference_files': files_on_line(line, v)})
     out[key] = {'points': rows, 'reference_per_doubling': line['per_doubling']}
   return out
@@ -130,11 +159,11 @@ def against_table(points: list[dict], comparison: dict) -> str:
   rows = []
   for key, read in comparison.items():
     cells = [key]
-    for p, row in zip(points, read['points']):
-      value = p['results'][key]
+    for runs, row in zip(by_share(points), read['points']):
+      value = share_mean(runs, key)
       diff = '' if row['difference'] is None else f"{row['difference']:+.3f}, "
       n = row['reference_files']
-      worth = 'never' if n is None else f"= {files_text(n)} files (×{n / p['train_files']:.1f})"
+      worth = 'never' if n is None else f"= {files_text(n)} files (×{n / runs[0]['train_files']:.1f})"
       cells.append(f'{value:.3f}: {diff}{worth}')
     cells.append(f"{read['reference_per_doubling']:+.3f}")
     rows.append(cells)
@@ -156,17 +185,25 @@ def read_curve(workdir: str) -> dict:
 
 
 def share_heads(points: list[dict]) -> list[str]:
-  return [f"f = {p['fraction']:g} ({p['train_files']} files)" for p in points]
+  return [f"f = {runs[0]['fraction']:g} ({runs[0]['train_files']} files"
+          + (f', {len(runs)} seeds)' if len(runs) > 1 else ')') for runs in by_share(points)]
+
+
+def share_cell(runs: list[dict], key: str) -> str:
+  """`0.300`, or with several seeds their mean and each seed's value: `0.250 (0.300, 0.200)`."""
+  mean = f'{share_mean(runs, key):.3f}'
+  if len(runs) == 1:
+    return mean
+  return mean + ' (' + ', '.join(f"{p['results'][key]:.3f}" for p in runs) + ')'
 
 
 def table(points: list[dict], figures, fits: dict) -> str:
   head = ['figure'] + share_heads(points) + ['per doubling', 'files for the goal (line)']
   rows = []
   for key in figures:
-    values = values_of(points, key)
-    if values is None:
+    if values_of(points, key) is None:
       continue
-    cells = [key] + [f'{v:.3f}' for v in values]
+    cells = [key] + [share_cell(runs, key) for runs in by_share(points)]
     f = fits.get(key, {})
     cells.append(f"{f['per_doubling']:+.3f}" if f else '')
     if 'target' in f:
@@ -175,9 +212,34 @@ def table(points: list[dict], figures, fits: dict) -> str:
     else:
       cells.append('')
     rows.append(cells)
-  rows.append(['steps run (kept)'] + [f"{p['results'].get('final_step')} ({p['results'].get('best_step')})"
-                                      for p in points] + ['', ''])
+  rows.append(['steps run (kept)'] + [
+      ', '.join(f"{p['results'].get('final_step')} ({p['results'].get('best_step')})" for p in runs)
+      for runs in by_share(points)] + ['', ''])
   return report.md_table(head, rows)
+
+
+def collect(config, workdir: str, fractions, seeds, train: bool = True) -> list[dict]:
+  """One point per share and seed: its `results.json` where it has been run, else trained now
+  (or, with `train` off, left out)."""
+  points = []
+  for fraction in sorted(fractions):
+    for seed in seeds:
+      folder = share_dir(workdir, fraction, seed, config.seed)
+      path = os.path.join(folder, experiment.RESULTS_FILE)
+      if os.path.exists(path):
+        logging.info('share %g, seed %d: done before, reading %s', fraction, seed, path)
+        with open(path) as fh:
+          results = json.load(fh)
+      elif not train:
+        logging.info('share %g, seed %d: not run (%s), left out', fraction, seed, path)
+        continue
+      else:
+        results = experiment.run(share_config(config, fraction, seed), folder)
+      points.append({'fraction': fraction, 'seed': seed, 'workdir': folder,
+                     'train_files': int(results['split_sizes']['train']), 'results': results})
+  if not points:
+    raise SystemExit(f'{workdir}: no share has been run (train them without --notrain)')
+  return points
 
 
 def main(argv):
@@ -190,18 +252,8 @@ def main(argv):
     key, _, value = goal.partition('=')
     targets[key] = float(value)
   reference = read_curve(f.against) if f.against else None  # before hours of training
-  points = []
-  for fraction in sorted(float(x) for x in f.fractions):
-    workdir = os.path.join(f.workdir, f'f{fraction:g}')
-    path = os.path.join(workdir, experiment.RESULTS_FILE)
-    if os.path.exists(path):
-      logging.info('share %g: done before, reading %s', fraction, path)
-      with open(path) as fh:
-        results = json.load(fh)
-    else:
-      results = experiment.run(share_config(f.config, fraction), workdir)
-    points.append({'fraction': fraction, 'workdir': workdir,
-                   'train_files': int(results['split_sizes']['train']), 'results': results})
+  points = collect(f.config, f.workdir, [float(x) for x in f.fractions],
+                   [int(s) for s in f.seeds] or [f.config.seed], f.train)
   figures = list(f.figures)
   fits = curve(points, figures, targets)
   text = table(points, figures, fits)
@@ -222,6 +274,8 @@ if __name__ == '__main__':
   config_flags.DEFINE_config_file('config', None, 'The config of the whole-split run.')
   flags.DEFINE_string('workdir', None, 'One folder per share (f<share>) and the curve.', required=True)
   flags.DEFINE_list('fractions', ['0.25', '0.5', '1'], 'Shares of the training split.')
+  flags.DEFINE_list('seeds', [], 'Seeds to train each share at (default: the config\'s seed).')
+  flags.DEFINE_bool('train', True, 'Train the shares not run yet; --notrain tabulates the rest.')
   flags.DEFINE_list('figures', list(FIGURES), 'results.json keys to show.')
   flags.DEFINE_list('targets', list(GOALS), 'KEY=VALUE goals to extrapolate to.')
   flags.DEFINE_string('against', None, 'Another curve\'s workdir to read each point against.')

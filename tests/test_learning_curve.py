@@ -79,3 +79,51 @@ def test_a_curve_read_against_another_curves_points_and_line():
 def test_a_missing_reference_curve_is_one_clear_error(tmp_path):
   with pytest.raises(SystemExit, match='learning_curve.json: cannot read the curve'):
     learning_curve.read_curve(str(tmp_path))
+
+
+def _runs(rows):
+  """Points from (fraction, files, seed, pixel F1) rows."""
+  return [{'fraction': f, 'train_files': n, 'seed': s,
+           'results': {'test/pixel_f1': v, 'final_step': 20, 'best_step': 10 * (s + 1)}}
+          for f, n, s, v in rows]
+
+
+def test_seeds_of_a_share_are_shown_as_their_mean_and_the_line_goes_through_every_run():
+  points = _runs([(0.5, 100, 0, 0.30), (0.5, 100, 1, 0.20), (1.0, 200, 0, 0.40),
+                  (1.0, 200, 1, 0.30)])
+  fits = learning_curve.curve(points, ['test/pixel_f1'], {})
+  # The shares' means, 0.25 and 0.35: +0.1 a doubling, as the four runs' line has it.
+  assert fits['test/pixel_f1']['per_doubling'] == pytest.approx(0.1)
+  text = learning_curve.table(points, ['test/pixel_f1'], fits)
+  assert '| figure | f = 0.5 (100 files, 2 seeds) | f = 1 (200 files, 2 seeds) |' in text
+  assert '| test/pixel_f1 | 0.250 (0.300, 0.200) | 0.350 (0.400, 0.300) | +0.100 |' in text
+  assert '| steps run (kept) | 20 (10), 20 (20) | 20 (10), 20 (20) |' in text
+  # Two seeds of one share make no line.
+  assert not learning_curve.curve(points[:2], ['test/pixel_f1'], {})
+
+
+def test_a_curve_read_against_the_mean_of_the_reference_seeds():
+  line = learning_curve.fit([100, 100, 1000, 1000], [0.1, 0.3, 0.2, 0.4], None)
+  reference = {'points': [{'fraction': f, 'seed': s, 'figures': {'test/pixel_f1': v}}
+                          for f, s, v in ((0.1, 0, 0.1), (0.1, 1, 0.3), (1.0, 0, 0.2), (1.0, 1, 0.4))],
+               'fits': {'test/pixel_f1': line}}
+  points = _runs([(1.0, 1000, 0, 0.35), (1.0, 1000, 1, 0.45)])
+  (row,) = learning_curve.against(points, ['test/pixel_f1'], reference)['test/pixel_f1']['points']
+  assert row['difference'] == pytest.approx(0.4 - 0.3)  # the means, 0.40 against 0.30
+  assert row['reference_files'] == pytest.approx(10 ** 4)  # the reference's means: 0.2, 0.3
+
+
+def test_shares_run_so_far_are_read_and_none_trained_without_train(tmp_path):
+  from configs import localiser_casia1  # pylint: disable=import-outside-toplevel
+  config = localiser_casia1.get_config()
+  assert learning_curve.share_dir('w', 0.25, config.seed, config.seed) == 'w/f0.25'
+  assert learning_curve.share_dir('w', 1.0, config.seed + 1, config.seed) == f'w/f1_seed{config.seed + 1}'
+  assert learning_curve.share_config(config, 0.5, 7).seed == 7
+  with pytest.raises(SystemExit, match='no share has been run'):
+    learning_curve.collect(config, str(tmp_path), [0.5, 1.0], [0, 1], train=False)
+  done = tmp_path / 'f1_seed1'
+  done.mkdir()
+  (done / 'results.json').write_text('{"split_sizes": {"train": 1221}, "test/pixel_f1": 0.3}')
+  (point,) = learning_curve.collect(config, str(tmp_path), [0.5, 1.0], [config.seed, 1], train=False)
+  assert (point['fraction'], point['seed'], point['train_files']) == (1.0, 1, 1221)
+  assert point['results']['test/pixel_f1'] == 0.3
