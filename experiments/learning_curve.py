@@ -144,8 +144,8 @@ def against(points: list[dict], figures, reference: dict) -> dict:
       continue
     rows = []
     for runs in by_share(points):
-      v = share_mean(runs, key)
-      r = share_mean(theirs[runs[0]['fraction']], key, 'figures') if runs[0]['fraction'] in theirs else None
+      v, fraction = share_mean(runs, key), runs[0]['fraction']
+      r = share_mean(theirs[fraction], key, 'figures') if fraction in theirs else None
       rows.append({'difference': v - r if r is not None else None,
                    'reference_files': files_on_line(line, v)})
     out[key] = {'points': rows, 'reference_per_doubling': line['per_doubling']}
