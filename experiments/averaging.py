@@ -1,18 +1,18 @@
 """Do averaged maps localise better? Two seeds' maps, and each file's four flips, averaged.
 
     python -m experiments.averaging --workdir=<localiser run> --cache=<its fusion_rules cache> \
-      [--also=<a second run's fusion_rules cache>] [--flips]
+      [--also=<another run's fusion_rules cache>[,<a third run's>...]] [--flips]
 
-Both are cheap ways to a better map that need no new training: the mean of two runs' maps (the
-runs trained on the same split with other seeds), and the mean of the network's maps of the image
+Both are cheap ways to a better map that need no new training: the mean of several runs' maps
+(the runs trained on the same split with other seeds), and the mean of the network's maps of the image
 and its horizontal, vertical and double flips, each flipped back (the localiser trains with
 random flips, `augment_flips`). An image whose size is not a multiple of 16 is padded (edge
 pixels) before it is flipped, so that its JPEG grid stays where it was, and cropped after.
 
 Reads `experiments.fusion_rules`' score cache (made there first when missing); the flipped scores
 are kept in the same folder (`flipped_<split>.npz`). Prints the pixel F1 at 0.5, at the threshold
-best on validation and the AUC of the network's map and of the `replace` and `keypoints_alone`
-fusions, and the image AUC of p(tampered), for every split.
+best on validation and the AUC of the network's map and of the `replace`, `keypoints_alone` and
+`upper copies` fusions, and the image AUC of p(tampered), for every split.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from experiments import fusion_rules
 from forgery_jax import progress
 from forgery_jax.detectors import localiser
 
-RULES = ('network', 'replace', 'keypoints_alone')
+RULES = ('network', 'replace', 'keypoints_alone', 'upper copies')
+COUNTS = {2: 'two', 3: 'three', 4: 'four', 5: 'five', 6: 'six'}
 FLIPS = ((False, False), (False, True), (True, False), (True, True))  # (vertical, horizontal)
 
 
@@ -77,13 +78,16 @@ def load_flipped(path: str) -> dict:
             'net_maps': [z[f'net_{i}'].astype(np.float32) for i in range(len(z['p_net']))]}
 
 
-def averaged(split: dict, other: dict) -> dict:
-  """`split` with its network's maps and p(tampered) averaged with `other`'s (the same files)."""
-  if len(other['net_maps']) != len(split['net_maps']) or any(
-      a.shape != b.shape for a, b in zip(split['net_maps'], other['net_maps'])):
-    raise ValueError('the two score sets hold other files: make both from runs on the same split')
-  return dict(split, p_net=(split['p_net'] + other['p_net']) / 2,
-              net_maps=[(a + b) / 2 for a, b in zip(split['net_maps'], other['net_maps'])])
+def averaged(split: dict, *others: dict) -> dict:
+  """`split` with its network's maps and p(tampered) averaged with those of `others` (the same
+  files), each run weighed alike."""
+  for other in others:
+    if len(other['net_maps']) != len(split['net_maps']) or any(
+        a.shape != b.shape for a, b in zip(split['net_maps'], other['net_maps'])):
+      raise ValueError('the score sets hold other files: make them all from runs on the same split')
+  runs = (split,) + others
+  return dict(split, p_net=sum(r['p_net'] for r in runs) / len(runs),
+              net_maps=[sum(maps) / len(runs) for maps in zip(*(r['net_maps'] for r in runs))])
 
 
 def same_files(a: dict, b: dict) -> bool:
@@ -110,17 +114,23 @@ def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--workdir', required=True, help='a finished localiser run')
   parser.add_argument('--cache', required=True, help="its experiments.fusion_rules score cache")
-  parser.add_argument('--also', default='', help="a second run's fusion_rules cache, same split")
+  parser.add_argument('--also', default='',
+                      help="other runs' fusion_rules caches, comma-separated, same split")
   parser.add_argument('--flips', action='store_true', help='also average the four flips')
   parser.add_argument('--output', default='', help='write the figures as JSON here')
   args = parser.parse_args(argv)
   run, targets, plain = fusion_rules.from_cache(args.workdir, args.cache)
   variants = {'one run': plain}
-  if args.also:
-    other = {key: fusion_rules.load(os.path.join(args.also, f'{key}.npz')) for key in targets}
+  caches = [c for c in args.also.split(',') if c]
+  others = []
+  for cache in caches:
+    other = {key: fusion_rules.load(os.path.join(cache, f'{key}.npz')) for key in targets}
     if not all(same_files(plain[k], other[k]) for k in targets):
-      raise ValueError(f'{args.also}: its files are not those of {args.cache} (another split?)')
-    variants['two runs'] = {k: averaged(plain[k], other[k]) for k in targets}
+      raise ValueError(f'{cache}: its files are not those of {args.cache} (another split?)')
+    others.append(other)
+  if others:
+    name = f'{COUNTS.get(len(others) + 1, len(others) + 1)} runs'
+    variants[name] = {k: averaged(plain[k], *(o[k] for o in others)) for k in targets}
   if args.flips:
     flipped = {}
     for key, (data, indices) in targets.items():

@@ -65,3 +65,13 @@ def test_two_runs_are_averaged_file_by_file_and_other_files_are_refused():
   assert not averaging.same_files(a, other_labels)
   with pytest.raises(ValueError, match='other files'):
     averaging.averaged(a, _split([np.zeros((4, 4)), np.zeros((3, 3))], [0.0, 0.0], [mask, None]))
+
+
+def test_three_runs_weigh_alike():
+  mask = np.ones((2, 2), np.uint8)
+  runs = [_split([np.full((2, 2), v)], [p], [mask]) for v, p in ((0.0, 0.0), (0.3, 0.3), (0.9, 0.6))]
+  three = averaging.averaged(*runs)
+  np.testing.assert_allclose(three['net_maps'][0], 0.4)
+  np.testing.assert_allclose(three['p_net'], [0.3])
+  with pytest.raises(ValueError, match='other files'):
+    averaging.averaged(runs[0], runs[1], _split([np.zeros((3, 3))], [0.0], [mask]))
