@@ -18,7 +18,8 @@ their maximum, `replace` (in an image where the keypoint map marks a region, the
 with the network's map halved beside it; the network's map in images where it marks none), and
 `keypoints_alone` (`replace` with nothing of the network's map beside the region); and two that
 try to say which copy was pasted, keeping of the keypoint regions the one the network marks most
-(`one copy`) or those it marks at least as much as the regions' median (`upper copies`).
+(`one copy`) or those it marks at least as much as the regions' median (`upper copies`,
+`localiser.fuse_maps`' `upper_copies`).
 Image rules: the network's p(tampered), the larger of the two, a logistic regression on
 (network p, keypoint p, the network map's maximum and mean) fitted on the validation split, and
 the keypoint map's p alone (by `--keypoint_decision`); each decides at the threshold most accurate
@@ -39,7 +40,6 @@ import json
 import os
 
 from absl import flags
-import cv2
 import numpy as np
 
 from forgery_jax import evaluate
@@ -54,19 +54,6 @@ from forgery_jax.evaluation import pixel_eval
 from forgery_jax.evaluation import pixel_metrics
 from forgery_jax.forensics import keypoints
 
-def network_chosen_copies(network_map: np.ndarray, keypoint_map: np.ndarray, upper_half: bool) -> np.ndarray:
-  """`keypoints_alone`, keeping of the keypoint map's regions (connected components) only the
-  one the network's map marks most (its mean over the region), or every one at or above the
-  regions' median: the keypoint map marks both copies, the mask only the pasted one."""
-  if not keypoint_map.any():
-    return network_map
-  count, regions = cv2.connectedComponents((keypoint_map > 0.5).astype(np.uint8))
-  if count <= 2:
-    return keypoint_map
-  means = np.array([network_map[regions == r].mean() for r in range(1, count)])
-  kept = (np.flatnonzero(means >= np.median(means)) if upper_half else [int(np.argmax(means))])
-  return np.isin(regions, np.asarray(kept) + 1).astype(np.float32)
-
 
 PIXEL_RULES = {
     'network': lambda net, kp: net,
@@ -74,8 +61,8 @@ PIXEL_RULES = {
     'max': lambda net, kp: localiser.fuse_maps(net, kp, 'max'),
     'replace': lambda net, kp: localiser.fuse_maps(net, kp, 'replace'),
     'keypoints_alone': lambda net, kp: localiser.fuse_maps(net, kp, 'keypoints_alone'),
-    'one copy': lambda net, kp: network_chosen_copies(net, kp, upper_half=False),
-    'upper copies': lambda net, kp: network_chosen_copies(net, kp, upper_half=True),
+    'one copy': lambda net, kp: localiser.network_chosen_copies(net, kp, upper_half=False),
+    'upper copies': lambda net, kp: localiser.fuse_maps(net, kp, 'upper_copies'),
 }
 
 

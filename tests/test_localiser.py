@@ -380,8 +380,8 @@ def test_tampered_windows_hold_their_region():
 def test_the_keypoint_map_is_fused_by_either_rule(monkeypatch):
   """`model.keypoint_map`: the copy-move map joins the network's map ('max': pixel by pixel;
   'replace': its region with the network's map halved beside it, in images where it marks one;
-  'keypoints_alone': its region and nothing beside it)
-  and its p(tampered) when larger; the network's own scores are otherwise unchanged."""
+  'keypoints_alone': its region and nothing beside it; 'upper_copies': the same when it marks
+  one region) and its p(tampered) when larger; the network's own scores are otherwise unchanged."""
   from forgery_jax.detectors import base  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   images = [rng.integers(0, 256, (32, 48, 3), dtype=np.uint8) for _ in range(2)]
@@ -391,7 +391,7 @@ def test_the_keypoint_map_is_fused_by_either_rule(monkeypatch):
                         [np.full((32, 48), 0.25, np.float32), np.full((32, 48), 0.7, np.float32)])
   keypoint_scores = base.Scores(np.float32([[1.0, 0.0], [0.1, 0.9]]), found)
   monkeypatch.setattr(localiser.copy_move_keypoints, 'score_images', lambda *_: keypoint_scores)
-  for rule, beside in (('max', 0.7), ('replace', 0.35), ('keypoints_alone', 0.0)):
+  for rule, beside in (('max', 0.7), ('replace', 0.35), ('keypoints_alone', 0.0), ('upper_copies', 0.0)):
     fused = localiser.fuse_keypoint_map(network, images, rule)
     np.testing.assert_allclose(fused.probabilities, [[0.8, 0.2], [0.1, 0.9]], atol=1e-6)
     np.testing.assert_array_equal(fused.maps[0], network.maps[0])   # no region found: unchanged
