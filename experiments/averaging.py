@@ -97,6 +97,18 @@ def same_files(a: dict, b: dict) -> bool:
                   for x, y in zip(a['masks'], b['masks'])))
 
 
+def load_others(caches: list[str], plain: dict, name: str) -> list[dict]:
+  """Each fusion_rules cache's scores for the splits of `plain` (read from `name`), refused
+  unless they hold the same files."""
+  others = []
+  for cache in caches:
+    other = {key: fusion_rules.load(os.path.join(cache, f'{key}.npz')) for key in plain}
+    if not all(same_files(plain[k], other[k]) for k in plain):
+      raise ValueError(f'{cache}: its files are not those of {name} (other files: another split?)')
+    others.append(other)
+  return others
+
+
 def figures(splits: dict) -> dict:
   """rule -> split -> pixel figures (with the validation threshold's F1), and the image AUC."""
   out = {}
@@ -121,13 +133,7 @@ def main(argv=None) -> dict:
   args = parser.parse_args(argv)
   run, targets, plain = fusion_rules.from_cache(args.workdir, args.cache)
   variants = {'one run': plain}
-  caches = [c for c in args.also.split(',') if c]
-  others = []
-  for cache in caches:
-    other = {key: fusion_rules.load(os.path.join(cache, f'{key}.npz')) for key in targets}
-    if not all(same_files(plain[k], other[k]) for k in targets):
-      raise ValueError(f'{cache}: its files are not those of {args.cache} (another split?)')
-    others.append(other)
+  others = load_others([c for c in args.also.split(',') if c], plain, args.cache)
   if others:
     name = f'{COUNTS.get(len(others) + 1, len(others) + 1)} runs'
     variants[name] = {k: averaged(plain[k], *(o[k] for o in others)) for k in targets}

@@ -88,14 +88,10 @@ def test_keys(cache: str) -> list[str]:
 
 def load_averaged(cache: str, others: list[str]) -> dict:
   """split -> the scores of `cache` with the maps of `others` (same files) averaged in."""
-  splits = {}
-  for key in test_keys(cache):
-    first = fusion_rules.load(os.path.join(cache, f'{key}.npz'))
-    rest = [fusion_rules.load(os.path.join(o, f'{key}.npz')) for o in others]
-    if not all(averaging.same_files(first, r) for r in rest):
-      raise ValueError(f'{key}: the caches hold other files (another split?)')
-    splits[key] = averaging.averaged(first, *rest) if rest else first
-  return splits
+  plain = {key: fusion_rules.load(os.path.join(cache, f'{key}.npz')) for key in test_keys(cache)}
+  rest = averaging.load_others(others, plain, cache)
+  return {key: averaging.averaged(split, *(r[key] for r in rest)) if rest else split
+          for key, split in plain.items()}
 
 
 def _row(g: dict) -> str:
