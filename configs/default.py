@@ -67,7 +67,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.constrained_filters = 0       # > 0: a stem on this many learned constrained (Bayar) 5 x 5 residuals
   config.model.loss_weights = ml_collections.ConfigDict({'pixel': 1.0, 'dice': 1.0, 'image': 1.0})
   config.model.keypoint_map = False          # fuse the copy-move keypoint map into the maps when scoring
-  config.model.keypoint_fusion = 'replace'   # how: localiser.fuse_maps ('replace', 'max', 'keypoints_alone', 'upper_copies')
+  config.model.keypoint_fusion = 'replace'   # how: localiser.fuse_maps ('replace', 'max', 'keypoints_alone', 'upper_copies',
+                                             # 'upper_copies_ranked')
   config.model.keypoint_mirrored = False     # the keypoint map also matches regions copied mirror-wise
   config.model.keypoint_decision = 'inliers'  # the keypoint map's image decision, or 'clusters'
   config.model.score_tile = 1024             # scoring: images larger than this go in overlapping tiles of it

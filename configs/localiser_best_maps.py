@@ -6,8 +6,8 @@ rows forged on the device) with hard-edged regions, each feature's image-wide Z-
 block-DCT stem, the Dice term weighed three times, ten epochs, and the epoch kept by its
 validation maps (`pixel_f1_best`). The same run as that paragraph's command line; its maps are
 best with the copy-move keypoint map fused when scoring (inference only):
-`evaluate --keypoint_map --keypoint_fusion=upper_copies` for pixel F1, `replace` for pixel AUC,
-and the mean of several seeds (`--average_with`) for both.
+`evaluate --keypoint_map --keypoint_fusion=upper_copies_ranked` for both pixel F1 and pixel AUC
+(`upper_copies` draws the same map at 0.5), and the mean of several seeds (`--average_with`).
 """
 
 from configs import localiser_synthetic

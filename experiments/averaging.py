@@ -11,8 +11,8 @@ pixels) before it is flipped, so that its JPEG grid stays where it was, and crop
 
 Reads `experiments.fusion_rules`' score cache (made there first when missing); the flipped scores
 are kept in the same folder (`flipped_<split>.npz`). Prints the pixel F1 at 0.5, at the threshold
-best on validation and the AUC of the network's map and of the `replace`, `keypoints_alone` and
-`upper copies` fusions, and the image AUC of p(tampered), for every split.
+best on validation and the AUC of the network's map and of the `replace`, `keypoints_alone`,
+`upper copies` and `upper copies ranked` fusions, and the image AUC of p(tampered), for every split.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from experiments import fusion_rules
 from forgery_jax import progress
 from forgery_jax.detectors import localiser
 
-RULES = ('network', 'replace', 'keypoints_alone', 'upper copies')
+RULES = ('network', 'replace', 'keypoints_alone', 'upper copies', 'upper copies ranked')
 COUNTS = {2: 'two', 3: 'three', 4: 'four', 5: 'five', 6: 'six'}
 FLIPS = ((False, False), (False, True), (True, False), (True, True))  # (vertical, horizontal)
 

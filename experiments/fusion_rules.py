@@ -19,7 +19,8 @@ with the network's map halved beside it; the network's map in images where it ma
 `keypoints_alone` (`replace` with nothing of the network's map beside the region); and two that
 try to say which copy was pasted, keeping of the keypoint regions the one the network marks most
 (`one copy`) or those it marks at least as much as the regions' median (`upper copies`,
-`localiser.fuse_maps`' `upper_copies`).
+`localiser.fuse_maps`' `upper_copies`), and the same ranking every pixel for the AUC (`upper
+copies ranked`: `upper_copies_ranked`, its pixel F1 at 0.5 that of `upper copies`).
 Image rules: the network's p(tampered), the larger of the two, a logistic regression on
 (network p, keypoint p, the network map's maximum and mean) fitted on the validation split, and
 the keypoint map's p alone (by `--keypoint_decision`); each decides at the threshold most accurate
@@ -63,6 +64,7 @@ PIXEL_RULES = {
     'keypoints_alone': lambda net, kp: localiser.fuse_maps(net, kp, 'keypoints_alone'),
     'one copy': lambda net, kp: localiser.network_chosen_copies(net, kp, upper_half=False),
     'upper copies': lambda net, kp: localiser.fuse_maps(net, kp, 'upper_copies'),
+    'upper copies ranked': lambda net, kp: localiser.fuse_maps(net, kp, 'upper_copies_ranked'),
 }
 
 

@@ -1,7 +1,7 @@
 """Reports on finished runs: the run's evaluators again, and more.
 
     python -m forgery_jax.evaluate --workdir=RUN [--runs=RUN2,RUN3] [--output=DIR]
-        [--evals=test,baselines,...] [--cross] [--robustness] [--max_examples=N] [--keypoint_map [--keypoint_fusion=max|keypoints_alone|upper_copies] [--keypoint_decision=clusters]]
+        [--evals=test,baselines,...] [--cross] [--robustness] [--max_examples=N] [--keypoint_map [--keypoint_fusion=max|keypoints_alone|upper_copies|upper_copies_ranked] [--keypoint_decision=clusters]]
         [--cross_dataset=NAME[:CONFIG] [--cross_also_test=CONFIG,...] [--cross_manual_dir=DIR]]
         [--average_with=RUN2,RUN3]
 

@@ -1,6 +1,6 @@
 """Is this file tampered, and where? `python -m forgery_jax.predict --workdir=RUN [--output=DIR] PATH...`
 
-`--keypoint_map [--keypoint_fusion=replace|max|keypoints_alone|upper_copies]`: a localiser run's maps with the
+`--keypoint_map [--keypoint_fusion=replace|max|keypoints_alone|upper_copies|upper_copies_ranked]`: a localiser run's maps with the
 copy-move keypoint map fused in, as `evaluate --keypoint_map` scores them (inference only).
 `--threshold=T`: call a file tampered when p(tampered) >= T (default: the most probable class);
 `--threshold=validation`: at the threshold most accurate on the run's validation split, for the
@@ -218,8 +218,8 @@ if __name__ == '__main__':
   flags.DEFINE_bool('keypoint_map', False, 'A localiser run: fuse the copy-move keypoint map into '
                     'its maps and p(tampered), as evaluate --keypoint_map does.')
   flags.DEFINE_string('keypoint_fusion', None, "With --keypoint_map: how the maps are joined, "
-                      "replace, max, keypoints_alone or upper_copies (default: the run's model.keypoint_fusion, "
-                      'else replace).')
+                      'replace, max, keypoints_alone, upper_copies or upper_copies_ranked '
+                      "(default: the run's model.keypoint_fusion, else replace).")
   flags.DEFINE_bool('keypoint_mirrored', False, 'With --keypoint_map: the map also matches regions '
                     'copied mirror-wise (model.keypoint_mirrored).')
   flags.DEFINE_string('keypoint_decision', None, "With --keypoint_map: the map's image decision, "

@@ -74,6 +74,10 @@ def test_the_network_picks_which_copy_of_the_keypoint_map_is_kept():
   upper = fusion_rules.PIXEL_RULES['upper copies'](network, keypoint_map)
   np.testing.assert_array_equal(upper, np.where(network >= 0.5, 1.0, 0.0))
   np.testing.assert_array_equal(fusion_rules.PIXEL_RULES['one copy'](network, 0 * keypoint_map), network)
+  # the same copies at 0.5, the other one ranked next: above every pixel outside the copies
+  ranked = fusion_rules.PIXEL_RULES['upper copies ranked'](network, keypoint_map)
+  np.testing.assert_array_equal(ranked > 0.5, upper > 0.5)
+  assert ranked[:4, :4].min() > ranked[keypoint_map == 0].max()
 
 
 def _maskless(p_net, p_kp, tampered):

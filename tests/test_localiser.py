@@ -400,6 +400,37 @@ def test_the_keypoint_map_is_fused_by_either_rule(monkeypatch):
     localiser.fuse_maps(network.maps[0], found[0], 'mean')
 
 
+def test_ranked_upper_copies_decides_as_upper_copies_and_ranks_every_pixel():
+  """'upper_copies_ranked': at 0.5 the copies the network chose ('upper_copies'); above them
+  ranked by the network, below them the other copy, then the pixels near a copy before those far
+  from it; so a pasted object whose flat middle the keypoint map missed scores a higher AUC."""
+  from forgery_jax.evaluation import pixel_metrics  # pylint: disable=g-import-not-at-top
+  h, w = 96, 128
+  found = np.zeros((h, w), np.float32)
+  found[10:20, 10:40] = 1                     # the pasted copy's textured rim (top) ...
+  found[40:50, 10:40] = 1                     # ... and bottom; its flat middle rows 20-40 unmarked
+  found[60:90, 80:110] = 1                    # its source
+  network = np.full((h, w), 0.1, np.float32)
+  network[10:20, 10:40] = network[40:50, 10:40] = 0.6   # the network marks the pasted copy more
+  network[60:90, 80:110] = 0.3
+  network[0:5, 100:128] = 0.3                 # and a far corner as much as the source
+  ranked = localiser.fuse_maps(network, found, 'upper_copies_ranked')
+  upper = localiser.fuse_maps(network, found, 'upper_copies')
+  np.testing.assert_array_equal(ranked > 0.5, upper > 0.5)
+  assert (ranked[10:20, 10:40] > 0.5).all() and not (ranked[60:90, 80:110] > 0.5).any()
+  assert ranked.min() >= 0 and ranked.max() <= 1 and ranked.dtype == np.float32
+  assert ranked[60:90, 80:110].min() > ranked[2, 120]       # the other copy above the far corner
+  assert ranked[30, 25] > ranked[2, 60]                      # the flat middle above a far pixel
+  assert ranked[30, 25] > ranked[2, 120]
+  np.testing.assert_array_equal(localiser.fuse_maps(network, np.zeros_like(found), 'upper_copies_ranked'),
+                                network)
+  mask = np.zeros((h, w), np.uint8)
+  mask[10:50, 10:40] = 255                    # the pasted object, its flat middle too
+  auc = {rule: pixel_metrics.per_image(localiser.fuse_maps(network, found, rule), mask)['pixel_auc']
+         for rule in ('replace', 'upper_copies', 'upper_copies_ranked')}
+  assert auc['upper_copies_ranked'] > max(auc['replace'], auc['upper_copies']) + 0.05, auc
+
+
 def test_evaluate_keypoint_map_fuses_into_a_finished_run(run):
   from forgery_jax import evaluate  # pylint: disable=g-import-not-at-top
   from tests.test_keypoints import _textured  # pylint: disable=g-import-not-at-top

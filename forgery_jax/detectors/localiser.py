@@ -386,7 +386,8 @@ class Localiser(nnx_detector.NnxDetector):
     return base.Scores.concatenate(parts, 2)
 
 
-KEYPOINT_FUSIONS = ('replace', 'max', 'keypoints_alone', 'upper_copies')  # the first is the default
+KEYPOINT_FUSIONS = ('replace', 'max', 'keypoints_alone', 'upper_copies',
+                    'upper_copies_ranked')  # the first is the default
 
 
 def set_keypoint_fusion(config, rule: str | None = None, mirrored: bool = False,
@@ -422,11 +423,13 @@ def fuse_maps(network_map: np.ndarray, keypoint_map: np.ndarray, rule: str) -> n
   decision below 0.5, where the halved map would be called tampered; its pixel AUC is lower).
   'upper_copies': 'keypoints_alone' keeping of the keypoint map's regions only those the
   network's map marks at least as much as the regions' median (`network_chosen_copies`): the
-  keypoint map marks both copies, the mask only the pasted one.
+  keypoint map marks both copies, the mask only the pasted one. 'upper_copies_ranked':
+  'upper_copies' at 0.5, every pixel ranked for the AUC (`ranked_upper_copies`).
   A copy-move the keypoints found is better drawn by them alone than with the network's marks
   beside it ('replace' was chosen over 'max' on the validation split at 0.5, 'keypoints_alone'
   with the pixel threshold chosen there too, 'upper_copies' over both for the recipe with the
-  best maps: experiments.fusion_rules; 'replace' keeps the best pixel AUC).
+  best maps: experiments.fusion_rules; 'upper_copies_ranked' has its pixel F1 and the best
+  pixel AUC).
   """
   if rule == 'max':
     return np.maximum(network_map, keypoint_map)
@@ -436,6 +439,8 @@ def fuse_maps(network_map: np.ndarray, keypoint_map: np.ndarray, rule: str) -> n
     return keypoint_map if keypoint_map.any() else network_map
   if rule == 'upper_copies':
     return network_chosen_copies(network_map, keypoint_map, upper_half=True)
+  if rule == 'upper_copies_ranked':
+    return ranked_upper_copies(network_map, keypoint_map)
   _check_fusion(rule)
   raise AssertionError(rule)  # every rule of KEYPOINT_FUSIONS is handled above
 
@@ -453,6 +458,32 @@ def network_chosen_copies(network_map: np.ndarray, keypoint_map: np.ndarray,
   means = np.array([network_map[regions == r].mean() for r in range(1, count)])
   kept = (np.flatnonzero(means >= np.median(means)) if upper_half else [int(np.argmax(means))])
   return np.isin(regions, np.asarray(kept) + 1).astype(np.float32)
+
+
+# `ranked_upper_copies`: how far the nearness to a keypoint region reaches (the decay length, as a
+# share of the image's geometric-mean side: 31 pixels on 384 x 256), and the network map's share
+# beside it. Chosen on the validation split (experiments.fusion_rules; docs/localisation.md).
+NEAR_SCALE = 0.1
+NETWORK_SHARE = 0.2
+
+
+def ranked_upper_copies(network_map: np.ndarray, keypoint_map: np.ndarray) -> np.ndarray:
+  """`network_chosen_copies(upper_half=True)` at 0.5, with every pixel ranked: the chosen copies
+  above 0.5, ranked by the network's map; every other pixel below, by a mix of the network's map
+  and its nearness to the keypoint map's regions (exp(-distance / decay length)).
+
+  The keypoint map marks the textured pixels that a warp reproduces, and a copied object holds
+  flat pixels too: those lie next to the marked ones, so nearness ranks them above the rest of
+  the image, and the copies the network did not choose next (distance 0). Where the keypoint
+  map marks nothing, the network's map."""
+  if not (keypoint_map > 0.5).any():
+    return network_map
+  chosen = network_chosen_copies(network_map, keypoint_map, upper_half=True) > 0.5
+  h, w = keypoint_map.shape[:2]
+  distance = cv2.distanceTransform((keypoint_map <= 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+  near = np.exp(-distance / (NEAR_SCALE * np.sqrt(h * w)))
+  rest = 0.5 * (NETWORK_SHARE * network_map + (1.0 - NETWORK_SHARE) * near)
+  return np.where(chosen, 0.75 + 0.25 * network_map, rest).astype(np.float32)
 
 
 def fuse_keypoint_map(scores: base.Scores, images, rule: str = KEYPOINT_FUSIONS[0],
