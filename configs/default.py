@@ -72,6 +72,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.keypoint_mirrored = False     # the keypoint map also matches regions copied mirror-wise
   config.model.keypoint_decision = 'inliers'  # the keypoint map's image decision, or 'clusters'
   config.model.score_tile = 1024             # scoring: images larger than this go in overlapping tiles of it
+  config.model.score_flips = False           # scoring: the mean over each image's four flips (localiser.flip_average)
 
   # The paper: Adam 1e-3 with decay 1e-4 per step, batch 16, class weights,
   # early stopping on validation accuracy with patience 7.

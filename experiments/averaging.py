@@ -10,7 +10,8 @@ random flips, `augment_flips`). An image whose size is not a multiple of 16 is p
 pixels) before it is flipped, so that its JPEG grid stays where it was, and cropped after.
 
 Reads `experiments.fusion_rules`' score cache (made there first when missing); the flipped scores
-are kept in the same folder (`flipped_<split>.npz`). Prints the pixel F1 at 0.5, at the threshold
+are kept in the same folder (`flipped_<split>.npz`). With `--also` and `--flips`, the runs' flipped
+maps are averaged too (both at once), from each run's own `flipped_<split>.npz`. Prints the pixel F1 at 0.5, at the threshold
 best on validation and the AUC of the network's map and of the `replace`, `keypoints_alone`,
 `upper copies` and `upper copies ranked` fusions, and the image AUC of p(tampered), for every split.
 """
@@ -29,28 +30,6 @@ from forgery_jax.detectors import localiser
 
 RULES = ('network', 'replace', 'keypoints_alone', 'upper copies', 'upper copies ranked')
 COUNTS = {2: 'two', 3: 'three', 4: 'four', 5: 'five', 6: 'six'}
-FLIPS = ((False, False), (False, True), (True, False), (True, True))  # (vertical, horizontal)
-
-
-def _flip(a: np.ndarray, vertical: bool, horizontal: bool) -> np.ndarray:
-  a = a[::-1] if vertical else a
-  return np.ascontiguousarray(a[:, ::-1] if horizontal else a)
-
-
-def flip_average(score, image: np.ndarray) -> tuple[float, np.ndarray]:
-  """(mean p(tampered), mean map (H, W)) over the four flips of `image`; `score` maps one uint8
-  RGB image to (p(tampered), map of its size)."""
-  h, w = image.shape[:2]
-  ph, pw = -h % localiser.ALIGN, -w % localiser.ALIGN
-  padded = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode='edge') if ph or pw else image
-  p_sum, map_sum = 0.0, np.zeros(padded.shape[:2], np.float32)
-  for vertical, horizontal in FLIPS:
-    p, heat = score(_flip(padded, vertical, horizontal))
-    p_sum += float(p)
-    map_sum += _flip(np.asarray(heat, np.float32), vertical, horizontal)
-  return p_sum / len(FLIPS), map_sum[:h, :w] / len(FLIPS)
-
-
 def flipped_split(detector, data, indices, desc: str) -> dict:
   """Each file's flip-averaged p(tampered) and network map."""
   def score(image):
@@ -58,7 +37,7 @@ def flipped_split(detector, data, indices, desc: str) -> dict:
     return s.p_tampered[0], s.maps[0]
   ps, maps = [], []
   for i in progress.bar(indices, desc=desc, unit='image'):
-    p, heat = flip_average(score, np.asarray(data.source[int(i)]['image']))
+    p, heat = localiser.flip_average(score, np.asarray(data.source[int(i)]['image']))
     ps.append(p)
     maps.append(heat)
   return {'p_net': np.float32(ps), 'net_maps': maps}
@@ -109,6 +88,19 @@ def load_others(caches: list[str], plain: dict, name: str) -> list[dict]:
   return others
 
 
+def flipped_of(cache: str, plain: dict) -> dict:
+  """Another run's flip-averaged scores of the splits of `plain` (its scores from `cache`), which
+  that run's own call with `--flips` keeps in its cache."""
+  flipped = {}
+  for key in plain:
+    path = os.path.join(cache, f'flipped_{key}.npz')
+    if not os.path.exists(path):
+      raise SystemExit(f'error: {path} is missing: run this experiment with --flips on that run '
+                       'first (its --workdir and --cache)')
+    flipped[key] = dict(plain[key], **load_flipped(path))
+  return flipped
+
+
 def figures(splits: dict) -> dict:
   """rule -> split -> pixel figures (with the validation threshold's F1), and the image AUC."""
   out = {}
@@ -128,12 +120,15 @@ def main(argv=None) -> dict:
   parser.add_argument('--cache', required=True, help="its experiments.fusion_rules score cache")
   parser.add_argument('--also', default='',
                       help="other runs' fusion_rules caches, comma-separated, same split")
-  parser.add_argument('--flips', action='store_true', help='also average the four flips')
+  parser.add_argument('--flips', action='store_true',
+                      help="also average the four flips (with --also: every run's, which each "
+                           "run's own call with --flips keeps in its cache)")
   parser.add_argument('--output', default='', help='write the figures as JSON here')
   args = parser.parse_args(argv)
   run, targets, plain = fusion_rules.from_cache(args.workdir, args.cache)
   variants = {'one run': plain}
-  others = load_others([c for c in args.also.split(',') if c], plain, args.cache)
+  caches = [c for c in args.also.split(',') if c]
+  others = load_others(caches, plain, args.cache)
   if others:
     name = f'{COUNTS.get(len(others) + 1, len(others) + 1)} runs'
     variants[name] = {k: averaged(plain[k], *(o[k] for o in others)) for k in targets}
@@ -145,6 +140,10 @@ def main(argv=None) -> dict:
         save_flipped(path, flipped_split(run.detectors[0], data, indices, f'flips {key}'))
       flipped[key] = dict(plain[key], **load_flipped(path))
     variants['four flips'] = flipped
+    if others:
+      others_flipped = [flipped_of(cache, other) for cache, other in zip(caches, others)]
+      variants[f'{name}, four flips'] = {
+          k: averaged(flipped[k], *(o[k] for o in others_flipped)) for k in targets}
   results = {name: figures(splits) for name, splits in variants.items()}
 
   keys = list(targets)

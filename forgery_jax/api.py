@@ -160,16 +160,18 @@ class Predictor:
 
 def load_detectors(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None,
                    keypoint_mirrored: bool = False, average_with=(),
-                   keypoint_decision: str | None = None) -> list[base.Detector]:
+                   keypoint_decision: str | None = None, *,
+                   score_flips: bool = False) -> list[base.Detector]:
   """Every fold's detector of a finished run, from its inference export; with `keypoint_map`, a
   localiser scores with the copy-move keypoint map fused in by `keypoint_fusion` (None: the run's
   own `model.keypoint_fusion`, else 'replace'; inference only, nothing is retrained), its map also
   matching regions copied mirror-wise with `keypoint_mirrored` and its image decision made by
   `keypoint_decision` ('inliers' or 'clusters'; None: the run's own). With `average_with` (more runs'
   workdirs, trained on the same files and split), each fold's detector is the average of that
-  fold of every run (`averaged.Averaged`), the keypoint map fused once into the average.
-  ValueError naming the run for a detector that has no map or an unknown rule, or runs that
-  cannot be averaged."""
+  fold of every run (`averaged.Averaged`), the keypoint map fused once into the average. With
+  `score_flips`, a localiser scores each image as the mean over its four flips
+  (`localiser.flip_average`; four times the scoring). ValueError naming the run for a detector
+  that has no map or an unknown rule, or runs that cannot be averaged."""
   if keypoint_fusion and not keypoint_map:
     raise ValueError(f'--keypoint_fusion={keypoint_fusion} needs --keypoint_map')
   if keypoint_mirrored and not keypoint_map:
@@ -195,6 +197,12 @@ def load_detectors(workdir: str, keypoint_map: bool = False, keypoint_fusion: st
         d.fuse_keypoint_map(keypoint_fusion, keypoint_mirrored, keypoint_decision)
       except ValueError as e:
         raise ValueError(f'--keypoint_map: {workdir}: {e}') from e
+  if score_flips:
+    for d in detectors:
+      try:
+        d.score_flips()
+      except ValueError as e:
+        raise ValueError(f'--score_flips: {workdir}: {e}') from e
   return detectors
 
 
@@ -269,15 +277,17 @@ def _check_threshold(name: str, value) -> None:
 def load(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None,
          threshold: float | str | None = None,
          pixel_threshold: float | str | None = None, keypoint_mirrored: bool = False,
-         average_with=(), keypoint_decision: str | None = None) -> Predictor:
+         average_with=(), keypoint_decision: str | None = None, *,
+         score_flips: bool = False) -> Predictor:
   """The detector of a finished run (`forgery_jax.main`'s workdir), from its inference export;
   `keypoint_map`, `keypoint_mirrored`, `keypoint_decision` as in `load_detectors` (a localiser's fused maps, as `evaluate --keypoint_map`
   scores them); `average_with`: more runs of the same split, averaged with it (`load_detectors`);
+  `score_flips`: a localiser's answer is the mean over each image's four flips (`load_detectors`);
   `threshold`: None (the most probable class), a number in [0, 1], or 'validation'
   (`validation_threshold`); `pixel_threshold`: None, a number in [0, 1] or 'validation'
   (`validation_pixel_threshold`), where a localiser's map calls a pixel tampered (`region`)."""
   detectors = load_detectors(workdir, keypoint_map, keypoint_fusion, keypoint_mirrored, average_with,
-                             keypoint_decision)
+                             keypoint_decision, score_flips=score_flips)
   _check_threshold('threshold', None if threshold == 'validation' else threshold)
   _check_threshold('pixel_threshold', None if pixel_threshold == 'validation' else pixel_threshold)
   if pixel_threshold is not None and not detectors[0].localises:

@@ -3,7 +3,7 @@
     python -m forgery_jax.evaluate --workdir=RUN [--runs=RUN2,RUN3] [--output=DIR]
         [--evals=test,baselines,...] [--cross] [--robustness] [--max_examples=N] [--keypoint_map [--keypoint_fusion=max|keypoints_alone|upper_copies|upper_copies_ranked] [--keypoint_decision=clusters]]
         [--cross_dataset=NAME[:CONFIG] [--cross_also_test=CONFIG,...] [--cross_manual_dir=DIR]]
-        [--average_with=RUN2,RUN3]
+        [--average_with=RUN2,RUN3] [--score_flips]
 
 Each run is read from its inference export (any detector; every fold of a k-fold run on its own
 test split, averaged as the run itself averages). The evaluators `config.evals` names (or
@@ -14,7 +14,10 @@ keypoint map fused into their maps (`config.model.keypoint_map`: inference only,
 dataset they were not trained on, in place of their `config.cross_dataset` (the `cross_dataset`
 evaluator: every example; `pixel`: every file with a mask, at its own size). `--average_with` scores
 RUN as the average of its own and those runs' probabilities and maps (runs of one split, other
-seeds: `detectors.averaged`; the keypoint map, if fused, fused once into the average). Writes
+seeds: `detectors.averaged`; the keypoint map, if fused, fused once into the average).
+`--score_flips` scores each image of a localiser run as the mean over its four flips, each map
+flipped back (`localiser.flip_average`; four times the scoring; the keypoint map, if fused, fused
+once into the mean). Writes
 OUTPUT (default RUN/report), and nothing else:
 * report.md and report.json: every run's evaluator results and test metrics, and the software and
   machine that scored them (`runtime.environment`); with several runs an
@@ -92,9 +95,10 @@ class CrossDataset:
 
 def load_run(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None,
              cross: CrossDataset | None = None, keypoint_mirrored: bool = False,
-             average_with=(), keypoint_decision: str | None = None) -> LoadedRun:
+             average_with=(), keypoint_decision: str | None = None, *,
+             score_flips: bool = False) -> LoadedRun:
   detectors = api.load_detectors(workdir, keypoint_map, keypoint_fusion, keypoint_mirrored, average_with,
-                                 keypoint_decision)
+                                 keypoint_decision, score_flips=score_flips)
   if cross is not None:
     for d in detectors:
       d.config.cross_dataset.update(dataclasses.asdict(cross))
@@ -144,14 +148,17 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
              max_examples: int = 0, output: str | None = None, evals: list[str] | None = None,
              keypoint_map: bool = False, keypoint_fusion: str | None = None,
              cross_dataset: CrossDataset | None = None, keypoint_mirrored: bool = False,
-             average_with=(), keypoint_decision: str | None = None) -> dict:
+             average_with=(), keypoint_decision: str | None = None, *,
+             score_flips: bool = False) -> dict:
   """Writes the report of `workdir` (and `runs`) to `output`; returns its tables as a dict;
-  `workdir` scored as the average of it and the runs of `average_with`."""
+  `workdir` scored as the average of it and the runs of `average_with`; with `score_flips`,
+  localiser runs score each image as the mean over its four flips."""
   if cross_dataset is not None and evals and not {'cross_dataset', 'pixel'} & set(evals):
     raise ValueError('--cross_dataset: no evaluator scores it; add cross_dataset or pixel to --evals')
   paths = [workdir] + [r for r in runs if r != workdir]
   loaded = [load_run(w, keypoint_map, keypoint_fusion, cross_dataset, keypoint_mirrored,
-                     average_with if w == workdir else (), keypoint_decision)
+                     average_with if w == workdir else (), keypoint_decision,
+                     score_flips=score_flips)
             for w in progress.bar(paths, desc='loading runs', unit='run')]
   out = output or os.path.join(workdir, 'report')
   os.makedirs(out, exist_ok=True)
@@ -223,7 +230,7 @@ def main(argv):
              if f.cross_dataset else None)
     evaluate(f.workdir, f.runs, f.cross, f.robustness, f.max_examples, output, f.evals or None,
              f.keypoint_map, f.keypoint_fusion, cross, f.keypoint_mirrored, f.average_with,
-             f.keypoint_decision)
+             f.keypoint_decision, score_flips=f.score_flips)
   except (ValueError, OSError, datasets.DatasetError) as e:
     sys.exit(f'error: {e}')
   print(os.path.join(output, 'report.md'))
@@ -247,6 +254,8 @@ if __name__ == '__main__':
                     'copied mirror-wise (model.keypoint_mirrored).')
   flags.DEFINE_enum('keypoint_decision', None, list(keypoints.DECISIONS), 'With --keypoint_map: the '
                     "map's image decision (model.keypoint_decision; default: the run's own).")
+  flags.DEFINE_bool('score_flips', False, "Localiser runs: each image's answer is the mean over its "
+                    'four flips, each map flipped back (model.score_flips; four times the scoring).')
   flags.DEFINE_string('cross_dataset', None, 'NAME[:CONFIG]: score the runs on every example of '
                       "this dataset instead of their config.cross_dataset (the cross_dataset and "
                       'pixel evaluators).')

@@ -7,6 +7,7 @@ copy-move keypoint map fused in, as `evaluate --keypoint_map` scores them (infer
 detector as loaded (the keypoint map fused or not), as the `validation_threshold` evaluator
 chooses it (the run's dataset is read for it).
 `--average_with=RUN2,RUN3`: RUN's answer averaged with those runs' (runs of one split, other seeds).
+`--score_flips` (a localiser): the answer is the mean over the image's four flips.
 `--pixel_threshold=T|validation` (a localiser): also write the region, the pixels whose tamper
 probability reaches T, or the threshold with the best pixel F1 on the validation split's masks
 (as the `pixel_threshold` evaluator chooses it). The region is drawn whatever the image's label.
@@ -89,13 +90,14 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
                   threshold: float | str | None = None,
                   pixel_threshold: float | str | None = None,
                   keypoint_mirrored: bool = False, average_with=(),
-                  keypoint_decision: str | None = None) -> tuple[list[dict], float]:
+                  keypoint_decision: str | None = None, *,
+                  score_flips: bool = False) -> tuple[list[dict], float]:
   """Predictions for every path (errors included, in order) and the images/s of the good ones;
   `keypoint_map`, `keypoint_fusion`, `threshold`, `pixel_threshold`, `keypoint_mirrored`,
-  `average_with`, `keypoint_decision`: see `api.load`."""
+  `average_with`, `keypoint_decision`, `score_flips`: see `api.load`."""
   predictor = api.load(workdir, keypoint_map, keypoint_fusion, threshold, pixel_threshold,
                        keypoint_mirrored=keypoint_mirrored, average_with=average_with,
-                       keypoint_decision=keypoint_decision)
+                       keypoint_decision=keypoint_decision, score_flips=score_flips)
   regions = predictor.pixel_threshold is not None
   os.makedirs(output, exist_ok=True)
   for sub in ('panels',) * panels + ('masks',) * predictor.localises + ('regions',) * regions:
@@ -197,7 +199,8 @@ def main(argv):
     pixel_threshold = parse_threshold(f.pixel_threshold, 'pixel_threshold')
     rows, rate = predict_paths(f.workdir, paths, output, f.batch_size, f.panels,
                                f.keypoint_map, f.keypoint_fusion, threshold, pixel_threshold,
-                               f.keypoint_mirrored, f.average_with, f.keypoint_decision)
+                               f.keypoint_mirrored, f.average_with, f.keypoint_decision,
+                               score_flips=f.score_flips)
   except ValueError as e:
     sys.exit(f'error: {e}')
   failed = sum('error' in r for r in rows)
@@ -226,6 +229,8 @@ if __name__ == '__main__':
                       "inliers or clusters (default: the run's model.keypoint_decision, else inliers).")
   flags.DEFINE_list('average_with', [], 'More runs of the same split (other seeds): their '
                     'probabilities and maps averaged with those of WORKDIR.')
+  flags.DEFINE_bool('score_flips', False, "A localiser run: each image's answer is the mean over "
+                    'its four flips, each map flipped back (model.score_flips; four times the time).')
   flags.DEFINE_string('threshold', None, 'Tampered when p(tampered) >= this number, or '
                       "'validation': the threshold most accurate on the run's validation split "
                       '(default: the most probable class).')

@@ -1,9 +1,10 @@
-"""experiments.averaging: the four-flip mean of a map, two runs' mean, and the file check."""
+"""experiments.averaging (two runs' mean, the file check) and localiser.flip_average."""
 
 import numpy as np
 import pytest
 
 from experiments import averaging
+from forgery_jax.detectors import localiser
 
 
 def _image(h=13, w=21, seed=0):
@@ -18,7 +19,7 @@ def test_a_map_that_follows_the_image_is_unchanged_by_the_flips():
     seen.append(x)
     return x.mean() / 255.0, x[..., 0] / 255.0
 
-  p, heat = averaging.flip_average(score, image)
+  p, heat = localiser.flip_average(score, image)
   np.testing.assert_allclose(heat, image[..., 0] / 255.0, atol=1e-6)
   assert p == pytest.approx(np.mean([x.mean() for x in seen]) / 255.0)
   # Padded with edge pixels to multiples of 16 before flipping (the JPEG grid stays put).
@@ -37,7 +38,7 @@ def test_a_map_fixed_to_the_frame_averages_to_its_symmetric_part():
     return 1.0 if x[0, 0, 0] > 127 else 0.0, np.tile(ramp, (x.shape[0], 1))
 
   image = _image(32, 48)
-  p, heat = averaging.flip_average(score, image)
+  p, heat = localiser.flip_average(score, image)
   np.testing.assert_allclose(heat, 0.5, atol=1e-6)
   corners = [image[0, 0, 0], image[0, -1, 0], image[-1, 0, 0], image[-1, -1, 0]]
   assert p == pytest.approx(np.mean([c > 127 for c in corners]))

@@ -42,6 +42,8 @@ def test_evaluate_fuses_the_map_into_localiser_runs_only(tiny_config, tmp_path):
     assert 'not a localiser' in str(e)
   else:
     raise AssertionError('--keypoint_map accepted a run that is not a localiser')
+  with pytest.raises(ValueError, match=f'--score_flips: {tmp_path}: .*only localiser runs score flips'):
+    evaluate.load_run(str(tmp_path), score_flips=True)
 
 
 def test_each_detector_draws_the_pairs_its_answer_rests_on(tiny_config):

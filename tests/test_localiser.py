@@ -791,6 +791,51 @@ def test_only_runs_of_one_split_are_averaged(run, second_run, tmp_path):
     averaged.Averaged.fit(first.config, None, None)
 
 
+def test_score_flips_is_the_mean_over_the_four_flips_of_the_image(run, second_run, tmp_path):
+  """`score_flips`: each image (any size) scored as the mean of its four flips, each map flipped
+  back, in the detector, the average of runs (each member flips), evaluate, the API and predict."""
+  from forgery_jax import api  # pylint: disable=g-import-not-at-top
+  from forgery_jax import evaluate  # pylint: disable=g-import-not-at-top
+  workdir, _ = run
+  plain = api.load_detectors(workdir)[0]
+  image = np.random.default_rng(3).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+  padded = np.pad(image, ((0, 3), (0, 10), (0, 0)), mode='edge')  # to multiples of 16
+  ps, maps = [], []
+  for vertical, horizontal in localiser.FLIPS:
+    flipped = padded[::-1] if vertical else padded
+    flipped = np.ascontiguousarray(flipped[:, ::-1] if horizontal else flipped)
+    scores = plain.score([{'image': flipped}])
+    back = scores.maps[0][::-1] if vertical else scores.maps[0]
+    ps.append(scores.probabilities[0])
+    maps.append(back[:, ::-1] if horizontal else back)
+  expected_p, expected_map = np.mean(ps, 0), np.mean(maps, 0)[:45, :70]
+  assert not np.allclose(maps[0][:45, :70], expected_map, atol=1e-3)  # the flips do differ
+
+  flipping = evaluate.load_run(workdir, score_flips=True).detectors[0]
+  assert flipping.config.model.score_flips and not plain.config.model.get('score_flips')
+  got = flipping.score([{'image': image}])
+  np.testing.assert_allclose(got.probabilities[0], expected_p, atol=1e-6)
+  np.testing.assert_allclose(got.maps[0], expected_map, atol=1e-6)
+  # The API and predict (which prepare the image as the run's preparation says): the same map.
+  predictor = forgery_jax.load(workdir, score_flips=True)
+  assert predictor.detectors[0].config.model.score_flips
+  path = tmp_path / 'photo.png'
+  Image.fromarray(image).save(path)
+  result = predictor.predict(str(path))
+  assert not np.allclose(result.map, forgery_jax.load(workdir).predict(str(path)).map, atol=1e-3)
+  rows, _ = predict.predict_paths(workdir, [str(path)], str(tmp_path / 'out'), panels=False,
+                                  score_flips=True)
+  assert rows[0]['p_tampered'] == pytest.approx(result.p_tampered, abs=1e-6)
+  np.testing.assert_array_equal(np.asarray(Image.open(rows[0]['mask'])),
+                                np.round(result.map * 255).astype(np.uint8))
+
+  mean = api.load_detectors(workdir, average_with=[second_run], score_flips=True)[0]
+  assert all(m.config.model.score_flips for m in mean.members)
+  other = api.load_detectors(second_run, score_flips=True)[0].score([{'image': image}])
+  np.testing.assert_allclose(mean.score([{'image': image}]).maps[0],
+                             (expected_map + other.maps[0]) / 2, atol=1e-6)
+
+
 def test_window_scores_equal_whole_scores_when_the_windows_hold_the_images(run):
   """experiments.window_scores: windows larger than every image score each one whole, exactly."""
   from experiments import window_scores  # pylint: disable=g-import-not-at-top

@@ -88,6 +88,12 @@ class Averaged(base.Detector):
     from forgery_jax.detectors import localiser  # pylint: disable=g-import-not-at-top
     localiser.set_keypoint_fusion(self.config, rule, mirrored, decision)
 
+  def score_flips(self) -> None:
+    for member in self.members:  # each member flips; the mean of their means is the same
+      member.score_flips()
+    with self.config.unlocked():
+      self.config.model.score_flips = True
+
   @classmethod
   def fit(cls, config, dataset, run):
     raise ValueError('an average of runs is made from finished runs (average_with); it is not trained')

@@ -103,6 +103,12 @@ class Detector(abc.ABC):
     `model.keypoint_decision`); ValueError for a detector that cannot."""
     raise ValueError(f'a {self.config.method!r} run is not a localiser: it cannot fuse the keypoint map')
 
+  def score_flips(self) -> None:
+    """From now on, scores each image as the mean over its four flips (inference only);
+    ValueError for a detector that cannot."""
+    raise ValueError(f'a {self.config.method!r} run has no network map to flip: only localiser runs '
+                     'score flips')
+
   def after_export(self) -> None:
     """Called once the inference export is written (e.g. to release training checkpoints)."""
 

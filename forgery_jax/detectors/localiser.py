@@ -339,6 +339,10 @@ class Localiser(nnx_detector.NnxDetector):
                         decision: str | None = None) -> None:
     set_keypoint_fusion(self.config, rule, mirrored, decision)
 
+  def score_flips(self) -> None:
+    with self.config.unlocked():
+      self.config.model.score_flips = True
+
   def describe(self) -> str:
     return f"localiser (ELA q{'/'.join(map(str, self.config.model.ela_qualities))} + SRM + RGB)"
 
@@ -346,10 +350,16 @@ class Localiser(nnx_detector.NnxDetector):
   # by size, tiled when larger than `model.score_tile`.
 
   def _score_image(self, example: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities (2,), map (H, W)) of one prepared example of any size."""
+    """(probabilities (2,), map (H, W)) of one prepared example of any size; with
+    `model.score_flips`, their means over the image's four flips (`flip_average`)."""
     image = np.asarray(example['image'])
-    h, w = image.shape[:2]
     evidence = example.get('copy_move')
+    if self.config.model.get('score_flips', False):
+      return flip_average(lambda flipped: self._score_pixels(flipped, evidence), image)
+    return self._score_pixels(image, evidence)
+
+  def _score_pixels(self, image: np.ndarray, evidence) -> tuple[np.ndarray, np.ndarray]:
+    h, w = image.shape[:2]
     tiles = _tiles(h, w, self.config.model.get('score_tile', MAX_TILE))
     heat = np.zeros((h, w), np.float32)
     weight = np.zeros((h, w), np.float32)
@@ -384,6 +394,32 @@ class Localiser(nnx_detector.NnxDetector):
       scores = self.score([dataset.source[int(i)]])
       parts.append(scores if keep_maps else base.Scores(scores.probabilities))
     return base.Scores.concatenate(parts, 2)
+
+
+FLIPS = ((False, False), (False, True), (True, False), (True, True))  # (vertical, horizontal)
+
+
+def _flip(a: np.ndarray, vertical: bool, horizontal: bool) -> np.ndarray:
+  a = a[::-1] if vertical else a
+  return np.ascontiguousarray(a[:, ::-1] if horizontal else a)
+
+
+def flip_average(score, image: np.ndarray):
+  """(mean p, mean map (H, W)) of `score` over the four flips of `image` (as is, left-right,
+  upside down, both), each map flipped back; `score` maps one uint8 RGB image to (p: a number or
+  an array, map of its size). The localiser trains with random flips (`augment_flips`), so each
+  flip is an image it could have seen, and where they disagree the mean is surer than any one.
+  An image whose sides are not multiples of ALIGN is padded first (edge pixels, as for scoring),
+  so that its JPEG grid stays where it was, and the mean map cropped after."""
+  h, w = image.shape[:2]
+  ph, pw = -h % ALIGN, -w % ALIGN
+  padded = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode='edge') if ph or pw else image
+  p_sum, map_sum = 0.0, np.zeros(padded.shape[:2], np.float32)
+  for vertical, horizontal in FLIPS:
+    p, heat = score(_flip(padded, vertical, horizontal))
+    p_sum = p_sum + np.asarray(p, np.float32)
+    map_sum += _flip(np.asarray(heat, np.float32), vertical, horizontal)
+  return p_sum / len(FLIPS), map_sum[:h, :w] / len(FLIPS)
 
 
 KEYPOINT_FUSIONS = ('replace', 'max', 'keypoints_alone', 'upper_copies',

@@ -22,7 +22,7 @@ PARAMS_DIR = 'variables'
 # other values.
 _EVALUATION_FIELDS = ('evals', 'dataset.also_test', 'dataset.data_dir', 'dataset.manual_dir',
                       'cross_dataset.', 'robustness.', 'input.', 'eval_batch_size',
-                      'log_every_steps', 'checkpoint.', 'model.score_tile')
+                      'log_every_steps', 'checkpoint.', 'model.score_tile', 'model.score_flips')
 
 
 def _flat(d: dict, prefix: str = '') -> dict:
