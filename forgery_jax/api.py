@@ -170,8 +170,8 @@ def load_detectors(workdir: str, keypoint_map: bool = False, keypoint_fusion: st
   workdirs, trained on the same files and split), each fold's detector is the average of that
   fold of every run (`averaged.Averaged`), the keypoint map fused once into the average. With
   `score_flips`, a localiser scores each image as the mean over its four flips
-  (`localiser.flip_average`; four times the scoring). ValueError naming the run for a detector
-  that has no map or an unknown rule, or runs that cannot be averaged."""
+  (`localiser.flip_average`; four network passes per image). ValueError naming the run for a
+  detector that has no map or an unknown rule, or runs that cannot be averaged."""
   if keypoint_fusion and not keypoint_map:
     raise ValueError(f'--keypoint_fusion={keypoint_fusion} needs --keypoint_map')
   if keypoint_mirrored and not keypoint_map:

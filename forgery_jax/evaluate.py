@@ -16,8 +16,8 @@ evaluator: every example; `pixel`: every file with a mask, at its own size). `--
 RUN as the average of its own and those runs' probabilities and maps (runs of one split, other
 seeds: `detectors.averaged`; the keypoint map, if fused, fused once into the average).
 `--score_flips` scores each image of a localiser run as the mean over its four flips, each map
-flipped back (`localiser.flip_average`; four times the scoring; the keypoint map, if fused, fused
-once into the mean). Writes
+flipped back (`localiser.flip_average`; four network passes per image; the keypoint map, if
+fused, fused once into the mean). Writes
 OUTPUT (default RUN/report), and nothing else:
 * report.md and report.json: every run's evaluator results and test metrics, and the software and
   machine that scored them (`runtime.environment`); with several runs an
@@ -255,7 +255,8 @@ if __name__ == '__main__':
   flags.DEFINE_enum('keypoint_decision', None, list(keypoints.DECISIONS), 'With --keypoint_map: the '
                     "map's image decision (model.keypoint_decision; default: the run's own).")
   flags.DEFINE_bool('score_flips', False, "Localiser runs: each image's answer is the mean over its "
-                    'four flips, each map flipped back (model.score_flips; four times the scoring).')
+                    'four flips, each map flipped back (model.score_flips; four network passes '
+                    'per image).')
   flags.DEFINE_string('cross_dataset', None, 'NAME[:CONFIG]: score the runs on every example of '
                       "this dataset instead of their config.cross_dataset (the cross_dataset and "
                       'pixel evaluators).')

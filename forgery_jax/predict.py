@@ -230,7 +230,8 @@ if __name__ == '__main__':
   flags.DEFINE_list('average_with', [], 'More runs of the same split (other seeds): their '
                     'probabilities and maps averaged with those of WORKDIR.')
   flags.DEFINE_bool('score_flips', False, "A localiser run: each image's answer is the mean over "
-                    'its four flips, each map flipped back (model.score_flips; four times the time).')
+                    'its four flips, each map flipped back (model.score_flips; four network '
+                    'passes per image).')
   flags.DEFINE_string('threshold', None, 'Tampered when p(tampered) >= this number, or '
                       "'validation': the threshold most accurate on the run's validation split "
                       '(default: the most probable class).')
