@@ -10,10 +10,11 @@ random flips, `augment_flips`). An image whose size is not a multiple of 16 is p
 pixels) before it is flipped, so that its JPEG grid stays where it was, and cropped after.
 
 Reads `experiments.fusion_rules`' score cache (made there first when missing); the flipped scores
-are kept in the same folder (`flipped_<split>.npz`). With `--also` and `--flips`, the runs' flipped
-maps are averaged too (both at once), from each run's own `flipped_<split>.npz`. Prints the pixel F1 at 0.5, at the threshold
-best on validation and the AUC of the network's map and of the `replace`, `keypoints_alone`,
-`upper copies` and `upper copies ranked` fusions, and the image AUC of p(tampered), for every split.
+are kept in the same folder (`flipped_<split>.npz`). With `--also` and `--flips`, the runs'
+flipped maps are averaged too (both at once), from each run's own `flipped_<split>.npz`. Prints
+the pixel F1 at 0.5, at the threshold best on validation and the AUC of the network's map and of
+the `replace`, `keypoints_alone`, `upper copies` and `upper copies ranked` fusions, and the image
+AUC of p(tampered), for every split.
 """
 
 from __future__ import annotations

@@ -408,7 +408,8 @@ def flip_average(score, image: np.ndarray):
   """(mean p, mean map (H, W)) of `score` over the four flips of `image` (as is, left-right,
   upside down, both), each map flipped back; `score` maps one uint8 RGB image to (p: a number or
   an array, map of its size). The localiser trains with random flips (`augment_flips`), so each
-  flip is an image it could have seen, and where they disagree the mean is surer than any one.
+  flip is an image it could have seen: four looks at one image (docs/localisation.md, "Each
+  file's four flips": a little better maps for one run, nothing for an average of runs).
   An image whose sides are not multiples of ALIGN is padded first (edge pixels, as for scoring),
   so that its JPEG grid stays where it was, and the mean map cropped after."""
   h, w = image.shape[:2]
