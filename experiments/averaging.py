@@ -27,20 +27,18 @@ from sklearn import metrics
 
 from experiments import fusion_rules
 from forgery_jax import progress
-from forgery_jax.detectors import localiser
 
 RULES = ('network', 'replace', 'keypoints_alone', 'upper copies', 'upper copies ranked')
 COUNTS = {2: 'two', 3: 'three', 4: 'four', 5: 'five', 6: 'six'}
 def flipped_split(detector, data, indices, desc: str) -> dict:
-  """Each file's flip-averaged p(tampered) and network map."""
-  def score(image):
-    s = detector.score([{'image': image}])
-    return s.p_tampered[0], s.maps[0]
+  """Each file's flip-averaged p(tampered) and network map, as the detector scores them with
+  `score_flips` (which it keeps from here on)."""
+  detector.score_flips()
   ps, maps = [], []
   for i in progress.bar(indices, desc=desc, unit='image'):
-    p, heat = localiser.flip_average(score, np.asarray(data.source[int(i)]['image']))
-    ps.append(p)
-    maps.append(heat)
+    s = detector.score([data.source[int(i)]])
+    ps.append(s.p_tampered[0])
+    maps.append(s.maps[0])
   return {'p_net': np.float32(ps), 'net_maps': maps}
 
 
@@ -90,8 +88,8 @@ def load_others(caches: list[str], plain: dict, name: str) -> list[dict]:
 
 
 def flipped_of(cache: str, plain: dict) -> dict:
-  """Another run's flip-averaged scores of the splits of `plain` (its scores from `cache`), which
-  that run's own call with `--flips` keeps in its cache."""
+  """A run's flip-averaged scores of the splits of `plain` (its scores from `cache`), which that
+  run's own call with `--flips` keeps in its cache."""
   flipped = {}
   for key in plain:
     path = os.path.join(cache, f'flipped_{key}.npz')
@@ -134,12 +132,11 @@ def main(argv=None) -> dict:
     name = f'{COUNTS.get(len(others) + 1, len(others) + 1)} runs'
     variants[name] = {k: averaged(plain[k], *(o[k] for o in others)) for k in targets}
   if args.flips:
-    flipped = {}
     for key, (data, indices) in targets.items():
       path = os.path.join(args.cache, f'flipped_{key}.npz')
       if not os.path.exists(path):
         save_flipped(path, flipped_split(run.detectors[0], data, indices, f'flips {key}'))
-      flipped[key] = dict(plain[key], **load_flipped(path))
+    flipped = flipped_of(args.cache, plain)
     variants['four flips'] = flipped
     if others:
       others_flipped = [flipped_of(cache, other) for cache, other in zip(caches, others)]

@@ -365,9 +365,7 @@ class Localiser(nnx_detector.NnxDetector):
     weight = np.zeros((h, w), np.float32)
     p = np.zeros(2, np.float32)
     for top, left, th, tw in tiles:
-      crop = image[top:top + th, left:left + tw]
-      ph, pw = -th % ALIGN, -tw % ALIGN
-      padded = np.pad(crop, ((0, ph), (0, pw), (0, 0)), mode='edge') if ph or pw else crop
+      padded = _pad_to_grid(image[top:top + th, left:left + tw])
       batch = {'image': jnp.asarray(padded[None]), 'mask': jnp.zeros(padded.shape[:2] + (1,), jnp.uint8)[None]}
       if self.config.model.copy_move:
         batch['copy_move'] = jnp.asarray(np.asarray(evidence)[None])
@@ -396,6 +394,13 @@ class Localiser(nnx_detector.NnxDetector):
     return base.Scores.concatenate(parts, 2)
 
 
+def _pad_to_grid(image: np.ndarray) -> np.ndarray:
+  """`image` padded at its bottom and right (edge pixels) to multiples of ALIGN: its JPEG grid
+  stays where it was."""
+  ph, pw = -image.shape[0] % ALIGN, -image.shape[1] % ALIGN
+  return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode='edge') if ph or pw else image
+
+
 FLIPS = ((False, False), (False, True), (True, False), (True, True))  # (vertical, horizontal)
 
 
@@ -413,8 +418,7 @@ def flip_average(score, image: np.ndarray):
   An image whose sides are not multiples of ALIGN is padded first (edge pixels, as for scoring),
   so that its JPEG grid stays where it was, and the mean map cropped after."""
   h, w = image.shape[:2]
-  ph, pw = -h % ALIGN, -w % ALIGN
-  padded = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode='edge') if ph or pw else image
+  padded = _pad_to_grid(image)
   p_sum, map_sum = 0.0, np.zeros(padded.shape[:2], np.float32)
   for vertical, horizontal in FLIPS:
     p, heat = score(_flip(padded, vertical, horizontal))
