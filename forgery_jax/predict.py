@@ -12,7 +12,8 @@ chooses it (the run's dataset is read for it).
 probability reaches T, or the threshold with the best pixel F1 on the validation split's masks
 (as the `pixel_threshold` evaluator chooses it). The region is drawn whatever the image's label.
 
-PATH is a file, a folder (its images, sorted) or a glob. RUN is a finished run of
+PATH is a file, a folder (its images, sorted; with `--recursive` those of its subfolders too) or
+a glob. RUN is a finished run of
 `forgery_jax.main` (any detector; its inference export, every fold of a k-fold run averaged). Every
 image is prepared exactly as the run's training images were (see `forgery_jax.api`), so any image
 a camera or editor writes is read: JPEG, PNG, TIFF, BMP, WebP, GIF, grey, RGBA, palette, CMYK,
@@ -25,6 +26,10 @@ Writes to OUTPUT (default RUN/predictions):
 * predictions.csv: the same, one row per image;
 * masks/<stem>.png: for a detector that localises, the tamper probability (0-255) at the input's
   own size; regions/<stem>.png with --pixel_threshold: 255 where it reaches the threshold, else 0;
+* with `--ground_truth=MASKS_FOLDER|PAIRS.csv`: each line also holds the image's `ground_truth`
+  label and its `pixel_f1`, `pixel_auc` and `pixel_iou` (or `ground_truth_error`), and
+  ground_truth_scores.json the scores over all of them beside their baselines, also printed
+  (`forgery_jax.evaluation.ground_truth`; `--unmasked_authentic`, `--ground_truth_inverted`);
 * panels/*.png (unless --nopanels): the image, its ELA plane, its SRM residual, and the map over
   the image: the tamper probability of a localising detector, or the paper CNN's gradient saliency
   (|d p_tampered / d input|: where the decision rests, not a segmentation). WLD + XGBoost has no
@@ -55,17 +60,41 @@ from forgery_jax import image_io
 from forgery_jax import panels as panels_lib
 from forgery_jax import progress
 from forgery_jax import runtime
+from forgery_jax.evaluation import ground_truth as ground_truth_lib
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.tif', '.tiff', '.bmp', '.webp', '.gif', '.jfif')
 
 
-def expand_paths(paths: list[str]) -> list[str]:
-  """Files named, the images of folders named (sorted), and glob matches, in order, once each."""
+def _is_image(folder: str, name: str) -> bool:
+  """An image file by its suffix; hidden files (macOS's '._' companions among them) are not."""
+  return (name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith('.')
+          and not os.path.isdir(os.path.join(folder, name)))
+
+
+def folder_images(folder: str, recursive: bool = False) -> list[str]:
+  """The images of a folder, sorted; with `recursive`, of every folder below it too (sorted by
+  path; hidden folders and symbolic links to folders skipped). Without it, a line on stderr says
+  how many subfolders were left unread, so that a dataset tree is not half-read unnoticed."""
+  if not recursive:
+    names = sorted(os.listdir(folder))
+    unread = sum(os.path.isdir(os.path.join(folder, n)) and not n.startswith('.') for n in names)
+    if unread:
+      print(f'{folder}: {unread} subfolder(s) not read (--recursive reads them)', file=sys.stderr)
+    return [os.path.join(folder, n) for n in names if _is_image(folder, n)]
+  out = []
+  for root, dirs, names in os.walk(folder):
+    dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
+    out += [os.path.join(root, n) for n in sorted(names) if _is_image(root, n)]
+  return out
+
+
+def expand_paths(paths: list[str], recursive: bool = False) -> list[str]:
+  """Files named, the images of folders named (sorted; `recursive`: of their subfolders too), and
+  glob matches, in order, once each."""
   out: list[str] = []
   for p in paths:
     if os.path.isdir(p):
-      out += sorted(os.path.join(p, f) for f in os.listdir(p)
-                    if f.lower().endswith(IMAGE_SUFFIXES) and not os.path.isdir(os.path.join(p, f)))
+      out += folder_images(p, recursive)
     elif any(c in p for c in '*?[') and not os.path.exists(p):
       out += sorted(glob.glob(p))
     else:
@@ -91,10 +120,18 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
                   pixel_threshold: float | str | None = None,
                   keypoint_mirrored: bool = False, average_with=(),
                   keypoint_decision: str | None = None, *,
-                  score_flips: bool = False) -> tuple[list[dict], float]:
+                  score_flips: bool = False,
+                  recursive: bool = False,
+                  ground_truth: ground_truth_lib.Scores | None = None) -> tuple[list[dict], float]:
   """Predictions for every path (errors included, in order) and the images/s of the good ones;
   `keypoint_map`, `keypoint_fusion`, `threshold`, `pixel_threshold`, `keypoint_mirrored`,
-  `average_with`, `keypoint_decision`, `score_flips`: see `api.load`."""
+  `average_with`, `keypoint_decision`, `score_flips`: see `api.load`; `recursive`: folders are
+  read with their subfolders; `ground_truth`: each answer is scored against it too. Naming no image at all (an empty folder, a glob that matches
+  nothing) is an error, raised before the run is loaded or anything is written."""
+  files = expand_paths(paths, recursive)
+  if not files:
+    raise ValueError(f'no image file in {", ".join(paths)}' +
+                     ('' if recursive else ' (--recursive reads subfolders too)'))
   predictor = api.load(workdir, keypoint_map, keypoint_fusion, threshold, pixel_threshold,
                        keypoint_mirrored=keypoint_mirrored, average_with=average_with,
                        keypoint_decision=keypoint_decision, score_flips=score_flips)
@@ -102,7 +139,6 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
   os.makedirs(output, exist_ok=True)
   for sub in ('panels',) * panels + ('masks',) * predictor.localises + ('regions',) * regions:
     os.makedirs(os.path.join(output, sub), exist_ok=True)
-  files = expand_paths(paths)
   rows: list[dict] = [{'path': p} for p in files]
   workers = os.cpu_count() or 1
   start, done = time.perf_counter(), 0
@@ -126,8 +162,9 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
         else:
           batch.append((i, prepared))
       if batch:
+        wants_map = panels or ground_truth is not None
         predictions = predictor.predict_prepared([p for _, p in batch],
-                                                 saliency=panels and not predictor.localises)
+                                                 saliency=wants_map and not predictor.localises)
         done += len(batch)
         for (i, prepared), pred in zip(batch, predictions):
           row = rows[i]
@@ -142,6 +179,10 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
             row['pixel_threshold'] = predictor.pixel_threshold
           if panels:
             row['panel'] = os.path.join(output, 'panels', f'{_stem(i, prepared.name)}.png')
+          if ground_truth is not None:
+            ground_truth.add(row, files[i], prepared.rgb.shape[:2], pred.map, pred.map_kind)
+            if 'ground_truth_error' in row:
+              progress.write(f"ground truth: {row['ground_truth_error']}")
           writes.append(writer_pool.submit(_write_outputs, row, prepared, pred,
                                             predictor.detectors[0]))
       bar.update(min(lo + batch_size, len(files)) - lo)
@@ -153,11 +194,14 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
       f.write(json.dumps(row, sort_keys=True) + '\n')
   with open(os.path.join(output, 'predictions.csv'), 'w', newline='') as f:
     w = csv.writer(f)
-    w.writerow(['path', 'prediction', 'p_tampered', 'panel', 'mask', 'error', 'region'])
+    scored = ('ground_truth', 'pixel_f1', 'pixel_auc') if ground_truth is not None else ()
+    w.writerow(['path', 'prediction', 'p_tampered', 'panel', 'mask', 'error', 'region', *scored])
     for row in rows:
       w.writerow([row['path'], row.get('prediction', ''),
                   f"{row['p_tampered']:.4f}" if 'p_tampered' in row else '', row.get('panel', ''),
-                  row.get('mask', ''), row.get('error', ''), row.get('region', '')])
+                  row.get('mask', ''), row.get('error', '') or row.get('ground_truth_error', ''),
+                  row.get('region', '')] +
+                 [f'{row[k]:.4f}' if isinstance(row.get(k), float) else row.get(k, '') for k in scored])
   return rows, rate
 
 
@@ -197,10 +241,14 @@ def main(argv):
   try:
     threshold = parse_threshold(f.threshold)
     pixel_threshold = parse_threshold(f.pixel_threshold, 'pixel_threshold')
+    truth = None
+    if f.ground_truth:
+      truth = ground_truth_lib.Scores(
+          ground_truth_lib.GroundTruth(f.ground_truth, f.unmasked_authentic), f.ground_truth_inverted)
     rows, rate = predict_paths(f.workdir, paths, output, f.batch_size, f.panels,
                                f.keypoint_map, f.keypoint_fusion, threshold, pixel_threshold,
                                f.keypoint_mirrored, f.average_with, f.keypoint_decision,
-                               score_flips=f.score_flips)
+                               score_flips=f.score_flips, recursive=f.recursive, ground_truth=truth)
   except ValueError as e:
     sys.exit(f'error: {e}')
   failed = sum('error' in r for r in rows)
@@ -209,6 +257,12 @@ def main(argv):
                    if 'pixel_threshold' in r), '')
   print(f'{len(rows) - failed} predicted, {failed} failed, {rate:.1f} images/s{decided}; '
         f'{os.path.join(output, "predictions.jsonl")}')
+  if truth is not None:
+    summary = truth.summary()
+    path = os.path.join(output, 'ground_truth_scores.json')
+    with open(path, 'w') as out:
+      json.dump(summary, out, indent=2, sort_keys=True)
+    print('\n'.join(ground_truth_lib.report(summary) + [path]))
   sys.exit(1 if failed else 0)
 
 
@@ -217,6 +271,14 @@ if __name__ == '__main__':
   flags.DEFINE_string('workdir', None, 'A finished run of forgery_jax.main.')
   flags.DEFINE_string('output', None, 'Where predictions go (default: WORKDIR/predictions).')
   flags.DEFINE_integer('batch_size', 16, 'Images per accelerator call.')
+  flags.DEFINE_bool('recursive', False, 'A folder named is read with every folder below it.')
+  flags.DEFINE_string('ground_truth', None, 'A folder of masks (matched by file name) or a CSV '
+                      '(image, mask and/or label columns): every answer is scored against it, '
+                      'written to ground_truth_scores.json (see forgery_jax.evaluation.ground_truth).')
+  flags.DEFINE_bool('unmasked_authentic', False, 'With --ground_truth a folder: an image without '
+                    'a mask there is authentic (else it is not scored).')
+  flags.DEFINE_bool('ground_truth_inverted', False, 'With --ground_truth: masks are black where '
+                    'the image was tampered.')
   flags.DEFINE_bool('panels', True, 'Draw a PNG panel per image (--nopanels: predictions only).')
   flags.DEFINE_bool('keypoint_map', False, 'A localiser run: fuse the copy-move keypoint map into '
                     'its maps and p(tampered), as evaluate --keypoint_map does.')

@@ -140,3 +140,65 @@ def test_predict_without_panels_writes_no_panel(cnn_run, corpus, tmp_path):
   rows, _ = predict.predict_paths(cnn_run, [os.path.join(folder, 'photo.jpg')], str(tmp_path),
                                   panels=False)
   assert 'panel' not in rows[0] and not (tmp_path / 'panels').exists()
+
+
+def test_folders_are_read_with_their_subfolders_only_when_asked(tmp_path, capsys):
+  for rel in ('b.jpg', 'a.PNG', 'notes.txt', '._a.jpg', 'Au/x.jpg', 'Tp/x.tif', 'Tp/deep/y.jpeg',
+              '.hidden/z.jpg'):
+    path = tmp_path / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b'')
+  top = predict.expand_paths([str(tmp_path)])
+  assert top == [str(tmp_path / 'a.PNG'), str(tmp_path / 'b.jpg')]
+  assert '2 subfolder(s) not read (--recursive reads them)' in capsys.readouterr().err
+  every = predict.expand_paths([str(tmp_path), str(tmp_path / 'Au')], recursive=True)
+  assert every == [str(tmp_path / p) for p in ('a.PNG', 'b.jpg', 'Au/x.jpg', 'Tp/x.tif', 'Tp/deep/y.jpeg')]
+  assert capsys.readouterr().err == ''
+
+
+def test_naming_no_image_is_one_error_line_and_writes_nothing(tmp_path):
+  (tmp_path / 'tree' / 'inner').mkdir(parents=True)
+  (tmp_path / 'tree' / 'inner' / 'a.jpg').write_bytes(b'')
+  out = tmp_path / 'out'
+  result = subprocess.run(
+      [sys.executable, '-m', 'forgery_jax.predict', f'--workdir={tmp_path / "no_run"}',
+       f'--output={out}', str(tmp_path / 'tree'), str(tmp_path / '*.png')],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+      f'error: no image file in {tmp_path / "tree"}, {tmp_path / "*.png"} '
+      '(--recursive reads subfolders too)')
+  assert not out.exists()
+
+
+def test_ground_truth_scores_the_answers_beside_their_baselines(cnn_run, tmp_path):
+  """predict --ground_truth on a folder of masks: the paper CNN's maps are gradient saliency,
+  scored and labelled so; an image without a mask is authentic with --unmasked_authentic; a mask
+  of the wrong size is an error line of that image only."""
+  rng = np.random.default_rng(0)
+  images, masks = tmp_path / 'images', tmp_path / 'masks'
+  images.mkdir()
+  masks.mkdir()
+  for name in ('a', 'b', 'c', 'clean'):
+    Image.fromarray(rng.integers(0, 256, (40, 56, 3), np.uint8)).save(images / f'{name}.png')
+  square = np.zeros((40, 56), np.uint8)
+  square[10:30, 20:40] = 255
+  Image.fromarray(square).save(masks / 'a_gt.png')
+  Image.fromarray(square).save(masks / 'b_mask.png')
+  Image.fromarray(square[:20]).save(masks / 'c.png')
+  out = tmp_path / 'out'
+  result = subprocess.run(
+      [sys.executable, '-m', 'forgery_jax.predict', f'--workdir={cnn_run}', f'--output={out}',
+       f'--ground_truth={masks}', '--unmasked_authentic', '--nopanels', str(images)],
+      cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert '3 images scored (2 tampered, 1 authentic), 0 without ground truth, 1 errors' in result.stdout
+  assert 'gradient saliency, not a segmentation' in result.stdout
+  summary = json.loads((out / 'ground_truth_scores.json').read_text())
+  assert summary['pixel']['map_kind'] == 'saliency' and summary['pixel']['pixel_images'] == 2
+  assert set(summary['pixel_baselines']) == {'all_tampered', 'centre_prior', 'mean_other_masks'}
+  rows = {os.path.basename(r['path']): r for r in map(json.loads, (out / 'predictions.jsonl').open())}
+  assert rows['clean.png']['ground_truth'] == 'authentic' and 'pixel_f1' not in rows['clean.png']
+  assert 0.0 <= rows['a.png']['pixel_f1'] <= 1.0 and rows['b.png']['ground_truth'] == 'tampered'
+  assert 'is 56x20 but its image is 56x40' in rows['c.png']['ground_truth_error']
+  assert 'ground_truth,pixel_f1,pixel_auc' in (out / 'predictions.csv').read_text().splitlines()[0]

@@ -1,0 +1,248 @@
+"""`predict --ground_truth`: a run's answers scored against anyone's own images and masks.
+
+A detector trained on one release has to be checked on forgeries from elsewhere, which come as a
+folder of images and a folder of masks, not as a TFDS dataset. This pairs each predicted image with
+its ground truth and scores the answers with the same pixel metrics as `evaluate`
+(`pixel_metrics`: per tampered image at its own size, averaged), each beside the shortcut baselines
+that could explain it, and the image decision where both classes are present.
+
+Ground truth is either
+* a folder of masks (searched with its subfolders): an image `<stem>.<ext>` takes the mask whose
+  stem is `<stem>` or `<stem>` followed by one of MASK_SUFFIXES (`_gt`, `_mask`, ...), any image
+  suffix, case ignored; two candidates for one image are an error for that image. A mask with a
+  pixel set makes its image tampered, an empty mask authentic; an image without a mask is not
+  scored, or with `unmasked_authentic` is authentic (a folder of authentic photos beside a folder
+  of masked forgeries); or
+* a CSV file with an `image` column and a `mask` and/or a `label` column (`authentic` or
+  `tampered`, or 0 / 1); relative paths are read from the CSV's folder. A row's label wins over its
+  mask's content; a tampered row without a mask is scored at the image level only.
+
+A mask is white (or 1) where the image was tampered, at the image's size as it is shown (its EXIF
+orientation applied); `inverted` reads black as tampered (as NIST's masks are drawn). A mask of
+another size is an error for its image, not resized: a mask that does not fit its image says that
+the pairing or the mask is wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+
+import numpy as np
+from sklearn import metrics as skm
+
+from forgery_jax import image_io
+from forgery_jax.evaluation import pixel_metrics
+
+MASK_SUFFIXES = ('', '_gt', '-gt', '_mask', '-mask', '_groundtruth')
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.gif', '.webp')
+LABELS = {'authentic': 'authentic', '0': 'authentic', 'tampered': 'tampered', '1': 'tampered'}
+BASELINES = ('all_tampered', 'centre_prior', 'mean_other_masks')
+
+
+@dataclasses.dataclass
+class Entry:
+  """One image's ground truth: its label (None: decided by the mask) and mask path, if any."""
+  label: str | None
+  mask: str | None
+
+
+def read_mask(path: str, shape: tuple[int, int], inverted: bool = False) -> np.ndarray:
+  """A mask file as (H, W) bool, tampered True; 0/255, 0/1, 16-bit, float and coloured masks are
+  read alike (any channel at least half of white). A clear error names the file."""
+  try:
+    with image_io.open_image(path) as im:
+      im.load()
+      a = np.asarray(im) if im.mode in ('1', 'L', 'I', 'F') or im.mode.startswith('I;16') \
+          else image_io.pil_to_rgb(im).max(-1)
+  except (OSError, ValueError, SyntaxError) as e:
+    raise ValueError(f'cannot read mask {path}: {e}') from e
+  a = np.asarray(a, np.float64)
+  if not np.isfinite(a).all():
+    raise ValueError(f'mask {path} holds NaN or Inf values')
+  if a.max(initial=0) <= 1:
+    white = 1.0
+  else:
+    white = 65535.0 if a.max() > 255 else 255.0
+  truth = a >= white / 2
+  truth = ~truth if inverted else truth
+  if truth.shape != tuple(shape):
+    hint = (' (width and height swapped: a turned mask, or an image that its EXIF orientation '
+            'turns)') if truth.shape == tuple(shape)[::-1] else ''
+    raise ValueError(f'mask {path} is {truth.shape[1]}x{truth.shape[0]} but its image is '
+                     f'{shape[1]}x{shape[0]}{hint}')
+  return truth
+
+
+def _stem(path: str) -> str:
+  return os.path.splitext(os.path.basename(path))[0].lower()
+
+
+class GroundTruth:
+  """Where each image's ground truth is: `lookup(image_path)`."""
+
+  def __init__(self, source: str, unmasked_authentic: bool = False):
+    self.source = source
+    self.unmasked_authentic = unmasked_authentic
+    if os.path.isdir(source):
+      self._masks: dict[str, list[str]] = {}
+      for root, dirs, names in os.walk(source):
+        dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
+        for n in sorted(names):
+          if n.lower().endswith(IMAGE_SUFFIXES) and not n.startswith('.'):
+            self._masks.setdefault(_stem(n), []).append(os.path.join(root, n))
+      self._rows = None
+    elif os.path.isfile(source):
+      self._rows = self._read_csv(source)
+    else:
+      raise ValueError(f'ground truth {source}: no such folder or CSV file')
+
+  @staticmethod
+  def _read_csv(path: str) -> dict[str, Entry]:
+    base = os.path.dirname(os.path.abspath(path))
+    where = lambda p: os.path.realpath(p if os.path.isabs(p) else os.path.join(base, p))
+    rows = {}
+    try:
+      with open(path, newline='') as f:
+        reader = csv.DictReader(f)
+        columns = set(reader.fieldnames or ())
+        if 'image' not in columns or not columns & {'mask', 'label'}:
+          raise ValueError(f'{path}: a CSV with an image column and a mask and/or a label column '
+                           f'is needed (columns: {", ".join(sorted(columns)) or "none"})')
+        for line, row in enumerate(reader, start=2):
+          image, mask = (row.get('image') or '').strip(), (row.get('mask') or '').strip()
+          label = (row.get('label') or '').strip().lower()
+          if not image:
+            raise ValueError(f'{path}, line {line}: no image')
+          if label and label not in LABELS:
+            raise ValueError(f'{path}, line {line}: label {label!r} is not authentic, tampered, 0 or 1')
+          if not label and not mask:
+            raise ValueError(f'{path}, line {line}: neither a mask nor a label')
+          rows[where(image)] = Entry(LABELS.get(label), where(mask) if mask else None)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+      raise ValueError(f'cannot read ground truth {path}: {e}') from e
+    return rows
+
+  def lookup(self, image_path: str) -> Entry | None:
+    """The image's ground truth, or None where it has none; ValueError where it is ambiguous."""
+    if self._rows is not None:
+      return self._rows.get(os.path.realpath(image_path))
+    own = os.path.realpath(image_path)
+    found = [p for suffix in MASK_SUFFIXES for p in self._masks.get(_stem(image_path) + suffix, ())
+             if os.path.realpath(p) != own]
+    if len(found) > 1:
+      raise ValueError(f'{image_path}: {len(found)} masks could be its own in {self.source} '
+                       f'({", ".join(os.path.basename(p) for p in found[:3])}): name one in a CSV')
+    if found:
+      return Entry(None, found[0])
+    return Entry('authentic', None) if self.unmasked_authentic else None
+
+
+class Scores:
+  """The answers of one `predict` call against the ground truth, image by image, then summed up."""
+
+  def __init__(self, truth: GroundTruth, inverted: bool = False):
+    self.truth = truth
+    self.inverted = inverted
+    self.pixel_rows: list[dict] = []
+    self.masked: list[tuple[str, tuple[int, int]]] = []   # (mask path, shape) of each scored map
+    self.map_kind: str | None = None
+    self.labels: list[int] = []
+    self.p_tampered: list[float] = []
+    self.decisions: list[int] = []
+    self.without = 0
+    self.errors = 0
+
+  def add(self, row: dict, image_path: str, shape: tuple[int, int], tamper_map, map_kind) -> None:
+    """Scores one predicted image, writing its ground truth and pixel scores (or the error) into
+    `row`, its line of predictions.jsonl."""
+    try:
+      entry = self.truth.lookup(image_path)
+      if entry is None:
+        self.without += 1
+        return
+      mask = read_mask(entry.mask, shape, self.inverted) if entry.mask else None
+    except ValueError as e:
+      self.errors += 1
+      row['ground_truth_error'] = str(e)
+      return
+    label = entry.label or ('tampered' if mask.any() else 'authentic')
+    row['ground_truth'] = label
+    if entry.mask:
+      row['ground_truth_mask'] = entry.mask
+    self.labels.append(int(label == 'tampered'))
+    self.p_tampered.append(float(row['p_tampered']))
+    self.decisions.append(int(row['prediction'] != 'authentic'))
+    if label == 'tampered' and mask is not None and mask.any() and tamper_map is not None:
+      scores = pixel_metrics.per_image(tamper_map, mask)
+      row.update({k: scores[k] for k in ('pixel_f1', 'pixel_auc', 'pixel_iou')})
+      self.pixel_rows.append(scores)
+      self.masked.append((entry.mask, shape))
+      self.map_kind = map_kind
+
+  def _baselines(self) -> dict:
+    """The shortcut baselines' pixel scores on the same images: the all-tampered map, the centre
+    prior and, for each image, the mean of the other images' masks (the dataset's own prior, as
+    the mean training mask is for `evaluate`)."""
+    masks = [read_mask(p, shape, self.inverted) for p, shape in self.masked]
+    size = (pixel_metrics.MEAN_MASK_SIZE,) * 2
+    small = [pixel_metrics.resize_to(m.astype(np.float32), size) for m in masks]
+    total = np.sum(small, 0)
+    rows = {name: [] for name in BASELINES}
+    for mask, own in zip(masks, small):
+      others = (total - own) / max(len(small) - 1, 1)
+      maps = pixel_metrics.baseline_maps(mask.shape, others)
+      maps['mean_other_masks'] = maps.pop('mean_training_mask')
+      for name in BASELINES:
+        rows[name].append(pixel_metrics.per_image(maps[name], mask))
+    return {name: {k: v for k, v in pixel_metrics.summarise(r).items() if k != 'pixel_images'}
+            for name, r in rows.items()}
+
+  def summary(self) -> dict:
+    labels = np.asarray(self.labels)
+    out = {'ground_truth': self.truth.source, 'images': len(labels),
+           'tampered': int(labels.sum()), 'authentic': int(len(labels) - labels.sum()),
+           'without_ground_truth': self.without, 'errors': self.errors}
+    if self.pixel_rows:
+      out['pixel'] = dict(pixel_metrics.summarise(self.pixel_rows), map_kind=self.map_kind)
+      out['pixel_baselines'] = self._baselines()
+    if len(labels):
+      decisions, p = np.asarray(self.decisions), np.asarray(self.p_tampered)
+      image = {'accuracy': float((decisions == labels).mean()),
+               'majority_accuracy': float(max(labels.mean(), 1 - labels.mean()))}
+      if labels.any():
+        image['tampered_detected'] = float(decisions[labels == 1].mean())
+      if not labels.all():
+        image['authentic_false_alarms'] = float(decisions[labels == 0].mean())
+      if 0 < labels.sum() < len(labels):
+        image['auc'] = float(skm.roc_auc_score(labels, p))
+      out['image'] = image
+    return out
+
+
+def report(summary: dict) -> list[str]:
+  """The summary as a few printed lines, each score beside its baselines."""
+  lines = [f"ground truth ({summary['ground_truth']}): {summary['images']} images scored "
+           f"({summary['tampered']} tampered, {summary['authentic']} authentic), "
+           f"{summary['without_ground_truth']} without ground truth, {summary['errors']} errors"]
+  if 'pixel' in summary:
+    px, base = summary['pixel'], summary['pixel_baselines']
+    kind = 'tamper map' if px['map_kind'] == 'tamper_probability' else 'gradient saliency, not a segmentation'
+    beside = lambda k: ', '.join(f"{name.replace('_', ' ')} {base[name][k]:.3f}" for name in BASELINES)
+    lines.append(f"pixel, {px['pixel_images']} tampered images with a mask ({kind}; baselines: {beside('pixel_f1')} "
+                 f"pixel_f1, {beside('pixel_auc')} pixel_auc):")
+    lines.append(f"  pixel_f1 {px['pixel_f1']:.3f}, pixel_f1_best {px['pixel_f1_best']:.3f} at "
+                 f"{px['pixel_f1_best_threshold']:.2f} (optimistic: chosen on these images), "
+                 f"pixel_auc {px['pixel_auc']:.3f}, pixel_iou {px['pixel_iou']:.3f}")
+  elif summary['tampered']:
+    lines.append('pixel: no map scored (no tampered image with a usable mask, or a detector '
+                 'without a spatial output)')
+  if 'image' in summary:
+    im = summary['image']
+    parts = [f"accuracy {im['accuracy']:.3f} (majority class {im['majority_accuracy']:.3f})"]
+    parts += [f"AUC {im['auc']:.3f}"] if 'auc' in im else []
+    parts += [f"tampered detected {im['tampered_detected']:.3f}"] if 'tampered_detected' in im else []
+    parts += [f"authentic false alarms {im['authentic_false_alarms']:.3f}"] if 'authentic_false_alarms' in im else []
+    lines.append('image: ' + ', '.join(parts))
+  return lines

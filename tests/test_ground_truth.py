@@ -1,0 +1,141 @@
+"""`predict --ground_truth`: pairing images with masks or a CSV, reading masks of every
+convention, and the scores against hand-computed cases."""
+
+import json
+import os
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from forgery_jax.evaluation import ground_truth as gt
+
+
+def _write(path, array, mode=None):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  Image.fromarray(array, mode).save(path)
+  return str(path)
+
+
+def _square_mask(shape=(8, 10), rows=slice(2, 6), cols=slice(3, 7)):
+  truth = np.zeros(shape, bool)
+  truth[rows, cols] = True
+  return truth
+
+
+@pytest.mark.parametrize('encode', ['0_255', '0_1', 'sixteen_bit', 'red_on_black', 'inverted'])
+def test_masks_of_every_convention_read_alike(tmp_path, encode):
+  truth = _square_mask()
+  path = str(tmp_path / 'm.png')
+  if encode == '0_255':
+    _write(path, truth.astype(np.uint8) * 255)
+  elif encode == '0_1':
+    _write(path, truth.astype(np.uint8))
+  elif encode == 'sixteen_bit':
+    _write(path, truth.astype(np.uint16) * 65535)
+  elif encode == 'red_on_black':
+    rgb = np.zeros(truth.shape + (3,), np.uint8)
+    rgb[truth, 0] = 200
+    _write(path, rgb)
+  else:
+    _write(path, (~truth).astype(np.uint8) * 255)
+  got = gt.read_mask(path, truth.shape, inverted=encode == 'inverted')
+  np.testing.assert_array_equal(got, truth)
+
+
+def test_a_mask_that_does_not_fit_its_image_is_one_clear_error(tmp_path):
+  path = _write(tmp_path / 'm.png', np.zeros((10, 8), np.uint8))
+  with pytest.raises(ValueError, match=r'm.png is 8x10 but its image is 10x8 \(width and height swapped'):
+    gt.read_mask(path, (8, 10))
+  bad = tmp_path / 'bad.png'
+  bad.write_bytes(b'not a png')
+  with pytest.raises(ValueError, match='cannot read mask .*bad.png'):
+    gt.read_mask(str(bad), (8, 10))
+
+
+def test_a_folder_of_masks_is_matched_by_stem_and_suffix(tmp_path):
+  masks = tmp_path / 'masks'
+  _write(masks / 'a_gt.png', np.zeros((4, 4), np.uint8))
+  _write(masks / 'sub' / 'B-MASK.PNG', np.zeros((4, 4), np.uint8))
+  _write(masks / 'c.png', np.zeros((4, 4), np.uint8))
+  _write(masks / 'c_mask.tif', np.zeros((4, 4), np.uint8))
+  truth = gt.GroundTruth(str(masks))
+  assert truth.lookup('/photos/a.jpg') == gt.Entry(None, str(masks / 'a_gt.png'))
+  assert truth.lookup('/photos/b.JPG') == gt.Entry(None, str(masks / 'sub' / 'B-MASK.PNG'))
+  assert truth.lookup('/photos/d.jpg') is None
+  with pytest.raises(ValueError, match='2 masks could be its own'):
+    truth.lookup('/photos/c.jpg')
+  # An image among its own masks is not its own mask; without a mask it is authentic when asked.
+  assert gt.GroundTruth(str(masks), unmasked_authentic=True).lookup(str(masks / 'a_gt.png')) == \
+      gt.Entry('authentic', None)
+
+
+def test_a_csv_names_masks_and_labels_relative_to_itself(tmp_path):
+  (tmp_path / 'pairs.csv').write_text(
+      'image,mask,label\nimgs/x.jpg,masks/x.png,\nimgs/y.jpg,,authentic\n/abs/z.png,,1\n')
+  truth = gt.GroundTruth(str(tmp_path / 'pairs.csv'))
+  assert truth.lookup(str(tmp_path / 'imgs' / 'x.jpg')) == gt.Entry(None, str(tmp_path / 'masks' / 'x.png'))
+  assert truth.lookup(str(tmp_path / 'imgs' / 'y.jpg')) == gt.Entry('authentic', None)
+  assert truth.lookup('/abs/z.png') == gt.Entry('tampered', None)
+  assert truth.lookup(str(tmp_path / 'imgs' / 'other.jpg')) is None
+  for text, message in [('img,mask\na,b\n', 'an image column and a mask and/or a label'),
+                        ('image,label\na,forged\n', "line 2: label 'forged'"),
+                        ('image,mask,label\na,,\n', 'line 2: neither a mask nor a label')]:
+    (tmp_path / 'bad.csv').write_text(text)
+    with pytest.raises(ValueError, match=message):
+      gt.GroundTruth(str(tmp_path / 'bad.csv'))
+  with pytest.raises(ValueError, match='no such folder or CSV file'):
+    gt.GroundTruth(str(tmp_path / 'missing'))
+
+
+def test_scores_against_hand_computed_cases(tmp_path):
+  """Two tampered images, one drawn exactly and one drawn half (F1 2/3), an authentic image
+  called tampered, and an authentic image called authentic."""
+  shape = (8, 10)
+  truth = _square_mask(shape)                                      # 16 pixels
+  (tmp_path / 'pairs.csv').write_text(
+      'image,mask,label\nexact.png,m1.png,\nhalf.png,m2.png,\nfalse_alarm.png,,authentic\n'
+      'quiet.png,empty.png,\n')
+  _write(tmp_path / 'm1.png', truth.astype(np.uint8) * 255)
+  _write(tmp_path / 'm2.png', truth.astype(np.uint8) * 255)
+  _write(tmp_path / 'empty.png', np.zeros(shape, np.uint8))
+  scores = gt.Scores(gt.GroundTruth(str(tmp_path / 'pairs.csv')))
+  half = truth.astype(np.float32) * 0.9
+  half[2:6, 5:7] = 0.2                                             # 8 of 16 found, none outside
+  rows = []
+  for name, tamper_map, p in [('exact.png', truth.astype(np.float32), 0.9), ('half.png', half, 0.7),
+                              ('false_alarm.png', np.zeros(shape, np.float32), 0.8),
+                              ('quiet.png', np.zeros(shape, np.float32), 0.1),
+                              ('unknown.png', None, 0.5)]:
+    row = {'p_tampered': p, 'prediction': 'tampered' if p >= 0.5 else 'authentic'}
+    scores.add(row, str(tmp_path / name), shape, tamper_map, 'tamper_probability')
+    rows.append(row)
+  assert [r.get('ground_truth') for r in rows] == ['tampered', 'tampered', 'authentic', 'authentic', None]
+  assert rows[0]['pixel_f1'] == 1.0 and rows[0]['pixel_auc'] == 1.0
+  assert rows[1]['pixel_f1'] == pytest.approx(2 / 3) and rows[1]['pixel_iou'] == pytest.approx(0.5)
+  summary = json.loads(json.dumps(scores.summary()))
+  assert summary['images'] == 4 and summary['tampered'] == 2 and summary['without_ground_truth'] == 1
+  assert summary['pixel']['pixel_f1'] == pytest.approx((1 + 2 / 3) / 2)
+  assert summary['pixel']['pixel_images'] == 2
+  # The second map ranks its 8 missed pixels (0.2) above the 64 others (0.0): AUC 1 for both.
+  assert summary['pixel']['pixel_auc'] == pytest.approx(1.0)
+  assert summary['pixel_baselines']['all_tampered']['pixel_f1'] == pytest.approx(2 * 16 / (16 + 80))
+  assert summary['pixel_baselines']['all_tampered']['pixel_auc'] == pytest.approx(0.5)
+  # Each image's mean of the *other* masks is the same square: a perfect prior here.
+  assert summary['pixel_baselines']['mean_other_masks']['pixel_f1'] == pytest.approx(1.0)
+  image = summary['image']
+  assert image['accuracy'] == pytest.approx(3 / 4) and image['majority_accuracy'] == pytest.approx(0.5)
+  assert image['authentic_false_alarms'] == pytest.approx(0.5) and image['tampered_detected'] == 1.0
+  assert image['auc'] == pytest.approx(0.75)   # 0.9 and 0.7 against 0.8 and 0.1: 3 of 4 pairs
+  lines = gt.report(summary)
+  assert 'pixel_f1 0.833' in lines[2] and 'optimistic' in lines[2]
+  assert lines[3].startswith('image: accuracy 0.750 (majority class 0.500), AUC 0.750')
+
+
+def test_an_unreadable_or_misfit_mask_is_an_error_of_its_image_only(tmp_path):
+  _write(tmp_path / 'masks' / 'a.png', np.zeros((5, 5), np.uint8))
+  scores = gt.Scores(gt.GroundTruth(str(tmp_path / 'masks')))
+  row = {'p_tampered': 0.5, 'prediction': 'tampered'}
+  scores.add(row, '/photos/a.jpg', (8, 10), np.zeros((8, 10), np.float32), 'tamper_probability')
+  assert 'is 5x5 but its image is 10x8' in row['ground_truth_error']
+  assert scores.summary()['errors'] == 1 and scores.summary()['images'] == 0
