@@ -15,6 +15,11 @@
   region most aligned with the grid, `aligned copy` the least aligned one (where it marks two or
   more regions; either way, the network's map where it marks none).
 
+* **the local noise level** (a splice brings another camera's or another save's noise): the
+  standard deviation of the luma's 2 x 2 diagonal residual in 32 x 32 windows, on a log scale,
+  as an image-wide Z-score (`noise_level`); `noise alone` is its logistic, `network + noise` the
+  network's map plus 0.05 of it (clipped), each then `keypoints_alone`.
+
 Each rule's pixel F1 at 0.5, at the threshold best on validation, and AUC on every split, by type
 too; the rule with the best validation F1 (at its threshold) is the one chosen, and the test
 figures of all of them are printed, so that what a choice on validation costs is visible.
@@ -84,6 +89,14 @@ def choose_copy(network_map: np.ndarray, keypoint_map: np.ndarray, y: np.ndarray
   return (marked & (labels != drop)).astype(np.float32)
 
 
+def noise_level(y: np.ndarray, window: int = 32) -> np.ndarray:
+  """Per pixel, the image-wide Z-score of the log standard deviation of the luma's 2 x 2
+  diagonal residual (shading removed, noise and texture kept) over a `window`-pixel square."""
+  residual = cv2.filter2D(y, -1, np.float32([[1, -1], [-1, 1]]) / 2)
+  level = 0.5 * np.log(cv2.boxFilter(residual * residual, -1, (window, window)) + 1e-3)
+  return ((level - level.mean()) / (level.std() + 1e-6)).astype(np.float32)
+
+
 RULES = {
     'keypoints_alone': lambda net, kp, y: localiser.fuse_maps(net, kp, 'keypoints_alone'),
     'replace': lambda net, kp, y: localiser.fuse_maps(net, kp, 'replace'),
@@ -91,6 +104,10 @@ RULES = {
     'guided r8': lambda net, kp, y: localiser.fuse_maps(guided_filter(y, net, 8), kp, 'keypoints_alone'),
     'misaligned copy': lambda net, kp, y: choose_copy(net, kp, y, keep_aligned=False),
     'aligned copy': lambda net, kp, y: choose_copy(net, kp, y, keep_aligned=True),
+    'noise alone': lambda net, kp, y: localiser.fuse_maps(
+        1 / (1 + np.exp(-noise_level(y))), kp, 'keypoints_alone'),
+    'network + noise': lambda net, kp, y: localiser.fuse_maps(
+        np.clip(net + 0.05 * noise_level(y), 0, 1), kp, 'keypoints_alone'),
 }
 
 

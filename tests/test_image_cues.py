@@ -50,3 +50,13 @@ def test_the_guided_filter_keeps_a_map_that_follows_the_guide_and_smooths_one_th
   spot[32, 32] = 1.0
   smoothed = image_cues.guided_filter(flat, spot, radius=2)  # a flat guide: two box filters
   assert smoothed.max() < 0.1 and abs(smoothed.sum() - 1.0) < 1e-3
+
+
+def test_noise_level_marks_the_noisier_half():
+  rng = np.random.default_rng(0)
+  y = np.tile(np.linspace(40, 200, 128, dtype=np.float32), (96, 1))   # smooth shading
+  y += rng.normal(0, 1.0, y.shape).astype(np.float32)
+  y[:, 64:] += rng.normal(0, 6.0, (96, 64)).astype(np.float32)       # a splice with more noise
+  level = image_cues.noise_level(y)
+  assert level.shape == y.shape and abs(level.mean()) < 1e-4
+  assert level[:, 80:].min() > 0.5 > -0.5 > level[:, :48].max()
