@@ -60,6 +60,8 @@ def jpeg_roundtrip_bgr(bgr: np.ndarray, quality: int) -> np.ndarray:
 
 
 MAX_PIXELS = 150_000_000  # larger images are refused (PIL's decompression-bomb guard)
+# The suffixes taken for image files where a folder is listed (predict's inputs, masks).
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.tif', '.tiff', '.bmp', '.webp', '.gif', '.jfif')
 
 
 def pil_to_rgb(im: Image.Image) -> np.ndarray:

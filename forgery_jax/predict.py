@@ -62,12 +62,10 @@ from forgery_jax import progress
 from forgery_jax import runtime
 from forgery_jax.evaluation import ground_truth as ground_truth_lib
 
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.tif', '.tiff', '.bmp', '.webp', '.gif', '.jfif')
-
 
 def _is_image(folder: str, name: str) -> bool:
   """An image file by its suffix; hidden files (macOS's '._' companions among them) are not."""
-  return (name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith('.')
+  return (name.lower().endswith(image_io.IMAGE_SUFFIXES) and not name.startswith('.')
           and not os.path.isdir(os.path.join(folder, name)))
 
 
@@ -126,8 +124,9 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
   """Predictions for every path (errors included, in order) and the images/s of the good ones;
   `keypoint_map`, `keypoint_fusion`, `threshold`, `pixel_threshold`, `keypoint_mirrored`,
   `average_with`, `keypoint_decision`, `score_flips`: see `api.load`; `recursive`: folders are
-  read with their subfolders; `ground_truth`: each answer is scored against it too. Naming no image at all (an empty folder, a glob that matches
-  nothing) is an error, raised before the run is loaded or anything is written."""
+  read with their subfolders; `ground_truth`: each answer is scored against it too. Naming no
+  image at all (an empty folder, a glob that matches nothing) is an error, raised before the run
+  is loaded or anything is written."""
   files = expand_paths(paths, recursive)
   if not files:
     raise ValueError(f'no image file in {", ".join(paths)}' +

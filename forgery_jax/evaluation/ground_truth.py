@@ -36,7 +36,6 @@ from forgery_jax import image_io
 from forgery_jax.evaluation import pixel_metrics
 
 MASK_SUFFIXES = ('', '_gt', '-gt', '_mask', '-mask', '_groundtruth')
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.gif', '.webp')
 LABELS = {'authentic': 'authentic', '0': 'authentic', 'tampered': 'tampered', '1': 'tampered'}
 BASELINES = ('all_tampered', 'centre_prior', 'mean_other_masks')
 
@@ -90,7 +89,7 @@ class GroundTruth:
       for root, dirs, names in os.walk(source):
         dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
         for n in sorted(names):
-          if n.lower().endswith(IMAGE_SUFFIXES) and not n.startswith('.'):
+          if n.lower().endswith(image_io.IMAGE_SUFFIXES) and not n.startswith('.'):
             self._masks.setdefault(_stem(n), []).append(os.path.join(root, n))
       self._rows = None
     elif os.path.isfile(source):
