@@ -23,7 +23,8 @@ def _square_mask(shape=(8, 10), rows=slice(2, 6), cols=slice(3, 7)):
   return truth
 
 
-@pytest.mark.parametrize('encode', ['0_255', '0_1', 'sixteen_bit', 'red_on_black', 'inverted'])
+@pytest.mark.parametrize('encode', ['0_255', '0_1', 'sixteen_bit', 'red_on_black', 'clear_background',
+                                    'inverted'])
 def test_masks_of_every_convention_read_alike(tmp_path, encode):
   truth = _square_mask()
   path = str(tmp_path / 'm.png')
@@ -37,6 +38,10 @@ def test_masks_of_every_convention_read_alike(tmp_path, encode):
     rgb = np.zeros(truth.shape + (3,), np.uint8)
     rgb[truth, 0] = 200
     _write(path, rgb)
+  elif encode == 'clear_background':
+    rgba = np.zeros(truth.shape + (4,), np.uint8)
+    rgba[truth] = 255
+    _write(path, rgba)
   else:
     _write(path, (~truth).astype(np.uint8) * 255)
   got = gt.read_mask(path, truth.shape, inverted=encode == 'inverted')

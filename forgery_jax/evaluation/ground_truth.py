@@ -48,13 +48,16 @@ class Entry:
 
 
 def read_mask(path: str, shape: tuple[int, int], inverted: bool = False) -> np.ndarray:
-  """A mask file as (H, W) bool, tampered True; 0/255, 0/1, 16-bit, float and coloured masks are
-  read alike (any channel at least half of white). A clear error names the file."""
+  """A mask file as (H, W) bool, tampered True; 0/255, 0/1, 16-bit, float, coloured and
+  transparent-background masks are read alike (any colour channel at least half of white). A
+  clear error names the file."""
   try:
     with image_io.open_image(path) as im:
       im.load()
-      a = np.asarray(im) if im.mode in ('1', 'L', 'I', 'F') or im.mode.startswith('I;16') \
-          else image_io.pil_to_rgb(im).max(-1)
+      if im.mode in ('1', 'L', 'I', 'F') or im.mode.startswith('I;16'):
+        a = np.asarray(im)
+      else:  # colour, palette, CMYK; alpha dropped (not composited: a clear background is not white)
+        a = np.asarray(im.convert('RGB')).max(-1)
   except (OSError, ValueError, SyntaxError) as e:
     raise ValueError(f'cannot read mask {path}: {e}') from e
   a = np.asarray(a, np.float64)
