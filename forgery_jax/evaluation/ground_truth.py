@@ -187,13 +187,15 @@ class Scores:
     """The shortcut baselines' pixel scores on the same images: the all-tampered map, the centre
     prior and, for each image, the mean of the other images' masks (the dataset's own prior, as
     the mean training mask is for `evaluate`)."""
-    masks = [read_mask(p, shape, self.inverted) for p, shape in self.masked]
     size = (pixel_metrics.MEAN_MASK_SIZE,) * 2
-    small = [pixel_metrics.resize_to(m.astype(np.float32), size) for m in masks]
-    total = np.sum(small, 0)
+    read = lambda p, shape: read_mask(p, shape, self.inverted)
+    small = lambda mask: pixel_metrics.resize_to(mask.astype(np.float32), size)
+    # Two passes over the files, so that no more than one full-size mask is held at a time.
+    total = sum(small(read(p, shape)) for p, shape in self.masked)
     rows = {name: [] for name in BASELINES}
-    for mask, own in zip(masks, small):
-      others = (total - own) / max(len(small) - 1, 1)
+    for p, shape in self.masked:
+      mask = read(p, shape)
+      others = (total - small(mask)) / max(len(self.masked) - 1, 1)
       maps = pixel_metrics.baseline_maps(mask.shape, others)
       maps['mean_other_masks'] = maps.pop('mean_training_mask')
       for name in BASELINES:
