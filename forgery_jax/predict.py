@@ -178,12 +178,8 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
             row['pixel_threshold'] = predictor.pixel_threshold
           if panels:
             row['panel'] = os.path.join(output, 'panels', f'{_stem(i, prepared.name)}.png')
-          if ground_truth is not None:
-            ground_truth.add(row, files[i], prepared.rgb.shape[:2], pred.map, pred.map_kind)
-            if 'ground_truth_error' in row:
-              progress.write(f"ground truth: {row['ground_truth_error']}")
           writes.append(writer_pool.submit(_write_outputs, row, prepared, pred,
-                                            predictor.detectors[0]))
+                                            predictor.detectors[0], files[i], ground_truth))
       bar.update(min(lo + batch_size, len(files)) - lo)
     for w in writes:
       w.result()
@@ -204,9 +200,15 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
   return rows, rate
 
 
-def _write_outputs(row: dict, prepared: api.Prepared, pred: api.Prediction, detector) -> None:
-  """The mask PNG and the panel of one image (in the writer thread, off the model's path), with
-  the keypoint pairs the detector's answer rests on, if any."""
+def _write_outputs(row: dict, prepared: api.Prepared, pred: api.Prediction, detector,
+                   path: str, ground_truth: ground_truth_lib.Scores | None) -> None:
+  """One image's scores against the ground truth (if any), its mask PNG and its panel, with the
+  keypoint pairs the detector's answer rests on, if any: in the writer thread, off the model's
+  path (the one thread keeps the scores in order)."""
+  if ground_truth is not None:
+    ground_truth.add(row, path, prepared.rgb.shape[:2], pred.map, pred.map_kind)
+    if 'ground_truth_error' in row:
+      progress.write(f"ground truth: {row['ground_truth_error']}")
   if 'mask' in row:
     image_io.write_png(row['mask'], np.round(np.clip(pred.map, 0, 1) * 255).astype(np.uint8))
   if 'region' in row:
