@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import warnings
 
 import cv2
@@ -62,6 +63,24 @@ def jpeg_roundtrip_bgr(bgr: np.ndarray, quality: int) -> np.ndarray:
 MAX_PIXELS = 150_000_000  # larger images are refused (PIL's decompression-bomb guard)
 # The suffixes taken for image files where a folder is listed (predict's inputs, masks).
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.tif', '.tiff', '.bmp', '.webp', '.gif', '.jfif')
+
+
+def is_image_name(folder: str, name: str) -> bool:
+  """An image file by its suffix; hidden files (macOS's '._' companions among them) are not."""
+  return (name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith('.')
+          and not os.path.isdir(os.path.join(folder, name)))
+
+
+def image_files(folder: str, recursive: bool = False) -> list[str]:
+  """The image files of a folder, sorted; with `recursive`, of every folder below it too (sorted
+  by path; hidden folders and symbolic links to folders skipped)."""
+  if not recursive:
+    return [os.path.join(folder, n) for n in sorted(os.listdir(folder)) if is_image_name(folder, n)]
+  out = []
+  for root, dirs, names in os.walk(folder):
+    dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
+    out += [os.path.join(root, n) for n in sorted(names) if is_image_name(root, n)]
+  return out
 
 
 def pil_to_rgb(im: Image.Image) -> np.ndarray:

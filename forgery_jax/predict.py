@@ -63,27 +63,15 @@ from forgery_jax import runtime
 from forgery_jax.evaluation import ground_truth as ground_truth_lib
 
 
-def _is_image(folder: str, name: str) -> bool:
-  """An image file by its suffix; hidden files (macOS's '._' companions among them) are not."""
-  return (name.lower().endswith(image_io.IMAGE_SUFFIXES) and not name.startswith('.')
-          and not os.path.isdir(os.path.join(folder, name)))
-
-
 def folder_images(folder: str, recursive: bool = False) -> list[str]:
-  """The images of a folder, sorted; with `recursive`, of every folder below it too (sorted by
-  path; hidden folders and symbolic links to folders skipped). Without it, a line on stderr says
-  how many subfolders were left unread, so that a dataset tree is not half-read unnoticed."""
+  """`image_io.image_files`; without `recursive`, a line on stderr says how many subfolders were
+  left unread, so that a dataset tree is not half-read unnoticed."""
   if not recursive:
-    names = sorted(os.listdir(folder))
-    unread = sum(os.path.isdir(os.path.join(folder, n)) and not n.startswith('.') for n in names)
+    unread = sum(os.path.isdir(os.path.join(folder, n)) and not n.startswith('.')
+                 for n in os.listdir(folder))
     if unread:
       print(f'{folder}: {unread} subfolder(s) not read (--recursive reads them)', file=sys.stderr)
-    return [os.path.join(folder, n) for n in names if _is_image(folder, n)]
-  out = []
-  for root, dirs, names in os.walk(folder):
-    dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
-    out += [os.path.join(root, n) for n in sorted(names) if _is_image(root, n)]
-  return out
+  return image_io.image_files(folder, recursive)
 
 
 def expand_paths(paths: list[str], recursive: bool = False) -> list[str]:

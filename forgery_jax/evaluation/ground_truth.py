@@ -89,11 +89,8 @@ class GroundTruth:
     self.unmasked_authentic = unmasked_authentic
     if os.path.isdir(source):
       self._masks: dict[str, list[str]] = {}
-      for root, dirs, names in os.walk(source):
-        dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
-        for n in sorted(names):
-          if n.lower().endswith(image_io.IMAGE_SUFFIXES) and not n.startswith('.'):
-            self._masks.setdefault(_stem(n), []).append(os.path.join(root, n))
+      for path in image_io.image_files(source, recursive=True):
+        self._masks.setdefault(_stem(path), []).append(path)
       self._rows = None
     elif os.path.isfile(source):
       self._rows = self._read_csv(source)
