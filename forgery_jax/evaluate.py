@@ -160,8 +160,7 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
                      average_with if w == workdir else (), keypoint_decision,
                      score_flips=score_flips)
             for w in progress.bar(paths, desc='loading runs', unit='run')]
-  out = output or os.path.join(workdir, 'report')
-  os.makedirs(out, exist_ok=True)
+  out = runtime.output_folder(output or os.path.join(workdir, 'report'), '--output')
   report = {'environment': runtime.environment(), 'runs': []}
   own, contexts = {}, {}
   for run in loaded:

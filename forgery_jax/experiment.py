@@ -75,6 +75,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   with the per-fold values beside them.
   """
   check(config)
-  root = os.path.abspath(workdir)
+  root = os.path.abspath(runtime.output_folder(workdir, '--workdir'))
   environment = runtime.environment()  # once, at the start: the code that trains
   return runs.run_folds(config, root, lambda c, w: run_one(c, w, root, environment))

@@ -123,9 +123,9 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
                        keypoint_mirrored=keypoint_mirrored, average_with=average_with,
                        keypoint_decision=keypoint_decision, score_flips=score_flips)
   regions = predictor.pixel_threshold is not None
-  os.makedirs(output, exist_ok=True)
+  runtime.output_folder(output, '--output')
   for sub in ('panels',) * panels + ('masks',) * predictor.localises + ('regions',) * regions:
-    os.makedirs(os.path.join(output, sub), exist_ok=True)
+    runtime.output_folder(os.path.join(output, sub), '--output')
   rows: list[dict] = [{'path': p} for p in files]
   workers = os.cpu_count() or 1
   start, done = time.perf_counter(), 0

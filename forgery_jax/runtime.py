@@ -86,6 +86,20 @@ def cache_dir() -> str:
                                                  'jax'))
 
 
+def output_folder(path: str, flag: str) -> str:
+  """Makes a command's output folder (and its parents): a path that is a file, or a folder that
+  cannot be made or written, is one ValueError naming the flag and the path."""
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise ValueError(f'{flag}={path} is a file, not a folder')
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f'{flag}={path}: the folder cannot be made ({e.strerror})') from None
+  if not os.access(path, os.W_OK | os.X_OK):
+    raise ValueError(f'{flag}={path}: the folder is not writable')
+  return path
+
+
 def compilation_cache() -> None:
   """JAX's persistent compilation cache: a second `predict` (or run) compiles nothing again."""
   path = cache_dir()

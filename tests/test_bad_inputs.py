@@ -67,6 +67,16 @@ def test_failed_build_leaves_nothing_that_looks_complete(tmp_path):
   assert not list((tmp_path / 'tfds').rglob('dataset_info.json'))
 
 
+def test_a_file_named_as_a_folder_is_refused_before_building(tmp_path):
+  a_file = tmp_path / 'notes.txt'
+  a_file.write_text('kept')
+  with pytest.raises(datasets.DatasetError, match=r'manual_dir .*notes.txt is a file, not a folder'):
+    datasets.build('micc_f220', 'paper128', str(tmp_path / 'tfds'), str(a_file))
+  with pytest.raises(datasets.DatasetError, match=r'data_dir .*notes.txt is a file, not a folder'):
+    datasets.build('micc_f220', 'paper128', str(a_file), str(tmp_path))
+  assert a_file.read_text() == 'kept' and not (tmp_path / 'tfds').exists()
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason='root reads files whatever their permissions')
 def test_unreadable_permission_is_named(tmp_path):
   path = tmp_path / 'locked.jpg'

@@ -106,6 +106,18 @@ def test_command_line_exit_status_and_error_lines(cnn_run, corpus, tmp_path):
   assert ok.returncode == 0, ok.stderr[-2000:]
 
 
+def test_output_that_is_a_file_is_one_error_line(cnn_run, corpus, tmp_path):
+  folder, _ = corpus
+  a_file = tmp_path / 'predictions'
+  a_file.write_text('kept')
+  result = subprocess.run([sys.executable, '-m', 'forgery_jax.predict', f'--workdir={cnn_run}',
+                           f'--output={a_file}', os.path.join(folder, 'photo.jpg')],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == f'error: --output={a_file} is a file, not a folder'
+  assert a_file.read_text() == 'kept'
+
+
 def test_not_a_run_is_one_line(tmp_path):
   result = subprocess.run([sys.executable, '-m', 'forgery_jax.predict', f'--workdir={tmp_path}', 'x.jpg'],
                           cwd=REPO, capture_output=True, text=True, timeout=300, check=False)

@@ -101,3 +101,16 @@ def test_every_command_asks_for_deterministic_kernels_first():
   out = subprocess.run([sys.executable, '-c', _ASKS_FIRST, *COMMANDS], cwd=REPO, capture_output=True,
                        text=True, timeout=300, check=True).stdout.splitlines()
   assert out == [f'{name} asked first' for name in COMMANDS]
+
+
+def test_output_folder_is_made_or_refused_with_the_flag_named(tmp_path):
+  nested = tmp_path / 'a' / 'b'
+  assert runtime.output_folder(str(nested), '--output') == str(nested) and nested.is_dir()
+  runtime.output_folder(str(nested), '--output')  # an existing folder is fine
+  a_file = tmp_path / 'a' / 'notes.txt'
+  a_file.write_text('kept')
+  with pytest.raises(ValueError, match=r'--output=.*notes.txt is a file, not a folder'):
+    runtime.output_folder(str(a_file), '--output')
+  with pytest.raises(ValueError, match=r'--workdir=.*notes.txt/run: the folder cannot be made'):
+    runtime.output_folder(str(a_file / 'run'), '--workdir')
+  assert a_file.read_text() == 'kept'

@@ -198,6 +198,16 @@ def test_unknown_dataset_is_a_clear_error(tmp_path):
   assert 'Traceback' not in result.stderr
 
 
+def test_workdir_that_is_a_file_is_a_clear_error(tmp_path):
+  workdir = tmp_path / 'results.txt'
+  workdir.write_text('kept')
+  result = _main('--config=configs/tiny.py', f'--workdir={workdir}')
+  assert result.returncode != 0
+  assert f'--workdir={workdir} is a file, not a folder' in result.stderr
+  assert 'Traceback' not in result.stderr
+  assert workdir.read_text() == 'kept'
+
+
 def test_unknown_method_is_a_clear_error(tmp_path):
   result = _main('--config=configs/tiny.py', f'--workdir={tmp_path}', '--config.method=svm')
   assert result.returncode != 0

@@ -84,6 +84,9 @@ def get_builder(dataset_config) -> tfds.core.DatasetBuilder:
 def build(name: str, config_name: str, data_dir: str | None, manual_dir: str | None) -> None:
   """Prepares one dataset as array_record (this may import TensorFlow)."""
   builder_class(name)
+  for flag, path in (('data_dir', _data_dir(data_dir)), ('manual_dir', manual_dir)):
+    if path and os.path.exists(path) and not os.path.isdir(path):
+      raise DatasetError(f'{flag} {path} is a file, not a folder')
   builder = tfds.builder(f'{name}/{config_name}', data_dir=_data_dir(data_dir))
   download_config = tfds.download.DownloadConfig(manual_dir=manual_dir or None)
   builder.download_and_prepare(file_format='array_record', download_config=download_config)
