@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 
 from absl import flags
 import jax
@@ -50,6 +51,11 @@ def main(argv=None) -> list[common.Row]:
   unknown = only - set(GROUPS)
   if unknown:
     raise SystemExit(f'error: unknown groups {sorted(unknown)}; choose from {GROUPS}')
+  if args.json:  # said before the rows are timed, not after
+    folder = os.path.dirname(os.path.abspath(args.json))
+    if os.path.isdir(args.json) or not os.path.isdir(folder):
+      raise SystemExit(f'error: --json={args.json}: ' + ('a folder, not a file' if os.path.isdir(
+          args.json) else f'{folder} is not a folder'))
   on_gpu = jax.default_backend() == 'gpu'
   wanted = [g for g in GROUPS if (not only or g in only)
             and not (g == 'gpu' and not on_gpu) and not (g in ('train', 'xla_flags', 'profile') and on_gpu)]

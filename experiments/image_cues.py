@@ -19,6 +19,11 @@
   standard deviation of the luma's 2 x 2 diagonal residual in 32 x 32 windows, on a log scale,
   as an image-wide Z-score (`noise_level`); `noise alone` is its logistic, `network + noise` the
   network's map plus 0.05 of it (clipped), each then `keypoints_alone`.
+* **a JPEG ghost** (Farid 2009; a region pasted from a file saved at a lower quality keeps a
+  dip at that quality): the luma saved again at qualities 50-95, each pixel's squared difference
+  over 16 x 16 windows divided by its mean over the qualities (texture removed, the curve's
+  shape kept), and per pixel how far below the image's median curve it dips at any quality, as
+  an image-wide Z-score (`jpeg_ghost`); `ghost alone` and `network + ghost` as for the noise.
 
 Each rule's pixel F1 at 0.5, at the threshold best on validation, and AUC on every split, by type
 too; the rule with the best validation F1 (at its threshold) is the one chosen, and the test
@@ -97,6 +102,26 @@ def noise_level(y: np.ndarray, window: int = 32) -> np.ndarray:
   return ((level - level.mean()) / (level.std() + 1e-6)).astype(np.float32)
 
 
+GHOST_QUALITIES = tuple(range(50, 100, 5))
+
+
+def jpeg_ghost(y: np.ndarray, window: int = 16) -> np.ndarray:
+  """Per pixel, the image-wide Z-score of the deepest dip, over `GHOST_QUALITIES`, of its
+  normalised re-save difference below the image's median at that quality."""
+  grey = np.clip(np.rint(y), 0, 255).astype(np.uint8)
+  differences = []
+  for quality in GHOST_QUALITIES:
+    ok, data = cv2.imencode('.jpg', grey, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    saved = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE).astype(np.float32)
+    differences.append(cv2.boxFilter((grey - saved) ** 2, -1, (window, window)))
+  curves = np.stack(differences)
+  curves /= curves.mean(0, keepdims=True) + 1.0  # each pixel's curve, its texture's scale removed
+  median = np.median(curves.reshape(len(GHOST_QUALITIES), -1), axis=1)[:, None, None]
+  dip = (median - curves).max(0)
+  return ((dip - dip.mean()) / (dip.std() + 1e-6)).astype(np.float32)
+
+
 RULES = {
     'keypoints_alone': lambda net, kp, y: localiser.fuse_maps(net, kp, 'keypoints_alone'),
     'replace': lambda net, kp, y: localiser.fuse_maps(net, kp, 'replace'),
@@ -108,6 +133,10 @@ RULES = {
         1 / (1 + np.exp(-noise_level(y))), kp, 'keypoints_alone'),
     'network + noise': lambda net, kp, y: localiser.fuse_maps(
         np.clip(net + 0.05 * noise_level(y), 0, 1), kp, 'keypoints_alone'),
+    'ghost alone': lambda net, kp, y: localiser.fuse_maps(
+        1 / (1 + np.exp(-jpeg_ghost(y))), kp, 'keypoints_alone'),
+    'network + ghost': lambda net, kp, y: localiser.fuse_maps(
+        np.clip(net + 0.05 * jpeg_ghost(y), 0, 1), kp, 'keypoints_alone'),
 }
 
 

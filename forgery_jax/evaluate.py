@@ -243,7 +243,8 @@ if __name__ == '__main__':
   flags.DEFINE_list('evals', [], 'Evaluators to run (default: each run\'s config.evals).')
   flags.DEFINE_bool('cross', False, "Evaluate every run on every run's dataset.")
   flags.DEFINE_bool('robustness', False, 'Attack the test split of WORKDIR.')
-  flags.DEFINE_integer('max_examples', 0, 'Robustness on the first N test examples only (0 = all).')
+  flags.DEFINE_integer('max_examples', 0, 'Robustness on the first N test examples only (0 = all).',
+                       lower_bound=0)
   flags.DEFINE_bool('keypoint_map', False, 'Fuse the copy-move keypoint map into localiser runs\' '
                     'maps when scoring (inference only).')
   flags.DEFINE_enum('keypoint_fusion', None, list(localiser.KEYPOINT_FUSIONS), 'With --keypoint_map: '

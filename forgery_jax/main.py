@@ -60,11 +60,20 @@ def main(argv):
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing; a bad flag or --config.<field> override becomes one `error:` line."""
+  """absl flag parsing; a bad flag, config file or --config.<field> override becomes one
+  `error:` line."""
+  config_file = next((a.split('=', 1)[1] for a in argv[1:] if a.startswith('--config=')), '')
   try:
-    return flags.FLAGS(argv)
+    remaining = flags.FLAGS(argv)
+    if flags.FLAGS.config is not None:
+      flags.FLAGS.config.keys()  # a config file that cannot be read fails here, not later
+    return remaining
   except flags.Error as e:
+    if 'Traceback (most recent call last)' in str(e):  # an exception in the file's get_config
+      raise SystemExit(f'error: --config={config_file}: {_last_line(e)}') from None
     raise SystemExit(f'error: {e}\nPass --helpfull to see the flags.') from None
+  except (OSError, SyntaxError) as e:  # the config file is missing or is not Python
+    raise SystemExit(f'error: --config={config_file}: cannot load it ({_last_line(e)})') from None
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     # ml_collections raises these for --config.<field> overrides it cannot apply.
     overrides = [a for a in argv[1:] if a.startswith('--config.')]
@@ -72,6 +81,10 @@ def parse_flags(argv: list[str]) -> list[str]:
       e = e.args[0]
     message = ' '.join(str(e.args[0] if e.args else e).split())
     raise SystemExit(f'error: bad config override among {overrides}: {message}') from None
+
+
+def _last_line(error: BaseException) -> str:
+  return next((l.strip() for l in reversed(str(error).splitlines()) if l.strip()), type(error).__name__)
 
 
 if __name__ == '__main__':

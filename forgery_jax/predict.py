@@ -44,6 +44,7 @@ if any file failed.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import csv
 import glob
 import json
@@ -59,6 +60,7 @@ from forgery_jax import api
 from forgery_jax import image_io
 from forgery_jax import panels as panels_lib
 from forgery_jax import progress
+from forgery_jax import runs
 from forgery_jax import runtime
 from forgery_jax.evaluation import ground_truth as ground_truth_lib
 
@@ -172,10 +174,10 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
     for w in writes:
       w.result()
   rate = done / max(time.perf_counter() - start, 1e-9)
-  with open(os.path.join(output, 'predictions.jsonl'), 'w') as f:
+  with _replaced_when_complete(os.path.join(output, 'predictions.jsonl')) as f:
     for row in rows:
       f.write(json.dumps(row, sort_keys=True) + '\n')
-  with open(os.path.join(output, 'predictions.csv'), 'w', newline='') as f:
+  with _replaced_when_complete(os.path.join(output, 'predictions.csv')) as f:
     w = csv.writer(f)
     scored = ('ground_truth', 'pixel_f1', 'pixel_auc') if ground_truth is not None else ()
     w.writerow(['path', 'prediction', 'p_tampered', 'panel', 'mask', 'error', 'region', *scored])
@@ -186,6 +188,16 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
                   row.get('region', '')] +
                  [f'{row[k]:.4f}' if isinstance(row.get(k), float) else row.get(k, '') for k in scored])
   return rows, rate
+
+
+@contextlib.contextmanager
+def _replaced_when_complete(path: str):
+  """A text file written beside `path` and renamed onto it when complete: an interrupted run
+  leaves the last complete predictions in place."""
+  tmp = f'{path}.tmp'
+  with open(tmp, 'w', newline='') as f:
+    yield f
+  os.replace(tmp, path)
 
 
 def _write_outputs(row: dict, prepared: api.Prepared, pred: api.Prediction, detector,
@@ -249,8 +261,7 @@ def main(argv):
   if truth is not None:
     summary = truth.summary()
     path = os.path.join(output, 'ground_truth_scores.json')
-    with open(path, 'w') as out:
-      json.dump(summary, out, indent=2, sort_keys=True)
+    runs.write_json_atomic(path, summary)
     print('\n'.join(ground_truth_lib.report(summary) + [path]))
   sys.exit(1 if failed else 0)
 
@@ -259,7 +270,7 @@ if __name__ == '__main__':
   # Defined here, not at import: evaluate and benchmarks import this module.
   flags.DEFINE_string('workdir', None, 'A finished run of forgery_jax.main.')
   flags.DEFINE_string('output', None, 'Where predictions go (default: WORKDIR/predictions).')
-  flags.DEFINE_integer('batch_size', 16, 'Images per accelerator call.')
+  flags.DEFINE_integer('batch_size', 16, 'Images per accelerator call.', lower_bound=1)
   flags.DEFINE_bool('recursive', False, 'A folder named is read with every folder below it.')
   flags.DEFINE_string('ground_truth', None, 'A folder of masks (matched by file name) or a CSV '
                       '(image, mask and/or label columns): every answer is scored against it, '

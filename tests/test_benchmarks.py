@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from benchmarks import run
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ROWS = ('ela vs paper recipe', 'ela vs codec floor', 'srm residual', 'JPEG round trip',
         'train step 32x32', 'train step 32x32, batch 16, XLA_FLAGS=', 'train step profile', 'localiser step', 'input pipeline vs train step',
@@ -46,3 +48,12 @@ def test_a_batch_too_large_for_the_device_is_skipped_not_fatal():
   assert training.step_rate_or_none(out_of_memory) is None
   with pytest.raises(jax.errors.JaxRuntimeError, match='INTERNAL'):
     training.step_rate_or_none(other_failure)
+
+
+def test_json_that_cannot_be_written_is_refused_before_timing(tmp_path):
+  (tmp_path / 'notes.txt').write_text('kept')
+  for target, message in ((tmp_path / 'notes.txt' / 'rows.json', 'notes.txt is not a folder'),
+                          (tmp_path, 'a folder, not a file')):
+    with pytest.raises(SystemExit, match=message):
+      run.main(['--quick', '--only=ela', '--json', str(target)])
+  assert (tmp_path / 'notes.txt').read_text() == 'kept'

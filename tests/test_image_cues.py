@@ -60,3 +60,17 @@ def test_noise_level_marks_the_noisier_half():
   level = image_cues.noise_level(y)
   assert level.shape == y.shape and abs(level.mean()) < 1e-4
   assert level[:, 80:].min() > 0.5 > -0.5 > level[:, :48].max()
+
+
+def test_jpeg_ghost_marks_a_region_first_saved_at_a_lower_quality():
+  """A block pasted from a quality-60 save into a picture, the whole then saved at 90: the ghost
+  dips there (at 60), not elsewhere."""
+  image = _saved_texture(size=192, quality=95, seed=3)
+  low = _saved_texture(size=192, quality=60, seed=4)
+  image[64:128, 64:128] = low[64:128, 64:128]  # on the 8 x 8 grid, as a splice often is not
+  ok, data = cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+  y = image_cues.luma(cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1])
+  ghost = image_cues.jpeg_ghost(y)
+  inside = np.zeros(ghost.shape, bool)
+  inside[72:120, 72:120] = True
+  assert ghost[inside].mean() > 1.0 > 0.0 > ghost[~inside].mean(), (ghost[inside].mean(), ghost[~inside].mean())

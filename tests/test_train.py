@@ -190,6 +190,18 @@ def test_unknown_config_field_is_a_clear_error(tmp_path):
   assert not os.listdir(tmp_path)
 
 
+@pytest.mark.parametrize('config, message', [
+    ('configs/nope.py', "cannot load it ([Errno 2] No such file or directory: 'configs/nope.py')"),
+    ('configs/localiser_synthetic.py:bogus',
+     "ValueError: configs/localiser_synthetic.py:<mode> takes one of ('only', 'both'), got 'bogus'"),
+])
+def test_bad_config_file_is_one_error_line(tmp_path, config, message):
+  result = _main(f'--config={config}', f'--workdir={tmp_path}', '--config.batch_size=3')
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines() == [f'error: --config={config}: {message}']
+  assert not os.listdir(tmp_path)
+
+
 def test_unknown_dataset_is_a_clear_error(tmp_path):
   result = _main('--config=configs/tiny.py', f'--workdir={tmp_path}',
                  '--config.dataset.name=casia_v9')
