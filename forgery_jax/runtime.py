@@ -1,5 +1,6 @@
-"""Process-wide settings every command applies (quiet library logs, JAX's compilation cache), and
-the description of the software and machine that results.json and reports record."""
+"""Process-wide settings every command applies (quiet library logs, JAX's compilation cache, its
+output folder checked), and the description of the software and machine that results.json and
+reports record."""
 
 from __future__ import annotations
 
