@@ -44,7 +44,6 @@ if any file failed.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import csv
 import glob
 import json
@@ -174,10 +173,10 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
     for w in writes:
       w.result()
   rate = done / max(time.perf_counter() - start, 1e-9)
-  with _replaced_when_complete(os.path.join(output, 'predictions.jsonl')) as f:
+  with runs.replaced_when_complete(os.path.join(output, 'predictions.jsonl')) as f:
     for row in rows:
       f.write(json.dumps(row, sort_keys=True) + '\n')
-  with _replaced_when_complete(os.path.join(output, 'predictions.csv')) as f:
+  with runs.replaced_when_complete(os.path.join(output, 'predictions.csv')) as f:
     w = csv.writer(f)
     scored = ('ground_truth', 'pixel_f1', 'pixel_auc') if ground_truth is not None else ()
     w.writerow(['path', 'prediction', 'p_tampered', 'panel', 'mask', 'error', 'region', *scored])
@@ -188,16 +187,6 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
                   row.get('region', '')] +
                  [f'{row[k]:.4f}' if isinstance(row.get(k), float) else row.get(k, '') for k in scored])
   return rows, rate
-
-
-@contextlib.contextmanager
-def _replaced_when_complete(path: str):
-  """A text file written beside `path` and renamed onto it when complete: an interrupted run
-  leaves the last complete predictions in place."""
-  tmp = f'{path}.tmp'
-  with open(tmp, 'w', newline='') as f:
-    yield f
-  os.replace(tmp, path)
 
 
 def _write_outputs(row: dict, prepared: api.Prepared, pred: api.Prediction, detector,

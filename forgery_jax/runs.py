@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Callable
@@ -16,13 +17,21 @@ from forgery_jax.data import splits
 RESULTS_FILE = 'results.json'
 
 
-def write_json_atomic(path: str, obj) -> None:
-  """Writes JSON to a temporary file and renames it: a crash never leaves half a file."""
+@contextlib.contextmanager
+def replaced_when_complete(path: str):
+  """A text file written beside `path` and renamed onto it when complete: a crash never leaves
+  half a file, and the last complete one stays."""
   tmp = f'{path}.tmp'
-  with open(tmp, 'w') as f:
+  with open(tmp, 'w', newline='') as f:
+    yield f
+  os.replace(tmp, path)
+
+
+def write_json_atomic(path: str, obj) -> None:
+  """Writes JSON through `replaced_when_complete`."""
+  with replaced_when_complete(path) as f:
     json.dump(obj, f, indent=2, sort_keys=True)
     f.write('\n')
-  os.replace(tmp, path)
 
 
 def run_folds(config: ml_collections.ConfigDict, workdir: str,
