@@ -24,8 +24,10 @@ Writes to OUTPUT (default RUN/predictions):
   (and threshold, with --threshold; region and pixel_threshold, with --pixel_threshold), or
   {path, error} for a file that could not be used;
 * predictions.csv: the same, one row per image;
-* masks/<stem>.png: for a detector that localises, the tamper probability (0-255) at the input's
-  own size; regions/<stem>.png with --pixel_threshold: 255 where it reaches the threshold, else 0;
+* masks/<n>_<stem>.png: for a detector that localises, the tamper probability (0-255) at the
+  input's own size (n: the image's place in the listing, five digits, so that files of one name in
+  two folders stay apart); regions/<n>_<stem>.png with --pixel_threshold: 255 where it reaches the
+  threshold, else 0;
 * with `--ground_truth=MASKS_FOLDER|PAIRS.csv`: each line also holds the image's `ground_truth`
   label and its `pixel_f1`, `pixel_auc` and `pixel_iou` (or `ground_truth_error`), and
   ground_truth_scores.json the scores over all of them beside their baselines, also printed
@@ -286,7 +288,7 @@ if __name__ == '__main__':
   flags.DEFINE_string('threshold', None, 'Tampered when p(tampered) >= this number, or '
                       "'validation': the threshold most accurate on the run's validation split "
                       '(default: the most probable class).')
-  flags.DEFINE_string('pixel_threshold', None, 'A localiser: also write regions/<stem>.png, the '
+  flags.DEFINE_string('pixel_threshold', None, 'A localiser: also write regions/<n>_<stem>.png, the '
                       "pixels whose tamper probability reaches this number, or 'validation': the "
                       "threshold with the best pixel F1 on the run's validation masks.")
   flags.mark_flags_as_required(['workdir'])
