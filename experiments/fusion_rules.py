@@ -207,9 +207,9 @@ def from_cache(workdir: str, cache: str):
   return run, split_targets, {key: load(os.path.join(cache, f'{key}.npz')) for key in split_targets}
 
 
-def print_table(columns: list[str], rows: dict[str, list[str]]) -> None:
-  """A markdown table: one row per rule, one cell per split."""
-  print('| rule | ' + ' | '.join(columns) + ' |')
+def print_table(columns: list[str], rows: dict[str, list[str]], first: str = 'rule') -> None:
+  """A markdown table: one row per rule (or `first`), one cell per split."""
+  print(f'| {first} | ' + ' | '.join(columns) + ' |')
   print('|---|' + '---|' * len(columns))
   for name, cells in rows.items():
     print(f'| {name} | ' + ' | '.join(cells) + ' |')
