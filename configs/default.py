@@ -65,6 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.zscore_window = 0             # ... over this window (input pixels) instead; 0: whole image
   config.model.dct_stem = 0                  # > 0: a stem of this width on the 8 x 8 block DCT (forensics/dct.py)
   config.model.constrained_filters = 0       # > 0: a stem on this many learned constrained (Bayar) 5 x 5 residuals
+  config.model.image_pooling = 'mean_max'    # the image head reads means and maxima, or 'means' only
   config.model.loss_weights = ml_collections.ConfigDict({'pixel': 1.0, 'dice': 1.0, 'image': 1.0})
   config.model.keypoint_map = False          # fuse the copy-move keypoint map into the maps when scoring
   config.model.keypoint_fusion = 'replace'   # how: localiser.fuse_maps ('replace', 'max', 'keypoints_alone', 'upper_copies',

@@ -147,10 +147,25 @@ def test_exports_from_before_zscore_features_still_build(tiny_config):
   config = _config(tiny_config)
   model = config.model.to_dict()
   del model['zscore_features'], model['zscore_window'], model['dct_stem'], model['constrained_filters']
+  del model['image_pooling']
   config.model = ml_collections.ConfigDict(model)
   built = localiser.create_model(config, nnx.Rngs(0))
   assert not built.zscore_features and built.zscore_window == 0 and built.dct_stem is None
-  assert built.constrained is None
+  assert built.constrained is None and built.image_maxima
+
+
+def test_image_pooling_means_leaves_the_maxima_out_of_the_image_head():
+  kw = dict(ela_qualities=(90,), stem=4, levels=(8, 12), hidden=8)
+  both = localiser.LocaliserNet(**kw, rngs=nnx.Rngs(0))
+  means = localiser.LocaliserNet(**kw, image_pooling='means', rngs=nnx.Rngs(0))
+  assert both.head1.in_features == 2 * 12 + 3 and means.head1.in_features == 12 + 2
+  image = np.random.default_rng(0).integers(0, 256, (2, 32, 48, 3), np.uint8)
+  pixels_both, image_both = both(jnp.asarray(image))
+  pixels_means, image_means = means(jnp.asarray(image))
+  assert pixels_means.shape == pixels_both.shape == (2, 32, 48) and image_means.shape == (2,)
+  np.testing.assert_array_equal(pixels_means, pixels_both)  # the same draws up to the head
+  with pytest.raises(ValueError, match="model.image_pooling 'max'"):
+    localiser.LocaliserNet(**kw, image_pooling='max', rngs=nnx.Rngs(0))
 
 
 def test_config_checks_levels_and_window_size(tiny_config):
@@ -177,6 +192,9 @@ def test_config_checks_levels_and_window_size(tiny_config):
     localiser.Localiser.check_config(config)
   config.model.update(dct_stem=0, constrained_filters=-2)
   with pytest.raises(ValueError, match='model.constrained_filters -2'):
+    localiser.Localiser.check_config(config)
+  config.model.update(constrained_filters=0, image_pooling='max')
+  with pytest.raises(ValueError, match="model.image_pooling 'max'"):
     localiser.Localiser.check_config(config)
 
 

@@ -15,7 +15,9 @@ judged against the rest of its own photo; with `model.dct_stem`, a fourth stem r
 8 x 8 block DCT against the quantisation steps the image sits on (`forensics.dct`) and joins the
 encoder at 1/8 resolution; an image
 head reads the bottleneck (mean and max) and the map's own statistics
-(its maximum, mean and top-1 % mean) and gives the image-level probability.
+(its maximum, mean and top-1 % mean) and gives the image-level probability (with
+`model.image_pooling='means'`, the means and the top-1 % mean only: maxima grow with the area
+shown, and the head trains on windows smaller than the photos it scores).
 
 Loss: per-pixel binary cross-entropy (all-zero targets for authentic images), plus Dice on the
 tampered images that have a mask, plus the class-weighted image-level cross-entropy. Training
@@ -47,6 +49,7 @@ from forgery_jax.training import task as task_lib
 ALIGN = 16          # whole images are padded to, and tiles start at, multiples of this
 MAX_LEVELS = 4      # U-Net levels: 2 ** MAX_LEVELS divides ALIGN
 DCT_LEVEL = 2       # the encoder block whose input is at 1/8 resolution, one pixel per JPEG block
+IMAGE_POOLINGS = ('mean_max', 'means')  # what the image head reads (`model.image_pooling`)
 MAX_TILE = 1024     # larger images are scored in tiles of this side (`model.score_tile`)
 TILE_OVERLAP = 128
 
@@ -146,6 +149,11 @@ def check_levels(levels) -> None:
                      f'resolution), got {tuple(levels)}')
 
 
+def check_image_pooling(pooling: str) -> None:
+  if pooling not in IMAGE_POOLINGS:
+    raise ValueError(f'model.image_pooling {pooling!r}: one of {IMAGE_POOLINGS}')
+
+
 def check_dct_stem(width: int, levels) -> None:
   if width < 0 or (width and len(levels) <= DCT_LEVEL):
     raise ValueError(f'model.dct_stem {width}: a width (0: none), read at 1/8 resolution, which '
@@ -158,8 +166,10 @@ class LocaliserNet(nnx.Module):
   def __init__(self, *, ela_qualities=(75, 85, 95), stem: int = 8, levels=(24, 48, 64),
                hidden: int = 32, copy_move: bool = False, zscore_features: bool = False,
                zscore_window: int = 0, dct_stem: int = 0, constrained_filters: int = 0,
-               dtype=jnp.float32, rngs: nnx.Rngs):
+               image_pooling: str = 'mean_max', dtype=jnp.float32, rngs: nnx.Rngs):
     check_levels(levels)
+    check_image_pooling(image_pooling)
+    self.image_maxima = image_pooling == 'mean_max'
     check_dct_stem(dct_stem, levels)
     self.zscore_features = zscore_features
     self.zscore_window = int(zscore_window)
@@ -190,8 +200,9 @@ class LocaliserNet(nnx.Module):
                          for deep, skip in zip(deeps, up[1:])])
     self.fuse = conv(levels[0] + joined, 16, 1)
     self.out = conv(16, 1)
-    extra = 3 + (keypoints.NUM_FEATURES if copy_move else 0)
-    self.head1 = nnx.Linear(2 * levels[-1] + extra, hidden, dtype=dtype, rngs=rngs)
+    extra = (3 if self.image_maxima else 2) + (keypoints.NUM_FEATURES if copy_move else 0)
+    self.head1 = nnx.Linear((2 if self.image_maxima else 1) * levels[-1] + extra, hidden,
+                            dtype=dtype, rngs=rngs)
     self.head2 = nnx.Linear(hidden, 1, dtype=dtype, rngs=rngs)
 
   def stems(self, image: jax.Array) -> jax.Array:
@@ -230,8 +241,12 @@ class LocaliserNet(nnx.Module):
     logits = self.out(x)[..., 0].astype(jnp.float32)
     p = jax.nn.sigmoid(logits).reshape(logits.shape[0], -1)
     k = max(1, p.shape[1] // 100)
-    stats = jnp.stack([p.max(1), p.mean(1), jax.lax.top_k(p, k)[0].mean(1)], -1)
-    pooled = [deepest.mean((1, 2)).astype(jnp.float32), deepest.max((1, 2)).astype(jnp.float32), stats]
+    top = jax.lax.top_k(p, k)[0].mean(1)
+    if self.image_maxima:
+      pooled = [deepest.mean((1, 2)).astype(jnp.float32), deepest.max((1, 2)).astype(jnp.float32),
+                jnp.stack([p.max(1), p.mean(1), top], -1)]
+    else:
+      pooled = [deepest.mean((1, 2)).astype(jnp.float32), jnp.stack([p.mean(1), top], -1)]
     if self.use_copy_move:
       if copy_move is None:
         raise ValueError('this model reads copy-move keypoint evidence: the batch has no `copy_move`')
@@ -252,7 +267,8 @@ def create_model(config, rngs: nnx.Rngs) -> LocaliserNet:
                       # exports written before these keys carry neither
                       zscore_features=m.get('zscore_features', False),
                       zscore_window=m.get('zscore_window', 0), dct_stem=m.get('dct_stem', 0),
-                      constrained_filters=m.get('constrained_filters', 0), dtype=dtype, rngs=rngs)
+                      constrained_filters=m.get('constrained_filters', 0),
+                      image_pooling=m.get('image_pooling', 'mean_max'), dtype=dtype, rngs=rngs)
 
 
 def losses(pixel_logits, image_logits, batch, class_weights) -> dict:
@@ -290,6 +306,7 @@ class Localiser(nnx_detector.NnxDetector):
       raise ValueError('the localiser is binary: config.dataset.num_classes must be 2')
     check_levels(config.model.levels)
     check_dct_stem(config.model.get('dct_stem', 0), config.model.levels)
+    check_image_pooling(config.model.get('image_pooling', 'mean_max'))
     if config.model.get('constrained_filters', 0) < 0:
       raise ValueError(f"model.constrained_filters {config.model.constrained_filters}: a number "
                        'of filters (0: none)')
