@@ -2,6 +2,7 @@
 baselines, native crops, predict's mask files, the Python API's maps, the history control."""
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -862,3 +863,17 @@ def test_window_scores_equal_whole_scores_when_the_windows_hold_the_images(run):
   whole, windows = scores['whole'], scores['windows of 144']
   assert whole == windows and whole['test/auc'] == results['test/auc']
   assert {'test/accuracy', 'test/pixel_f1', 'test/pixel_auc'} <= set(whole)
+
+
+def test_size_scores_equal_whole_scores_when_the_windows_hold_the_images(run, tmp_path):
+  """experiments.size_scores: windows larger than every image show each one whole, exactly."""
+  from experiments import size_scores  # pylint: disable=g-import-not-at-top
+  workdir, _ = run
+  output = tmp_path / 'sizes.json'
+  figures = size_scores.main(['--workdir', workdir, '--dataset', 'synthetic_forgery:tiny',
+                              '--windows', '144x144', '--limit', '16', '--output', str(output)])
+  written = json.loads(output.read_text())
+  scores = written['scores']
+  assert len(scores['whole']) == 16 and 0 < sum(written['tampered']) < 16
+  for way in ('144x144 centre', '144x144 windows: mean', '144x144 windows: max'):
+    assert scores[way] == scores['whole'] and figures[way] == figures['whole']
