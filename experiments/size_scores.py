@@ -100,6 +100,8 @@ def main(argv=None) -> dict:
   parser.add_argument('--limit', type=int, default=0, help='the first N files only (0: all)')
   parser.add_argument('--output', default='', help='write the scores and figures as JSON here')
   args = parser.parse_args(argv)
+  if args.limit < 0:
+    parser.error(f'--limit={args.limit}: a number of files (0: all)')
   flags.FLAGS.mark_as_parsed()
   runtime.quiet_libraries()
   try:

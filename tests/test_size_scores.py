@@ -46,3 +46,9 @@ def test_summary_by_hand():
   assert s['authentic_called_tampered'] == pytest.approx(1 / 3)
   assert s['tampered_called_tampered'] == pytest.approx(2 / 3)
   assert s['authentic_median'] == pytest.approx(0.4) and s['tampered_median'] == pytest.approx(0.7)
+
+
+def test_a_negative_limit_is_refused_before_anything_is_loaded(tmp_path, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    size_scores.main(['--workdir', str(tmp_path), '--dataset', 'micc_f220', '--limit', '-1'])
+  assert exit_info.value.code == 2 and '--limit=-1' in capsys.readouterr().err
