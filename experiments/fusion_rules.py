@@ -45,6 +45,7 @@ import numpy as np
 
 from forgery_jax import evaluate
 from forgery_jax import progress
+from forgery_jax import runs
 from forgery_jax import runtime
 from forgery_jax.data import input_pipeline
 from forgery_jax.data import labels as labels_lib
@@ -216,9 +217,10 @@ def print_table(columns: list[str], rows: dict[str, list[str]], first: str = 'ru
 
 
 def write_json(path: str, results: dict) -> None:
-  """An experiment's figures as JSON at `path` (its --output; nothing when empty)."""
+  """An experiment's figures as JSON at `path` (its --output; nothing when empty), replaced only
+when complete (`runs.replaced_when_complete`)."""
   if path:
-    with open(path, 'w') as f:
+    with runs.replaced_when_complete(path) as f:
       json.dump(results, f, indent=2, default=float)
 
 

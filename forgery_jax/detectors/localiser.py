@@ -242,11 +242,11 @@ class LocaliserNet(nnx.Module):
     p = jax.nn.sigmoid(logits).reshape(logits.shape[0], -1)
     k = max(1, p.shape[1] // 100)
     top = jax.lax.top_k(p, k)[0].mean(1)
+    pooled = [deepest.mean((1, 2)).astype(jnp.float32)]
     if self.image_maxima:
-      pooled = [deepest.mean((1, 2)).astype(jnp.float32), deepest.max((1, 2)).astype(jnp.float32),
-                jnp.stack([p.max(1), p.mean(1), top], -1)]
+      pooled += [deepest.max((1, 2)).astype(jnp.float32), jnp.stack([p.max(1), p.mean(1), top], -1)]
     else:
-      pooled = [deepest.mean((1, 2)).astype(jnp.float32), jnp.stack([p.mean(1), top], -1)]
+      pooled.append(jnp.stack([p.mean(1), top], -1))
     if self.use_copy_move:
       if copy_move is None:
         raise ValueError('this model reads copy-move keypoint evidence: the batch has no `copy_move`')
