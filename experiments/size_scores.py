@@ -106,7 +106,7 @@ def main(argv=None) -> dict:
   runtime.quiet_libraries()
   try:
     sizes = [parse_size(s) for s in args.windows.split(',') if s]
-    cross = evaluate.CrossDataset.parse(args.dataset, manual_dir=args.manual_dir)
+    cross = evaluate.CrossDataset.parse(args.dataset, manual_dir=args.manual_dir, flag='--dataset')
     run = evaluate.load_run(args.workdir)
   except (ValueError, datasets.DatasetError) as e:
     parser.exit(2, f'error: {e}\n')

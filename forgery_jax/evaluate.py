@@ -80,16 +80,17 @@ class CrossDataset:
   manual_dir: str = ''
 
   @classmethod
-  def parse(cls, spec: str, also_test=(), manual_dir: str = '') -> 'CrossDataset':
+  def parse(cls, spec: str, also_test=(), manual_dir: str = '',
+            flag: str = '--cross_dataset') -> 'CrossDataset':
     """From `NAME[:CONFIG]` (a folder of tfds_builders/ and one of its builder configs), checked
-    before any run is loaded."""
+    before any run is loaded; `flag` names the option in the errors."""
     name, _, builder_config = spec.partition(':')
     if not name:
-      raise datasets.DatasetError(f'--cross_dataset={spec}: no dataset name before the colon')
-    datasets.builder_class(name)
+      raise datasets.DatasetError(f'{flag}={spec}: no dataset name before the colon')
+    datasets.builder_class(name, flag)
     for c in (builder_config, *also_test):
       if c:
-        datasets.check_builder_config(name, c)
+        datasets.check_builder_config(name, c, flag)
     return cls(name, builder_config, tuple(also_test), manual_dir)
 
 

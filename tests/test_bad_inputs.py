@@ -77,6 +77,22 @@ def test_a_file_named_as_a_folder_is_refused_before_building(tmp_path):
   assert a_file.read_text() == 'kept' and not (tmp_path / 'tfds').exists()
 
 
+
+def test_a_missing_or_misspelt_name_lists_the_choices_before_building(tmp_path):
+  """`datasets build` without --name or --builder_config, or with one misspelt, says which flag
+  and what it may be, instead of a TFDS error about a config named None."""
+  tfds_dir = tmp_path / 'tfds'
+  with pytest.raises(datasets.DatasetError, match=r"--name is required: one of \[.*'micc_f220'"):
+    datasets.build(None, 'paper128', str(tfds_dir), str(tmp_path))
+  with pytest.raises(datasets.DatasetError,
+                     match=r"--builder_config is required: dataset 'micc_f220' has \[.*'native'"):
+    datasets.build('micc_f220', None, str(tfds_dir), str(tmp_path))
+  with pytest.raises(datasets.DatasetError, match=r"no builder config 'nat'; it has \[.*'native'"):
+    datasets.build('micc_f220', 'nat', str(tfds_dir), str(tmp_path))
+  with pytest.raises(datasets.DatasetError, match=r"unknown dataset 'micc': --name must be one of"):
+    datasets.build('micc', 'native', str(tfds_dir), str(tmp_path))
+  assert not tfds_dir.exists()
+
 @pytest.mark.skipif(os.geteuid() == 0, reason='root reads files whatever their permissions')
 def test_unreadable_permission_is_named(tmp_path):
   path = tmp_path / 'locked.jpg'

@@ -29,23 +29,30 @@ class DatasetError(RuntimeError):
   """A dataset could not be found, built or read; the message says which and why."""
 
 
-def builder_class(name: str):
-  """Imports `tfds_builders.<name>` (registering it with TFDS) and returns its Builder."""
+def dataset_names() -> list[str]:
+  """The datasets there are builders for (the folders of tfds_builders/)."""
+  root = os.path.dirname(importlib.import_module(BUILDERS_PACKAGE).__file__)
+  return sorted(d for d in os.listdir(root)
+                if not d.startswith(('_', '.')) and os.path.isdir(os.path.join(root, d)))
+
+
+def builder_class(name: str, what: str = 'config.dataset.name'):
+  """Imports `tfds_builders.<name>` (registering it with TFDS) and returns its Builder.
+
+  `what`: how the caller's user names the dataset, for the error.
+  """
   try:
     module = importlib.import_module(f'{BUILDERS_PACKAGE}.{name}')
   except ModuleNotFoundError as e:
     if e.name and e.name.startswith(f'{BUILDERS_PACKAGE}.{name}'):
-      root = os.path.dirname(importlib.import_module(BUILDERS_PACKAGE).__file__)
-      known = sorted(d for d in os.listdir(root)
-                     if not d.startswith(('_', '.')) and os.path.isdir(os.path.join(root, d)))
-      raise DatasetError(f'unknown dataset {name!r}: config.dataset.name must be one of {known}') from e
+      raise DatasetError(f'unknown dataset {name!r}: {what} must be one of {dataset_names()}') from e
     raise
   return module.Builder
 
 
-def check_builder_config(name: str, builder_config: str):
+def check_builder_config(name: str, builder_config: str, what: str = 'config.dataset.name'):
   """The BuilderConfig `builder_config` of dataset `name`; one clear error if it has none."""
-  configs = builder_class(name).BUILDER_CONFIGS
+  configs = builder_class(name, what).BUILDER_CONFIGS
   for c in configs:
     if c.name == builder_config:
       return c
@@ -82,8 +89,16 @@ def get_builder(dataset_config) -> tfds.core.DatasetBuilder:
 
 
 def build(name: str, config_name: str, data_dir: str | None, manual_dir: str | None) -> None:
-  """Prepares one dataset as array_record (this may import TensorFlow)."""
-  builder_class(name)
+  """Prepares one dataset as array_record (this may import TensorFlow).
+
+  Both names are checked first, so that a missing or misspelt one is one line listing the choices.
+  """
+  if not name:
+    raise DatasetError(f'--name is required: one of {dataset_names()}')
+  if not config_name:
+    configs = [c.name for c in builder_class(name, '--name').BUILDER_CONFIGS]
+    raise DatasetError(f'--builder_config is required: dataset {name!r} has {configs}')
+  check_builder_config(name, config_name, '--name')
   for flag, path in (('data_dir', _data_dir(data_dir)), ('manual_dir', manual_dir)):
     if path and os.path.exists(path) and not os.path.isdir(path):
       raise DatasetError(f'{flag} {path} is a file, not a folder')

@@ -212,8 +212,7 @@ def extra_authentic_specs(config) -> list[tuple[str, str, str]]:
     if name == config.dataset.name:
       raise ValueError(f'config.dataset.extra_authentic: {spec!r} is the run\'s own release, '
                        f'whose validation and test files would join the training split')
-    datasets.builder_class(name)
-    datasets.check_builder_config(name, builder_config)
+    datasets.check_builder_config(name, builder_config, 'config.dataset.extra_authentic')
     out.append((name, builder_config, manual_dir))
   return out
 
