@@ -1,4 +1,4 @@
-"""Do the image's own pixels mend the maps? Two cues beside `experiments.fusion_rules`' rules.
+"""Do the image's own pixels mend the maps? Cues beside `experiments.fusion_rules`' rules.
 
     python -m experiments.image_cues --workdir=<localiser run> --cache=<fusion_rules cache>
 
@@ -24,6 +24,13 @@
   over 16 x 16 windows divided by its mean over the qualities (texture removed, the curve's
   shape kept), and per pixel how far below the image's median curve it dips at any quality, as
   an image-wide Z-score (`jpeg_ghost`); `ghost alone` and `network + ghost` as for the noise.
+* **double quantisation** (Lin et al. 2009: a picture saved twice on one grid leaves periodic
+  gaps and crowds in each DCT frequency's histogram, which a region pasted off that grid, or from
+  a picture saved once, does not share): per 8 x 8 block, the log-likelihood ratio of its
+  coefficients under a flat against the image's periodic histogram, summed over the first 15 AC
+  frequencies that show a period, as an image-wide Z-score (`double_quantisation`);
+  `dq alone` and `network + dq` as for the noise, and its control `texture alone`: the block's
+  log AC energy (`block_texture`), since a rare coefficient value is also a large one.
 
 Each rule's pixel F1 at 0.5, at the threshold best on validation, and AUC on every split, by type
 too; the rule with the best validation F1 (at its threshold) is the one chosen, and the test
@@ -40,6 +47,7 @@ import numpy as np
 from experiments import fusion_rules
 from forgery_jax.data import labels as labels_lib
 from forgery_jax.detectors import localiser
+from forgery_jax.forensics import dct
 
 BLOCK = 8
 
@@ -122,6 +130,88 @@ def jpeg_ghost(y: np.ndarray, window: int = 16) -> np.ndarray:
   return ((dip - dip.mean()) / (dip.std() + 1e-6)).astype(np.float32)
 
 
+def block_coefficients(y: np.ndarray) -> np.ndarray:
+  """The luma's 8 x 8 block DCT on the file's grid, as JPEG computes it (rounded to the decoder's
+  integers, level-shifted): (H / 8, W / 8, 64), row-major frequencies; the last part-blocks dropped."""
+  h, w = y.shape[0] // BLOCK * BLOCK, y.shape[1] // BLOCK * BLOCK
+  blocks = np.rint(y[:h, :w]).reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).swapaxes(1, 2) - 128.0
+  m = dct.dct_matrix()
+  return np.einsum('ux,abxy,vy->abuv', m, blocks, m).reshape(h // BLOCK, w // BLOCK, BLOCK * BLOCK)
+
+
+def last_step(c: np.ndarray, max_step: int = 40) -> int:
+  """The last save's quantisation step of one frequency's coefficients: of the steps 2..max_step,
+  the largest on whose multiples (to within 0.6, the decoder's rounding) as many of the
+  coefficients beyond 1.5 sit, less 0.05, as on the best step's; 1 when none holds half of them,
+  0 with under 50 of them. A step's divisors hold its multiples too, hence the largest; an
+  earlier, coarser save's steps hold only the blocks saved that time (a region pasted since
+  falls off them), hence the margin against the best, rather than against all."""
+  values = c[np.abs(c) > 1.5]
+  if values.size < 50:
+    return 0
+  steps = np.arange(2, max_step + 1)
+  on_grid = np.array([np.mean(np.abs(values - s * np.rint(values / s)) < 0.6) for s in steps])
+  if on_grid.max() < 0.5:
+    return 1
+  return int(steps[on_grid >= on_grid.max() - 0.05].max())
+
+
+def _blocks_to_pixels(z: np.ndarray, shape) -> np.ndarray:
+  full = np.zeros(shape, np.float32)
+  full[:z.shape[0] * BLOCK, :z.shape[1] * BLOCK] = np.kron(z, np.ones((BLOCK, BLOCK), np.float32))
+  return full
+
+
+def _z_score(x: np.ndarray) -> np.ndarray:
+  return ((x - x.mean()) / (x.std() + 1e-6)).astype(np.float32)
+
+
+def double_quantisation(y: np.ndarray, frequencies: int = 15, kmax: int = 30, max_period: int = 16,
+                        min_score: float = 0.05) -> np.ndarray:
+  """Per pixel, the image-wide Z-score of its block's evidence of one quantisation against two
+  (Lin et al. 2009). Per frequency: the values k = round(c / last step); their histogram over
+  -kmax..kmax divided by its 9-bin moving mean (the envelope removed), folded at each period p in
+  2..max_period, the period whose folded pattern varies most (by 10 % over a shorter one; none
+  under `min_score`); then each block's log of 1 / p (flat within the period: saved once)
+  over its value's share of its period's count (the image's pattern: saved twice)."""
+  coefficients = block_coefficients(y)
+  evidence = np.zeros(coefficients.shape[:2], np.float32)
+  bins = np.arange(-kmax, kmax + 1)
+  away = bins != 0
+  for f in dct.ZIGZAG_AC[:frequencies]:
+    c = coefficients[..., f]
+    step = last_step(c.ravel())
+    if not step:
+      continue
+    k = np.clip(np.rint(c / step).astype(int), -kmax, kmax)
+    counts = np.bincount(k.ravel() + kmax, minlength=bins.size).astype(np.float64)
+    ratio = counts / (np.convolve(counts, np.ones(9) / 9, mode='same') + 1e-6)
+    best, period = 0.0, 1
+    for p in range(2, max_period + 1):
+      phase = np.mod(bins[away], p)
+      folded = np.array([ratio[away][phase == i].mean() for i in range(p)])
+      if folded.var() > best * 1.1:
+        best, period = folded.var(), p
+    if period < 2 or best < min_score:
+      continue
+    start = np.floor_divide(bins, period) * period
+    in_period = np.array([counts[(bins >= s) & (bins < s + period)].sum() for s in start])
+    llr = np.log(1 / period + 1e-3) - np.log(counts / np.maximum(in_period, 1) + 1e-3)
+    evidence += llr[k + kmax].astype(np.float32)
+  return _blocks_to_pixels(_z_score(evidence), y.shape)
+
+
+def block_texture(y: np.ndarray) -> np.ndarray:
+  """Per pixel, the image-wide Z-score of its block's log AC energy, log(1 + sum |c|): the
+  control of `double_quantisation`, whose rare coefficient values are large ones too."""
+  energy = np.log1p(np.abs(block_coefficients(y)[..., 1:]).sum(-1))
+  return _blocks_to_pixels(_z_score(energy), y.shape)
+
+
+def _logistic(z: np.ndarray) -> np.ndarray:
+  return 1 / (1 + np.exp(-z))
+
+
 RULES = {
     'keypoints_alone': lambda net, kp, y: localiser.fuse_maps(net, kp, 'keypoints_alone'),
     'replace': lambda net, kp, y: localiser.fuse_maps(net, kp, 'replace'),
@@ -130,13 +220,19 @@ RULES = {
     'misaligned copy': lambda net, kp, y: choose_copy(net, kp, y, keep_aligned=False),
     'aligned copy': lambda net, kp, y: choose_copy(net, kp, y, keep_aligned=True),
     'noise alone': lambda net, kp, y: localiser.fuse_maps(
-        1 / (1 + np.exp(-noise_level(y))), kp, 'keypoints_alone'),
+        _logistic(noise_level(y)), kp, 'keypoints_alone'),
     'network + noise': lambda net, kp, y: localiser.fuse_maps(
         np.clip(net + 0.05 * noise_level(y), 0, 1), kp, 'keypoints_alone'),
     'ghost alone': lambda net, kp, y: localiser.fuse_maps(
-        1 / (1 + np.exp(-jpeg_ghost(y))), kp, 'keypoints_alone'),
+        _logistic(jpeg_ghost(y)), kp, 'keypoints_alone'),
     'network + ghost': lambda net, kp, y: localiser.fuse_maps(
         np.clip(net + 0.05 * jpeg_ghost(y), 0, 1), kp, 'keypoints_alone'),
+    'dq alone': lambda net, kp, y: localiser.fuse_maps(
+        _logistic(double_quantisation(y)), kp, 'keypoints_alone'),
+    'texture alone': lambda net, kp, y: localiser.fuse_maps(
+        _logistic(block_texture(y)), kp, 'keypoints_alone'),
+    'network + dq': lambda net, kp, y: localiser.fuse_maps(
+        np.clip(net + 0.05 * double_quantisation(y), 0, 1), kp, 'keypoints_alone'),
 }
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from experiments import image_cues
+from forgery_jax import jpeg
 
 
 def _saved_texture(size=160, quality=40, seed=0):
@@ -74,3 +75,44 @@ def test_jpeg_ghost_marks_a_region_first_saved_at_a_lower_quality():
   inside = np.zeros(ghost.shape, bool)
   inside[72:120, 72:120] = True
   assert ghost[inside].mean() > 1.0 > 0.0 > ghost[~inside].mean(), (ghost[inside].mean(), ghost[~inside].mean())
+
+
+def _unsaved_texture(size, seed):
+  rng = np.random.default_rng(seed)
+  noise = cv2.GaussianBlur(rng.uniform(0, 255, (size, size, 3)).astype(np.float32), (0, 0), 1.5)
+  return np.clip((noise - noise.mean()) * 4 + 128, 0, 255).astype(np.uint8)
+
+
+def _saved(rgb, quality):
+  ok, data = cv2.imencode('.jpg', rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+  assert ok
+  return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
+
+
+@pytest.mark.parametrize('first', [None, 50, 60, 75])
+def test_double_quantisation_marks_a_region_that_missed_the_first_save(first):
+  """A picture saved at `first` (None: never), a block of another, never saved, pasted into it,
+  the whole saved at 90: where the picture was saved twice, the block's coefficients miss the
+  gaps and crowds of the picture's histograms; saved once throughout, nothing stands out. The
+  last save's steps are found either way (not the first save's, on whose multiples the
+  twice-saved blocks also sit), and the texture control does not mark the block."""
+  picture = _unsaved_texture(256, 0) if first is None else _saved(_unsaved_texture(256, 0), first)
+  picture = picture.copy()
+  picture[96:176, 64:160] = _unsaved_texture(256, 1)[35:115, 21:117]
+  y = image_cues.luma(_saved(picture, 90))
+  block = np.zeros(y.shape, bool)
+  block[96:176, 64:160] = True
+  coefficients = image_cues.block_coefficients(y)
+  frequencies = [1, 8, 16, 9, 2]  # the first AC frequencies in zig-zag order
+  steps = [image_cues.last_step(coefficients[..., f].ravel()) for f in frequencies]
+  assert steps == list(np.asarray(jpeg.quality_tables(90)[0]).reshape(-1)[frequencies])
+  evidence = image_cues.double_quantisation(y)
+  assert evidence.shape == y.shape and abs(evidence.mean()) < 1e-3
+  inside, outside = evidence[block].mean(), evidence[~block].mean()
+  if first is None:
+    assert abs(inside - outside) < 0.2, (inside, outside)
+  else:
+    assert inside > 1.5 > 0 > outside, (inside, outside)
+  texture = image_cues.block_texture(y)
+  assert abs(texture[block].mean() - texture[~block].mean()) < 0.5
+  assert image_cues.last_step(np.zeros(49)) == 0

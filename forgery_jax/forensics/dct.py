@@ -29,7 +29,7 @@ ON_GRID = 0.25       # mean cos(2 pi c / step) over those blocks that accepts a 
                      # on CASIA v1's quality-90 files, step 1 ~0.05)
 
 
-def _dct_matrix() -> np.ndarray:
+def dct_matrix() -> np.ndarray:
   x = np.arange(BLOCK)
   m = np.cos((2 * x[None, :] + 1) * x[:, None] * np.pi / (2 * BLOCK)) * np.sqrt(2 / BLOCK)
   m[0] /= np.sqrt(2)
@@ -42,7 +42,7 @@ def block_dct(images: jax.Array) -> jax.Array:
   y = srm.grey(images.astype(jnp.float32))[..., 0] - 128.0
   n, h, w = y.shape
   blocks = y.reshape(n, h // BLOCK, BLOCK, w // BLOCK, BLOCK).transpose(0, 1, 3, 2, 4)
-  m = jnp.asarray(_dct_matrix())
+  m = jnp.asarray(dct_matrix())
   coef = jnp.einsum('ux,nabxy,vy->nabuv', m, blocks, m, precision=jax.lax.Precision.HIGHEST)
   return coef.reshape(n, h // BLOCK, w // BLOCK, BLOCK * BLOCK)
 
