@@ -109,6 +109,21 @@ class Predictor:
     self.preparation = first.preparation.for_inference()
     self.localises = first.localises
     self.with_copy_move = 'copy_move' in first.inputs(first.config)
+    # The largest file any fold trained on, [height, width], where the detector scores whole files
+    # at their own size and every export records it (`input_pipeline.training_sizes`); else None.
+    sizes = [d.training_sizes for d in detectors]
+    self.largest_training_file = None
+    if self.preparation.geometry == 'native' and all(sizes):
+      self.largest_training_file = max((tuple(s['largest']) for s in sizes),
+                                       key=lambda hw: hw[0] * hw[1])
+
+  def beyond_training_size(self, prepared: Prepared) -> bool | None:
+    """Whether the image holds more pixels than the largest training file (a detector that
+    scores whole files was measured on files up to that size); None where that is not known."""
+    if self.largest_training_file is None:
+      return None
+    h, w = self.largest_training_file
+    return prepared.rgb.shape[0] * prepared.rgb.shape[1] > h * w
 
   def prepare(self, x, name: str = '') -> Prepared:
     """Decodes and prepares one image; ValueError with a message naming it if it cannot be used."""

@@ -51,7 +51,7 @@ def run_one(config, workdir: str, root: str, environment: dict) -> dict:
   detector = cls.finished(config, workdir)
   if detector is None:
     detector = cls.fit(config, training, detectors.Run(workdir, root))
-    export.write(detector, workdir, dataset.preparation)
+    export.write(detector, workdir, dataset.preparation, input_pipeline.training_sizes(training))
     detector.after_export()
   context = evaluators.Context(config, dataset, workdir, write_metrics=True,
                                batch_size=config.eval_batch_size)

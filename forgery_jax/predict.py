@@ -21,8 +21,10 @@ a camera or editor writes is read: JPEG, PNG, TIFF, BMP, WebP, GIF, grey, RGBA, 
 
 Writes to OUTPUT (default RUN/predictions):
 * predictions.jsonl: one line per image, {path, prediction, p_tampered, probabilities, panel, mask}
-  (and threshold, with --threshold; region and pixel_threshold, with --pixel_threshold), or
-  {path, error} for a file that could not be used;
+  (and threshold, with --threshold; region and pixel_threshold, with --pixel_threshold;
+  beyond_training_size, for a run that scores whole files at their own size and recorded its
+  training files' sizes: whether the image holds more pixels than the largest of them, counted
+  on stderr), or {path, error} for a file that could not be used;
 * predictions.csv: the same, one row per image;
 * masks/<n>_<stem>.png: for a detector that localises, the tamper probability (0-255) at the
   input's own size (n: the image's place in the listing, five digits, so that files of one name in
@@ -162,6 +164,9 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
                      probabilities=pred.probabilities)
           if predictor.threshold is not None:
             row['threshold'] = predictor.threshold
+          beyond = predictor.beyond_training_size(prepared)
+          if beyond is not None:
+            row['beyond_training_size'] = beyond
           if predictor.localises:
             row['mask'] = os.path.join(output, 'masks', f'{_stem(i, prepared.name)}.png')
           if regions:
@@ -175,6 +180,13 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
     for w in writes:
       w.result()
   rate = done / max(time.perf_counter() - start, 1e-9)
+  beyond = sum(bool(r.get('beyond_training_size')) for r in rows)
+  if beyond:
+    height, width = predictor.largest_training_file
+    print(f'{beyond} of {len(rows)} images hold more pixels than the largest file the run '
+          f'trained on ({height} x {width}): its answers were measured on files up to that size '
+          'and may differ on larger ones (README: "Photos unlike the training files")',
+          file=sys.stderr)
   with runs.replaced_when_complete(os.path.join(output, 'predictions.jsonl')) as f:
     for row in rows:
       f.write(json.dumps(row, sort_keys=True) + '\n')

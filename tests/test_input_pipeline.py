@@ -6,10 +6,13 @@ import sys
 import textwrap
 
 import numpy as np
+from PIL import Image
 import pytest
 
+from forgery_jax import predict
 from forgery_jax.data import datasets
 from forgery_jax.data import input_pipeline
+from forgery_jax.detectors import export
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 KEYS = ('ela', 'image')
@@ -91,7 +94,7 @@ def test_train_fraction_thins_the_training_split_only(tmp_path):
   np.testing.assert_array_equal(half.split.test, whole.split.test)
 
 
-def test_extra_authentic_files_join_the_training_split_only(tmp_path):
+def test_extra_authentic_files_join_the_training_split_only(tmp_path, capsys):
   from configs import localiser_casia1
   from forgery_jax import experiment
   from forgery_jax.training import trainer
@@ -136,6 +139,18 @@ def test_extra_authentic_files_join_the_training_split_only(tmp_path):
   config.update(method='copy_move_keypoints', evals=('test',))
   results = experiment.run(config, str(tmp_path / 'run'))
   assert results['split_sizes'] == joined.split.sizes() != dataset.split.sizes()
+  # Its export keeps the largest of them, against which predict measures an image read whole.
+  largest = list(max((joined.source[int(i)]['image'].shape[:2] for i in joined.split.train),
+                     key=lambda hw: hw[0] * hw[1]))
+  manifest = export.read_manifest(export.find(str(tmp_path / 'run'))[0])
+  assert manifest['training_sizes'] == {'files': len(joined.split.train), 'largest': largest}
+  for name, (h, w) in (('as_large', largest), ('larger', (largest[0] + 8, largest[1]))):
+    Image.fromarray(np.full((h, w, 3), 128, np.uint8)).save(tmp_path / f'{name}.png')
+  rows, _ = predict.predict_paths(str(tmp_path / 'run'), [str(tmp_path / 'as_large.png'),
+                                  str(tmp_path / 'larger.png')], str(tmp_path / 'out'), panels=False)
+  assert [r['beyond_training_size'] for r in rows] == [False, True]
+  assert (f'1 of 2 images hold more pixels than the largest file the run trained on '
+          f'({largest[0]} x {largest[1]})') in capsys.readouterr().err
   config.method = localiser_casia1.get_config().method
 
   # What cannot be: the run's own release, another plane geometry, testing on a training release.

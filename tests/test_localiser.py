@@ -227,6 +227,7 @@ def test_predict_writes_a_mask_at_the_input_size(run, tmp_path):
   rows, _ = predict.predict_paths(workdir, [str(path)], str(tmp_path / 'out'))
   with Image.open(rows[0]['mask']) as mask:
     assert mask.size == (70, 45) and mask.mode == 'L'
+  assert 'beyond_training_size' not in rows[0]  # windows of the synthetic photos: no file sizes
   with Image.open(rows[0]['panel']) as panel:
     assert panel.size[0] == 4 * 256  # image, ELA, SRM, map
   result = forgery_jax.load(workdir).predict(np.asarray(Image.open(path)))

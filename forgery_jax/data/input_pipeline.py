@@ -199,6 +199,21 @@ def load_dataset(builder, config, *, all_for_test: bool = False) -> Dataset:
                  has_mask=meta.get('has_mask'), fingerprint=fingerprint)
 
 
+def training_sizes(dataset: Dataset) -> dict | None:
+  """For a dataset whose planes keep each file's own size (`native`): how many files the fit
+  reads (its training split) and the largest of them by pixel count, [height, width]. The export
+  keeps it, so that `predict` can say which images are larger than anything the run learned
+  from (a detector that scores whole files may answer differently there). None otherwise."""
+  train = dataset.split.train
+  if (dataset.preparation is None or dataset.preparation.geometry != 'native' or not len(train)
+      or not {'height', 'width'} <= set(dataset.extra)):
+    return None
+  heights = dataset.extra['height'][train].astype(np.int64)
+  widths = dataset.extra['width'][train].astype(np.int64)
+  largest = int(np.argmax(heights * widths))
+  return {'files': int(len(train)), 'largest': [int(heights[largest]), int(widths[largest])]}
+
+
 def extra_authentic_specs(config) -> list[tuple[str, str, str]]:
   """`config.dataset.extra_authentic` ('NAME:CONFIG[:MANUAL_DIR]' each) as (name, builder
   config, release folder), checked before any data is read. Another release's files only: the

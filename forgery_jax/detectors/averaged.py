@@ -58,6 +58,7 @@ class Averaged(base.Detector):
     self.members = members
     self.names = list(names)
     self.preparation = first.preparation
+    self.training_sizes = first.training_sizes  # runs of one split read the same files
     self.localises = first.localises
     self.info = {'averaged_runs': self.names}
     for member in members:  # the keypoint map is fused once, into the average (score)

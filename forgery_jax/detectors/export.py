@@ -1,7 +1,8 @@
 """The inference export of a finished run: what `load`, `predict` and `evaluate` read.
 
     <workdir>/export/detector.json   method, the full config, how images are prepared, class names,
-                                     and the fit's record (steps, timings)
+                                     the fit's record (steps, timings) and, for files read at their
+                                     own size, the training files' count and largest size
     <workdir>/export/...             the detector's own payload (parameters, a booster)
 
 No optimiser state. It is written into `export.tmp/` and renamed when complete, so a failure never
@@ -28,8 +29,10 @@ MANIFEST = 'detector.json'
 FORMAT = 1
 
 
-def write(detector: detectors.Detector, workdir: str, preparation: Preparation) -> str:
-  """Writes `workdir/export` (every process calls it: a JAX detector's save is collective)."""
+def write(detector: detectors.Detector, workdir: str, preparation: Preparation,
+          training_sizes: dict | None = None) -> str:
+  """Writes `workdir/export` (every process calls it: a JAX detector's save is collective);
+  `training_sizes`: `input_pipeline.training_sizes` of what the fit read, kept when given."""
   final = os.path.join(workdir, EXPORT_DIR)
   tmp, old = final + '.tmp', final + '.old'
   primary = jax.process_index() == 0
@@ -43,6 +46,8 @@ def write(detector: detectors.Detector, workdir: str, preparation: Preparation) 
                 'config': detector.config.to_dict(), 'preparation': preparation.to_dict(),
                 'class_names': list(detector.class_names), 'inputs': list(detector.inputs(detector.config)),
                 'localises': detector.localises, 'info': detector.info}
+    if training_sizes is not None:
+      manifest['training_sizes'] = training_sizes
     with open(os.path.join(tmp, MANIFEST), 'w') as f:
       json.dump(manifest, f, indent=2, sort_keys=True)
     if os.path.exists(final):
@@ -74,6 +79,7 @@ def load(export_dir: str) -> detectors.Detector:
   detector = detectors.get(manifest['method']).restore(config, export_dir)
   detector.info = manifest['info']
   detector.preparation = Preparation.from_dict(manifest['preparation'])
+  detector.training_sizes = manifest.get('training_sizes')  # absent from earlier exports
   return detector
 
 
