@@ -47,6 +47,7 @@ class Prediction:
   map: np.ndarray | None = None       # (H, W) float32 in [0, 1] at the input's size, or None
   map_kind: str | None = None         # 'tamper_probability' or 'saliency'
   region: np.ndarray | None = None    # (H, W) bool, map >= the predictor's pixel_threshold, if any
+  beyond_training_size: bool | None = None  # more pixels than any training file (None: unknown)
 
 
 @dataclasses.dataclass
@@ -117,7 +118,7 @@ class Predictor:
       self.largest_training_file = max((tuple(s['largest']) for s in sizes),
                                        key=lambda hw: hw[0] * hw[1])
 
-  def beyond_training_size(self, prepared: Prepared) -> bool | None:
+  def _beyond_training_size(self, prepared: Prepared) -> bool | None:
     """Whether the image holds more pixels than the largest training file (a detector that
     scores whole files was measured on files up to that size); None where that is not known."""
     if self.largest_training_file is None:
@@ -155,7 +156,8 @@ class Predictor:
       out.append(Prediction(
           label=self.class_names[self._decide(p)],
           probabilities={c: float(v) for c, v in zip(self.class_names, p)},
-          p_tampered=float(1.0 - p[0]), map=full_map, map_kind=kind, region=region))
+          p_tampered=float(1.0 - p[0]), map=full_map, map_kind=kind, region=region,
+          beyond_training_size=self._beyond_training_size(prepared[i])))
     return out
 
   def _decide(self, p: np.ndarray) -> int:

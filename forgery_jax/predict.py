@@ -164,9 +164,8 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
                      probabilities=pred.probabilities)
           if predictor.threshold is not None:
             row['threshold'] = predictor.threshold
-          beyond = predictor.beyond_training_size(prepared)
-          if beyond is not None:
-            row['beyond_training_size'] = beyond
+          if pred.beyond_training_size is not None:
+            row['beyond_training_size'] = pred.beyond_training_size
           if predictor.localises:
             row['mask'] = os.path.join(output, 'masks', f'{_stem(i, prepared.name)}.png')
           if regions:

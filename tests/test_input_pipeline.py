@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
+import forgery_jax
 from forgery_jax import predict
 from forgery_jax.data import datasets
 from forgery_jax.data import input_pipeline
@@ -149,6 +150,8 @@ def test_extra_authentic_files_join_the_training_split_only(tmp_path, capsys):
   rows, _ = predict.predict_paths(str(tmp_path / 'run'), [str(tmp_path / 'as_large.png'),
                                   str(tmp_path / 'larger.png')], str(tmp_path / 'out'), panels=False)
   assert [r['beyond_training_size'] for r in rows] == [False, True]
+  assert forgery_jax.load(str(tmp_path / 'run')).predict(
+      np.zeros((largest[0], largest[1] + 8, 3), np.uint8)).beyond_training_size
   assert (f'1 of 2 images hold more pixels than the largest file the run trained on '
           f'({largest[0]} x {largest[1]})') in capsys.readouterr().err
   config.method = localiser_casia1.get_config().method

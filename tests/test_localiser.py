@@ -232,6 +232,7 @@ def test_predict_writes_a_mask_at_the_input_size(run, tmp_path):
     assert panel.size[0] == 4 * 256  # image, ELA, SRM, map
   result = forgery_jax.load(workdir).predict(np.asarray(Image.open(path)))
   assert result.map.shape == (45, 70) and result.map_kind == 'tamper_probability'
+  assert result.beyond_training_size is None
   assert abs(float(np.round(result.map * 255).mean()) - np.asarray(Image.open(rows[0]['mask'])).mean()) < 1
 
 
