@@ -153,8 +153,20 @@ def test_checkpoint_of_other_config_is_a_clear_error(tiny_config, tmp_path):
   config.checkpoint.keep_final = True
   experiment.run(config, str(tmp_path))
   config.model.hidden = 64  # different parameter shapes
-  with pytest.raises(checkpointing.CheckpointError, match='different config'):
+  stored = {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()}
+  with pytest.raises(checkpointing.CheckpointError,
+                     match=r'head.kernel.value is stored as float32 \(256, 2\), the config makes it '
+                           r'float32 \(64, 2\).*\nIt was written by a different config'):
     experiment.run(config, str(tmp_path))
+  # From the command line: the error, and nothing after it (the mismatch is found from the
+  # checkpoint's metadata, before any read is in flight to print tracebacks at exit).
+  result = _main('--config=configs/tiny.py', f'--workdir={tmp_path}', '--config.num_epochs=1',
+                 f'--config.dataset.data_dir={config.dataset.data_dir}',
+                 '--config.checkpoint.keep_final=True', '--config.model.hidden=64')
+  assert result.returncode == 1
+  assert result.stderr.rstrip().endswith('or move that checkpoint aside to resume from an earlier one.')
+  assert 'Traceback' not in result.stderr and 'trying an older checkpoint' not in result.stderr
+  assert {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()} == stored
 
 
 def test_finished_run_keeps_only_its_export_and_is_evaluated_again(tiny_config, tmp_path):

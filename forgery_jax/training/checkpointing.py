@@ -11,6 +11,7 @@ complete, so a crash mid-save never replaces a good checkpoint. An unreadable ch
 from __future__ import annotations
 
 import os
+import pathlib
 import shutil
 
 from absl import logging
@@ -52,14 +53,22 @@ class RunCheckpoints:
                       metrics={'best_step': best}, force=True)
 
   def restore(self, step: int, abstract_state):
-    """(step, state, data_iter, meta) of one checkpoint; CheckpointError if it cannot be read."""
+    """(step, state, data_iter, meta) of one checkpoint; CheckpointError if it cannot be read.
+
+    The stored arrays' shapes and dtypes are compared with the state's first, from the
+    checkpoint's metadata: a checkpoint of another config is refused before any array is read
+    (a restore that fails part-way leaves reads in flight, which print tracebacks at exit)."""
+    where = os.path.join(self.path, str(step))
     try:
+      mismatch = _mismatch(os.path.join(where, 'state'), abstract_state)
+      if mismatch:
+        raise ValueError(mismatch)
       restored = self.manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state), data_iter=ocp.args.JsonRestore(),
           meta=ocp.args.JsonRestore()))
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointError(
-          f'cannot restore the checkpoint at {os.path.join(self.path, str(step))}: '
+          f'cannot restore the checkpoint at {where}: '
           f'{type(e).__name__}: {e}\nIt was written by a different config (model shape, dataset) '
           'or is damaged. Nothing was changed: use another --workdir, or move that checkpoint '
           'aside to resume from an earlier one.') from e
@@ -74,11 +83,13 @@ class RunCheckpoints:
     config), the newest one's error is raised and nothing is moved.
     """
     failures = []
-    for step in sorted(self.manager.all_steps(), reverse=True):
+    steps = sorted(self.manager.all_steps(), reverse=True)
+    for k, step in enumerate(steps):
       try:
         restored = self.restore(step, abstract_state)
       except CheckpointError as e:
-        logging.warning('%s; trying an older checkpoint', str(e).split('\n')[0])
+        if k + 1 < len(steps):
+          logging.warning('%s; trying an older checkpoint', str(e).split('\n')[0])
         failures.append((e, step))
         continue
       for _, bad_step in failures:
@@ -119,6 +130,37 @@ class RunCheckpoints:
 
   def close(self) -> None:
     self.manager.close()
+
+
+def _leaf_name(path) -> str:
+  """A pytree path as Orbax names a stored array: its keys joined by dots."""
+  return '.'.join(str(getattr(k, 'key', getattr(k, 'idx', getattr(k, 'name', k)))) for k in path)
+
+
+def _mismatch(state_dir: str, abstract_state) -> str:
+  """The first array whose stored shape or dtype differs from the state's, or that one side
+  lacks, as a sentence; '' when they agree or the metadata cannot be read (the restore then says
+  what is wrong)."""
+  try:
+    metadata = ocp.StandardCheckpointHandler().metadata(pathlib.Path(state_dir))
+  except Exception:  # pylint: disable=broad-except
+    return ''
+  stored = {_leaf_name(p): (tuple(m.shape), str(m.dtype))
+            for p, m in jax.tree_util.tree_leaves_with_path(metadata) if hasattr(m, 'shape')}
+  wanted = {_leaf_name(p): (tuple(a.shape), str(a.dtype))
+            for p, a in jax.tree_util.tree_leaves_with_path(abstract_state)}
+  if not stored:
+    return ''
+  for name in sorted(stored.keys() | wanted.keys()):
+    if name not in stored:
+      return f'the checkpoint holds no array {name}'
+    if name not in wanted:
+      return f'the checkpoint holds an array {name} the config has no place for'
+    if stored[name] != wanted[name]:
+      (shape, dtype), (want_shape, want_dtype) = stored[name], wanted[name]
+      return (f'{name} is stored as {dtype} {shape}, the config makes it {want_dtype} '
+              f'{want_shape}')
+  return ''
 
 
 def abstract_like(state):
