@@ -141,10 +141,13 @@ def _mismatch(state_dir: str, abstract_state) -> str:
   """The first array whose stored shape or dtype differs from the state's, or that one side
   lacks, as a sentence; '' when they agree or the metadata cannot be read (the restore then says
   what is wrong)."""
+  handler = ocp.StandardCheckpointHandler()
   try:
-    metadata = ocp.StandardCheckpointHandler().metadata(pathlib.Path(state_dir))
+    metadata = handler.metadata(pathlib.Path(state_dir))
   except Exception:  # pylint: disable=broad-except
     return ''
+  finally:
+    handler.close()
   stored = {_leaf_name(p): (tuple(m.shape), str(m.dtype))
             for p, m in jax.tree_util.tree_leaves_with_path(metadata) if hasattr(m, 'shape')}
   wanted = {_leaf_name(p): (tuple(a.shape), str(a.dtype))
