@@ -17,6 +17,7 @@ import ml_collections
 from forgery_jax import detectors
 from forgery_jax import runs
 from forgery_jax import runtime
+from forgery_jax.data import datasets
 from forgery_jax.data import splits
 from forgery_jax.detectors import export
 from forgery_jax.data import input_pipeline
@@ -35,10 +36,29 @@ def check(config) -> type[detectors.Detector]:
   for name in config.evals:
     evaluators.get(name)
   input_pipeline.extra_authentic_specs(config)
-  if config.cross_dataset.name:
-    input_pipeline.check_not_extra_authentic(config, config.cross_dataset.name)
+  _check_evaluated_datasets(config)
   cls.check_config(config)
   return cls
+
+
+def _check_evaluated_datasets(config) -> None:
+  """The datasets the evaluators read only after training (`dataset.also_test`,
+  `cross_dataset`) exist: a misspelt name is refused before the fit, not an hour later."""
+  def named(key: str, check, *args):
+    try:
+      check(*args)
+    except datasets.DatasetError as e:
+      raise datasets.DatasetError(f'{key}: {e}') from None
+  for builder_config in config.dataset.also_test:
+    named('config.dataset.also_test', datasets.check_builder_config, config.dataset.name,
+          builder_config)
+  cross = config.cross_dataset
+  if cross.name:
+    datasets.builder_class(cross.name, 'config.cross_dataset.name')
+    for builder_config in (cross.builder_config, *cross.also_test):
+      named('config.cross_dataset', datasets.builder_config_name, cross.name,
+            config.dataset.resolution, builder_config)
+    input_pipeline.check_not_extra_authentic(config, cross.name)
 
 
 def run_one(config, workdir: str, root: str, environment: dict) -> dict:

@@ -11,6 +11,7 @@ import ml_collections
 import pytest
 
 from forgery_jax import experiment
+from forgery_jax.data import datasets
 from forgery_jax.detectors import export
 from forgery_jax.training import checkpointing
 from forgery_jax.training import task
@@ -220,6 +221,29 @@ def test_unknown_dataset_is_a_clear_error(tmp_path):
   assert result.returncode != 0
   assert "unknown dataset 'casia_v9'" in result.stderr
   assert 'Traceback' not in result.stderr
+
+
+@pytest.mark.parametrize('fields, message', [
+    ({'cross_dataset.name': 'nope'},
+     r"unknown dataset 'nope': config.cross_dataset.name must be one of \['casia1'"),
+    ({'cross_dataset.name': 'casia1', 'cross_dataset.builder_config': 'nat'},
+     r"config.cross_dataset: dataset 'casia1' has no builder config 'nat'; it has \['paper128'"),
+    ({'cross_dataset.name': 'casia1'},  # none at the tiny config's resolution
+     r"config.cross_dataset: dataset 'casia1' has no builder config at resolution 32 "
+     r"\(its resolutions: \[128, 256\]\); name one of \['paper128'"),
+    ({'dataset.also_test': ('nat',)},
+     r"config.dataset.also_test: dataset 'synthetic_forgery' has no builder config 'nat'"),
+])
+def test_datasets_read_after_training_are_checked_before_it(tiny_config, tmp_path, fields, message):
+  """The evaluators read `cross_dataset` and `dataset.also_test` only once the fit is done: a
+  misspelt name is refused before anything is written, not an hour later."""
+  config = tiny_config.copy_and_resolve_references()
+  for field, value in fields.items():
+    section, key = field.split('.')
+    config[section][key] = value
+  with pytest.raises(datasets.DatasetError, match=message):
+    experiment.run(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
 
 
 def test_workdir_that_is_a_file_is_a_clear_error(tmp_path):

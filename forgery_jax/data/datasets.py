@@ -60,11 +60,13 @@ def check_builder_config(name: str, builder_config: str, what: str = 'config.dat
                      f'it has {[c.name for c in configs]}')
 
 
-def builder_config_name(name: str, resolution: int, builder_config: str | None = None) -> str:
-  """The BuilderConfig to use: the one named, else the first at `resolution`."""
-  configs = builder_class(name).BUILDER_CONFIGS
+def builder_config_name(name: str, resolution: int, builder_config: str | None = None,
+                        what: str = 'config.dataset.name') -> str:
+  """The BuilderConfig to use: the one named, else the first at `resolution` (`what`: how the
+  caller's user names the dataset, for the errors)."""
+  configs = builder_class(name, what).BUILDER_CONFIGS
   if builder_config:
-    chosen = check_builder_config(name, builder_config)
+    chosen = check_builder_config(name, builder_config, what)
     if chosen.resolution is not None and chosen.resolution != resolution:
       raise DatasetError(f'{name}/{builder_config} is {chosen.resolution}px but '
                          f'config.dataset.resolution is {resolution}')
@@ -72,8 +74,9 @@ def builder_config_name(name: str, resolution: int, builder_config: str | None =
   for c in configs:
     if getattr(c, 'resolution', None) == resolution:
       return c.name
-  raise DatasetError(f'dataset {name!r} has no builder config at resolution {resolution}; '
-                     f'resolutions: {sorted({getattr(c, "resolution", None) for c in configs})}')
+  sides = sorted({r for r in (getattr(c, 'resolution', None) for c in configs) if r is not None})
+  raise DatasetError(f'dataset {name!r} has no builder config at resolution {resolution} '
+                     f'(its resolutions: {sides}); name one of {[c.name for c in configs]}')
 
 
 def _data_dir(data_dir: str | None) -> str:
