@@ -43,15 +43,18 @@ def check(config) -> type[detectors.Detector]:
 
 def _check_evaluated_datasets(config) -> None:
   """The datasets the evaluators read only after training (`dataset.also_test`,
-  `cross_dataset`) exist: a misspelt name is refused before the fit, not an hour later."""
+  `dataset.control` and its reference, `cross_dataset`) exist: a misspelt name is refused
+  before the fit, not an hour later."""
   def named(key: str, check, *args):
     try:
       check(*args)
     except datasets.DatasetError as e:
       raise datasets.DatasetError(f'{key}: {e}') from None
-  for builder_config in config.dataset.also_test:
-    named('config.dataset.also_test', datasets.check_builder_config, config.dataset.name,
-          builder_config)
+  own = (('config.dataset.also_test', c) for c in config.dataset.also_test)
+  for key, builder_config in (*own, ('config.dataset.control', config.dataset.control),
+                              ('config.dataset.control_reference', config.dataset.control_reference)):
+    if builder_config:
+      named(key, datasets.check_builder_config, config.dataset.name, builder_config)
   cross = config.cross_dataset
   if cross.name:
     datasets.builder_class(cross.name, 'config.cross_dataset.name')

@@ -233,10 +233,14 @@ def test_unknown_dataset_is_a_clear_error(tmp_path):
      r"\(its resolutions: \[128, 256\]\); name one of \['paper128'"),
     ({'dataset.also_test': ('nat',)},
      r"config.dataset.also_test: dataset 'synthetic_forgery' has no builder config 'nat'"),
+    ({'dataset.control': 'nope'},
+     r"config.dataset.control: dataset 'synthetic_forgery' has no builder config 'nope'"),
+    ({'dataset.control': 'tiny', 'dataset.control_reference': 'nope'},
+     r"config.dataset.control_reference: dataset 'synthetic_forgery' has no builder config"),
 ])
 def test_datasets_read_after_training_are_checked_before_it(tiny_config, tmp_path, fields, message):
-  """The evaluators read `cross_dataset` and `dataset.also_test` only once the fit is done: a
-  misspelt name is refused before anything is written, not an hour later."""
+  """The evaluators read `cross_dataset`, `dataset.also_test` and `dataset.control` only once the
+  fit is done: a misspelt name is refused before anything is written, not an hour later."""
   config = tiny_config.copy_and_resolve_references()
   for field, value in fields.items():
     section, key = field.split('.')
