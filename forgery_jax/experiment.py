@@ -22,6 +22,7 @@ from forgery_jax.data import splits
 from forgery_jax.detectors import export
 from forgery_jax.data import input_pipeline
 from forgery_jax.evaluation import evaluators
+from forgery_jax.evaluation import robustness
 
 RESULTS_FILE = runs.RESULTS_FILE
 TEST_KEYS = ('accuracy', 'precision', 'recall', 'f1', 'auc')
@@ -43,8 +44,8 @@ def check(config) -> type[detectors.Detector]:
 
 def _check_evaluated_datasets(config) -> None:
   """The datasets the evaluators read only after training (`dataset.also_test`,
-  `dataset.control` and its reference, `cross_dataset`) exist: a misspelt name is refused
-  before the fit, not an hour later."""
+  `dataset.control` and its reference, `cross_dataset`, the release's files for `robustness`)
+  exist: a misspelt name is refused before the fit, not an hour later."""
   def named(key: str, check, *args):
     try:
       check(*args)
@@ -62,6 +63,8 @@ def _check_evaluated_datasets(config) -> None:
       named('config.cross_dataset', datasets.builder_config_name, cross.name,
             config.dataset.resolution, builder_config)
     input_pipeline.check_not_extra_authentic(config, cross.name)
+  if 'robustness' in config.evals:
+    robustness.check_sources(config)
 
 
 def run_one(config, workdir: str, root: str, environment: dict) -> dict:

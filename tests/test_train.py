@@ -250,6 +250,18 @@ def test_datasets_read_after_training_are_checked_before_it(tiny_config, tmp_pat
   assert not (tmp_path / 'run').exists()
 
 
+def test_robustness_without_the_release_folder_is_refused_before_training(tiny_config, tmp_path):
+  """The robustness evaluator re-reads a real release's files, so their folder must be named
+  even where the dataset is already built."""
+  config = tiny_config.copy_and_resolve_references()
+  config.dataset.update(name='casia1', builder_config='paper128', resolution=128, manual_dir='')
+  config.evals = ('test', 'robustness')
+  with pytest.raises(ValueError, match=r"robustness on casia1 needs its source files: the run's "
+                                       r'config.dataset.manual_dir is empty'):
+    experiment.run(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
+
+
 def test_workdir_that_is_a_file_is_a_clear_error(tmp_path):
   workdir = tmp_path / 'results.txt'
   workdir.write_text('kept')

@@ -43,15 +43,25 @@ def attack(rgb: np.ndarray, kind: str, strength: float, rng: np.random.Generator
   raise ValueError(f'unknown attack {kind!r}; choose one of {sorted(ATTACKS)}')
 
 
-def source_files(config) -> dict[str, releases.SourceFile] | None:
-  """filename -> source file of a real release (None for the synthetic set)."""
+def _lister(config):
+  """The release's file lister, or None for a builder that makes its examples (the synthetic
+  set: no source files); ValueError when a real release's folder is not named."""
   lister = getattr(datasets.builder_class(config.dataset.name), 'list_release', None)
-  if lister is None:  # the builder makes its examples (the synthetic set): no source files
-    return None
-  if not config.dataset.manual_dir:
+  if lister is not None and not config.dataset.manual_dir:
     raise ValueError(f'robustness on {config.dataset.name} needs its source files: the run\'s '
                      'config.dataset.manual_dir is empty')
-  return {f.filename: f for f in lister(config.dataset.manual_dir, [])}
+  return lister
+
+
+def check_sources(config) -> None:
+  """Before training: the robustness evaluator will find the release's source files."""
+  _lister(config)
+
+
+def source_files(config) -> dict[str, releases.SourceFile] | None:
+  """filename -> source file of a real release (None for the synthetic set)."""
+  lister = _lister(config)
+  return None if lister is None else {f.filename: f for f in lister(config.dataset.manual_dir, [])}
 
 
 def row(probs: np.ndarray, labels: np.ndarray, class_names) -> dict:
