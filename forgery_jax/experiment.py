@@ -74,13 +74,14 @@ def run_one(config, workdir: str, root: str, environment: dict) -> dict:
   os.makedirs(workdir, exist_ok=True)
   dataset = input_pipeline.load(config)
   training = input_pipeline.with_extra_authentic(dataset, config)  # what the fit reads
+  context = evaluators.Context(config, dataset, workdir, write_metrics=True,
+                               batch_size=config.eval_batch_size)
   detector = cls.finished(config, workdir)
   if detector is None:
+    evaluators.load_datasets(context, config.evals)  # what cannot be read fails now, not after the fit
     detector = cls.fit(config, training, detectors.Run(workdir, root))
     export.write(detector, workdir, dataset.preparation, input_pipeline.training_sizes(training))
     detector.after_export()
-  context = evaluators.Context(config, dataset, workdir, write_metrics=True,
-                               batch_size=config.eval_batch_size)
   results = evaluators.run_all(detector, context, config.evals)
   results.update({k: v for k, v in detector.info.items() if k not in _INTERNAL_INFO})
   results.update({'method': config.method, 'split_sizes': training.split.sizes(),

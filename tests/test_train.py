@@ -250,6 +250,17 @@ def test_datasets_read_after_training_are_checked_before_it(tiny_config, tmp_pat
   assert not (tmp_path / 'run').exists()
 
 
+def test_a_cross_dataset_that_cannot_be_built_fails_before_the_fit(tiny_config, tmp_path):
+  """The datasets the evaluators will read are loaded (built where needed) before training."""
+  config = tiny_config.copy_and_resolve_references()
+  config.cross_dataset.update(name='micc_f220', builder_config='native',
+                              manual_dir=str(tmp_path / 'none'))
+  with pytest.raises(datasets.DatasetError, match=r'building micc_f220/native/.* failed'):
+    experiment.run(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run' / 'export').exists()
+  assert not (tmp_path / 'run' / 'metrics.jsonl').exists()
+
+
 def test_robustness_without_the_release_folder_is_refused_before_training(tiny_config, tmp_path):
   """The robustness evaluator re-reads a real release's files, so their folder must be named
   even where the dataset is already built."""

@@ -133,6 +133,39 @@ def also_test_dataset(ctx: Context, name: str):
   return ctx.datasets[key]
 
 
+def control_dataset(ctx: Context, builder_config: str):
+  """The run's test files as builder config `builder_config` prepared them, for the control
+  (loaded once per context; the run's own dataset for its own builder config)."""
+  if builder_config == ctx.config.dataset.builder_config:
+    return ctx.dataset
+  key = f'control/{builder_config}'
+  if key not in ctx.datasets:
+    other = input_pipeline.load(ctx.config, builder_config=builder_config)
+    if _test_examples(ctx.dataset) != _test_examples(other):
+      raise ValueError(f'dataset.control: {builder_config!r} holds other test files than '
+                       f'{ctx.config.dataset.builder_config!r}')
+    ctx.datasets[key] = other
+  return ctx.datasets[key]
+
+
+def load_datasets(ctx: Context, names) -> None:
+  """Loads, building them where needed, the other datasets the evaluators `names` will read
+  (`also_test`, the control and its reference, the cross dataset) and checks that they hold the
+  run's test files: called before a fit, so that one that cannot be built or read fails then,
+  not after training. Each is kept in the context for the evaluators."""
+  names = set(names)
+  if names & {'also_test', 'pixel', 'validation_threshold'}:
+    for name in ctx.config.dataset.also_test:
+      also_test_dataset(ctx, name)
+  control = ctx.config.dataset.control
+  if control and names & {'control', 'validation_threshold'}:
+    control_dataset(ctx, control)
+  if control and 'control' in names:
+    control_dataset(ctx, ctx.config.dataset.control_reference or ctx.config.dataset.builder_config)
+  if names & {'cross_dataset', 'pixel'}:
+    cross_datasets(ctx)
+
+
 class AlsoTest:
   """The same test files as prepared by other builder configs (`config.dataset.also_test`),
   each beside its own shortcut baselines: e.g. the test images re-encoded at random qualities."""
@@ -265,11 +298,7 @@ class HistoryControl:
     out = {}
     rates = {}
     for role, builder_config in (('control', name), ('reference', reference)):
-      other = (ctx.dataset if builder_config == ctx.config.dataset.builder_config
-               else input_pipeline.load(ctx.config, builder_config=builder_config))
-      if _test_examples(ctx.dataset) != _test_examples(other):
-        raise ValueError(f'dataset.control: {builder_config!r} holds other test files than '
-                         f'{ctx.config.dataset.builder_config!r}')
+      other = control_dataset(ctx, builder_config)
       authentic = other.split.test[other.labels[other.split.test] == 0]
       key = 'test' if other is ctx.dataset else f'control/{builder_config}'
       scores = ctx.scores(detector, other, other.split.test, key, f'{role} {other.name}',
@@ -343,8 +372,7 @@ class ValidationThreshold:
     targets += [(f'test_{n}', also_test_dataset(ctx, n), f'test_{n}') for n in ctx.config.dataset.also_test]
     if ctx.config.dataset.control:
       name = ctx.config.dataset.control
-      targets.append((f'control/{name}', input_pipeline.load(ctx.config, builder_config=name),
-                      f'control/{name}'))
+      targets.append((f'control/{name}', control_dataset(ctx, name), f'control/{name}'))
     for prefix, other, key in targets:
       scores = ctx.scores(detector, other, other.split.test, key, f'{prefix} {other.name}',
                           keep_maps=False)
