@@ -121,31 +121,30 @@ def _test_examples(dataset) -> tuple[list, list, list]:
   return names, [dataset.groups[i] for i in idx], dataset.labels[idx].tolist()
 
 
-def also_test_dataset(ctx: Context, name: str):
-  """The run's test files as builder config `name` prepared them (loaded once per context)."""
-  key = f'test_{name}'
+def _prepared_as(ctx: Context, builder_config: str, key: str, what: str):
+  """The run's test files as builder config `builder_config` prepared them, loaded once per
+  context under `key`; ValueError naming the config key `what` if its test split holds other
+  files."""
   if key not in ctx.datasets:
-    other = input_pipeline.load(ctx.config, builder_config=name)
+    other = input_pipeline.load(ctx.config, builder_config=builder_config)
     if _test_examples(ctx.dataset) != _test_examples(other):
-      raise ValueError(f'dataset.also_test={name!r}: its test split holds other files than '
+      raise ValueError(f'{what}={builder_config!r}: its test split holds other files than '
                        f'{ctx.config.dataset.builder_config!r} (a different release or version?)')
     ctx.datasets[key] = other
   return ctx.datasets[key]
 
 
+def also_test_dataset(ctx: Context, name: str):
+  """The run's test files as builder config `name` prepared them (`dataset.also_test`)."""
+  return _prepared_as(ctx, name, f'test_{name}', 'dataset.also_test')
+
+
 def control_dataset(ctx: Context, builder_config: str):
-  """The run's test files as builder config `builder_config` prepared them, for the control
-  (loaded once per context; the run's own dataset for its own builder config)."""
+  """The run's test files as builder config `builder_config` prepared them, for the control and
+  its reference (the run's own dataset for its own builder config)."""
   if builder_config == ctx.config.dataset.builder_config:
     return ctx.dataset
-  key = f'control/{builder_config}'
-  if key not in ctx.datasets:
-    other = input_pipeline.load(ctx.config, builder_config=builder_config)
-    if _test_examples(ctx.dataset) != _test_examples(other):
-      raise ValueError(f'dataset.control: {builder_config!r} holds other test files than '
-                       f'{ctx.config.dataset.builder_config!r}')
-    ctx.datasets[key] = other
-  return ctx.datasets[key]
+  return _prepared_as(ctx, builder_config, f'control/{builder_config}', 'dataset.control')
 
 
 def load_datasets(ctx: Context, names) -> None:
