@@ -31,7 +31,10 @@ of results.json keys:
   `also_test` config and the control (`threshold/*`); run it after those evaluators, whose scores it
   reuses.
 
-A new evaluator is a class with a `name` and `__call__(detector, context)`, added to `EVALUATORS`.
+A new evaluator is a class with a `name` and `__call__(detector, context)`, added to `EVALUATORS`;
+its `reads` names the datasets besides the run's own that it reads ('also_test', 'control',
+'control_reference', 'cross'), which `load_datasets` loads before a fit so that one that cannot
+be read fails then.
 """
 
 from __future__ import annotations
@@ -148,20 +151,20 @@ def control_dataset(ctx: Context, builder_config: str):
 
 
 def load_datasets(ctx: Context, names) -> None:
-  """Loads, building them where needed, the other datasets the evaluators `names` will read
-  (`also_test`, the control and its reference, the cross dataset) and checks that they hold the
-  run's test files: called before a fit, so that one that cannot be built or read fails then,
-  not after training. Each is kept in the context for the evaluators."""
-  names = set(names)
-  if names & {'also_test', 'pixel', 'validation_threshold'}:
-    for name in ctx.config.dataset.also_test:
+  """Loads, building them where needed, the other datasets the evaluators `names` will read (each
+  evaluator's `reads`: 'also_test', 'control', 'control_reference', 'cross'), and checks that
+  they hold the run's test files: called before a fit, so that one that cannot be built or read
+  fails then, not after training. Each is kept in the context for the evaluators."""
+  reads = {r for n in names for r in getattr(get(n), 'reads', ())}
+  d = ctx.config.dataset
+  if 'also_test' in reads:
+    for name in d.also_test:
       also_test_dataset(ctx, name)
-  control = ctx.config.dataset.control
-  if control and names & {'control', 'validation_threshold'}:
-    control_dataset(ctx, control)
-  if control and 'control' in names:
-    control_dataset(ctx, ctx.config.dataset.control_reference or ctx.config.dataset.builder_config)
-  if names & {'cross_dataset', 'pixel'}:
+  if d.control and 'control' in reads:
+    control_dataset(ctx, d.control)
+  if d.control and 'control_reference' in reads:
+    control_dataset(ctx, d.control_reference or d.builder_config)
+  if 'cross' in reads:
     cross_datasets(ctx)
 
 
@@ -169,6 +172,7 @@ class AlsoTest:
   """The same test files as prepared by other builder configs (`config.dataset.also_test`),
   each beside its own shortcut baselines: e.g. the test images re-encoded at random qualities."""
   name = 'also_test'
+  reads = ('also_test',)
 
   def __call__(self, detector, ctx: Context) -> dict:
     out = {}
@@ -237,6 +241,7 @@ class CrossDataset:
   """Metrics on every example of `config.cross_dataset` (train on one dataset, test on another;
   or, for a detector trained without the dataset's forgeries, on all of its files)."""
   name = 'cross_dataset'
+  reads = ('cross',)
 
   def __call__(self, detector, ctx: Context) -> dict:
     out = {}
@@ -264,6 +269,7 @@ class Robustness:
 class PixelScores:
   """Pixel-level scores of the maps on the test split and every `also_test` config."""
   name = 'pixel'
+  reads = ('also_test', 'cross')
 
   def __call__(self, detector, ctx: Context) -> dict:
     saliency = not detector.localises
@@ -288,6 +294,7 @@ class PixelScores:
 class HistoryControl:
   """False alarms on authentic files given a tampered file's JPEG history (the control)."""
   name = 'control'
+  reads = ('control', 'control_reference')
 
   def __call__(self, detector, ctx: Context) -> dict:
     name = ctx.config.dataset.control
@@ -350,6 +357,7 @@ def decision_at(p_tampered: np.ndarray, tampered: np.ndarray, threshold: float) 
 class ValidationThreshold:
   """The image-level decision at the threshold chosen on the validation split (binary tasks)."""
   name = 'validation_threshold'
+  reads = ('also_test', 'control')
 
   def __call__(self, detector, ctx: Context) -> dict:
     dataset = ctx.dataset
