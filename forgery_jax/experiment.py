@@ -17,6 +17,7 @@ import ml_collections
 from forgery_jax import detectors
 from forgery_jax import runs
 from forgery_jax import runtime
+from forgery_jax import synthesis
 from forgery_jax.data import datasets
 from forgery_jax.data import splits
 from forgery_jax.detectors import export
@@ -38,6 +39,8 @@ def check(config) -> type[detectors.Detector]:
     evaluators.get(name)
   input_pipeline.extra_authentic_specs(config)
   _check_evaluated_datasets(config)
+  if 'synthesis' in config:
+    synthesis.check_config(config.synthesis)
   cls.check_config(config)
   return cls
 

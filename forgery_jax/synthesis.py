@@ -214,6 +214,27 @@ def synthesise(batch: dict, key: jax.Array, cfg) -> dict:
   return out
 
 
+def check_config(cfg) -> None:
+  """`config.synthesis` makes sense (before any work): shares in [0, 1], ordered ranges, JPEG
+  qualities in 1..100, region areas in (0, 1]. ValueError naming the key otherwise."""
+  for key in ('fraction', 'copy_move_share', 'polygon_share', 'flip', 'region_edit_share',
+              'lossless_share', 'second_save_share'):
+    value = cfg.get(key, 0.0)
+    if not 0.0 <= value <= 1.0:
+      raise ValueError(f'synthesis.{key} {value}: a share, from 0 to 1')
+  ranges = {'area': (1e-9, 1.0), 'scale': (1e-3, None), 'donor_quality': (1, 100),
+            'final_quality': (1, 100)}
+  for key, (lo, hi) in ranges.items():
+    pair = tuple(cfg[key])
+    if (len(pair) != 2 or pair[0] > pair[1] or pair[0] < lo
+        or (hi is not None and pair[1] > hi)):
+      bounds = f'from {lo:g} to {hi:g}' if hi is not None else f'above {lo:g}'
+      raise ValueError(f'synthesis.{key} {pair}: (low, high), low <= high, {bounds}')
+  if cfg.rotate < 0 or any(s < 0 for s in cfg.feather_sigmas):
+    raise ValueError(f'synthesis.rotate {cfg.rotate} and feather_sigmas '
+                     f'{tuple(cfg.feather_sigmas)}: not negative')
+
+
 def augments(config):
   """(training augment, validation augment) for a detector's Task: synthesis when
   `config.synthesis.fraction` > 0, or only the random last save of every row with

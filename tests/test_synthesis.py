@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from configs import default
 from forgery_jax import jpeg, synthesis
@@ -138,3 +139,33 @@ def test_a_second_save_is_one_more_round_trip_of_the_saved_rows_only():
   for j, i in enumerate(saved):  # exactly the once-saved row through the codec at some final quality
     assert any(np.array_equal(twice_img[i], again[j, q]) for q in range(len(qualities))), i
     assert not np.array_equal(twice_img[i], once_img[i])
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('fraction', 1.5, r'synthesis.fraction 1.5: a share, from 0 to 1'),
+    ('lossless_share', -0.1, r'synthesis.lossless_share -0.1: a share'),
+    ('final_quality', (50, 101), r'synthesis.final_quality \(50, 101\): \(low, high\), low <= high, from 1 to 100'),
+    ('donor_quality', (95, 50), r'synthesis.donor_quality \(95, 50\): \(low, high\), low <= high'),
+    ('area', (0.3, 0.01), r'synthesis.area \(0.3, 0.01\): \(low, high\)'),
+    ('area', (0.0, 0.3), r'synthesis.area \(0.0, 0.3\): \(low, high\)'),
+    ('scale', (1.25,), r'synthesis.scale \(1.25,\): \(low, high\)'),
+    ('rotate', -5.0, r'synthesis.rotate -5.0 and feather_sigmas'),
+])
+def test_a_synthesis_setting_out_of_range_is_refused_before_any_work(tmp_path, key, value, message):
+  from configs import localiser
+  from forgery_jax import experiment
+  config = localiser.get_config()
+  synthesis.check_config(config.synthesis)  # the default holds
+  config.synthesis[key] = value
+  with pytest.raises(ValueError, match=message):
+    experiment.run(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
+
+
+def test_ela_qualities_must_be_jpeg_qualities(tmp_path):
+  from configs import localiser
+  from forgery_jax import experiment
+  config = localiser.get_config()
+  config.model.ela_qualities = (90, 120)
+  with pytest.raises(ValueError, match=r'model.ela_qualities \(90, 120\): JPEG qualities from 1 to 100'):
+    experiment.run(config, str(tmp_path / 'run'))

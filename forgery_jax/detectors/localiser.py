@@ -305,6 +305,9 @@ class Localiser(nnx_detector.NnxDetector):
     if config.dataset.num_classes != 2:
       raise ValueError('the localiser is binary: config.dataset.num_classes must be 2')
     check_levels(config.model.levels)
+    if any(not 1 <= q <= 100 for q in config.model.ela_qualities):
+      raise ValueError(f'model.ela_qualities {tuple(config.model.ela_qualities)}: JPEG qualities '
+                       'from 1 to 100')
     check_dct_stem(config.model.get('dct_stem', 0), config.model.levels)
     check_image_pooling(config.model.get('image_pooling', 'mean_max'))
     if config.model.get('constrained_filters', 0) < 0:
