@@ -38,11 +38,27 @@ def check(config) -> type[detectors.Detector]:
   for name in config.evals:
     evaluators.get(name)
   input_pipeline.extra_authentic_specs(config)
+  _check_numbers(config)
   _check_evaluated_datasets(config)
   if 'synthesis' in config:
     synthesis.check_config(config.synthesis)
   cls.check_config(config)
   return cls
+
+
+def _check_numbers(config) -> None:
+  """Sizes, counts and rates that only make sense one way: one error line now, not a traceback
+  from inside the fit (a batch of 0 divides by zero) or a run that quietly does something else (a
+  negative learning rate climbs the loss)."""
+  for key in ('batch_size', 'eval_batch_size', 'num_epochs'):
+    if key in config and config[key] < 1:
+      raise ValueError(f'{key} {config[key]}: at least 1')
+  if 'learning_rate' in config and not config.learning_rate > 0:
+    raise ValueError(f'learning_rate {config.learning_rate}: above 0')
+  for key in ('test_fraction', 'validation_fraction'):
+    value = config.dataset.get(key, 0.5)
+    if not 0 < value < 1:
+      raise ValueError(f'dataset.{key} {value}: a share, above 0 and below 1')
 
 
 def _check_evaluated_datasets(config) -> None:

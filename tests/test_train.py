@@ -261,6 +261,24 @@ def test_a_cross_dataset_that_cannot_be_built_fails_before_the_fit(tiny_config, 
   assert not (tmp_path / 'run' / 'metrics.jsonl').exists()
 
 
+@pytest.mark.parametrize('field, value, message', [
+    ('batch_size', 0, 'batch_size 0: at least 1'),
+    ('eval_batch_size', -2, 'eval_batch_size -2: at least 1'),
+    ('learning_rate', -1.0, r'learning_rate -1.0: above 0'),
+    ('dataset.validation_fraction', 1.5, r'dataset.validation_fraction 1.5: a share, above 0 and below 1'),
+    ('dataset.test_fraction', 0.0, r'dataset.test_fraction 0.0: a share'),
+])
+def test_sizes_and_rates_that_make_no_sense_are_one_error_before_any_work(tiny_config, tmp_path,
+                                                                          field, value, message):
+  """A batch of 0 was a ZeroDivisionError from inside the fit; a negative rate trained quietly."""
+  config = tiny_config.copy_and_resolve_references()
+  *section, key = field.split('.')
+  (config[section[0]] if section else config)[key] = value
+  with pytest.raises(ValueError, match=message):
+    experiment.run(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
+
+
 def test_robustness_without_the_release_folder_is_refused_before_training(tiny_config, tmp_path):
   """The robustness evaluator re-reads a real release's files, so their folder must be named
   even where the dataset is already built."""
