@@ -222,13 +222,13 @@ def check_config(cfg) -> None:
     value = cfg.get(key, 0.0)
     if not 0.0 <= value <= 1.0:
       raise ValueError(f'synthesis.{key} {value}: a share, from 0 to 1')
-  ranges = {'area': (1e-9, 1.0), 'scale': (1e-3, None), 'donor_quality': (1, 100),
-            'final_quality': (1, 100)}
-  for key, (lo, hi) in ranges.items():
+  ranges = {'area': (lambda v: 0 < v <= 1, 'above 0, at most 1'),
+            'scale': (lambda v: v > 0, 'above 0'),
+            'donor_quality': (lambda v: 1 <= v <= 100, 'from 1 to 100'),
+            'final_quality': (lambda v: 1 <= v <= 100, 'from 1 to 100')}
+  for key, (within, bounds) in ranges.items():
     pair = tuple(cfg[key])
-    if (len(pair) != 2 or pair[0] > pair[1] or pair[0] < lo
-        or (hi is not None and pair[1] > hi)):
-      bounds = f'from {lo:g} to {hi:g}' if hi is not None else f'above {lo:g}'
+    if len(pair) != 2 or pair[0] > pair[1] or not all(within(v) for v in pair):
       raise ValueError(f'synthesis.{key} {pair}: (low, high), low <= high, {bounds}')
   if cfg.rotate < 0 or any(s < 0 for s in cfg.feather_sigmas):
     raise ValueError(f'synthesis.rotate {cfg.rotate} and feather_sigmas '
