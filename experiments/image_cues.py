@@ -102,12 +102,17 @@ def choose_copy(network_map: np.ndarray, keypoint_map: np.ndarray, y: np.ndarray
   return (marked & (labels != drop)).astype(np.float32)
 
 
+def _z_score(x: np.ndarray) -> np.ndarray:
+  """Image-wide Z-score: the cues are read against the rest of their own image."""
+  return ((x - x.mean()) / (x.std() + 1e-6)).astype(np.float32)
+
+
 def noise_level(y: np.ndarray, window: int = 32) -> np.ndarray:
   """Per pixel, the image-wide Z-score of the log standard deviation of the luma's 2 x 2
   diagonal residual (shading removed, noise and texture kept) over a `window`-pixel square."""
   residual = cv2.filter2D(y, -1, np.float32([[1, -1], [-1, 1]]) / 2)
   level = 0.5 * np.log(cv2.boxFilter(residual * residual, -1, (window, window)) + 1e-3)
-  return ((level - level.mean()) / (level.std() + 1e-6)).astype(np.float32)
+  return _z_score(level)
 
 
 GHOST_QUALITIES = tuple(range(50, 100, 5))
@@ -127,7 +132,7 @@ def jpeg_ghost(y: np.ndarray, window: int = 16) -> np.ndarray:
   curves /= curves.mean(0, keepdims=True) + 1.0  # each pixel's curve, its texture's scale removed
   median = np.median(curves.reshape(len(GHOST_QUALITIES), -1), axis=1)[:, None, None]
   dip = (median - curves).max(0)
-  return ((dip - dip.mean()) / (dip.std() + 1e-6)).astype(np.float32)
+  return _z_score(dip)
 
 
 def block_coefficients(y: np.ndarray) -> np.ndarray:
@@ -160,10 +165,6 @@ def _blocks_to_pixels(z: np.ndarray, shape) -> np.ndarray:
   full = np.zeros(shape, np.float32)
   full[:z.shape[0] * BLOCK, :z.shape[1] * BLOCK] = np.kron(z, np.ones((BLOCK, BLOCK), np.float32))
   return full
-
-
-def _z_score(x: np.ndarray) -> np.ndarray:
-  return ((x - x.mean()) / (x.std() + 1e-6)).astype(np.float32)
 
 
 def double_quantisation(y: np.ndarray, frequencies: int = 15, kmax: int = 30, max_period: int = 16,

@@ -150,6 +150,12 @@ def control_dataset(ctx: Context, builder_config: str):
   return _prepared_as(ctx, builder_config, f'control/{builder_config}', 'dataset.control')
 
 
+def control_reference(config) -> str:
+  """The builder config the control's false alarms are read against (`dataset.control_reference`,
+  else the run's own)."""
+  return config.dataset.control_reference or config.dataset.builder_config
+
+
 def load_datasets(ctx: Context, names) -> None:
   """Loads, building them where needed, the other datasets the evaluators `names` will read (each
   evaluator's `reads`: 'also_test', 'control', 'control_reference', 'cross'), and checks that
@@ -163,7 +169,7 @@ def load_datasets(ctx: Context, names) -> None:
   if d.control and 'control' in reads:
     control_dataset(ctx, d.control)
   if d.control and 'control_reference' in reads:
-    control_dataset(ctx, d.control_reference or d.builder_config)
+    control_dataset(ctx, control_reference(ctx.config))
   if 'cross' in reads:
     cross_datasets(ctx)
 
@@ -300,7 +306,7 @@ class HistoryControl:
     name = ctx.config.dataset.control
     if not name:
       return {}
-    reference = ctx.config.dataset.control_reference or ctx.config.dataset.builder_config
+    reference = control_reference(ctx.config)
     out = {}
     rates = {}
     for role, builder_config in (('control', name), ('reference', reference)):
