@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
 from absl import app
 from absl import flags
@@ -226,13 +225,18 @@ def main(argv):
   f = flags.FLAGS
   output = f.output or os.path.join(f.workdir, 'report')
   try:
+    for name, value in (('cross_also_test', f.cross_also_test), ('cross_manual_dir', f.cross_manual_dir)):
+      if value and not f.cross_dataset:
+        raise ValueError(f'--{name} needs --cross_dataset')
+    if f.max_examples and not f.robustness:
+      raise ValueError('--max_examples needs --robustness (it limits the attacked test examples)')
     cross = (CrossDataset.parse(f.cross_dataset, f.cross_also_test, f.cross_manual_dir)
              if f.cross_dataset else None)
     evaluate(f.workdir, f.runs, f.cross, f.robustness, f.max_examples, output, f.evals or None,
              f.keypoint_map, f.keypoint_fusion, cross, f.keypoint_mirrored, f.average_with,
              f.keypoint_decision, score_flips=f.score_flips)
   except (ValueError, OSError, datasets.DatasetError) as e:
-    sys.exit(f'error: {e}')
+    progress.exit_with_error(e)
   print(os.path.join(output, 'report.md'))
 
 

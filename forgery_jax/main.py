@@ -15,6 +15,7 @@ import jax
 from ml_collections import config_flags
 
 from forgery_jax import experiment
+from forgery_jax import progress
 from forgery_jax import runtime
 from forgery_jax.data import datasets
 from forgery_jax.training import checkpointing
@@ -52,7 +53,7 @@ def main(argv):
     sys.exit(128 + signal.SIGTERM)
   except (checkpointing.CheckpointError, datasets.DatasetError, ValueError) as e:
     logging.error('%s', e)
-    raise SystemExit(f'error: {e}') from None
+    progress.exit_with_error(e)
   if jax.process_index() == 0:
     summary = '  '.join(f'{k} {results[f"test/{k}"]:.4f}' for k in experiment.TEST_KEYS
                         if f'test/{k}' in results)

@@ -245,6 +245,9 @@ def main(argv):
     threshold = parse_threshold(f.threshold)
     pixel_threshold = parse_threshold(f.pixel_threshold, 'pixel_threshold')
     truth = None
+    for name in ('unmasked_authentic', 'ground_truth_inverted'):
+      if f[name].value and not f.ground_truth:
+        raise ValueError(f'--{name} needs --ground_truth')
     if f.ground_truth:
       truth = ground_truth_lib.Scores(
           ground_truth_lib.GroundTruth(f.ground_truth, f.unmasked_authentic), f.ground_truth_inverted)
@@ -253,7 +256,7 @@ def main(argv):
                                f.keypoint_mirrored, f.average_with, f.keypoint_decision,
                                score_flips=f.score_flips, recursive=f.recursive, ground_truth=truth)
   except ValueError as e:
-    sys.exit(f'error: {e}')
+    progress.exit_with_error(e)
   failed = sum('error' in r for r in rows)
   decided = next((f'; tampered when p >= {r["threshold"]:.4f}' for r in rows if 'threshold' in r), '')
   decided += next((f'; regions where the map >= {r["pixel_threshold"]:.2f}' for r in rows

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import NoReturn
 
 from tqdm import auto as tqdm_auto
 
@@ -26,3 +27,11 @@ def bar(iterable=None, *, total: int | None = None, desc: str = '', unit: str = 
 def write(line: str) -> None:
   """One line on stderr that a running bar does not break up."""
   tqdm_auto.tqdm.write(line, file=sys.stderr)
+
+
+def exit_with_error(message) -> NoReturn:
+  """Ends the command with one `error: ...` line on stderr, its last line: the bars an exception
+  left open are closed first (else each is drawn again at exit, below the error)."""
+  for open_bar in list(tqdm_auto.tqdm._instances):  # pylint: disable=protected-access
+    open_bar.close()
+  raise SystemExit(f'error: {message}') from None

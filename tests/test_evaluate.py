@@ -129,3 +129,24 @@ def test_command_line_writes_where_output_says(two_runs, tmp_path):
   assert result.stdout.strip() == f'{tmp_path}/r/report.md'
   assert_no_library_info(result.stderr)
   assert not os.path.exists(os.path.join(main, 'report'))
+
+
+@pytest.mark.parametrize('args, error', [
+    (['--cross_also_test=native'], '--cross_also_test needs --cross_dataset'),
+    (['--cross_manual_dir=/tmp'], '--cross_manual_dir needs --cross_dataset'),
+    (['--max_examples=3'], '--max_examples needs --robustness'),
+    (['--runs=MISSING'], 'MISSING: no such folder'),
+])
+def test_command_line_errors_are_its_last_line(two_runs, tmp_path, args, error):
+  """A flag that only works beside another is refused, not ignored; a missing run is named; the
+  error is the last line on stderr (no progress bar drawn again below it) and no report is written."""
+  main, _ = two_runs
+  args = [a.replace('MISSING', str(tmp_path / 'missing')) for a in args]
+  result = subprocess.run([sys.executable, '-m', 'forgery_jax.evaluate', f'--workdir={main}',
+                           f'--output={tmp_path}/r', *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+  assert result.returncode == 1
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: ') and error.replace('MISSING', str(tmp_path / 'missing')) in last
+  assert 'Traceback' not in result.stderr
+  assert not os.path.exists(tmp_path / 'r')

@@ -214,3 +214,15 @@ def test_ground_truth_scores_the_answers_beside_their_baselines(cnn_run, tmp_pat
   assert 0.0 <= rows['a.png']['pixel_f1'] <= 1.0 and rows['b.png']['ground_truth'] == 'tampered'
   assert 'is 56x20 but its image is 56x40' in rows['c.png']['ground_truth_error']
   assert 'ground_truth,pixel_f1,pixel_auc' in (out / 'predictions.csv').read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize('flag', ['--unmasked_authentic', '--ground_truth_inverted'])
+def test_ground_truth_options_without_ground_truth_are_refused(cnn_run, corpus, tmp_path, flag):
+  """Options that only change how --ground_truth is read are refused without it, not ignored."""
+  folder, _ = corpus
+  result = subprocess.run([sys.executable, '-m', 'forgery_jax.predict', f'--workdir={cnn_run}',
+                           f'--output={tmp_path / "out"}', flag, os.path.join(folder, 'photo.jpg')],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == f'error: {flag} needs --ground_truth'
+  assert not os.path.exists(tmp_path / 'out')

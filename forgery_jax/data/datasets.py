@@ -20,6 +20,7 @@ from absl import flags
 from absl import logging
 import tensorflow_datasets as tfds
 
+from forgery_jax import progress
 from forgery_jax import runtime
 
 BUILDERS_PACKAGE = 'tfds_builders'
@@ -150,7 +151,7 @@ def _main(argv):
     build(f.name, f.builder_config, f.data_dir, f.manual_dir)
   except (DatasetError, ValueError, OSError) as e:
     # ValueError / OSError: a missing or malformed release, or an unreadable file; the message names it.
-    sys.exit(f'error: {e}')
+    progress.exit_with_error(e)
 
 
 if __name__ == '__main__':
