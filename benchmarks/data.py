@@ -7,6 +7,7 @@ import math
 import os
 import tempfile
 import time
+import types
 
 import jax
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -28,6 +29,22 @@ def training_iterator_over_everything(builder, config):
   ds = dataclasses.replace(pooled, split=splits.Split(everything, everything[:0], everything[:0]))
   return input_pipeline.train_iterator(ds, config, paper_cnn.PaperCnn.inputs(config),
                                       process_index=0, process_count=1)
+
+
+def prepared_release(data_dir: str) -> str:
+  """The release built at paper128 in `data_dir` that the pipeline and GPU rows read (casia1, else
+  micc_f220); ValueError saying how to build one when neither is there, before any row is timed
+  (else the rows would build one into a mistyped folder, or fail after the GPU rows)."""
+  if not os.path.isdir(data_dir):
+    raise ValueError(f'--data_dir={data_dir}: no such folder')
+  for name in ('casia1', 'micc_f220'):
+    dataset = types.SimpleNamespace(name=name, builder_config='paper128', resolution=128,
+                                    data_dir=data_dir)
+    if datasets.get_builder(dataset).is_prepared():
+      return name
+  raise ValueError(f'--data_dir={data_dir}: neither casia1 nor micc_f220 is built there at paper128 '
+                   '(python -m forgery_jax.data.datasets build --name=casia1 --builder_config=paper128 '
+                   f'--data_dir={data_dir} --manual_dir=RELEASE)')
 
 
 def _manual_dir(quick: bool) -> str:
@@ -80,17 +97,19 @@ def _pipeline_rate(config, batches: int) -> float:
 
 def pipeline_rows(data_dir: str | None, quick: bool, step_rate: float, batch: int) -> list[Row]:
   """Examples/s from a built dataset through grain to device arrays: with the default threads
-  against the training step, and per worker process (what decides how many a fed GPU needs)."""
+  against the training step, and per worker process (what decides how many a fed GPU needs).
+  `data_dir`: where one is built (`prepared_release`); None: casia1 is built into a temporary one."""
   with tempfile.TemporaryDirectory() as tmp:
     config = model_config(128)
-    config.dataset.update(name='casia1', builder_config='paper128', data_dir=data_dir or tmp,
+    name = prepared_release(data_dir) if data_dir else 'casia1'
+    config.dataset.update(name=name, builder_config='paper128', data_dir=data_dir or tmp,
                           manual_dir=_manual_dir(quick))
     config.num_epochs = 1000
     config.batch_size = batch
     batches = 20 if quick else 200
     threads = _pipeline_rate(config, batches)
     rows = [Row(f'input pipeline vs train step, batch {batch}', threads, step_rate, threads / step_rate,
-                'examples/s', 1.0, f'casia1/paper128 via grain, {config.input.num_threads} threads, '
+                'examples/s', 1.0, f'{name}/paper128 via grain, {config.input.num_threads} threads, '
                 'raw planes + device put')]
     config.batch_size = 256 if not quick else 16
     per_worker = {}

@@ -56,9 +56,25 @@ def main(argv=None) -> list[common.Row]:
     if os.path.isdir(args.json) or not os.path.isdir(folder):
       raise SystemExit(f'error: --json={args.json}: ' + ('a folder, not a file' if os.path.isdir(
           args.json) else f'{folder} is not a folder'))
+  try:
+    gpu_batches = tuple(int(b) for b in args.gpu_batches.split(','))
+    if min(gpu_batches) < 1:
+      raise ValueError
+  except ValueError:
+    raise SystemExit(f'error: --gpu_batches={args.gpu_batches}: give batch sizes >= 1, '
+                     'comma-separated') from None
   on_gpu = jax.default_backend() == 'gpu'
-  wanted = [g for g in GROUPS if (not only or g in only)
-            and not (g == 'gpu' and not on_gpu) and not (g in ('train', 'xla_flags', 'profile') and on_gpu)]
+  runs_here = lambda g: not (g == 'gpu' and not on_gpu) and not (
+      g in ('train', 'xla_flags', 'profile') and on_gpu)
+  if elsewhere := sorted(g for g in only if not runs_here(g)):
+    raise SystemExit(f'error: --only names {elsewhere}, which run only where JAX\'s default backend '
+                     f'is {"not " if on_gpu else ""}a GPU; here it is {jax.default_backend()}')
+  wanted = [g for g in GROUPS if (not only or g in only) and runs_here(g)]
+  if args.data_dir and {'pipeline', 'gpu'} & set(wanted):
+    try:
+      data.prepared_release(args.data_dir)
+    except ValueError as e:
+      raise SystemExit(f'error: {e}') from None
   print(f'machine: {common.machine()}', flush=True)
   images, label = common.photos(4 if quick else 64)
   repeats = 1 if quick else 5
@@ -96,7 +112,7 @@ def main(argv=None) -> list[common.Row]:
     elif group == 'predict':
       rows += predict.predict_rows(8 if quick else 200, 1 if quick else 3)
     elif group == 'gpu':
-      rows += training.gpu_rows(args.data_dir, (64,) if quick else tuple(map(int, args.gpu_batches.split(','))))
+      rows += training.gpu_rows(args.data_dir, (64,) if quick else gpu_batches)
     for row in rows[done:]:  # each group's rows as it ends, so that a run cut short keeps them
       progress.write(row.line())
   print('| benchmark | ours | reference | ratio | unit | target | inputs |')

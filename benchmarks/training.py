@@ -263,7 +263,7 @@ def fed_step_rate(data_dir: str, dtype: str, batch: int) -> float:
   """Training images/s with batches read from a prepared dataset (any release built at paper128)."""
   from benchmarks import data  # pylint: disable=g-import-not-at-top
   config = model_config(128, dtype)
-  name = next(n for n in ('casia1', 'micc_f220') if os.path.isdir(os.path.join(data_dir, n)))
+  name = data.prepared_release(data_dir)
   config.dataset.update(name=name, builder_config='paper128', data_dir=data_dir)
   config.batch_size = batch
   config.num_epochs = 10_000

@@ -57,3 +57,26 @@ def test_json_that_cannot_be_written_is_refused_before_timing(tmp_path):
     with pytest.raises(SystemExit, match=message):
       run.main(['--quick', '--only=ela', '--json', str(target)])
   assert (tmp_path / 'notes.txt').read_text() == 'kept'
+
+
+def test_options_that_cannot_work_are_refused_before_timing(tmp_path):
+  """A bad batch list, a group this backend cannot run, or a --data_dir without a built release:
+  one error before any row is timed, and nothing written into the folder named."""
+  import jax  # pylint: disable=g-import-not-at-top
+  for args, message in ((['--gpu_batches=256,abc'], 'give batch sizes >= 1'),
+                        (['--gpu_batches=0'], 'give batch sizes >= 1'),
+                        ([f'--data_dir={tmp_path / "typo"}'], 'typo: no such folder'),
+                        ([f'--data_dir={tmp_path}'], 'neither casia1 nor micc_f220 is built there')):
+    with pytest.raises(SystemExit, match=message):
+      run.main(['--quick', '--only=pipeline', *args])
+  assert not any(tmp_path.iterdir())
+  elsewhere = 'train' if jax.default_backend() == 'gpu' else 'gpu'
+  with pytest.raises(SystemExit, match=rf"--only names \['{elsewhere}'\], which run only where"):
+    run.main(['--quick', f'--only=ela,{elsewhere}'])
+
+
+def test_the_data_dir_rows_read_the_release_built_there(tmp_path):
+  from benchmarks import data  # pylint: disable=g-import-not-at-top
+  from forgery_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  datasets.build('micc_f220', 'paper128', str(tmp_path), str(REPO / 'tfds_builders' / 'micc_f220' / 'dummy_data'))
+  assert data.prepared_release(str(tmp_path)) == 'micc_f220'
