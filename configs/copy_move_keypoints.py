@@ -13,6 +13,7 @@ nothing is fitted, so the folds only split the files). Pass --config.dataset.man
 al. 2011) instead of the affine model's inliers (forensics/keypoints.py).
 """
 
+from configs import default
 from configs import localiser_casia1
 from configs import localiser_micc_f220
 
@@ -24,4 +25,5 @@ def get_config(mode: str = 'casia1'):
     raise ValueError(f'configs/copy_move_keypoints.py:<mode> takes one of {MODES}, got {mode!r}')
   config = localiser_casia1.get_config() if mode == 'casia1' else localiser_micc_f220.get_config()
   config.method = 'copy_move_keypoints'
+  config.model = default.get_config().model  # the localiser's network settings: the map reads none
   return config

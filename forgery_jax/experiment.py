@@ -42,8 +42,26 @@ def check(config) -> type[detectors.Detector]:
   _check_evaluated_datasets(config)
   if 'synthesis' in config:
     synthesis.check_config(config.synthesis)
+  _check_model_keys(config, cls)
   cls.check_config(config)
   return cls
+
+
+def _check_model_keys(config, cls: type[detectors.Detector]) -> None:
+  """Refuses a change to a `config.model` key that this method never reads (the localiser's
+  `ela_qualities` on a 'cnn' run, say): the run would be the same as without it."""
+  if cls.model_keys is None:
+    return
+  from configs import default  # pylint: disable=g-import-not-at-top
+  plain = lambda v: v.to_dict() if isinstance(v, ml_collections.ConfigDict) else (
+      list(v) if isinstance(v, (list, tuple)) else v)
+  defaults = default.get_config().model
+  ignored = sorted(k for k in config.model if k not in cls.model_keys
+                   and (k not in defaults or plain(config.model[k]) != plain(defaults[k])))
+  if ignored:
+    raise ValueError(f"config.model.{', config.model.'.join(ignored)}: not read by method "
+                     f"{config.method!r}, so the run would be the same without "
+                     f"{'them' if len(ignored) > 1 else 'it'}; it reads {list(cls.model_keys)}")
 
 
 def _check_numbers(config) -> None:
@@ -55,6 +73,10 @@ def _check_numbers(config) -> None:
       raise ValueError(f'{key} {config[key]}: at least 1')
   if 'learning_rate' in config and not config.learning_rate > 0:
     raise ValueError(f'learning_rate {config.learning_rate}: above 0')
+  for owner, key in ((config, 'seed'), (config.dataset, 'split_seed')):
+    if key in owner and not (isinstance(owner[key], int) and owner[key] >= 0):
+      raise ValueError(f"{'dataset.' if owner is config.dataset else ''}{key} {owner[key]}: "
+                       'a non-negative integer')
   for key in ('test_fraction', 'validation_fraction'):
     value = config.dataset.get(key, 0.5)
     if not 0 < value < 1:

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from configs import default
 import forgery_jax
 from forgery_jax import predict
 from forgery_jax.data import datasets
@@ -138,6 +139,7 @@ def test_extra_authentic_files_join_the_training_split_only(tmp_path, capsys):
   assert shapes == {(2, 192, 192, 3)}
   # The run's record counts the training files its fit read (a detector with nothing to train).
   config.update(method='copy_move_keypoints', evals=('test',))
+  config.model = default.get_config().model  # the localiser's settings: the keypoint map reads none
   results = experiment.run(config, str(tmp_path / 'run'))
   assert results['split_sizes'] == joined.split.sizes() != dataset.split.sizes()
   # Its export keeps the largest of them, against which predict measures an image read whole.

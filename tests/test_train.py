@@ -267,6 +267,8 @@ def test_a_cross_dataset_that_cannot_be_built_fails_before_the_fit(tiny_config, 
     ('learning_rate', -1.0, r'learning_rate -1.0: above 0'),
     ('dataset.validation_fraction', 1.5, r'dataset.validation_fraction 1.5: a share, above 0 and below 1'),
     ('dataset.test_fraction', 0.0, r'dataset.test_fraction 0.0: a share'),
+    ('seed', -1, 'seed -1: a non-negative integer'),
+    ('dataset.split_seed', -3, 'dataset.split_seed -3: a non-negative integer'),
 ])
 def test_sizes_and_rates_that_make_no_sense_are_one_error_before_any_work(tiny_config, tmp_path,
                                                                           field, value, message):
@@ -274,6 +276,26 @@ def test_sizes_and_rates_that_make_no_sense_are_one_error_before_any_work(tiny_c
   config = tiny_config.copy_and_resolve_references()
   *section, key = field.split('.')
   (config[section[0]] if section else config)[key] = value
+  with pytest.raises(ValueError, match=message):
+    experiment.run(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('method, field, value, message', [
+    ('cnn', 'ela_qualities', (75, 85), r"config.model.ela_qualities: not read by method 'cnn'"),
+    ('cnn', 'levels', (8, 16), r"config.model.levels: not read by method 'cnn'"),
+    ('cnn', 'score_flips', True, r"config.model.score_flips: not read by method 'cnn'"),
+    ('localiser', 'branches', ('ela',), r"config.model.branches: not read by method 'localiser'.*"
+                                        r"it reads \['ela_qualities'"),
+    ('wld_xgboost', 'hidden', 64, r"config.model.hidden: not read by method 'wld_xgboost'.*it reads \[\]"),
+])
+def test_a_model_setting_the_method_never_reads_is_refused(tiny_config, tmp_path, method, field,
+                                                           value, message):
+  """config.model holds every detector's settings: one the chosen method ignores would give a run
+  identical to one without it (an ablation that changed nothing), so it is refused before any work."""
+  config = tiny_config.copy_and_resolve_references()
+  config.method = method
+  config.model[field] = value
   with pytest.raises(ValueError, match=message):
     experiment.run(config, str(tmp_path / 'run'))
   assert not (tmp_path / 'run').exists()

@@ -57,6 +57,9 @@ class Detector(abc.ABC):
   """A forgery detector: see the module docstring."""
 
   localises: ClassVar[bool] = False  # score() returns per-pixel tamper maps
+  # The keys of config.model it reads: a run that changes another from configs/default.py is
+  # refused (it would train and score exactly as without it). None: not checked.
+  model_keys: ClassVar[tuple[str, ...] | None] = None
 
   def __init__(self, config):
     self.config = config

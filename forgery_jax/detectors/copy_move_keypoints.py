@@ -43,6 +43,7 @@ class CopyMoveKeypoints(base.Detector):
   """Repeated regions matched by SIFT keypoints and an affine model (binary)."""
 
   localises = True
+  model_keys = ('keypoint_mirrored', 'keypoint_decision')
 
   @staticmethod
   def inputs(config) -> tuple[str, ...]:

@@ -298,6 +298,10 @@ class Localiser(nnx_detector.NnxDetector):
 
   localises = True
   batch_size = 4
+  model_keys = ('ela_qualities', 'stem', 'levels', 'hidden', 'copy_move', 'dtype', 'zscore_features',
+                'zscore_window', 'dct_stem', 'constrained_filters', 'image_pooling', 'loss_weights',
+                'keypoint_map', 'keypoint_fusion', 'keypoint_mirrored', 'keypoint_decision',
+                'score_tile', 'score_flips')
 
   @classmethod
   def check_config(cls, config) -> None:

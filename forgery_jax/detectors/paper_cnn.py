@@ -158,6 +158,9 @@ def _logits(model: DualBranchCNN, batch: dict, **kwargs) -> jax.Array:
 class PaperCnn(nnx_detector.NnxDetector):
   """The dual-branch CNN: class-weighted cross-entropy, Adam, early stopping (the paper)."""
 
+  model_keys = ('branches', 'features', 'hidden', 'srm_trainable', 'srm_clip', 'srm_residuals',
+                'head', 'copy_move', 'dtype', 'ela_source')
+
   @classmethod
   def task(cls, config, weights: np.ndarray | None):
     m = config.model

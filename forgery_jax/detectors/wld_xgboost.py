@@ -63,6 +63,8 @@ def cached_features(dataset, config, folder: str) -> tuple[np.ndarray, float | N
 class WldXgboost(base.Detector):
   """Weber Local Descriptors of the chroma channels, classified by XGBoost with DART."""
 
+  model_keys = ()  # config.wld and config.xgboost
+
   def __init__(self, config, booster):
     super().__init__(config)
     self.booster = booster
