@@ -42,6 +42,10 @@ def check(config) -> type[detectors.Detector]:
   _check_evaluated_datasets(config)
   if 'synthesis' in config:
     synthesis.check_config(config.synthesis)
+    if (config.synthesis.fraction or config.synthesis.last_save) and not cls.synthesises:
+      raise ValueError(f'config.synthesis: method {config.method!r} does not train through the JAX '
+                       'training step in which the forgeries and last saves are made, so the run '
+                       'would read the real files only')
   _check_model_keys(config, cls)
   cls.check_config(config)
   return cls

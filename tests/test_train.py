@@ -301,6 +301,19 @@ def test_a_model_setting_the_method_never_reads_is_refused(tiny_config, tmp_path
   assert not (tmp_path / 'run').exists()
 
 
+@pytest.mark.parametrize('method', ['wld_xgboost', 'copy_move_keypoints'])
+@pytest.mark.parametrize('field, value', [('fraction', 0.5), ('last_save', True)])
+def test_synthesis_for_a_method_that_cannot_read_it_is_refused(tiny_config, tmp_path, method, field,
+                                                               value):
+  """The forgeries are made inside the JAX training step: a detector without one ignored them."""
+  config = tiny_config.copy_and_resolve_references()
+  config.method = method
+  config.synthesis[field] = value
+  with pytest.raises(ValueError, match=f"config.synthesis: method '{method}' does not train through"):
+    experiment.run(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
+
+
 def test_robustness_without_the_release_folder_is_refused_before_training(tiny_config, tmp_path):
   """The robustness evaluator re-reads a real release's files, so their folder must be named
   even where the dataset is already built."""

@@ -60,6 +60,8 @@ class Detector(abc.ABC):
   # The keys of config.model it reads: a run that changes another from configs/default.py is
   # refused (it would train and score exactly as without it). None: not checked.
   model_keys: ClassVar[tuple[str, ...] | None] = None
+  # It trains through the JAX training step, inside which config.synthesis makes its forgeries.
+  synthesises: ClassVar[bool] = False
 
   def __init__(self, config):
     self.config = config
