@@ -1,2 +1,23 @@
 """Experiment scripts that regenerate the tables of the README and docs/ from the library (not part
 of it)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+
+def one_error_line(main):
+  """`main`, ending the command with one `error:` line instead of a traceback when it raises a
+  ValueError or OSError (a missing run or cache, an unreadable file) or a dataset error."""
+  @functools.wraps(main)
+  def wrapped(*args, **kwargs):
+    try:
+      return main(*args, **kwargs)
+    except Exception as e:  # pylint: disable=broad-except
+      datasets = sys.modules.get('forgery_jax.data.datasets')  # only raised where it was imported
+      if not isinstance(e, (ValueError, OSError) + ((datasets.DatasetError,) if datasets else ())):
+        raise
+      from forgery_jax import progress  # pylint: disable=g-import-not-at-top
+      progress.exit_with_error(e)
+  return wrapped

@@ -25,6 +25,7 @@ import os
 import numpy as np
 from sklearn import metrics
 
+import experiments
 from experiments import fusion_rules
 from forgery_jax import progress
 
@@ -160,4 +161,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-  main()
+  experiments.one_error_line(main)()

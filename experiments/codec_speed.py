@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import experiments
 from benchmarks.common import median_seconds
 from experiments import jpeg_agreement
 from forgery_jax import jpeg
@@ -62,4 +63,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-  main()
+  experiments.one_error_line(main)()

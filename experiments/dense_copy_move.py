@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 from sklearn.neighbors import KDTree
 
+import experiments
 from forgery_jax import evaluate
 from forgery_jax import progress
 from forgery_jax import runtime
@@ -143,4 +144,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-  main()
+  experiments.one_error_line(main)()

@@ -21,6 +21,7 @@ import os
 import cv2
 import numpy as np
 
+import experiments
 from experiments import averaging
 from experiments import fusion_rules
 from forgery_jax.data import labels as labels_lib
@@ -122,4 +123,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-  main()
+  experiments.one_error_line(main)()

@@ -43,6 +43,7 @@ import os
 from absl import flags
 import numpy as np
 
+import experiments
 from forgery_jax import evaluate
 from forgery_jax import progress
 from forgery_jax import runs
@@ -196,6 +197,16 @@ def targets(run, fold: int = 0) -> dict:
   return out
 
 
+def load_localiser_run(workdir: str, **kwargs) -> evaluate.LoadedRun:
+  """`evaluate.load_run`, refusing a run of another method: these experiments read the network's
+  own map, which only localiser runs draw."""
+  run = evaluate.load_run(workdir, **kwargs)
+  if run.config.method != 'localiser':
+    raise ValueError(f'{workdir}: a {run.config.method!r} run; this experiment reads the maps of a '
+                     'localiser run')
+  return run
+
+
 def from_cache(workdir: str, cache: str):
   """(the run, its `targets`, key -> its cached scores), for the experiments that read this one's
   cache; the cache is made first when missing."""
@@ -203,7 +214,7 @@ def from_cache(workdir: str, cache: str):
     main(['--workdir', workdir, '--cache', cache])
   flags.FLAGS.mark_as_parsed()
   runtime.quiet_libraries()
-  run = evaluate.load_run(workdir)
+  run = load_localiser_run(workdir)
   split_targets = targets(run)
   return run, split_targets, {key: load(os.path.join(cache, f'{key}.npz')) for key in split_targets}
 
@@ -325,7 +336,7 @@ def main(argv=None) -> dict:
   args = parser.parse_args(argv)
   flags.FLAGS.mark_as_parsed()
   runtime.quiet_libraries()
-  run = evaluate.load_run(args.workdir)
+  run = load_localiser_run(args.workdir)
   per_fold = []
   for fold in range(len(run.detectors)):
     splits = score_fold(run, fold, fold_cache(args.cache, run, fold), args.limit, args.keypoint_decision)
@@ -348,4 +359,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-  main()
+  experiments.one_error_line(main)()

@@ -44,6 +44,7 @@ import argparse
 import cv2
 import numpy as np
 
+import experiments
 from experiments import fusion_rules
 from forgery_jax.data import labels as labels_lib
 from forgery_jax.detectors import localiser
@@ -286,4 +287,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-  main()
+  experiments.one_error_line(main)()

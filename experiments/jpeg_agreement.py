@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+import experiments
 from forgery_jax import jpeg
 
 DEFAULT_PHOTOS = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'datasets',
@@ -72,4 +73,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-  main()
+  experiments.one_error_line(main)()

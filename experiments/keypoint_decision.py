@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
+import experiments
 from forgery_jax import image_io
 from forgery_jax import progress
 from forgery_jax.data import labels
@@ -195,4 +196,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-  main()
+  experiments.one_error_line(main)()

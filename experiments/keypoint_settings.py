@@ -29,6 +29,7 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
+import experiments
 from forgery_jax import progress
 from forgery_jax import runtime
 from forgery_jax import synthesis
@@ -169,4 +170,4 @@ def main(argv) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(experiments.one_error_line(main))

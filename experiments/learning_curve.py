@@ -39,6 +39,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+import experiments
 from forgery_jax import experiment
 from forgery_jax import runs
 from forgery_jax import runtime
@@ -279,4 +280,5 @@ if __name__ == '__main__':
   flags.DEFINE_list('figures', list(FIGURES), 'results.json keys to show.')
   flags.DEFINE_list('targets', list(GOALS), 'KEY=VALUE goals to extrapolate to.')
   flags.DEFINE_string('against', None, 'Another curve\'s workdir to read each point against.')
-  app.run(main)
+  flags.mark_flags_as_required(['config'])
+  app.run(experiments.one_error_line(main))

@@ -34,8 +34,8 @@ import ml_collections
 import numpy as np
 from sklearn import metrics as skm
 
+import experiments
 from experiments import fusion_rules
-from forgery_jax import evaluate
 from forgery_jax import progress
 from forgery_jax import runtime
 from forgery_jax import synthesis
@@ -139,7 +139,7 @@ def main(argv=None) -> dict:
   flags.FLAGS.mark_as_parsed()
   runtime.quiet_libraries()
   average_with = tuple(w for w in args.average_with.split(',') if w)
-  run = evaluate.load_run(args.workdir, keypoint_map=args.keypoint_map, average_with=average_with)
+  run = fusion_rules.load_localiser_run(args.workdir, keypoint_map=args.keypoint_map, average_with=average_with)
   detector, config = run.detectors[0], run.detectors[0].config
 
   def cached(key: str, compute) -> dict:
@@ -198,4 +198,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-  main()
+  experiments.one_error_line(main)()

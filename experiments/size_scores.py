@@ -22,6 +22,7 @@ from absl import flags
 import numpy as np
 from sklearn import metrics as skm
 
+import experiments
 from experiments import fusion_rules
 from forgery_jax import evaluate
 from forgery_jax import runtime
@@ -131,4 +132,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-  main()
+  experiments.one_error_line(main)()

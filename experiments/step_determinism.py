@@ -31,6 +31,8 @@ import time
 
 import numpy as np
 
+import experiments
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ('localiser', 'paper')
 
@@ -144,4 +146,4 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == '__main__':
-  main()
+  experiments.one_error_line(main)()

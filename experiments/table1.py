@@ -22,6 +22,7 @@ from absl import flags
 from absl import logging
 
 from configs import paper
+import experiments
 from forgery_jax import experiment
 from forgery_jax import runtime
 
@@ -113,4 +114,4 @@ if __name__ == '__main__':
   flags.DEFINE_integer('seed', 0, 'Model and split seed.')
   flags.DEFINE_integer('input_threads', 2, 'grain read threads per run.')
   flags.DEFINE_list('only', [], 'Run only the rows whose dataset is named here (e.g. micc_f220).')
-  app.run(main)
+  app.run(experiments.one_error_line(main))

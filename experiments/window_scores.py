@@ -17,8 +17,8 @@ import argparse
 
 from absl import flags
 
+import experiments
 from experiments import fusion_rules
-from forgery_jax import evaluate
 from forgery_jax import runtime
 from forgery_jax.detectors import localiser
 from forgery_jax.evaluation import evaluators
@@ -36,7 +36,7 @@ def main(argv=None) -> dict:
   args = parser.parse_args(argv)
   flags.FLAGS.mark_as_parsed()
   runtime.quiet_libraries()
-  run = evaluate.load_run(args.workdir)
+  run = fusion_rules.load_localiser_run(args.workdir)
   detector, dataset = run.detectors[0], run.datasets[0]
   config = detector.config
   tile = args.tile or config.input.crop
@@ -62,4 +62,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-  main()
+  experiments.one_error_line(main)()

@@ -1,9 +1,17 @@
 """experiments.fusion_rules: the rules on hand-made maps, and its score cache."""
 
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
+import pytest
 
 from experiments import fusion_rules
+from forgery_jax import experiment
 from forgery_jax.data import labels
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _split():
@@ -164,3 +172,26 @@ def test_the_cache_keeps_the_keypoint_decision_and_refuses_another(tmp_path):
     fusion_rules.score_fold(run, 0, str(cache), 0, 'inliers')
   two = types.SimpleNamespace(detectors=run.detectors * 2, datasets=run.datasets * 2)
   assert fusion_rules.fold_cache(str(cache), two, 1) == str(cache / 'fold_1')
+
+
+@pytest.mark.parametrize('module', ['fusion_rules', 'map_image_score', 'window_scores',
+                                    'dense_copy_move', 'image_cues'])
+def test_a_missing_run_is_one_error_line(module, tmp_path):
+  """The experiment commands end a bad input with one `error:` line, as the library's do."""
+  missing = tmp_path / 'missing'
+  result = subprocess.run([sys.executable, '-m', f'experiments.{module}', f'--workdir={missing}',
+                           *(['--cache', str(tmp_path / 'cache')] if module == 'image_cues' else [])],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == f'error: {missing}: no such folder'
+  assert 'Traceback' not in result.stderr
+
+
+def test_a_run_without_network_maps_is_refused(tiny_config, tmp_path):
+  """A 'cnn' run draws no map: refused by name, not a TypeError from inside the scoring."""
+  config = tiny_config.copy_and_resolve_references()
+  config.num_epochs = 1
+  experiment.run(config, str(tmp_path / 'cnn'))
+  with pytest.raises(ValueError, match="a 'cnn' run; this experiment reads the maps of a localiser run"):
+    fusion_rules.main(['--workdir', str(tmp_path / 'cnn'), '--cache', str(tmp_path / 'cache')])
+  assert not (tmp_path / 'cache').exists()
