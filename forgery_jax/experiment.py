@@ -68,19 +68,39 @@ def _check_model_keys(config, cls: type[detectors.Detector]) -> None:
                      f"{'them' if len(ignored) > 1 else 'it'}; it reads {list(cls.model_keys)}")
 
 
+# Dotted config keys holding whole numbers, and the least each may take (absent keys: not checked).
+_AT_LEAST = {'batch_size': 1, 'eval_batch_size': 1, 'num_epochs': 1, 'log_every_steps': 1,
+             'early_stopping_patience': 1, 'seed': 0, 'dataset.split_seed': 0, 'warmup_steps': 0,
+             'checkpoint.keep': 1, 'checkpoint.every_steps': 0, 'input.crop': 0,
+             'input.crop_align': 1, 'input.prefetch': 0, 'input.num_threads': 0,
+             'input.worker_processes': 0}
+
+
+def _value(config, key: str):
+  """The value at a dotted key, or None where the config has no such key."""
+  for part in key.split('.'):
+    if part not in config:
+      return None
+    config = config[part]
+  return config
+
+
 def _check_numbers(config) -> None:
   """Sizes, counts and rates that only make sense one way: one error line now, not a traceback
-  from inside the fit (a batch of 0 divides by zero) or a run that quietly does something else (a
-  negative learning rate climbs the loss)."""
-  for key in ('batch_size', 'eval_batch_size', 'num_epochs'):
-    if key in config and config[key] < 1:
-      raise ValueError(f'{key} {config[key]}: at least 1')
+  from inside the fit (a batch of 0 divides by zero, a log interval of 0 too, a negative worker
+  count fails in grain) or a run that quietly does something else (a negative learning rate
+  climbs the loss; with no checkpoint kept a resume starts from the best one, not the last)."""
+  for key, least in _AT_LEAST.items():
+    value = _value(config, key)
+    if value is not None and not (isinstance(value, int) and not isinstance(value, bool)
+                                  and value >= least):
+      raise ValueError(f'{key} {value}: a whole number, {least} or more')
   if 'learning_rate' in config and not config.learning_rate > 0:
     raise ValueError(f'learning_rate {config.learning_rate}: above 0')
-  for owner, key in ((config, 'seed'), (config.dataset, 'split_seed')):
-    if key in owner and not (isinstance(owner[key], int) and owner[key] >= 0):
-      raise ValueError(f"{'dataset.' if owner is config.dataset else ''}{key} {owner[key]}: "
-                       'a non-negative integer')
+  if 'lr_decay' in config and not config.lr_decay >= 0:
+    raise ValueError(f'lr_decay {config.lr_decay}: 0 or more')
+  if config.get('early_stopping_ties', 'first') not in ('first', 'loss'):
+    raise ValueError(f"early_stopping_ties {config.early_stopping_ties!r}: 'first' or 'loss'")
   for key in ('test_fraction', 'validation_fraction'):
     value = config.dataset.get(key, 0.5)
     if not 0 < value < 1:

@@ -262,13 +262,21 @@ def test_a_cross_dataset_that_cannot_be_built_fails_before_the_fit(tiny_config, 
 
 
 @pytest.mark.parametrize('field, value, message', [
-    ('batch_size', 0, 'batch_size 0: at least 1'),
-    ('eval_batch_size', -2, 'eval_batch_size -2: at least 1'),
+    ('batch_size', 0, 'batch_size 0: a whole number, 1 or more'),
+    ('eval_batch_size', -2, 'eval_batch_size -2: a whole number, 1 or more'),
     ('learning_rate', -1.0, r'learning_rate -1.0: above 0'),
     ('dataset.validation_fraction', 1.5, r'dataset.validation_fraction 1.5: a share, above 0 and below 1'),
     ('dataset.test_fraction', 0.0, r'dataset.test_fraction 0.0: a share'),
-    ('seed', -1, 'seed -1: a non-negative integer'),
-    ('dataset.split_seed', -3, 'dataset.split_seed -3: a non-negative integer'),
+    ('seed', -1, 'seed -1: a whole number, 0 or more'),
+    ('dataset.split_seed', -3, 'dataset.split_seed -3: a whole number, 0 or more'),
+    ('log_every_steps', 0, 'log_every_steps 0: a whole number, 1 or more'),
+    ('early_stopping_patience', 0, 'early_stopping_patience 0: a whole number, 1 or more'),
+    ('lr_decay', -1.0, r'lr_decay -1.0: 0 or more'),
+    ('early_stopping_ties', 'lose', r"early_stopping_ties 'lose': 'first' or 'loss'"),
+    ('checkpoint.keep', 0, 'checkpoint.keep 0: a whole number, 1 or more'),
+    ('input.crop_align', 0, 'input.crop_align 0: a whole number, 1 or more'),
+    ('input.prefetch', -1, 'input.prefetch -1: a whole number, 0 or more'),
+    ('input.worker_processes', -1, 'input.worker_processes -1: a whole number, 0 or more'),
 ])
 def test_sizes_and_rates_that_make_no_sense_are_one_error_before_any_work(tiny_config, tmp_path,
                                                                           field, value, message):
