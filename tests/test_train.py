@@ -277,6 +277,12 @@ def test_a_cross_dataset_that_cannot_be_built_fails_before_the_fit(tiny_config, 
     ('input.crop_align', 0, 'input.crop_align 0: a whole number, 1 or more'),
     ('input.prefetch', -1, 'input.prefetch -1: a whole number, 0 or more'),
     ('input.worker_processes', -1, 'input.worker_processes -1: a whole number, 0 or more'),
+    ('validate_every_epochs', 0, 'validate_every_epochs 0: a whole number, 1 or more'),
+    ('ema_decay', 1.5, r'config.ema_decay must be in \[0, 1\)'),
+    ('lr_schedule', 'nope', r"config.lr_schedule='nope': one of"),
+    ('early_stopping_metric', 'nope', 'config.early_stopping_metric must be one of'),
+    ('early_stopping_metric', 'pixel_f1', r"config.early_stopping_metric='pixel_f1' scores validation "
+                                          r"maps, which method 'cnn' does not draw"),
 ])
 def test_sizes_and_rates_that_make_no_sense_are_one_error_before_any_work(tiny_config, tmp_path,
                                                                           field, value, message):

@@ -75,6 +75,14 @@ class NnxDetector(base.Detector):
 
   @classmethod
   def check_config(cls, config) -> None:
+    from forgery_jax.training import trainer  # pylint: disable=g-import-not-at-top
+    metric = trainer.check_selection_metric(config)
+    if metric != 'accuracy' and not cls.localises:
+      raise ValueError(f'config.early_stopping_metric={metric!r} scores validation maps, which '
+                       f'method {config.method!r} does not draw')
+    trainer.check_ema_decay(config)
+    if config.get('lr_schedule', 'inverse_time') not in trainer.LR_SCHEDULES:
+      raise ValueError(f'config.lr_schedule={config.lr_schedule!r}: one of {trainer.LR_SCHEDULES}')
     n = jax.device_count()
     for name in ('batch_size', 'eval_batch_size'):
       if config[name] % n:
