@@ -106,8 +106,9 @@ def test_validation_every_kth_epoch_and_the_last(tiny_config, tmp_path):
   assert result['final_step'] == 24 and result['best_step'] in (16, 24)
   assert [r['step'] for r in _lines(str(tmp_path / 'run'), 'validation')] == [16, 24]
   config.validate_every_epochs = 0
-  with pytest.raises(ValueError, match='validate_every_epochs must be 1 or more'):
+  with pytest.raises(ValueError, match='validate_every_epochs 0: a whole number, 1 or more'):
     experiment.run(config, str(tmp_path / 'bad'))
+  assert not (tmp_path / 'bad').exists()
 
 
 def test_random_flips_move_every_plane_of_an_example_together():
