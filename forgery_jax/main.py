@@ -33,11 +33,30 @@ config_flags.DEFINE_config_file('config', None, 'Training configuration file.', 
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+def _check_processes() -> None:
+  """The multi-host flags, before JAX starts: without a way to meet the other processes each
+  would train alone into the same workdir; a process id out of range or an address without a
+  port fails inside JAX with a traceback."""
+  coordinator, count, index = _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
+  if (count is not None or index is not None) and not (coordinator or _DISTRIBUTED.value):
+    progress.exit_with_error('--num_processes and --process_id need --coordinator_address '
+                             '(or --distributed)')
+  if count is not None and count < 1:
+    progress.exit_with_error(f'--num_processes={count}: at least 1')
+  if index is not None and not (index >= 0 and (count is None or index < count)):
+    progress.exit_with_error(f'--process_id={index}: from 0 to --num_processes - 1'
+                             + (f' ({count - 1})' if count is not None else ''))
+  host, _, port = (coordinator or '').rpartition(':')
+  if coordinator and not (host and port.isdigit()):
+    progress.exit_with_error(f'--coordinator_address={coordinator}: host:port, e.g. 10.0.0.1:1234')
+
+
 def main(argv):
   runtime.deterministic_gpu_ops()  # before the backend starts: resumed runs repeat on GPUs too
   runtime.quiet_libraries()
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  _check_processes()
   if _COORDINATOR.value or _DISTRIBUTED.value:
     # CPU processes exchange arrays through gloo; GPUs and TPUs use their own collectives.
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')

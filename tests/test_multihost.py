@@ -17,6 +17,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -95,3 +96,24 @@ def test_sigterm_on_one_process_saves_the_same_step_on_both(tiny_config, tmp_pat
   logged = [r['step'] for r in map(json.loads, (workdir / 'metrics.jsonl').read_text().splitlines())
             if r['split'] == 'train']
   assert logged == list(range(1, 33)), 'a step was lost or logged twice'
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--num_processes=2'], '--num_processes and --process_id need --coordinator_address'),
+    (['--process_id=1'], '--num_processes and --process_id need --coordinator_address'),
+    (['--coordinator_address=127.0.0.1:1234', '--num_processes=2', '--process_id=2'],
+     '--process_id=2: from 0 to --num_processes - 1 (1)'),
+    (['--coordinator_address=127.0.0.1:1234', '--num_processes=0', '--process_id=0'],
+     '--num_processes=0: at least 1'),
+    (['--coordinator_address=localhost', '--num_processes=1', '--process_id=0'],
+     '--coordinator_address=localhost: host:port'),
+])
+def test_multi_host_flags_that_cannot_work_are_one_error_line(tiny_config, tmp_path, flags, message):
+  """`--num_processes=2` alone trained one process by itself (its partner would have trained
+  alone into the same workdir); the others were tracebacks from inside JAX."""
+  result = subprocess.run(_command(tiny_config, tmp_path / 'run', *flags), cwd=REPO,
+                          capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1].startswith(f'error: {message}')
+  assert 'Traceback' not in result.stderr
+  assert not (tmp_path / 'run').exists()
