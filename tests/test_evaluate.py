@@ -150,3 +150,10 @@ def test_command_line_errors_are_its_last_line(two_runs, tmp_path, args, error):
   assert last.startswith('error: ') and error.replace('MISSING', str(tmp_path / 'missing')) in last
   assert 'Traceback' not in result.stderr
   assert not os.path.exists(tmp_path / 'r')
+
+
+def test_each_run_is_reported_once_however_it_is_spelt(two_runs, tmp_path):
+  main, other = two_runs
+  report = evaluate.evaluate(main, [other + '/', main + '/', other], evals=['test'],
+                             output=str(tmp_path / 'r'))
+  assert [r['run'].split(' ')[0] for r in report['runs']] == [os.path.basename(main), os.path.basename(other)]

@@ -204,7 +204,7 @@ def test_ground_truth_scores_the_answers_beside_their_baselines(cnn_run, tmp_pat
        f'--ground_truth={masks}', '--unmasked_authentic', '--nopanels', str(images)],
       cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
-  assert '3 images scored (2 tampered, 1 authentic), 0 without ground truth, 1 errors' in result.stdout
+  assert '3 images scored (2 tampered, 1 authentic), 0 without ground truth, 1 error' in result.stdout
   assert 'gradient saliency, not a segmentation' in result.stdout
   summary = json.loads((out / 'ground_truth_scores.json').read_text())
   assert summary['pixel']['map_kind'] == 'saliency' and summary['pixel']['pixel_images'] == 2
