@@ -15,6 +15,33 @@ import numpy as np
 from forgery_jax.data import splits
 
 RESULTS_FILE = 'results.json'
+# Config fields that do not change what is trained: a finished run may be evaluated again with
+# other values.
+EVALUATION_FIELDS = ('evals', 'dataset.also_test', 'dataset.data_dir', 'dataset.manual_dir',
+                     'cross_dataset.', 'robustness.', 'input.', 'eval_batch_size',
+                     'log_every_steps', 'checkpoint.', 'model.score_tile', 'model.score_flips')
+# ... and a run with training state may be resumed with other values: more epochs extend it;
+# how training windows are cut, and how many worker processes cut them, change what is trained.
+RESUME_FIELDS = tuple(f for f in EVALUATION_FIELDS if f != 'input.') + (
+    'num_epochs', 'input.num_threads', 'input.prefetch')
+
+
+def _flat(d: dict, prefix: str = '') -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = list(v) if isinstance(v, tuple) else v
+  return out
+
+
+def changed_training_fields(before: dict, config: ml_collections.ConfigDict,
+                            free: tuple[str, ...] = EVALUATION_FIELDS) -> list[str]:
+  """The fields (dotted) in which `config` differs from the config a run recorded (`before`),
+  leaving out those starting with one of `free`."""
+  old, new = _flat(before), _flat(config.to_dict())
+  return sorted(k for k in set(old) | set(new) if not k.startswith(free) and old.get(k) != new.get(k))
 
 
 @contextlib.contextmanager

@@ -155,6 +155,12 @@ def test_checkpoint_of_other_config_is_a_clear_error(tiny_config, tmp_path):
   config.checkpoint.keep_final = True
   experiment.run(config, str(tmp_path))
   config.model.hidden = 64  # different parameter shapes
+  # Named by the config the run started with (config.json) ...
+  with pytest.raises(ValueError, match=r"holds an unfinished run of another training config "
+                                       r"\(fields \['model.hidden'\]\)"):
+    experiment.run(config, str(tmp_path))
+  # ... and, without it, by the checkpoint's own shapes.
+  (tmp_path / 'config.json').rename(tmp_path / 'config_of_the_run.json')
   stored = {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()}
   with pytest.raises(checkpointing.CheckpointError,
                      match=r'head.kernel.value is stored as float32 \(256, 2\), the config makes it '
@@ -169,6 +175,29 @@ def test_checkpoint_of_other_config_is_a_clear_error(tiny_config, tmp_path):
   assert result.stderr.rstrip().endswith('or move that checkpoint aside to resume from an earlier one.')
   assert 'Traceback' not in result.stderr and 'trying an older checkpoint' not in result.stderr
   assert {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()} == stored
+
+
+def test_resuming_under_another_training_config_is_refused(tiny_config, tmp_path):
+  """A run with training state, rerun with another split, rate or seed, went on as a mixture of
+  two runs (same shapes: nothing stopped it) and its config.json then named only the second."""
+  config = tiny_config.copy_and_resolve_references()
+  config.num_epochs = 1
+  config.checkpoint.keep_final = True
+  experiment.run(config, str(tmp_path))
+  stored = {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()}
+  for field, value in (('dataset.split_seed', 1), ('learning_rate', 0.01), ('seed', 3),
+                       ('input.crop_on_region', False)):
+    changed = config.copy_and_resolve_references()
+    *section, key = field.split('.')
+    (changed[section[0]] if section else changed)[key] = value
+    with pytest.raises(ValueError, match=rf"another training config \(fields \['{field}'\]\): resume "
+                                         'it with the config it started with'):
+      experiment.run(changed, str(tmp_path))
+    assert {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()} == stored
+  # What does not change the training (the input threads, an evaluation) resumes as before.
+  config.input.num_threads = 1
+  config.evals = ('test',)
+  assert experiment.run(config, str(tmp_path))['resumed_from_step'] == 8
 
 
 def test_finished_run_keeps_only_its_export_and_is_evaluated_again(tiny_config, tmp_path):

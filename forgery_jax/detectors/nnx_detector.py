@@ -14,27 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from forgery_jax import runs
 from forgery_jax.detectors import base
 from forgery_jax.training import mesh as mesh_lib
 
 PARAMS_DIR = 'variables'
-# Config fields that do not change what is trained: a finished run may be evaluated again with
-# other values.
-_EVALUATION_FIELDS = ('evals', 'dataset.also_test', 'dataset.data_dir', 'dataset.manual_dir',
-                      'cross_dataset.', 'robustness.', 'input.', 'eval_batch_size',
-                      'log_every_steps', 'checkpoint.', 'model.score_tile', 'model.score_flips')
-
-
-def _flat(d: dict, prefix: str = '') -> dict:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = list(v) if isinstance(v, tuple) else v
-  return out
-
-
 _RESTORER = []
 
 
@@ -101,9 +85,7 @@ class NnxDetector(base.Detector):
         or os.path.isdir(os.path.join(workdir, checkpointing.CHECKPOINT_DIR))):
       return None
     before = export.read_manifest(export_dir)['config']
-    changed = sorted(k for k in set(_flat(before)) | set(_flat(config.to_dict()))
-                     if not k.startswith(_EVALUATION_FIELDS)
-                     and _flat(before).get(k) != _flat(config.to_dict()).get(k))
+    changed = runs.changed_training_fields(before, config)
     if changed:
       raise ValueError(
           f'{workdir} holds a finished run of another training config (fields {changed}); its '

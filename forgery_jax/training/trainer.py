@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import os
 import signal
 import threading
 import time
@@ -31,6 +33,7 @@ import numpy as np
 import optax
 
 from forgery_jax import progress
+from forgery_jax import runs
 from forgery_jax import writers
 from forgery_jax.data import input_pipeline
 from forgery_jax.evaluation import metrics as metrics_lib
@@ -269,6 +272,22 @@ class Trained:
     self.checkpoints = None
 
 
+def check_resumable(config, workdir: str) -> None:
+  """Refuses to resume a run under another training config than the one it started with (its
+  config.json): the run would go on as another one (its split, rate or seed changed half-way),
+  named by the new config alone."""
+  path = os.path.join(workdir, writers.CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    before = json.load(f)
+  changed = runs.changed_training_fields(before, config, runs.RESUME_FIELDS)
+  if changed:
+    raise ValueError(f'{workdir} holds an unfinished run of another training config (fields '
+                     f'{changed}): resume it with the config it started with, or use another '
+                     '--workdir')
+
+
 def fit(config, dataset, workdir: str, task: task_lib.Task, weights: np.ndarray) -> Trained:
   """Trains `task`'s model on `dataset`; see the module docstring."""
   metric = check_selection_metric(config)
@@ -289,6 +308,8 @@ def fit(config, dataset, workdir: str, task: task_lib.Task, weights: np.ndarray)
   meta = {'step': 0, 'epoch': 0, 'best_accuracy': -1.0, 'best_score': -1.0,
           'best_loss': float('inf'), 'best_step': -1,
           'epochs_without_improvement': 0, 'stopped_early': False}
+  if ckpts.steps():
+    check_resumable(config, workdir)
   restored = ckpts.restore_latest(abstract)
   resumed_from = 0
   if restored is not None:
