@@ -70,10 +70,10 @@ def _check_model_keys(config, cls: type[detectors.Detector]) -> None:
 
 # Dotted config keys holding whole numbers, and the least each may take (absent keys: not checked).
 _AT_LEAST = {'batch_size': 1, 'eval_batch_size': 1, 'num_epochs': 1, 'log_every_steps': 1,
-             'early_stopping_patience': 1, 'validate_every_epochs': 1, 'seed': 0, 'dataset.split_seed': 0, 'warmup_steps': 0,
-             'checkpoint.keep': 1, 'checkpoint.every_steps': 0, 'input.crop': 0,
-             'input.crop_align': 1, 'input.prefetch': 0, 'input.num_threads': 0,
-             'input.worker_processes': 0}
+             'early_stopping_patience': 1, 'validate_every_epochs': 1, 'seed': 0,
+             'dataset.split_seed': 0, 'warmup_steps': 0, 'checkpoint.keep': 1,
+             'checkpoint.every_steps': 0, 'input.crop': 0, 'input.crop_align': 1,
+             'input.prefetch': 0, 'input.num_threads': 0, 'input.worker_processes': 0}
 
 
 def _value(config, key: str):

@@ -121,6 +121,13 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
   image at all (an empty folder, a glob that matches nothing) is an error, raised before the run
   is loaded or anything is written."""
   files = expand_paths(paths, recursive)
+  # The maps and panels of an earlier call into the same --output, inside a folder read again.
+  own = tuple(os.path.join(os.path.realpath(output), sub, '') for sub in ('masks', 'panels', 'regions'))
+  earlier = [f for f in files if os.path.realpath(f).startswith(own)]
+  if earlier:
+    files = [f for f in files if f not in earlier]
+    print(f'{len(earlier)} files of this --output ({output}) left out: its own maps and panels',
+          file=sys.stderr)
   if not files:
     raise ValueError(f'no image file in {", ".join(paths)}' +
                      ('' if recursive else ' (--recursive reads subfolders too)'))

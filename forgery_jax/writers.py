@@ -12,6 +12,8 @@ import os
 
 from tensorboardX import SummaryWriter
 
+from forgery_jax import runs
+
 METRICS_FILE = 'metrics.jsonl'
 CONFIG_FILE = 'config.json'
 
@@ -38,8 +40,9 @@ class MetricWriter:
       self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
 
   def write_config(self, config) -> None:
+    """The run's config.json, replaced whole (a resume compares itself with it)."""
     if self._enabled:
-      with open(os.path.join(self._workdir, CONFIG_FILE), 'w') as f:
+      with runs.replaced_when_complete(os.path.join(self._workdir, CONFIG_FILE)) as f:
         f.write(config.to_json(indent=2, sort_keys=True))
 
   def write(self, split: str, step: int, values: dict) -> None:

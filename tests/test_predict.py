@@ -168,6 +168,22 @@ def test_folders_are_read_with_their_subfolders_only_when_asked(tmp_path, capsys
   assert capsys.readouterr().err == ''
 
 
+def test_a_second_call_into_a_folder_it_reads_leaves_its_own_outputs_out(cnn_run, tmp_path, capsys):
+  """--output inside a folder read with --recursive: a rerun read the first call's masks and
+  panels as photos to check."""
+  photos = tmp_path / 'photos'
+  photos.mkdir()
+  rng = np.random.default_rng(0)
+  for name in ('a', 'b'):
+    Image.fromarray(rng.integers(0, 256, (40, 56, 3), np.uint8)).save(photos / f'{name}.png')
+  out = str(photos / 'checked')
+  first, _ = predict.predict_paths(cnn_run, [str(photos)], out, recursive=True)
+  assert len(first) == 2 and os.listdir(os.path.join(out, 'panels'))
+  again, _ = predict.predict_paths(cnn_run, [str(photos)], out, recursive=True)
+  assert [r['path'] for r in again] == [r['path'] for r in first]
+  assert f'2 files of this --output ({out}) left out' in capsys.readouterr().err
+
+
 def test_naming_no_image_is_one_error_line_and_writes_nothing(tmp_path):
   (tmp_path / 'tree' / 'inner').mkdir(parents=True)
   (tmp_path / 'tree' / 'inner' / 'a.jpg').write_bytes(b'')
