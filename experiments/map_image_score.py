@@ -139,7 +139,8 @@ def main(argv=None) -> dict:
   flags.FLAGS.mark_as_parsed()
   runtime.quiet_libraries()
   average_with = tuple(w for w in args.average_with.split(',') if w)
-  run = fusion_rules.load_localiser_run(args.workdir, keypoint_map=args.keypoint_map, average_with=average_with)
+  run = fusion_rules.load_localiser_run(args.workdir, keypoint_map=args.keypoint_map,
+                                        average_with=average_with)
   detector, config = run.detectors[0], run.detectors[0].config
 
   def cached(key: str, compute) -> dict:

@@ -229,8 +229,8 @@ def main(argv):
   f = flags.FLAGS
   output = f.output or os.path.join(f.workdir, 'report')
   try:
-    for name, value in (('cross_also_test', f.cross_also_test), ('cross_manual_dir', f.cross_manual_dir)):
-      if value and not f.cross_dataset:
+    for name in ('cross_also_test', 'cross_manual_dir'):
+      if f[name].value and not f.cross_dataset:
         raise ValueError(f'--{name} needs --cross_dataset')
     if f.max_examples and not f.robustness:
       raise ValueError('--max_examples needs --robustness (it limits the attacked test examples)')

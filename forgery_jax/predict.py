@@ -122,7 +122,8 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
   is loaded or anything is written."""
   files = expand_paths(paths, recursive)
   # The maps and panels of an earlier call into the same --output, inside a folder read again.
-  own = tuple(os.path.join(os.path.realpath(output), sub, '') for sub in ('masks', 'panels', 'regions'))
+  own = tuple(os.path.join(os.path.realpath(output), sub, '')
+              for sub in ('masks', 'panels', 'regions'))
   earlier = [f for f in files if os.path.realpath(f).startswith(own)]
   if earlier:
     files = [f for f in files if f not in earlier]

@@ -41,7 +41,8 @@ def changed_training_fields(before: dict, config: ml_collections.ConfigDict,
   """The fields (dotted) in which `config` differs from the config a run recorded (`before`),
   leaving out those starting with one of `free`."""
   old, new = _flat(before), _flat(config.to_dict())
-  return sorted(k for k in set(old) | set(new) if not k.startswith(free) and old.get(k) != new.get(k))
+  return sorted(k for k in set(old) | set(new)
+                if not k.startswith(free) and old.get(k) != new.get(k))
 
 
 @contextlib.contextmanager

@@ -226,7 +226,8 @@ def report(summary: dict) -> list[str]:
   """The summary as a few printed lines, each score beside its baselines."""
   lines = [f"ground truth ({summary['ground_truth']}): {summary['images']} images scored "
            f"({summary['tampered']} tampered, {summary['authentic']} authentic), "
-           f"{summary['without_ground_truth']} without ground truth, {summary['errors']} error{'' if summary['errors'] == 1 else 's'}"]
+           f"{summary['without_ground_truth']} without ground truth, "
+           f"{summary['errors']} error{'' if summary['errors'] == 1 else 's'}"]
   if 'pixel' in summary:
     px, base = summary['pixel'], summary['pixel_baselines']
     kind = 'tamper map' if px['map_kind'] == 'tamper_probability' else 'gradient saliency, not a segmentation'
