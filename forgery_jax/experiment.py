@@ -57,11 +57,9 @@ def _check_model_keys(config, cls: type[detectors.Detector]) -> None:
   if cls.model_keys is None:
     return
   from configs import default  # pylint: disable=g-import-not-at-top
-  plain = lambda v: v.to_dict() if isinstance(v, ml_collections.ConfigDict) else (
-      list(v) if isinstance(v, (list, tuple)) else v)
-  defaults = default.get_config().model
-  ignored = sorted(k for k in config.model if k not in cls.model_keys
-                   and (k not in defaults or plain(config.model[k]) != plain(defaults[k])))
+  given, defaults = runs.flat(config.model.to_dict()), runs.flat(default.get_config().model.to_dict())
+  ignored = sorted({k.split('.')[0] for k, v in given.items()
+                    if k.split('.')[0] not in cls.model_keys and v != defaults.get(k, object())})
   if ignored:
     raise ValueError(f"config.model.{', config.model.'.join(ignored)}: not read by method "
                      f"{config.method!r}, so the run would be the same without "

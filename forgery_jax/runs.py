@@ -26,11 +26,12 @@ RESUME_FIELDS = tuple(f for f in EVALUATION_FIELDS if f != 'input.') + (
     'num_epochs', 'input.num_threads', 'input.prefetch')
 
 
-def _flat(d: dict, prefix: str = '') -> dict:
+def flat(d: dict, prefix: str = '') -> dict:
+  """A nested config dict as {'dotted.key': value}, tuples as lists (as JSON reads them back)."""
   out = {}
   for k, v in d.items():
     if isinstance(v, dict):
-      out.update(_flat(v, f'{prefix}{k}.'))
+      out.update(flat(v, f'{prefix}{k}.'))
     else:
       out[f'{prefix}{k}'] = list(v) if isinstance(v, tuple) else v
   return out
@@ -40,7 +41,7 @@ def changed_training_fields(before: dict, config: ml_collections.ConfigDict,
                             free: tuple[str, ...] = EVALUATION_FIELDS) -> list[str]:
   """The fields (dotted) in which `config` differs from the config a run recorded (`before`),
   leaving out those starting with one of `free`."""
-  old, new = _flat(before), _flat(config.to_dict())
+  old, new = flat(before), flat(config.to_dict())
   return sorted(k for k in set(old) | set(new)
                 if not k.startswith(free) and old.get(k) != new.get(k))
 

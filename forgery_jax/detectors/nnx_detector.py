@@ -65,8 +65,7 @@ class NnxDetector(base.Detector):
       raise ValueError(f'config.early_stopping_metric={metric!r} scores validation maps, which '
                        f'method {config.method!r} does not draw')
     trainer.check_ema_decay(config)
-    if config.get('lr_schedule', 'inverse_time') not in trainer.LR_SCHEDULES:
-      raise ValueError(f'config.lr_schedule={config.lr_schedule!r}: one of {trainer.LR_SCHEDULES}')
+    trainer.check_lr_schedule(config)
     n = jax.device_count()
     for name in ('batch_size', 'eval_batch_size'):
       if config[name] % n:

@@ -50,15 +50,20 @@ class Preempted(RuntimeError):
 LR_SCHEDULES = ('inverse_time', 'cosine')
 
 
+def check_lr_schedule(config) -> str:
+  """`config.lr_schedule` ('inverse_time' when absent), checked before any training."""
+  name = config.get('lr_schedule', 'inverse_time')
+  if name not in LR_SCHEDULES:
+    raise ValueError(f'config.lr_schedule={name!r}: one of {LR_SCHEDULES}')
+  return name
+
+
 def learning_rate_schedule(config, total_steps: int | None = None) -> optax.Schedule:
   """Adam's rate: `inverse_time`, the paper's Keras-style decay lr / (1 + decay * step); or
   `cosine`, a linear warm-up over `warmup_steps` then a cosine to 0 at `total_steps` (the
   run's last step, so a short run still ends at a small rate)."""
-  name = config.get('lr_schedule', 'inverse_time')
-  if name == 'inverse_time':
+  if check_lr_schedule(config) == 'inverse_time':
     return lambda step: config.learning_rate / (1.0 + config.lr_decay * step)
-  if name != 'cosine':
-    raise ValueError(f'config.lr_schedule={name!r}: one of {LR_SCHEDULES}')
   warmup = int(config.get('warmup_steps', 0))
   if total_steps is None or total_steps <= warmup:
     raise ValueError(f"config.lr_schedule='cosine' needs more training steps ({total_steps}) "
