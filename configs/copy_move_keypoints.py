@@ -23,7 +23,11 @@ MODES = ('casia1', 'micc_f220')
 def get_config(mode: str = 'casia1'):
   if mode not in MODES:
     raise ValueError(f'configs/copy_move_keypoints.py:<mode> takes one of {MODES}, got {mode!r}')
-  config = localiser_casia1.get_config() if mode == 'casia1' else localiser_micc_f220.get_config()
+  localiser = localiser_casia1.get_config() if mode == 'casia1' else localiser_micc_f220.get_config()
+  # The localiser's data, split and evaluations; the default network and training settings,
+  # which the map reads none of.
+  config = default.get_config()
   config.method = 'copy_move_keypoints'
-  config.model = default.get_config().model  # the localiser's network settings: the map reads none
+  for key in ('evals', 'dataset', 'cross_dataset', 'eval_batch_size'):
+    config[key] = localiser[key]
   return config

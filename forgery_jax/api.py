@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from forgery_jax import image_io
+from forgery_jax import runs
 from forgery_jax.data import preparation as preparation_lib
 from forgery_jax.detectors import base
 from forgery_jax.detectors import export
@@ -196,7 +197,7 @@ def load_detectors(workdir: str, keypoint_map: bool = False, keypoint_fusion: st
   if keypoint_decision and not keypoint_map:
     raise ValueError(f'--keypoint_decision={keypoint_decision} needs --keypoint_map')
   detectors = [export.load(d) for d in export.find(workdir)]
-  others = [w for w in dict.fromkeys(average_with) if w != workdir]
+  others = runs.distinct_folders([workdir, *average_with])[1:]  # the run itself, once
   if others:
     # Here, not at the top: only an average needs it.
     from forgery_jax.detectors import averaged  # pylint: disable=g-import-not-at-top

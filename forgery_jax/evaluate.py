@@ -155,11 +155,7 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
   localiser runs score each image as the mean over its four flips."""
   if cross_dataset is not None and evals and not {'cross_dataset', 'pixel'} & set(evals):
     raise ValueError('--cross_dataset: no evaluator scores it; add cross_dataset or pixel to --evals')
-  paths, seen = [], set()  # each run once, however it is spelt (a trailing slash, ./): WORKDIR first
-  for w in [workdir, *runs]:
-    if os.path.realpath(w) not in seen:
-      seen.add(os.path.realpath(w))
-      paths.append(w)
+  paths = runs_lib.distinct_folders([workdir, *runs])  # each run once: WORKDIR first
   loaded = [load_run(w, keypoint_map, keypoint_fusion, cross_dataset, keypoint_mirrored,
                      average_with if w == workdir else (), keypoint_decision,
                      score_flips=score_flips)

@@ -20,10 +20,11 @@ from forgery_jax import runtime
 from forgery_jax import synthesis
 from forgery_jax.data import datasets
 from forgery_jax.data import splits
-from forgery_jax.detectors import export
 from forgery_jax.data import input_pipeline
+from forgery_jax.detectors import export
 from forgery_jax.evaluation import evaluators
 from forgery_jax.evaluation import robustness
+from forgery_jax.training import trainer
 
 RESULTS_FILE = runs.RESULTS_FILE
 TEST_KEYS = ('accuracy', 'precision', 'recall', 'f1', 'auc')
@@ -42,13 +43,29 @@ def check(config) -> type[detectors.Detector]:
   _check_evaluated_datasets(config)
   if 'synthesis' in config:
     synthesis.check_config(config.synthesis)
-    if (config.synthesis.fraction or config.synthesis.last_save) and not cls.synthesises:
-      raise ValueError(f'config.synthesis: method {config.method!r} does not train through the JAX '
-                       'training step in which the forgeries and last saves are made, so the run '
-                       'would read the real files only')
   _check_model_keys(config, cls)
+  _check_training_step(config, cls)
   cls.check_config(config)
   return cls
+
+
+def _check_training_step(config, cls: type[detectors.Detector]) -> None:
+  """Refuses, for a method that fits without the JAX training step (WLD + XGBoost, the keypoint
+  map), the forgeries made inside it and a change of that step's settings from
+  configs/default.py: the run would read the real files only, and train the same without them."""
+  if cls.trains_in_step:
+    return
+  if 'synthesis' in config and (config.synthesis.fraction or config.synthesis.last_save):
+    raise ValueError(f'config.synthesis: method {config.method!r} does not train through the JAX '
+                     'training step in which the forgeries and last saves are made, so the run '
+                     'would read the real files only')
+  if cls.model_keys is None:  # a detector named as package.module:Class may read them itself
+    return
+  changed = [k for k in _changed_from_default(config) if k.startswith(trainer.STEP_SETTINGS)]
+  if changed:
+    raise ValueError(f"config.{', config.'.join(changed)}: settings of the JAX training step, "
+                     f'which method {config.method!r} does not train through, so the run would be '
+                     f"the same without {'them' if len(changed) > 1 else 'it'}")
 
 
 def _check_model_keys(config, cls: type[detectors.Detector]) -> None:
@@ -56,14 +73,20 @@ def _check_model_keys(config, cls: type[detectors.Detector]) -> None:
   `ela_qualities` on a 'cnn' run, say): the run would be the same as without it."""
   if cls.model_keys is None:
     return
-  from configs import default  # pylint: disable=g-import-not-at-top
-  given, defaults = runs.flat(config.model.to_dict()), runs.flat(default.get_config().model.to_dict())
-  ignored = sorted({k.split('.')[0] for k, v in given.items()
-                    if k.split('.')[0] not in cls.model_keys and v != defaults.get(k, object())})
+  ignored = sorted({k.split('.')[1] for k in _changed_from_default(config)
+                    if k.startswith('model.') and k.split('.')[1] not in cls.model_keys})
   if ignored:
     raise ValueError(f"config.model.{', config.model.'.join(ignored)}: not read by method "
                      f"{config.method!r}, so the run would be the same without "
                      f"{'them' if len(ignored) > 1 else 'it'}; it reads {list(cls.model_keys)}")
+
+
+def _changed_from_default(config) -> list[str]:
+  """The dotted keys of `config` whose values differ from those of configs/default.py (keys it
+  does not have included)."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  given, defaults = runs.flat(config.to_dict()), runs.flat(default.get_config().to_dict())
+  return sorted(k for k, v in given.items() if v != defaults.get(k, object()))
 
 
 # Dotted config keys holding whole numbers, and the least each may take (absent keys: not checked).

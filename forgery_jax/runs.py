@@ -26,6 +26,17 @@ RESUME_FIELDS = tuple(f for f in EVALUATION_FIELDS if f != 'input.') + (
     'num_epochs', 'input.num_threads', 'input.prefetch')
 
 
+def distinct_folders(paths) -> list[str]:
+  """`paths` in order, less each that names a folder an earlier one names, however it is spelt
+  (a trailing slash, ./, a link): a run named twice is read once."""
+  out, seen = [], set()
+  for p in paths:
+    if os.path.realpath(p) not in seen:
+      seen.add(os.path.realpath(p))
+      out.append(p)
+  return out
+
+
 def flat(d: dict, prefix: str = '') -> dict:
   """A nested config dict as {'dotted.key': value}, tuples as lists (as JSON reads them back)."""
   out = {}

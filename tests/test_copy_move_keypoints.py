@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from configs import default
 import forgery_jax
 from forgery_jax import experiment
 from forgery_jax import evaluate
@@ -12,9 +13,15 @@ from forgery_jax import predict
 from tests.test_keypoints import _textured
 
 
+def _config(tiny_config):
+  """The keypoint map on the tiny set (the default training settings: it has no training step)."""
+  config = default.get_config()
+  config.update(method='copy_move_keypoints', dataset=tiny_config.dataset.copy_and_resolve_references())
+  return config
+
+
 def test_runs_exports_and_draws_a_copied_region(tiny_config, tmp_path):
-  config = tiny_config.copy_and_resolve_references()
-  config.method = 'copy_move_keypoints'
+  config = _config(tiny_config)
   config.evals = ('test', 'baselines', 'pixel')
   results = experiment.run(config, str(tmp_path))
   assert results['test/num_examples'] == 32 and 0 <= results['test/pixel_auc'] <= 1
@@ -32,8 +39,7 @@ def test_runs_exports_and_draws_a_copied_region(tiny_config, tmp_path):
 
 
 def test_evaluate_fuses_the_map_into_localiser_runs_only(tiny_config, tmp_path):
-  config = tiny_config.copy_and_resolve_references()
-  config.method = 'copy_move_keypoints'
+  config = _config(tiny_config)
   config.evals = ('test',)
   experiment.run(config, str(tmp_path))
   try:

@@ -9,7 +9,6 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from configs import default
 import forgery_jax
 from forgery_jax import predict
 from forgery_jax.data import datasets
@@ -97,6 +96,7 @@ def test_train_fraction_thins_the_training_split_only(tmp_path):
 
 
 def test_extra_authentic_files_join_the_training_split_only(tmp_path, capsys):
+  from configs import copy_move_keypoints
   from configs import localiser_casia1
   from forgery_jax import experiment
   from forgery_jax.training import trainer
@@ -138,9 +138,9 @@ def test_extra_authentic_files_join_the_training_split_only(tmp_path, capsys):
   shapes = {b['image'].shape for b in rows}
   assert shapes == {(2, 192, 192, 3)}
   # The run's record counts the training files its fit read (a detector with nothing to train).
-  config.update(method='copy_move_keypoints', evals=('test',))
-  config.model = default.get_config().model  # the localiser's settings: the keypoint map reads none
-  results = experiment.run(config, str(tmp_path / 'run'))
+  keypoints = copy_move_keypoints.get_config()
+  keypoints.update(evals=('test',), dataset=config.dataset, cross_dataset=config.cross_dataset)
+  results = experiment.run(keypoints, str(tmp_path / 'run'))
   assert results['split_sizes'] == joined.split.sizes() != dataset.split.sizes()
   # Its export keeps the largest of them, against which predict measures an image read whole.
   largest = list(max((joined.source[int(i)]['image'].shape[:2] for i in joined.split.train),
@@ -156,7 +156,6 @@ def test_extra_authentic_files_join_the_training_split_only(tmp_path, capsys):
       np.zeros((largest[0], largest[1] + 8, 3), np.uint8)).beyond_training_size
   assert (f'1 of 2 images hold more pixels than the largest file the run trained on '
           f'({largest[0]} x {largest[1]})') in capsys.readouterr().err
-  config.method = localiser_casia1.get_config().method
 
   # What cannot be: the run's own release, another plane geometry, testing on a training release.
   config.dataset.extra_authentic = ('casia1:native',)

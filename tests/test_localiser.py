@@ -749,7 +749,8 @@ def test_runs_of_one_split_are_scored_as_their_average(run, second_run, tmp_path
   from forgery_jax.detectors import averaged  # pylint: disable=g-import-not-at-top
   from forgery_jax.detectors import base  # pylint: disable=g-import-not-at-top
   workdir, _ = run
-  loaded = evaluate.load_run(workdir, average_with=[second_run, workdir])
+  # Each run once, however it is spelt (the second run twice would weigh it twice).
+  loaded = evaluate.load_run(workdir, average_with=[second_run, f'{second_run}/', f'{workdir}/.'])
   mean = loaded.detectors[0]
   assert isinstance(mean, averaged.Averaged) and len(mean.members) == 2
   assert mean.describe().startswith('mean of 2 runs of localiser')
@@ -797,7 +798,7 @@ def test_only_runs_of_one_split_are_averaged(run, second_run, tmp_path):
   from forgery_jax import api  # pylint: disable=g-import-not-at-top
   from forgery_jax.detectors import averaged  # pylint: disable=g-import-not-at-top
   workdir, _ = run
-  assert not isinstance(api.load_detectors(workdir, average_with=[workdir])[0], averaged.Averaged)
+  assert not isinstance(api.load_detectors(workdir, average_with=[f'{workdir}/'])[0], averaged.Averaged)
   first, other = api.load_detectors(workdir)[0], api.load_detectors(second_run)[0]
   with other.config.unlocked():
     other.config.dataset.split_seed += 1

@@ -358,6 +358,26 @@ def test_synthesis_for_a_method_that_cannot_read_it_is_refused(tiny_config, tmp_
   assert not (tmp_path / 'run').exists()
 
 
+@pytest.mark.parametrize('method', ['wld_xgboost', 'copy_move_keypoints'])
+@pytest.mark.parametrize('field, value', [('learning_rate', 1e-2), ('num_epochs', 30),
+                                          ('augment_flips', True), ('input.crop', 192),
+                                          ('checkpoint.keep', 1)])
+def test_a_training_step_setting_for_a_method_without_one_is_refused(tiny_config, tmp_path, method,
+                                                                     field, value):
+  """WLD + XGBoost and the keypoint map fit without the JAX training step: a change to its
+  learning rate, epochs, flips, windows or checkpoints would give the same run."""
+  from configs import wld_xgboost  # pylint: disable=g-import-not-at-top
+  config = wld_xgboost.get_config()
+  config.update(method=method, dataset=tiny_config.dataset.copy_and_resolve_references())
+  experiment.check(config)  # as its config file gives it
+  *section, key = field.split('.')
+  (config[section[0]] if section else config)[key] = value
+  with pytest.raises(ValueError, match=rf"config.{field}: settings of the JAX training step, which "
+                                       rf"method '{method}' does not train through"):
+    experiment.run(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
+
+
 def test_robustness_without_the_release_folder_is_refused_before_training(tiny_config, tmp_path):
   """The robustness evaluator re-reads a real release's files, so their folder must be named
   even where the dataset is already built."""

@@ -60,8 +60,9 @@ class Detector(abc.ABC):
   # The keys of config.model it reads: a run that changes another from configs/default.py is
   # refused (it would train and score exactly as without it). None: not checked.
   model_keys: ClassVar[tuple[str, ...] | None] = None
-  # It trains through the JAX training step, inside which config.synthesis makes its forgeries.
-  synthesises: ClassVar[bool] = False
+  # It trains through the JAX training step (training/trainer.py): config.synthesis makes its
+  # forgeries there, and the step's settings (trainer.STEP_SETTINGS) are read there only.
+  trains_in_step: ClassVar[bool] = False
 
   def __init__(self, config):
     self.config = config

@@ -38,7 +38,7 @@ class NnxDetector(base.Detector):
   """A detector whose model is a Flax NNX module (see the module docstring)."""
 
   batch_size = 16  # images per call of `score`: one compiled shape
-  synthesises = True
+  trains_in_step = True
 
   def __init__(self, config, graphdef, state, mesh=None, trained=None):
     super().__init__(config)

@@ -48,6 +48,12 @@ class Preempted(RuntimeError):
 
 
 LR_SCHEDULES = ('inverse_time', 'cosine')
+# The config keys (dotted; a trailing '.' names a whole section) that only this training step
+# reads: a method that fits without it trains the same whatever they hold.
+STEP_SETTINGS = ('learning_rate', 'lr_decay', 'lr_schedule', 'warmup_steps', 'ema_decay',
+                 'batch_size', 'num_epochs', 'early_stopping_patience', 'validate_every_epochs',
+                 'early_stopping_ties', 'early_stopping_metric', 'class_weights', 'augment_flips',
+                 'log_every_steps', 'input.', 'checkpoint.')
 
 
 def check_lr_schedule(config) -> str:
