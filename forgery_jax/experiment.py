@@ -34,6 +34,7 @@ _INTERNAL_INFO = ('step', 'metrics_bytes')  # fit bookkeeping that results.json 
 def check(config) -> type[detectors.Detector]:
   """The detector class of `config`, after the checks that need no data (fail before any work)."""
   cls = detectors.get(config.method)
+  _check_sequence_types(config)
   if config.dataset.split in splits.KFOLD_PROTOCOLS and not config.dataset.num_folds >= 2:
     raise ValueError('config.dataset.num_folds must be at least 2 for the kfold split')
   for name in config.evals:
@@ -47,6 +48,33 @@ def check(config) -> type[detectors.Detector]:
   _check_training_step(config, cls)
   cls.check_config(config)
   return cls
+
+
+def _check_sequence_types(config) -> None:
+  """The items of each tuple are of the kind its default's are (whole numbers, numbers, names; an
+  empty default: names): ml_collections checks only that a tuple is given, so a quoted
+  `--config.synthesis.feather_sigmas='"(0.0,)"'` would otherwise end in a TypeError from deep in a
+  later check, naming no key."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  defaults = runs.flat(default.get_config().to_dict())
+  number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+  whole = lambda v: isinstance(v, int) and not isinstance(v, bool)
+  for key, value in runs.flat(config.to_dict()).items():
+    if not isinstance(value, list):
+      continue
+    known = defaults.get(key, value)
+    if not isinstance(known, list):
+      continue
+    if known and all(whole(v) for v in known):
+      kind, fits = 'whole numbers', whole
+    elif known and all(number(v) for v in known):
+      kind, fits = 'numbers', number
+    elif all(isinstance(v, str) for v in known):
+      kind, fits = 'names (strings)', lambda v: isinstance(v, str)
+    else:
+      continue
+    if not all(fits(v) for v in value):
+      raise ValueError(f'config.{key} {tuple(value)}: a tuple of {kind}')
 
 
 def _check_training_step(config, cls: type[detectors.Detector]) -> None:

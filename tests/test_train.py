@@ -310,6 +310,11 @@ def test_a_cross_dataset_that_cannot_be_built_fails_before_the_fit(tiny_config, 
     ('validate_every_epochs', 0, 'validate_every_epochs 0: a whole number, 1 or more'),
     ('ema_decay', 1.5, r'config.ema_decay must be in \[0, 1\)'),
     ('lr_schedule', 'nope', r"config.lr_schedule='nope': one of"),
+    # A quoted tuple on the command line arrives as a tuple of one string.
+    ('synthesis.feather_sigmas', ('(0.0,)',),
+     r"config.synthesis.feather_sigmas \('\(0.0,\)',\): a tuple of numbers"),
+    ('synthesis.donor_quality', (50.5, 95), r'config.synthesis.donor_quality \(50.5, 95\): a tuple of whole numbers'),
+    ('dataset.also_test', (1,), r'config.dataset.also_test \(1,\): a tuple of names'),
     ('early_stopping_metric', 'nope', 'config.early_stopping_metric must be one of'),
     ('early_stopping_metric', 'pixel_f1', r"config.early_stopping_metric='pixel_f1' scores validation "
                                           r"maps, which method 'cnn' does not draw"),
