@@ -21,6 +21,7 @@ from forgery_jax import synthesis
 from forgery_jax.data import datasets
 from forgery_jax.data import splits
 from forgery_jax.data import input_pipeline
+from forgery_jax.data import labels
 from forgery_jax.detectors import export
 from forgery_jax.evaluation import evaluators
 from forgery_jax.evaluation import robustness
@@ -35,8 +36,7 @@ def check(config) -> type[detectors.Detector]:
   """The detector class of `config`, after the checks that need no data (fail before any work)."""
   cls = detectors.get(config.method)
   _check_sequence_types(config)
-  if config.dataset.split in splits.KFOLD_PROTOCOLS and not config.dataset.num_folds >= 2:
-    raise ValueError('config.dataset.num_folds must be at least 2 for the kfold split')
+  _check_dataset(config.dataset)
   for name in config.evals:
     evaluators.get(name)
   input_pipeline.extra_authentic_specs(config)
@@ -75,6 +75,32 @@ def _check_sequence_types(config) -> None:
       continue
     if not all(fits(v) for v in value):
       raise ValueError(f'config.{key} {tuple(value)}: a tuple of {kind}')
+
+
+def _check_dataset(dc) -> None:
+  """The run's own dataset, builder config, split, fold and classes are ones that exist."""
+  datasets.builder_config_name(dc.name, dc.resolution, dc.builder_config)
+  if dc.split not in splits.PROTOCOLS:
+    raise ValueError(f'config.dataset.split {dc.split!r}: one of {splits.PROTOCOLS}')
+  if dc.split in splits.KFOLD_PROTOCOLS:
+    if not dc.num_folds >= 2:
+      raise ValueError('config.dataset.num_folds must be at least 2 for the kfold split')
+    if not -1 <= dc.fold < dc.num_folds:
+      raise ValueError(f'config.dataset.fold {dc.fold}: a fold from 0 to {dc.num_folds - 1}, or -1 '
+                       'for every fold')
+  elif dc.fold != -1:
+    raise ValueError(f'config.dataset.fold {dc.fold}: only a k-fold split has folds, not '
+                     f'{dc.split!r}')
+  if dc.num_classes not in (2, 3):
+    raise ValueError(f'config.dataset.num_classes {dc.num_classes}: 2 (authentic / tampered) or 3 '
+                     '(authentic / copy-move / splicing)')
+  unknown = [c for c in dc.get('train_classes', ()) if c not in labels.FORGERY_TYPES]
+  if unknown:
+    raise ValueError(f'config.dataset.train_classes {tuple(dc.train_classes)}: names from '
+                     f'{labels.FORGERY_TYPES}')
+  if not 0 < dc.get('train_fraction', 1.0) <= 1:
+    raise ValueError(f'config.dataset.train_fraction {dc.train_fraction}: a share, above 0 and at '
+                     'most 1')
 
 
 def _check_training_step(config, cls: type[detectors.Detector]) -> None:
@@ -122,7 +148,9 @@ _AT_LEAST = {'batch_size': 1, 'eval_batch_size': 1, 'num_epochs': 1, 'log_every_
              'early_stopping_patience': 1, 'validate_every_epochs': 1, 'seed': 0,
              'dataset.split_seed': 0, 'warmup_steps': 0, 'checkpoint.keep': 1,
              'checkpoint.every_steps': 0, 'input.crop': 0, 'input.crop_align': 1,
-             'input.prefetch': 0, 'input.num_threads': 0, 'input.worker_processes': 0}
+             'input.prefetch': 0, 'input.num_threads': 0, 'input.worker_processes': 0,
+             'dataset.resolution': 1, 'model.features': 1, 'model.hidden': 1, 'model.stem': 1,
+             'robustness.max_examples': 0}
 
 
 def _value(config, key: str):

@@ -315,16 +315,46 @@ def test_a_cross_dataset_that_cannot_be_built_fails_before_the_fit(tiny_config, 
      r"config.synthesis.feather_sigmas \('\(0.0,\)',\): a tuple of numbers"),
     ('synthesis.donor_quality', (50.5, 95), r'config.synthesis.donor_quality \(50.5, 95\): a tuple of whole numbers'),
     ('dataset.also_test', (1,), r'config.dataset.also_test \(1,\): a tuple of names'),
+    ('dataset.split', 'groupd', r"config.dataset.split 'groupd': one of"),
+    ('dataset.num_classes', 4, 'config.dataset.num_classes 4: 2'),
+    ('dataset.fold', 3, r"config.dataset.fold 3: only a k-fold split has folds, not 'grouped'"),
+    ('dataset.train_classes', ('copy-move',), r"config.dataset.train_classes \('copy-move',\): names from"),
+    ('dataset.train_fraction', 0.0, 'config.dataset.train_fraction 0.0: a share'),
+    ('model.features', 0, 'model.features 0: a whole number, 1 or more'),
+    ('model.head', 'pooled', r"model.head must be one of \('flatten', 'pool'\), got 'pooled'"),
+    ('model.dtype', 'float16', r"config.model.dtype 'float16': one of"),
+    ('model.srm_clip', 0.0, 'model.srm_clip 0.0: above 0'),
+    ('robustness.max_examples', -1, 'robustness.max_examples -1: a whole number, 0 or more'),
     ('early_stopping_metric', 'nope', 'config.early_stopping_metric must be one of'),
     ('early_stopping_metric', 'pixel_f1', r"config.early_stopping_metric='pixel_f1' scores validation "
                                           r"maps, which method 'cnn' does not draw"),
 ])
 def test_sizes_and_rates_that_make_no_sense_are_one_error_before_any_work(tiny_config, tmp_path,
                                                                           field, value, message):
-  """A batch of 0 was a ZeroDivisionError from inside the fit; a negative rate trained quietly."""
+  """A batch of 0 was a ZeroDivisionError from inside the fit; a negative rate trained quietly; a
+  misspelt split, head or class was refused only once the dataset had been read."""
   config = tiny_config.copy_and_resolve_references()
   *section, key = field.split('.')
   (config[section[0]] if section else config)[key] = value
+  with pytest.raises(ValueError, match=message):
+    experiment.run(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('keypoint_fusion', 'maximum', r"keypoint fusion 'maximum' \(model.keypoint_fusion\): choose from"),
+    ('keypoint_decision', 'cluster', r"keypoint decision 'cluster' \(model.keypoint_decision\): choose"),
+    ('loss_weights.dice', -1.0, r'model.loss_weights .*: 0 or more each'),
+    ('constrained_filters', -1, 'model.constrained_filters -1: a number of filters'),
+])
+def test_a_localiser_setting_that_names_nothing_is_refused_before_any_work(tiny_config, tmp_path,
+                                                                           field, value, message):
+  """A misspelt rule is refused at the start, not (for the fusion rule) when the run's maps are
+  first scored after its training."""
+  config = tiny_config.copy_and_resolve_references()
+  config.method = 'localiser'
+  *section, key = field.split('.')
+  (config.model[section[0]] if section else config.model)[key] = value
   with pytest.raises(ValueError, match=message):
     experiment.run(config, str(tmp_path / 'run'))
   assert not (tmp_path / 'run').exists()

@@ -54,6 +54,7 @@ class CopyMoveKeypoints(base.Detector):
   def check_config(cls, config) -> None:
     if config.dataset.num_classes != 2:
       raise ValueError('copy_move_keypoints is binary: config.dataset.num_classes must be 2')
+    settings(config)  # its decision is one there is
 
   @classmethod
   def fit(cls, config, dataset, run: base.Run) -> CopyMoveKeypoints:

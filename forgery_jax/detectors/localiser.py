@@ -261,7 +261,7 @@ class _FixedKernels(nnx.Variable):
 
 def create_model(config, rngs: nnx.Rngs) -> LocaliserNet:
   m = config.model
-  dtype = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[m.dtype]
+  dtype = nnx_detector.model_dtype(m.dtype)
   return LocaliserNet(ela_qualities=tuple(m.ela_qualities), stem=m.stem, levels=tuple(m.levels),
                       hidden=m.hidden, copy_move=m.copy_move,
                       # exports written before these keys carry neither
@@ -305,7 +305,6 @@ class Localiser(nnx_detector.NnxDetector):
 
   @classmethod
   def check_config(cls, config) -> None:
-    super().check_config(config)
     if config.dataset.num_classes != 2:
       raise ValueError('the localiser is binary: config.dataset.num_classes must be 2')
     check_levels(config.model.levels)
@@ -314,6 +313,11 @@ class Localiser(nnx_detector.NnxDetector):
                        'from 1 to 100')
     check_dct_stem(config.model.get('dct_stem', 0), config.model.levels)
     check_image_pooling(config.model.get('image_pooling', 'mean_max'))
+    _check_fusion(config.model.get('keypoint_fusion', KEYPOINT_FUSIONS[0]))
+    keypoints.check_decision(config.model.get('keypoint_decision', keypoints.DECISIONS[0]))
+    weights = config.model.loss_weights
+    if not all(w >= 0 for w in weights.values()) or not any(weights.values()):
+      raise ValueError(f'model.loss_weights {weights.to_dict()}: 0 or more each, not all 0')
     if config.model.get('constrained_filters', 0) < 0:
       raise ValueError(f"model.constrained_filters {config.model.constrained_filters}: a number "
                        'of filters (0: none)')
@@ -329,6 +333,7 @@ class Localiser(nnx_detector.NnxDetector):
     if crop and crop % 2 ** levels:
       raise ValueError(f'input.crop {crop}: with {levels} U-Net levels (model.levels) the '
                        f'training windows must be a multiple of {2 ** levels} pixels')
+    super().check_config(config)  # last: it builds the model from these settings
 
   @classmethod
   def task(cls, config, weights: np.ndarray | None):
@@ -463,9 +468,7 @@ def set_keypoint_fusion(config, rule: str | None = None, mirrored: bool = False,
   rule = rule or config.model.get('keypoint_fusion', KEYPOINT_FUSIONS[0])
   _check_fusion(rule)
   decision = decision or config.model.get('keypoint_decision', keypoints.DECISIONS[0])
-  if decision not in keypoints.DECISIONS:
-    raise ValueError(f'keypoint decision {decision!r} (model.keypoint_decision): choose from '
-                     f'{keypoints.DECISIONS}')
+  keypoints.check_decision(decision)
   with config.unlocked():
     config.model.keypoint_map = True
     config.model.keypoint_fusion = rule

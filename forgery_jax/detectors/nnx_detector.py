@@ -19,6 +19,14 @@ from forgery_jax.detectors import base
 from forgery_jax.training import mesh as mesh_lib
 
 PARAMS_DIR = 'variables'
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}  # config.model.dtype
+
+
+def model_dtype(name: str):
+  """The compute dtype `config.model.dtype` names."""
+  if name not in DTYPES:
+    raise ValueError(f'config.model.dtype {name!r}: one of {tuple(DTYPES)}')
+  return DTYPES[name]
 _RESTORER = []
 
 
@@ -66,6 +74,10 @@ class NnxDetector(base.Detector):
                        f'method {config.method!r} does not draw')
     trainer.check_ema_decay(config)
     trainer.check_lr_schedule(config)
+    # The model is built in shapes only (no memory, no data), so that its constructor's own checks
+    # (branch names, head, ...) fail now, not once the dataset is read; subclasses check their
+    # settings first and call this last.
+    nnx.eval_shape(lambda: cls.task(config, None).create_model(config, nnx.Rngs(0)))
     n = jax.device_count()
     for name in ('batch_size', 'eval_batch_size'):
       if config[name] % n:

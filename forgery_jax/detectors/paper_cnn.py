@@ -77,6 +77,8 @@ class DualBranchCNN(nnx.Module):
       raise ValueError(f'model.srm_residuals must be one of {SRM_RESIDUALS}, got {srm_residuals!r}')
     if ela_source not in ELA_SOURCES:
       raise ValueError(f'model.ela_source must be one of {ELA_SOURCES}, got {ela_source!r}')
+    if not srm_clip > 0:
+      raise ValueError(f'model.srm_clip {srm_clip}: above 0 (residuals are clipped to +-srm_clip)')
     self.ela_source = ela_source
     self.branch_names = branches
     self.srm_clip = srm_clip
@@ -134,7 +136,7 @@ class DualBranchCNN(nnx.Module):
 
 def create_model(config, rngs: nnx.Rngs) -> DualBranchCNN:
   """Builds the model named by `config.model` for `config.dataset`."""
-  dtype = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[config.model.dtype]
+  dtype = nnx_detector.model_dtype(config.model.dtype)
   return DualBranchCNN(
       num_classes=config.dataset.num_classes,
       resolution=config.dataset.resolution,
@@ -187,10 +189,10 @@ class PaperCnn(nnx_detector.NnxDetector):
 
   @classmethod
   def check_config(cls, config) -> None:
-    super().check_config(config)
     if (config.synthesis.fraction or config.synthesis.last_save) and config.model.ela_source != 'device':
       raise ValueError('config.synthesis changes the pixels on the device, which the stored ELA '
                        "planes do not follow: set config.model.ela_source='device'")
+    super().check_config(config)  # last: it builds the model from these settings
 
   def describe(self) -> str:
     return '+'.join(self.config.model.branches).upper()

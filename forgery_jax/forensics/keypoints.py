@@ -88,8 +88,14 @@ class MapSettings:
   decision: str = DECISIONS[0]  # the image decision: 'inliers' or 'clusters' (module docstring)
 
   def __post_init__(self):
-    if self.decision not in DECISIONS:
-      raise ValueError(f'keypoint map decision {self.decision!r}: choose from {DECISIONS}')
+    check_decision(self.decision)
+
+
+def check_decision(decision: str) -> None:
+  """`decision` is one of DECISIONS (`model.keypoint_decision`)."""
+  if decision not in DECISIONS:
+    raise ValueError(f'keypoint decision {decision!r} (model.keypoint_decision): choose from '
+                     f'{DECISIONS}')
 
 
 def _sift(grey: np.ndarray, contrast: float, upscale: float):
