@@ -243,18 +243,35 @@ def collect(config, workdir: str, fractions, seeds, train: bool = True) -> list[
   return points
 
 
+def _number(pair: tuple[str, str], flag: str, what: str, kind=float) -> tuple[str, float]:
+  """(key, the number its text gives), or ValueError naming the flag and what it takes."""
+  key, text = pair
+  try:
+    return key, kind(text)
+  except ValueError:
+    raise ValueError(f'{flag}: {text!r} is not {what}') from None
+
+
 def main(argv):
   del argv
   runtime.deterministic_gpu_ops()
   runtime.quiet_libraries()
   f = flags.FLAGS
-  targets = {}
-  for goal in f.targets:
-    key, _, value = goal.partition('=')
-    targets[key] = float(value)
-  reference = read_curve(f.against) if f.against else None  # before hours of training
-  points = collect(f.config, f.workdir, [float(x) for x in f.fractions],
-                   [int(s) for s in f.seeds] or [f.config.seed], f.train)
+  # Every argument is read before hours of training, not when its turn comes.
+  targets = dict(_number(goal.partition('=')[::2], '--targets', 'a number (KEY=VALUE)')
+                 for goal in f.targets)
+  fractions = [_number(('', x), '--fractions', 'a share above 0 and at most 1')[1]
+               for x in f.fractions]
+  if not all(0 < x <= 1 for x in fractions) or len(set(fractions)) < len(fractions):
+    raise ValueError(f'--fractions={",".join(f.fractions)}: distinct shares above 0 and at most 1')
+  seeds = [_number(('', s), '--seeds', 'a whole number', int)[1] for s in f.seeds]
+  if len(set(seeds)) < len(seeds):
+    raise ValueError(f'--seeds={",".join(f.seeds)}: distinct seeds')
+  for seed in seeds or [None]:
+    for fraction in fractions:
+      experiment.check(share_config(f.config, fraction, seed))
+  reference = read_curve(f.against) if f.against else None
+  points = collect(f.config, f.workdir, fractions, seeds or [f.config.seed], f.train)
   figures = list(f.figures)
   fits = curve(points, figures, targets)
   text = table(points, figures, fits)

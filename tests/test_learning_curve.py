@@ -1,11 +1,16 @@
 """experiments.learning_curve: equal step budgets per share, and the line through the points."""
 
 import math
+import pathlib
+import subprocess
+import sys
 
 import pytest
 
 from configs import localiser_casia1
 from experiments import learning_curve
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_a_share_gets_the_whole_splits_step_budget():
@@ -127,3 +132,22 @@ def test_shares_run_so_far_are_read_and_none_trained_without_train(tmp_path):
   (point,) = learning_curve.collect(config, str(tmp_path), [0.5, 1.0], [config.seed, 1], train=False)
   assert (point['fraction'], point['seed'], point['train_files']) == (1.0, 1, 1221)
   assert point['results']['test/pixel_f1'] == 0.3
+
+
+@pytest.mark.parametrize('flag, message', [
+    ('--fractions=0.25,1.5', '--fractions=0.25,1.5: distinct shares above 0 and at most 1'),
+    ('--fractions=0', '--fractions=0: distinct shares above 0 and at most 1'),
+    ('--seeds=0,0', '--seeds=0,0: distinct seeds'),
+    ('--seeds=1.5', "--seeds: '1.5' is not a whole number"),
+    ('--targets=test/pixel_f1=high', "--targets: 'high' is not a number (KEY=VALUE)"),
+])
+def test_every_argument_is_read_before_any_share_is_trained(flag, message, tmp_path):
+  """A share of 0 was a ZeroDivisionError traceback; a bad last share failed only after every
+  share before it had trained."""
+  workdir = tmp_path / 'curve'
+  result = subprocess.run([sys.executable, '-m', 'experiments.learning_curve',
+                           '--config=configs/tiny.py', f'--workdir={workdir}', flag],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == f'error: {message}'
+  assert not workdir.exists()
