@@ -24,7 +24,9 @@ from absl import logging
 from configs import paper
 import experiments
 from forgery_jax import experiment
+from forgery_jax import runs
 from forgery_jax import runtime
+from forgery_jax.data import datasets
 
 ROWS = (  # (name, dataset of configs/paper.py, num_classes)
     ('casia1 2-class', 'casia1', 2),
@@ -61,32 +63,51 @@ def best_baseline(results: dict) -> tuple[str, float]:
   return name, scores[name]
 
 
+def planned_runs(only=()) -> list[tuple]:
+  """(row name, run name, split, branch name, config) of every run of the table, or of the rows
+  whose dataset `only` names; every config checked and every dataset built first, so that a
+  bad flag or a missing release folder fails before the first of hours of training."""
+  known = list(dict.fromkeys(module for _, module, _ in ROWS))
+  unknown = [name for name in only if name not in known]
+  if unknown:
+    raise ValueError(f'--only={",".join(only)}: {unknown} names no row; the rows are {known}')
+  planned, built = [], set()
+  for row_name, module, num_classes in ROWS:
+    if only and module not in only:
+      continue
+    for split in SPLITS:
+      for branch_name, branches in BRANCHES.items():
+        config = run_config(module, num_classes, split, branches)
+        experiment.check(config)
+        if module not in built:
+          datasets.ensure_built(config.dataset)
+          built.add(module)
+        run_name = f"{module}_{num_classes}class_{split}_{'_'.join(branches)}"
+        planned.append((row_name, run_name, split, branch_name, config))
+  return planned
+
+
 def main(argv):
   del argv
   runtime.quiet_libraries()
   rows = []
-  for row_name, module, num_classes in ROWS:
-    if flags.FLAGS.only and module not in flags.FLAGS.only:
-      continue
-    for split in SPLITS:
-      for branch_name, branches in BRANCHES.items():
-        run_name = f"{module}_{num_classes}class_{split}_{'_'.join(branches)}"
-        workdir = os.path.join(flags.FLAGS.workdir, run_name)
-        results_path = os.path.join(workdir, experiment.RESULTS_FILE)
-        if os.path.exists(results_path):
-          with open(results_path) as f:
-            results = json.load(f)
-          logging.info('%s: done before, reusing %s', run_name, results_path)
-        else:
-          results = experiment.run(run_config(module, num_classes, split, branches), workdir)
-        baseline, baseline_accuracy = best_baseline(results)
-        rows.append({
-            'dataset': row_name, 'split': split, 'branches': branch_name, 'run': run_name,
-            **{k: results[f'test/{k}'] for k in experiment.TEST_KEYS},
-            'baseline': baseline, 'baseline_accuracy': baseline_accuracy,
-            'train_examples': results['split_sizes']['train'],
-            'test_examples': results['split_sizes']['test'],
-            'best_epoch_step': results['best_step'], 'final_step': results['final_step']})
+  for row_name, run_name, split, branch_name, config in planned_runs(flags.FLAGS.only):
+    workdir = os.path.join(flags.FLAGS.workdir, run_name)
+    results_path = os.path.join(workdir, experiment.RESULTS_FILE)
+    if os.path.exists(results_path):
+      with open(results_path) as f:
+        results = json.load(f)
+      logging.info('%s: done before, reusing %s', run_name, results_path)
+    else:
+      results = experiment.run(config, workdir)
+    baseline, baseline_accuracy = best_baseline(results)
+    rows.append({
+        'dataset': row_name, 'split': split, 'branches': branch_name, 'run': run_name,
+        **{k: results[f'test/{k}'] for k in experiment.TEST_KEYS},
+        'baseline': baseline, 'baseline_accuracy': baseline_accuracy,
+        'train_examples': results['split_sizes']['train'],
+        'test_examples': results['split_sizes']['test'],
+        'best_epoch_step': results['best_step'], 'final_step': results['final_step']})
   header = ('| dataset | split | input | accuracy | precision | recall | F1 | AUC '
             '| best shortcut baseline | train / test |')
   lines = [header, '|' + '---|' * (header.count('|') - 1)]
@@ -97,10 +118,9 @@ def main(argv):
                  f"{r['train_examples']} / {r['test_examples']} |")
   table = '\n'.join(lines) + '\n'
   os.makedirs(flags.FLAGS.workdir, exist_ok=True)
-  with open(os.path.join(flags.FLAGS.workdir, 'table1.md'), 'w') as f:
+  with runs.replaced_when_complete(os.path.join(flags.FLAGS.workdir, 'table1.md')) as f:
     f.write(table)
-  with open(os.path.join(flags.FLAGS.workdir, 'table1.json'), 'w') as f:
-    json.dump(rows, f, indent=2)
+  runs.write_json_atomic(os.path.join(flags.FLAGS.workdir, 'table1.json'), rows)
   print(table)
 
 
