@@ -9,6 +9,7 @@ the dataset's content fingerprint, the config, and the software and machine that
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -55,8 +56,7 @@ def _check_sequence_types(config) -> None:
   empty default: names): ml_collections checks only that a tuple is given, so a quoted
   `--config.synthesis.feather_sigmas='"(0.0,)"'` would otherwise end in a TypeError from deep in a
   later check, naming no key."""
-  from configs import default  # pylint: disable=g-import-not-at-top
-  defaults = runs.flat(default.get_config().to_dict())
+  defaults = _default_values()
   number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
   whole = lambda v: isinstance(v, int) and not isinstance(v, bool)
   for key, value in runs.flat(config.to_dict()).items():
@@ -138,9 +138,16 @@ def _check_model_keys(config, cls: type[detectors.Detector]) -> None:
 def _changed_from_default(config) -> list[str]:
   """The dotted keys of `config` whose values differ from those of configs/default.py (keys it
   does not have included)."""
+  defaults = _default_values()
+  return sorted(k for k, v in runs.flat(config.to_dict()).items()
+                if v != defaults.get(k, object()))
+
+
+@functools.cache
+def _default_values() -> dict:
+  """configs/default.py as {'dotted.key': value} (read, never changed)."""
   from configs import default  # pylint: disable=g-import-not-at-top
-  given, defaults = runs.flat(config.to_dict()), runs.flat(default.get_config().to_dict())
-  return sorted(k for k, v in given.items() if v != defaults.get(k, object()))
+  return runs.flat(default.get_config().to_dict())
 
 
 # Dotted config keys holding whole numbers, and the least each may take (absent keys: not checked).

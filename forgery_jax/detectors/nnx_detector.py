@@ -27,6 +27,8 @@ def model_dtype(name: str):
   if name not in DTYPES:
     raise ValueError(f'config.model.dtype {name!r}: one of {tuple(DTYPES)}')
   return DTYPES[name]
+
+
 _RESTORER = []
 
 
