@@ -197,12 +197,18 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
   robustness_rows = None
   main_run = loaded[0]
   if with_robustness:
-    robustness_rows = robustness_lib.robustness(
-        main_run.detectors[0], main_run.config, main_run.datasets[0],
-        max_examples=max_examples, seed=main_run.config.seed)
+    # Every fold's detector on its own test split (a k-fold run), then the mean over folds, as
+    # the run's own results.json holds it.
+    folds = len(main_run.detectors)
+    robustness_rows = robustness_lib.mean_over_folds([
+        robustness_lib.robustness(d, d.config, dataset, max_examples=max_examples,
+                                  seed=main_run.config.seed)
+        for d, dataset in zip(main_run.detectors, main_run.datasets)])
     report['robustness'] = robustness_rows
-    md += [f'\n## Robustness of {main_run.name} (test split'
-           f'{f", first {max_examples}" if max_examples else ""})\n',
+    md += [f'\n## Robustness of {main_run.name} ('
+           f'{f"the mean over {folds} folds, each on its " if folds > 1 else ""}test split'
+           f'{f", first {max_examples}" if max_examples else ""}'
+           f'{" of each" if folds > 1 and max_examples else ""})\n',
            report_lib.md_table(['attack', 'strength', *keys],
                                [[r['attack'], r['strength'], *[r[k] for k in keys]]
                                 for r in robustness_rows])]

@@ -120,6 +120,32 @@ def test_wld_run_gets_every_evaluator(tiny_config, tmp_path):
   assert 0 <= results['cross/synthetic_forgery/tiny/2.0.0/accuracy'] <= 1
 
 
+def test_robustness_of_a_kfold_run_is_every_folds_mean(tiny_config, tmp_path):
+  """Each fold's detector attacked on its own test split, the metrics averaged over the folds
+  (fold 0 alone was reported as the run's)."""
+  config = wld_config.get_config()
+  config.dataset.update(tiny_config.dataset.to_dict())
+  config.dataset.update(num_classes=2, split='kfold', num_folds=2)
+  config.xgboost.update(n_estimators=3, threads=1)
+  experiment.run(config, str(tmp_path / 'run'))
+  report = evaluate.evaluate(str(tmp_path / 'run'), [], with_robustness=True, max_examples=4,
+                             output=str(tmp_path / 'report'), evals=['test'])
+  run = evaluate.load_run(str(tmp_path / 'run'))
+  per_fold = [robustness.robustness(d, d.config, ds, max_examples=4, seed=config.seed)
+              for d, ds in zip(run.detectors, run.datasets)]
+  assert per_fold[0] != per_fold[1]
+  for got, a, b in zip(report['robustness'], *per_fold):
+    assert (got['attack'], got['strength'], got['num_examples']) == (a['attack'], a['strength'], 8)
+    assert got['accuracy'] == pytest.approx((a['accuracy'] + b['accuracy']) / 2)
+  assert ('(the mean over 2 folds, each on its test split, first 4 of each)'
+          in (tmp_path / 'report' / 'report.md').read_text())
+  rows = [[{'attack': 'none', 'strength': 0, 'auc': 0.5, 'pixel_f1': None, 'num_examples': 3}],
+          [{'attack': 'none', 'strength': 0, 'auc': 0.7, 'pixel_f1': 0.2, 'num_examples': 4}]]
+  assert robustness.mean_over_folds(rows) == [
+      {'attack': 'none', 'strength': 0, 'auc': pytest.approx(0.6), 'pixel_f1': None,
+       'num_examples': 7}]
+
+
 def test_command_line_writes_where_output_says(two_runs, tmp_path):
   main, _ = two_runs
   result = subprocess.run([sys.executable, '-m', 'forgery_jax.evaluate', f'--workdir={main}',

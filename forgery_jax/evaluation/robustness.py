@@ -108,3 +108,23 @@ def robustness(detector, config, dataset, batch_size: int = 16, max_examples: in
       pixel = pixel_metrics.pixel_scores([maps[k] for k in masks], list(masks.values()))
       rows[-1].update({k: pixel[k] for k in ('pixel_f1', 'pixel_auc')})
   return rows
+
+
+def mean_over_folds(per_fold: list[list[dict]]) -> list[dict]:
+  """The rows of `robustness` for several folds as one table: each attack's metrics averaged over
+  the folds (None where a fold has none), its examples summed."""
+  if len(per_fold) == 1:
+    return per_fold[0]
+  rows = []
+  for same in zip(*per_fold):
+    row = {'attack': same[0]['attack'], 'strength': same[0]['strength']}
+    for key in dict.fromkeys(k for r in same for k in r if k not in row):
+      values = [r.get(key) for r in same]
+      if key == 'num_examples':
+        row[key] = int(sum(values))
+      elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        row[key] = float(np.mean(values))
+      else:
+        row[key] = None
+    rows.append(row)
+  return rows
