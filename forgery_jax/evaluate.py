@@ -212,7 +212,7 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
            report_lib.md_table(['attack', 'strength', *keys],
                                [[r['attack'], r['strength'], *[r[k] for k in keys]]
                                 for r in robustness_rows])]
-  map_items = pixel_eval.best_and_worst(contexts[workdir][0])
+  map_items = pixel_eval.best_and_worst_of(contexts[workdir])  # every fold's test split
   figures = report_lib.figures(out, workdir, *own[workdir], main_run.detectors[0].class_names,
                                robustness_rows, map_items)
   md += ['\n## Figures\n'] + [f'![{f}]({f})\n' for f in figures]

@@ -183,3 +183,16 @@ def test_each_run_is_reported_once_however_it_is_spelt(two_runs, tmp_path):
   report = evaluate.evaluate(main, [other + '/', main + '/', other], evals=['test'],
                              output=str(tmp_path / 'r'))
   assert [r['run'].split(' ')[0] for r in report['runs']] == [os.path.basename(main), os.path.basename(other)]
+
+
+def test_the_map_grid_of_a_kfold_run_picks_from_every_fold(monkeypatch):
+  """The best and worst maps of all folds' test splits, not of fold 0 alone."""
+  from forgery_jax.evaluation import pixel_eval  # pylint: disable=g-import-not-at-top
+  folds = {'a': [0.9, 0.5, 0.4, 0.1], 'b': [0.95, 0.6, 0.3, 0.05]}
+  monkeypatch.setattr(pixel_eval, 'best_and_worst', lambda ctx, key, count: [
+      {'f1': f, 'name': f'{ctx}{k}', 'rank': 'best' if k < count else 'worst'}
+      for k, f in enumerate(folds[ctx][:count] + folds[ctx][::-1][:count])])
+  items = pixel_eval.best_and_worst_of(['a', 'b'], count=2)
+  assert [(i['rank'], i['f1']) for i in items] == [('best', 0.95), ('best', 0.9), ('worst', 0.05),
+                                                   ('worst', 0.1)]
+  assert pixel_eval.best_and_worst_of(['a'], count=2) == pixel_eval.best_and_worst('a', 'test', 2)

@@ -129,3 +129,12 @@ def best_and_worst(ctx, key: str = 'test', count: int = 4) -> list[dict]:
                 'map': scores.maps[position[r['index']]], 'f1': r['pixel_f1'], 'name': name,
                 'rank': rank})
   return out
+
+
+def best_and_worst_of(contexts, key: str = 'test', count: int = 4) -> list[dict]:
+  """`best_and_worst` over every fold of a run (each fold's contexts, its own test split): the
+  `count` best and worst maps of them all."""
+  items = [item for ctx in contexts for item in best_and_worst(ctx, key, count)]
+  best = sorted((i for i in items if i['rank'] == 'best'), key=lambda i: -i['f1'])[:count]
+  worst = sorted((i for i in items if i['rank'] == 'worst'), key=lambda i: i['f1'])[:count]
+  return best + worst
