@@ -19,8 +19,8 @@ def load(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None =
   """The detector of a finished run, ready to `predict` (see `forgery_jax.api`); `keypoint_map`:
   a localiser's maps with the copy-move keypoint map fused in (`keypoint_mirrored`: matching
   regions copied mirror-wise too; `keypoint_decision`: 'inliers' or 'clusters', its image decision,
-  None: the run's own); `average_with`: more runs' workdirs, trained on the same split,
-  whose probabilities and maps are averaged with this run's; `threshold`: tampered when
+  None: the run's own); `average_with`: another run's workdir or a list of them, trained on the
+  same split, whose probabilities and maps are averaged with this run's; `threshold`: tampered when
   p(tampered) >= it, a number or 'validation' (chosen on the run's validation split);
   `pixel_threshold`: a localiser's `region` is where its map reaches it (a number or 'validation',
   chosen on the validation split's masks); `score_flips`: a localiser's answer is the mean over

@@ -197,6 +197,8 @@ def load_detectors(workdir: str, keypoint_map: bool = False, keypoint_fusion: st
   if keypoint_decision and not keypoint_map:
     raise ValueError(f'--keypoint_decision={keypoint_decision} needs --keypoint_map')
   detectors = [export.load(d) for d in export.find(workdir)]
+  if isinstance(average_with, (str, os.PathLike)):  # one run, not its path's characters
+    average_with = [average_with]
   others = runs.distinct_folders([workdir, *average_with])[1:]  # the run itself, once
   if others:
     # Here, not at the top: only an average needs it.

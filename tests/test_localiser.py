@@ -785,6 +785,9 @@ def test_runs_of_one_split_are_scored_as_their_average(run, second_run, tmp_path
   Image.fromarray(np.random.default_rng(2).integers(0, 256, (45, 70, 3), dtype=np.uint8)).save(path)
   maps = [forgery_jax.load(w).predict(str(path)).map for w in (workdir, second_run)]
   result = forgery_jax.load(workdir, average_with=[second_run]).predict(str(path))
+  # One run may be named alone (not read as the characters of its path).
+  alone = forgery_jax.load(workdir, average_with=second_run).predict(str(path))
+  np.testing.assert_array_equal(alone.map, result.map)
   np.testing.assert_allclose(result.map, (maps[0] + maps[1]) / 2, atol=1e-6)
   rows, _ = predict.predict_paths(workdir, [str(path)], str(tmp_path / 'out'), panels=False,
                                   average_with=[second_run])
