@@ -4,6 +4,7 @@ of it)."""
 from __future__ import annotations
 
 import functools
+import json
 import sys
 
 
@@ -21,3 +22,13 @@ def one_error_line(main):
       from forgery_jax import progress  # pylint: disable=g-import-not-at-top
       progress.exit_with_error(e)
   return wrapped
+
+
+def write_json(path: str, results) -> None:
+  """An experiment's figures as JSON at `path` (its --output or --json; nothing when empty),
+  replaced only when complete (`runs.replaced_when_complete`): a failure never leaves half a file
+  where the last complete one was."""
+  if path:
+    from forgery_jax import runs  # pylint: disable=g-import-not-at-top
+    with runs.replaced_when_complete(path) as f:
+      json.dump(results, f, indent=2, default=float)

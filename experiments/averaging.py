@@ -156,7 +156,7 @@ def main(argv=None) -> dict:
           for f in (result[rule][k] for k in keys)]
     rows[f'{name}: image AUC'] = [f"{result['image_auc'][k]:.3f}" for k in keys]
   fusion_rules.print_table(keys, rows)
-  fusion_rules.write_json(args.output, results)
+  experiments.write_json(args.output, results)
   return results
 
 

@@ -118,7 +118,7 @@ def main(argv=None) -> dict:
     c = b['copy_bound']
     print(f"  copy bound on the {c['files']} files with keypoint regions: F1 {c['pixel_f1']:.3f} -> "
           f"{c['bound']:.3f}, + {c['adds_to_all']:.3f} to the mean over all")
-  fusion_rules.write_json(args.output, results)
+  experiments.write_json(args.output, results)
   return results
 
 

@@ -37,7 +37,6 @@ folds, as the run's own results.json averages them. Releases without masks get n
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from absl import flags
@@ -46,7 +45,6 @@ import numpy as np
 import experiments
 from forgery_jax import evaluate
 from forgery_jax import progress
-from forgery_jax import runs
 from forgery_jax import runtime
 from forgery_jax.data import input_pipeline
 from forgery_jax.data import labels as labels_lib
@@ -227,14 +225,6 @@ def print_table(columns: list[str], rows: dict[str, list[str]], first: str = 'ru
     print(f'| {name} | ' + ' | '.join(cells) + ' |')
 
 
-def write_json(path: str, results: dict) -> None:
-  """An experiment's figures as JSON at `path` (its --output; nothing when empty), replaced only
-when complete (`runs.replaced_when_complete`)."""
-  if path:
-    with runs.replaced_when_complete(path) as f:
-      json.dump(results, f, indent=2, default=float)
-
-
 def fold_cache(cache: str, run, fold: int) -> str:
   """Where a fold's scores are cached: `cache` itself for a run of one fold."""
   return os.path.join(cache, f'fold_{fold}') if cache and len(run.detectors) > 1 else cache
@@ -354,7 +344,7 @@ def main(argv=None) -> dict:
           f"{', '.join(mean['chosen'])}")
     print_table(keys, {name: [f"{per_split[k]['accuracy']:.3f} ({per_split[k]['false_alarm_rate']:.2f})" for k in keys]
                        for name, per_split in mean['image'].items()})
-  write_json(args.output, results)
+  experiments.write_json(args.output, results)
   return results
 
 

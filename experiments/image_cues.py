@@ -282,7 +282,7 @@ def main(argv=None) -> dict:
       f"({f['at_validation_threshold']['threshold']:.2f}) / {f['all']['pixel_auc']:.3f}; "
       f"{f[labels_lib.COPY_MOVE]['pixel_f1']:.3f}" for f in (results[name][key] for key in splits)]
       for name in RULES})
-  fusion_rules.write_json(args.output, {'chosen': chosen, 'rules': results})
+  experiments.write_json(args.output, {'chosen': chosen, 'rules': results})
   return results
 
 

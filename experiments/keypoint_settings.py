@@ -20,7 +20,6 @@ marks one (false alarms).
 from __future__ import annotations
 
 import dataclasses
-import json
 
 from absl import app
 from absl import flags
@@ -164,9 +163,7 @@ def main(argv) -> None:
   for name, r in results.items():
     print(f"| {name} | {r['pixel_f1']:.3f} | {r['pixel_f1_change']:+.3f} ({r['pixel_f1_change_se']:.3f}) | "
           f"{r['pixel_auc']:.3f} | {r['found_share']:.3f} | {r['false_alarm_rate']:.3f} |")
-  if _OUTPUT.value:
-    with open(_OUTPUT.value, 'w') as f:
-      json.dump({'chosen': chosen, 'variants': results}, f, indent=2)
+  experiments.write_json(_OUTPUT.value, {'chosen': chosen, 'variants': results})
 
 
 if __name__ == '__main__':

@@ -194,7 +194,7 @@ def main(argv=None) -> dict:
         f"{results['synthesised_validation']['tampered']} forged; chosen: {chosen}")
   fusion_rules.print_table(['synthesised validation acc / AUC (threshold)'] +
                            [f'{k} acc / AUC (false alarms)' for k in others], table)
-  fusion_rules.write_json(args.output, results)
+  experiments.write_json(args.output, results)
   return results
 
 

@@ -126,7 +126,7 @@ def main(argv=None) -> dict:
   columns = list(next(iter(figures.values())))
   fusion_rules.print_table(columns, {way: [f'{f[c]:.3f}' for c in columns] for way, f in figures.items()},
                            first='shown')
-  fusion_rules.write_json(args.output, {'figures': figures, 'scores': scores,
+  experiments.write_json(args.output, {'figures': figures, 'scores': scores,
                                         'tampered': tampered.tolist()})
   return figures
 

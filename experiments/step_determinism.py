@@ -139,9 +139,7 @@ def main(argv=None) -> list[dict]:
     rows.append(row)
     print(f"| {flags or '(none)'} | {'yes' if within else 'NO'} | {'yes' if across else 'NO'} | "
           f"{rate:,.1f} | {results[0]['digests'][0][:12]} |", flush=True)
-  if args.json:
-    with open(args.json, 'w', encoding='utf-8') as f:
-      json.dump(rows, f, indent=1)
+  experiments.write_json(args.json, rows)
   return rows
 
 

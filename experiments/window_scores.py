@@ -57,7 +57,7 @@ def main(argv=None) -> dict:
   fusion_rules.print_table(columns, {name: [f"{figures.get(c.replace(': ', '/'), float('nan')):.3f}"
                                             for c in columns]
                                      for name, figures in results.items()})
-  fusion_rules.write_json(args.output, results)
+  experiments.write_json(args.output, results)
   return results
 
 

@@ -60,10 +60,15 @@ def changed_training_fields(before: dict, config: ml_collections.ConfigDict,
 @contextlib.contextmanager
 def replaced_when_complete(path: str):
   """A text file written beside `path` and renamed onto it when complete: a crash never leaves
-  half a file, and the last complete one stays."""
+  half a file, and the last complete one stays (the unfinished one is removed)."""
   tmp = f'{path}.tmp'
-  with open(tmp, 'w', newline='') as f:
-    yield f
+  try:
+    with open(tmp, 'w', newline='') as f:
+      yield f
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
   os.replace(tmp, path)
 
 

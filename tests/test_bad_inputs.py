@@ -5,6 +5,7 @@ Every file either works or fails with one message naming it; a failed build leav
 looks complete.
 """
 
+import json
 import os
 
 from hypothesis import given, settings, strategies as st
@@ -12,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import experiments
 from forgery_jax import image_io
 from forgery_jax.data import datasets
 from forgery_jax.forensics import ela
@@ -65,6 +67,17 @@ def test_failed_build_leaves_nothing_that_looks_complete(tmp_path):
   with pytest.raises(releases.LayoutError, match=r'no usable images among the 1 listed \(a_scale.jpg: cannot read image'):
     datasets.build('micc_f220', 'paper128', str(tmp_path / 'tfds'), str(empty))
   assert not list((tmp_path / 'tfds').rglob('dataset_info.json'))
+
+
+def test_a_table_that_fails_half_written_keeps_the_last_complete_one(tmp_path):
+  """An experiment's or benchmark's JSON (`experiments.write_json`, `runs.replaced_when_complete`)
+  that fails while being written leaves the file it replaces as it was, and no half file."""
+  path = str(tmp_path / 'results.json')
+  experiments.write_json(path, {'pixel_f1': 0.5})
+  with pytest.raises(TypeError):
+    experiments.write_json(path, {'pixel_f1': 0.6, 'run': object()})  # not JSON: fails midway
+  assert json.load(open(path)) == {'pixel_f1': 0.5}
+  assert os.listdir(tmp_path) == ['results.json']
 
 
 def test_a_file_named_as_a_folder_is_refused_before_building(tmp_path):
