@@ -253,4 +253,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   check(config)
   root = os.path.abspath(runtime.output_folder(workdir, '--workdir'))
   environment = runtime.environment()  # once, at the start: the code that trains
-  return runs.run_folds(config, root, lambda c, w: run_one(c, w, root, environment))
+  with runs.only_writer(root):
+    return runs.run_folds(config, root, lambda c, w: run_one(c, w, root, environment))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import socket
+import time
 from typing import Callable
 
 from absl import logging
@@ -70,6 +73,43 @@ def replaced_when_complete(path: str):
       os.remove(tmp)
     raise
   os.replace(tmp, path)
+
+
+LOCK_FILE = '.lock'
+
+
+@contextlib.contextmanager
+def only_writer(workdir: str):
+  """Holds `workdir/.lock` while a run trains and evaluates into `workdir`: a second run started
+  into it (the same command twice, a job resubmitted while the first still runs) is one
+  ValueError naming the holder, instead of two runs interleaving their metrics and checkpoints.
+  An OS lock (`flock`), so a run killed in any way frees it; multi-host, process 0 holds it. On a
+  file system without locks the run goes on unguarded, saying so."""
+  if jax.process_index() != 0:
+    yield
+    return
+  path = os.path.join(workdir, LOCK_FILE)
+  with open(path, 'a+') as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      holder = f.read().strip() or 'another process'
+      raise ValueError(f'{workdir}: a run is still writing here ({holder}); wait for it to end, '
+                       'or choose another --workdir') from None
+    except OSError as e:
+      logging.warning('%s: cannot be locked (%s); nothing stops a second run into it', path, e)
+      yield
+      return
+    try:
+      f.seek(0)
+      f.truncate()
+      f.write(f'pid {os.getpid()} on {socket.gethostname()}, since '
+              f'{time.strftime("%Y-%m-%d %H:%M:%S")}\n')
+      f.flush()
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def write_json_atomic(path: str, obj) -> None:

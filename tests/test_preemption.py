@@ -124,3 +124,21 @@ def test_sigterm_saves_a_checkpoint_then_exits(tiny_config, reference, tmp_path)
                           timeout=600, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   _assert_identical(tiny_config, tmp_path, reference)
+
+
+def test_a_second_run_into_a_running_ones_workdir_is_refused(tiny_config, reference, tmp_path):
+  """The same command started twice: the second is one error line naming the first, which ends
+  as an uninterrupted run does (no interleaved metrics, no second writer of its checkpoints)."""
+  first = subprocess.Popen(_command(tiny_config, tmp_path), cwd=REPO, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 240
+  while _train_lines(tmp_path) < 2 and first.poll() is None and time.time() < deadline:
+    time.sleep(0.02)
+  assert first.poll() is None, 'the first run ended before the second started'
+  second = subprocess.run(_command(tiny_config, tmp_path), cwd=REPO, capture_output=True, text=True,
+                          timeout=600, check=False)
+  _, stderr = first.communicate(timeout=240)
+  assert first.returncode == 0, stderr[-3000:]
+  assert second.returncode == 1
+  assert f'error: {tmp_path}: a run is still writing here (pid {first.pid} on ' in second.stderr
+  _assert_identical(tiny_config, tmp_path, reference)
