@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import socket
-import time
 from typing import Callable
 
 from absl import logging
@@ -15,6 +12,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from forgery_jax import locks
 from forgery_jax.data import splits
 
 RESULTS_FILE = 'results.json'
@@ -81,35 +79,16 @@ LOCK_FILE = '.lock'
 @contextlib.contextmanager
 def only_writer(workdir: str):
   """Holds `workdir/.lock` while a run trains and evaluates into `workdir`: a second run started
-  into it (the same command twice, a job resubmitted while the first still runs) is one
-  ValueError naming the holder, instead of two runs interleaving their metrics and checkpoints.
-  An OS lock (`flock`), so a run killed in any way frees it; multi-host, process 0 holds it. On a
-  file system without locks the run goes on unguarded, saying so."""
+  into it (the same command twice, a job resubmitted while the first still runs) is one error
+  naming the holder, instead of two runs interleaving their metrics and checkpoints. Multi-host,
+  process 0 holds it."""
   if jax.process_index() != 0:
     yield
     return
-  path = os.path.join(workdir, LOCK_FILE)
-  with open(path, 'a+') as f:
-    try:
-      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      f.seek(0)
-      holder = f.read().strip() or 'another process'
-      raise ValueError(f'{workdir}: a run is still writing here ({holder}); wait for it to end, '
-                       'or choose another --workdir') from None
-    except OSError as e:
-      logging.warning('%s: cannot be locked (%s); nothing stops a second run into it', path, e)
-      yield
-      return
-    try:
-      f.seek(0)
-      f.truncate()
-      f.write(f'pid {os.getpid()} on {socket.gethostname()}, since '
-              f'{time.strftime("%Y-%m-%d %H:%M:%S")}\n')
-      f.flush()
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
+  with locks.held(os.path.join(workdir, LOCK_FILE),
+                  busy=f'{workdir}: a run is still writing here ({{holder}}); wait for it to end, '
+                  'or choose another --workdir'):
+    yield
 
 
 def write_json_atomic(path: str, obj) -> None:

@@ -5,7 +5,7 @@ Reading never imports TensorFlow: a prepared dataset is opened with
 runs it in a child process (`python -m forgery_jax.data.datasets build ...`) and the
 training process stays free of it. TFDS writes into a temporary folder and
 renames it when complete, so a failed build never leaves a dataset that looks
-finished.
+finished; processes that need one dataset at once build it once (a lock in the data_dir).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from absl import flags
 from absl import logging
 import tensorflow_datasets as tfds
 
+from forgery_jax import locks
 from forgery_jax import progress
 from forgery_jax import runtime
 
@@ -113,6 +114,23 @@ def build(name: str, config_name: str, data_dir: str | None, manual_dir: str | N
 
 def ensure_built(dataset_config) -> tfds.core.DatasetBuilder:
   """Builds the dataset in a child process if it is not prepared yet; returns its builder."""
+  builder = get_builder(dataset_config)
+  if builder.is_prepared():
+    return builder
+  waiting = f'{builder.info.full_name} is being built by {{holder}}; waiting for it'
+  with locks.held(_build_lock(builder), waiting=waiting):  # runs started side by side build it once
+    return _build_in_child(dataset_config)
+
+
+def _build_lock(builder: tfds.core.DatasetBuilder) -> str:
+  """The lock file of a dataset's build, beside the datasets of its data_dir (not among TFDS's
+  folders)."""
+  return os.path.join(builder.data_dir_root, '.locks',
+                      f'{builder.name}.{builder.builder_config.name}.{builder.version}.lock')
+
+
+def _build_in_child(dataset_config) -> tfds.core.DatasetBuilder:
+  """`build` in a child process, unless the process that held the lock before has built it."""
   builder = get_builder(dataset_config)
   if builder.is_prepared():
     return builder

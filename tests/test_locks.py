@@ -1,0 +1,69 @@
+"""forgery_jax.locks: one run writing into a workdir, one process building a dataset."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from configs import tiny
+from forgery_jax import locks
+from forgery_jax.data import datasets
+
+_HOLD = 'import sys, time; from forgery_jax import locks\nwith locks.held(sys.argv[1]):\n  print("held", flush=True); time.sleep(600)'
+
+
+def test_a_held_lock_is_busy_with_its_holder_named_and_freed_when_its_holder_is_killed(tmp_path):
+  path = str(tmp_path / 'sub' / 'run.lock')
+  holder = subprocess.Popen([sys.executable, '-c', _HOLD, path], stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == 'held'
+    with pytest.raises(locks.Busy, match=rf'^busy: pid {holder.pid} on .*, since \d{{4}}-'):
+      with locks.held(path, busy='busy: {holder}'):
+        pass
+  finally:
+    holder.send_signal(signal.SIGKILL)  # no chance to let go: the OS frees the lock
+    holder.wait()
+  with locks.held(path, busy='busy: {holder}'):
+    assert open(path).read().startswith(f'pid {os.getpid()} on ')
+
+
+def test_a_process_waits_for_a_held_lock_when_not_told_busy(tmp_path, capsys):
+  path = str(tmp_path / 'build.lock')
+  order = []
+
+  def wait_then_hold():
+    with locks.held(path):
+      order.append('waiter')
+
+  with locks.held(path):
+    waiter = threading.Thread(target=wait_then_hold)
+    waiter.start()
+    time.sleep(0.5)
+    order.append('holder done')
+  waiter.join(10)
+  assert order == ['holder done', 'waiter']
+  assert f'holds {path}; waiting' in capsys.readouterr().err
+
+
+def test_runs_started_side_by_side_build_their_dataset_once(tmp_path, monkeypatch):
+  """Seeds started together on a fresh data_dir: the second built the dataset again and failed
+  at TFDS's rename after the whole build. Now it waits for the first build and reads it."""
+  config = tiny.get_config()
+  config.dataset.data_dir = str(tmp_path)
+  builds = []
+  run = subprocess.run
+  monkeypatch.setattr(datasets.subprocess, 'run', lambda cmd, **kw: builds.append(cmd) or run(cmd, **kw))
+  lock = datasets._build_lock(datasets.get_builder(config.dataset))  # pylint: disable=protected-access
+  second = []
+  with locks.held(lock):  # the first run's build is under way
+    thread = threading.Thread(target=lambda: second.append(datasets.ensure_built(config.dataset)))
+    thread.start()
+    time.sleep(1.0)
+    assert thread.is_alive() and not builds, 'the second run did not wait for the first build'
+    datasets._build_in_child(config.dataset)  # pylint: disable=protected-access
+  thread.join(60)
+  assert len(builds) == 1 and second and second[0].is_prepared()
