@@ -20,34 +20,56 @@ class Busy(ValueError):
 
 @contextlib.contextmanager
 def held(path: str, busy: str | None = None, waiting: str = '{holder} holds {path}; waiting'):
-  """Holds the lock of the file `path` (made if missing, with its folder) for the block, and
-  writes into it who holds it.
+  """Holds the lock of the file `path` for the block: the file is made (with its folder), says
+  who holds it, and is removed when the block ends (a process killed leaves it behind unlocked,
+  and the next holder takes it over).
 
   `busy`: what a process that finds the lock held is told (`{holder}` filled in) by a `Busy`
   error; None: it waits for the lock instead, saying so once (`waiting`). Where the file cannot
   be made or locked (a read-only folder, a file system without locks) the block runs unguarded,
   with a warning.
   """
-  try:
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    f = open(path, 'a+')  # pylint: disable=consider-using-with
-  except OSError as e:
-    logging.warning('%s cannot be made (%s): nothing keeps a second process out', path, e)
+  f = _open_locked(path, busy, waiting)
+  if f is None:
     yield
     return
-  with f:
-    locked = _lock(f, path, busy, waiting)
-    if locked:
-      f.seek(0)
-      f.truncate()
-      f.write(f'pid {os.getpid()} on {socket.gethostname()}, since '
-              f'{time.strftime("%Y-%m-%d %H:%M:%S")}\n')
-      f.flush()
+  try:
+    f.seek(0)
+    f.truncate()
+    f.write(f'pid {os.getpid()} on {socket.gethostname()}, since '
+            f'{time.strftime("%Y-%m-%d %H:%M:%S")}\n')
+    f.flush()
+    yield
+  finally:
     try:
-      yield
-    finally:
-      if locked:
-        fcntl.flock(f, fcntl.LOCK_UN)
+      os.remove(path)  # while still locked: a process waiting on this file then finds it gone
+    except OSError:
+      pass
+    f.close()  # unlocks
+
+
+def _open_locked(path: str, busy: str | None, waiting: str):
+  """The file `path`, open and locked by this process; None where it cannot be (warned)."""
+  while True:
+    try:
+      os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+      f = open(path, 'a+')  # pylint: disable=consider-using-with
+    except OSError as e:
+      logging.warning('%s cannot be made (%s): nothing keeps a second process out', path, e)
+      return None
+    try:
+      if not _lock(f, path, busy, waiting):
+        f.close()
+        return None
+    except BaseException:
+      f.close()
+      raise
+    try:
+      if os.fstat(f.fileno()).st_ino == os.stat(path).st_ino:
+        return f
+    except FileNotFoundError:
+      pass
+    f.close()  # the holder before removed this file on leaving: lock the path's file anew
 
 
 def _lock(f, path: str, busy: str | None, waiting: str) -> bool:

@@ -27,8 +27,10 @@ def test_a_held_lock_is_busy_with_its_holder_named_and_freed_when_its_holder_is_
   finally:
     holder.send_signal(signal.SIGKILL)  # no chance to let go: the OS frees the lock
     holder.wait()
+  assert os.path.exists(path)  # left behind by the killed holder, unlocked
   with locks.held(path, busy='busy: {holder}'):
     assert open(path).read().startswith(f'pid {os.getpid()} on ')
+  assert not os.path.exists(path)  # removed by a holder that ends
 
 
 def test_a_process_waits_for_a_held_lock_when_not_told_busy(tmp_path, capsys):
