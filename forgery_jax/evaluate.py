@@ -103,6 +103,8 @@ def load_run(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | No
     for d in detectors:
       d.config.cross_dataset.update(dataclasses.asdict(cross))
   data = [input_pipeline.load(d.config) for d in detectors]
+  for d, dataset in zip(detectors, data):
+    input_pipeline.check_trained_on(dataset, d.split_fingerprint, workdir)
   return LoadedRun(workdir, detectors, data)
 
 

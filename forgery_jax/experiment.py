@@ -10,6 +10,7 @@ the dataset's content fingerprint, the config, and the software and machine that
 from __future__ import annotations
 
 import functools
+import json
 import os
 
 import jax
@@ -29,6 +30,7 @@ from forgery_jax.evaluation import robustness
 from forgery_jax.training import trainer
 
 RESULTS_FILE = runs.RESULTS_FILE
+SPLIT_FILE = 'split.json'  # which examples the run's splits hold, written when it starts
 TEST_KEYS = ('accuracy', 'precision', 'recall', 'f1', 'auc')
 _INTERNAL_INFO = ('step', 'metrics_bytes')  # fit bookkeeping that results.json leaves out
 
@@ -222,6 +224,7 @@ def run_one(config, workdir: str, root: str, environment: dict) -> dict:
   cls = check(config)
   os.makedirs(workdir, exist_ok=True)
   dataset = input_pipeline.load(config)
+  _same_split_as_when_started(workdir, dataset)
   training = input_pipeline.with_extra_authentic(dataset, config)  # what the fit reads
   context = evaluators.Context(config, dataset, workdir, write_metrics=True,
                                batch_size=config.eval_batch_size)
@@ -229,18 +232,34 @@ def run_one(config, workdir: str, root: str, environment: dict) -> dict:
   if detector is None:
     evaluators.load_datasets(context, config.evals)  # what cannot be read fails now, not after the fit
     detector = cls.fit(config, training, detectors.Run(workdir, root))
-    export.write(detector, workdir, dataset.preparation, input_pipeline.training_sizes(training))
+    export.write(detector, workdir, dataset.preparation, input_pipeline.training_sizes(training),
+                 dataset.split_fingerprint)
     detector.after_export()
   results = evaluators.run_all(detector, context, config.evals)
   results.update({k: v for k, v in detector.info.items() if k not in _INTERNAL_INFO})
   results.update({'method': config.method, 'split_sizes': training.split.sizes(),
                   'class_names': list(dataset.class_names), 'dataset': dataset.name,
                   'dataset_fingerprint': dataset.fingerprint,
+                  'split_fingerprint': dataset.split_fingerprint,
                   'num_devices': jax.device_count(), 'config': config.to_dict(),
                   'environment': environment})
   if jax.process_index() == 0:
     runs.write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
   return results
+
+
+def _same_split_as_when_started(workdir: str, dataset: input_pipeline.Dataset) -> None:
+  """Records which examples the run's splits hold (`SPLIT_FILE`, when it starts; a run finished
+  without one is not given one afterwards) and refuses to go on (resume, evaluate again) on a
+  dataset since rebuilt from other files, whose test split would hold files the run trained on."""
+  path = os.path.join(workdir, SPLIT_FILE)
+  if os.path.exists(path):
+    with open(path) as f:
+      recorded = json.load(f).get('split_fingerprint', '')
+    input_pipeline.check_trained_on(dataset, recorded, workdir)
+  elif jax.process_index() == 0 and not os.path.exists(os.path.join(workdir, export.EXPORT_DIR)):
+    runs.write_json_atomic(path, {'dataset': dataset.name, 'sizes': dataset.split.sizes(),
+                                  'split_fingerprint': dataset.split_fingerprint})
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -1,6 +1,8 @@
 """The training read path: grain over array_record, no TensorFlow, deterministic order."""
 
+import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -192,3 +194,40 @@ def test_two_builds_of_one_dataset_have_one_fingerprint(tiny_config, tmp_path):
   config.dataset.data_dir = str(tmp_path)
   second = input_pipeline.load(config)   # built again, into another folder
   assert second.fingerprint == first.fingerprint
+
+
+def test_a_run_refuses_its_dataset_rebuilt_from_other_files(tmp_path):
+  """A release folder that changed between a run and its rerun (a file lost or added) is split
+  otherwise, so the run's test split would hold files it trained on: resuming, evaluating again
+  (the same command, `evaluate`) and averaging it with a run of the old files are refused. The
+  same files built again elsewhere pass."""
+  from configs import copy_move_keypoints
+  from forgery_jax import evaluate
+  from forgery_jax import experiment
+  release = tmp_path / 'release'
+  shutil.copytree(REPO / 'tfds_builders' / 'casia1' / 'dummy_data', release)
+  config = copy_move_keypoints.get_config()
+  config.dataset.update(builder_config='native', data_dir=str(tmp_path / 'tfds'),
+                        manual_dir=str(release), validation_fraction=0.25, test_fraction=0.25)
+  config.cross_dataset.name = ''
+  config.evals = ('test',)
+  workdir, other = str(tmp_path / 'run'), str(tmp_path / 'other')
+  first = experiment.run(config, workdir)
+  experiment.run(config, other)
+  again = config.copy_and_resolve_references()
+  again.dataset.data_dir = str(tmp_path / 'tfds_again')  # the same files, built again
+  assert experiment.run(again, workdir)['split_fingerprint'] == first['split_fingerprint']
+
+  os.remove(sorted((release / 'Au').iterdir())[0])  # one authentic file fewer, rebuilt in place
+  for built in ('tfds', 'tfds_again'):
+    shutil.rmtree(tmp_path / built)
+  stale = r'run: casia1/native/.* is not split as when the run trained \(split fingerprint '
+  with pytest.raises(datasets.DatasetError, match=stale):
+    experiment.run(config, workdir)
+  with pytest.raises(datasets.DatasetError, match=stale):
+    evaluate.load_run(workdir)
+  assert input_pipeline.load(config).split_fingerprint != first['split_fingerprint']
+  # A new run on the new files is its own run; it cannot be averaged with one of the old files.
+  experiment.run(config, str(tmp_path / 'new'))
+  with pytest.raises(ValueError, match=r"other: its casia1 was split otherwise than .*new's"):
+    evaluate.load_run(str(tmp_path / 'new'), average_with=[other])

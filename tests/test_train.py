@@ -206,7 +206,7 @@ def test_finished_run_keeps_only_its_export_and_is_evaluated_again(tiny_config, 
   first = experiment.run(config, str(tmp_path))
   assert not (tmp_path / checkpointing.CHECKPOINT_DIR).exists()
   assert set(os.listdir(tmp_path)) == {'export', 'config.json', 'metrics.jsonl', 'results.json',
-                                       'tensorboard'}
+                                       'split.json', 'tensorboard'}
   lines = (tmp_path / 'metrics.jsonl').read_text()
   config.cross_dataset.name = 'synthetic_forgery'  # an evaluation-only change: evaluated again
   config.cross_dataset.builder_config = 'tiny'

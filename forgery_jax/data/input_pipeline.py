@@ -83,6 +83,18 @@ class Dataset:
   def subset(self, name: str) -> Subset:
     return Subset(self.source, getattr(self.split, name))
 
+  @property
+  def split_fingerprint(self) -> str:
+    """SHA-256 over which example (place, file name or group, forgery type) is in which split:
+    what a run's scores rest on, recorded with it (`check_trained_on`)."""
+    digest = hashlib.sha256()
+    names = self.filenames or self.groups
+    for part in ('train', 'validation', 'test'):
+      digest.update(part.encode())
+      for i in getattr(self.split, part):
+        digest.update(f'{int(i)}:{names[i]}:{int(self.forgery_types[i])};'.encode())
+    return digest.hexdigest()
+
 
 def content_fingerprint(examples) -> str:
   """SHA-256 over every feature of every example, in order: two builds with the same examples
@@ -197,6 +209,20 @@ def load_dataset(builder, config, *, all_for_test: bool = False) -> Dataset:
                  filenames=filenames, copy_move=meta.get('copy_move'), name=builder.info.full_name,
                  preparation=getattr(builder.builder_config, 'preparation', None),
                  has_mask=meta.get('has_mask'), fingerprint=fingerprint)
+
+
+def check_trained_on(dataset: Dataset, split_fingerprint: str, run: str) -> None:
+  """DatasetError unless `dataset` is split as `run` split it (`split_fingerprint`, recorded when
+  it trained; '' for a run that recorded none): a dataset rebuilt from other release files is
+  split otherwise, so the run's test split would hold files it trained on and its scores would
+  say nothing. Planes made by another JPEG library from the same files pass."""
+  from forgery_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  if split_fingerprint and dataset.split_fingerprint != split_fingerprint:
+    raise datasets.DatasetError(
+        f'{run}: {dataset.name} is not split as when the run trained (split fingerprint '
+        f'{dataset.split_fingerprint[:12]}, the run\'s {split_fingerprint[:12]}): it was rebuilt '
+        'from other release files, so its test split would hold files the run trained on; '
+        'rebuild it from the release folder the run read, or train a new run')
 
 
 def training_sizes(dataset: Dataset) -> dict | None:

@@ -37,6 +37,12 @@ def check_members(members: list[base.Detector], names: list[str]) -> None:
       if a != b:
         raise ValueError(f'{name}: dataset.{key} is {b!r}, {first_name} has {a!r}: only runs '
                          'trained on the same files and split can be averaged')
+    if member.split_fingerprint and first.split_fingerprint and (
+        member.split_fingerprint != first.split_fingerprint):
+      raise ValueError(f'{name}: its {first.config.dataset.name} was split otherwise than '
+                       f"{first_name}'s (split fingerprints {member.split_fingerprint[:12]} and "
+                       f'{first.split_fingerprint[:12]}): only runs trained on the same files '
+                       'and split can be averaged')
     if member.class_names != first.class_names:
       raise ValueError(f'{name}: classes {member.class_names}, {first_name} has {first.class_names}')
     if member.inputs(member.config) != want:
@@ -59,6 +65,7 @@ class Averaged(base.Detector):
     self.names = list(names)
     self.preparation = first.preparation
     self.training_sizes = first.training_sizes  # runs of one split read the same files
+    self.split_fingerprint = first.split_fingerprint
     self.localises = first.localises
     self.info = {'averaged_runs': self.names}
     for member in members:  # the keypoint map is fused once, into the average (score)

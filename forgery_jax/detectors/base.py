@@ -69,6 +69,7 @@ class Detector(abc.ABC):
     self.info: dict = {}  # what fit() reports into results.json (steps, timings, ...)
     self.preparation = None  # how images are prepared for it (set when loaded from an export)
     self.training_sizes = None  # the training files' count and largest size (where exported)
+    self.split_fingerprint = ''  # which examples its dataset's splits held (exported)
 
   @property
   def class_names(self) -> tuple[str, ...]:

@@ -30,9 +30,11 @@ FORMAT = 1
 
 
 def write(detector: detectors.Detector, workdir: str, preparation: Preparation,
-          training_sizes: dict | None = None) -> str:
+          training_sizes: dict | None = None, split_fingerprint: str = '') -> str:
   """Writes `workdir/export` (every process calls it: a JAX detector's save is collective);
-  `training_sizes`: `input_pipeline.training_sizes` of what the fit read, kept when given."""
+  `training_sizes`: `input_pipeline.training_sizes` of what the fit read, kept when given;
+  `split_fingerprint`: which examples its dataset's splits held, checked whenever the run's
+  dataset is read again to score it (`input_pipeline.check_trained_on`)."""
   final = os.path.join(workdir, EXPORT_DIR)
   tmp, old = final + '.tmp', final + '.old'
   primary = jax.process_index() == 0
@@ -48,6 +50,8 @@ def write(detector: detectors.Detector, workdir: str, preparation: Preparation,
                 'localises': detector.localises, 'info': detector.info}
     if training_sizes is not None:
       manifest['training_sizes'] = training_sizes
+    if split_fingerprint:
+      manifest['split_fingerprint'] = split_fingerprint
     with open(os.path.join(tmp, MANIFEST), 'w') as f:
       json.dump(manifest, f, indent=2, sort_keys=True)
     if os.path.exists(final):
@@ -80,6 +84,7 @@ def load(export_dir: str) -> detectors.Detector:
   detector.info = manifest['info']
   detector.preparation = Preparation.from_dict(manifest['preparation'])
   detector.training_sizes = manifest.get('training_sizes')  # absent from earlier exports
+  detector.split_fingerprint = manifest.get('split_fingerprint', '')  # the same
   return detector
 
 
