@@ -224,7 +224,7 @@ def run_one(config, workdir: str, root: str, environment: dict) -> dict:
   cls = check(config)
   os.makedirs(workdir, exist_ok=True)
   dataset = input_pipeline.load(config)
-  _same_split_as_when_started(workdir, dataset)
+  _same_split_as_when_started(config, workdir, dataset)
   training = input_pipeline.with_extra_authentic(dataset, config)  # what the fit reads
   context = evaluators.Context(config, dataset, workdir, write_metrics=True,
                                batch_size=config.eval_batch_size)
@@ -234,6 +234,8 @@ def run_one(config, workdir: str, root: str, environment: dict) -> dict:
     detector = cls.fit(config, training, detectors.Run(workdir, root))
     export.write(detector, workdir, dataset.preparation, input_pipeline.training_sizes(training),
                  dataset.split_fingerprint)
+    if jax.process_index() == 0:  # what the export was fitted on (a refitting method's new split)
+      runs.write_json_atomic(os.path.join(workdir, SPLIT_FILE), _split_record(config, dataset))
     detector.after_export()
   results = evaluators.run_all(detector, context, config.evals)
   results.update({k: v for k, v in detector.info.items() if k not in _INTERNAL_INFO})
@@ -248,18 +250,32 @@ def run_one(config, workdir: str, root: str, environment: dict) -> dict:
   return results
 
 
-def _same_split_as_when_started(workdir: str, dataset: input_pipeline.Dataset) -> None:
-  """Records which examples the run's splits hold (`SPLIT_FILE`, when it starts; a run finished
-  without one is not given one afterwards) and refuses to go on (resume, evaluate again) on a
-  dataset since rebuilt from other files, whose test split would hold files the run trained on."""
+# config.dataset fields that say where the files are or what else is scored, not how they split
+_NOT_SPLIT_FIELDS = ('data_dir', 'manual_dir', 'also_test', 'control', 'control_reference',
+                     'extra_authentic')
+
+
+def _split_record(config, dataset: input_pipeline.Dataset) -> dict:
+  asked = {k: v for k, v in config.dataset.to_dict().items() if k not in _NOT_SPLIT_FIELDS}
+  asked = json.loads(json.dumps(asked))  # as read back: tuples as lists
+  return {'dataset': dataset.name, 'asked': asked, 'sizes': dataset.split.sizes(),
+          'split_fingerprint': dataset.split_fingerprint}
+
+
+def _same_split_as_when_started(config, workdir: str, dataset: input_pipeline.Dataset) -> None:
+  """Refuses to go on (resume, evaluate again) when the split asked for is the one the run
+  recorded (`SPLIT_FILE`) but the dataset, since rebuilt from other files, splits otherwise: its
+  test split would hold files the run trained on. Another split asked for is left to the checks
+  of a changed config. Records the split when the run starts (not for a run that finished
+  without a record)."""
   path = os.path.join(workdir, SPLIT_FILE)
   if os.path.exists(path):
     with open(path) as f:
-      recorded = json.load(f).get('split_fingerprint', '')
-    input_pipeline.check_trained_on(dataset, recorded, workdir)
+      recorded = json.load(f)
+    if recorded.get('asked') == _split_record(config, dataset)['asked']:
+      input_pipeline.check_trained_on(dataset, recorded.get('split_fingerprint', ''), workdir)
   elif jax.process_index() == 0 and not os.path.exists(os.path.join(workdir, export.EXPORT_DIR)):
-    runs.write_json_atomic(path, {'dataset': dataset.name, 'sizes': dataset.split.sizes(),
-                                  'split_fingerprint': dataset.split_fingerprint})
+    runs.write_json_atomic(path, _split_record(config, dataset))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:

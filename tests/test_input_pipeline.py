@@ -227,6 +227,11 @@ def test_a_run_refuses_its_dataset_rebuilt_from_other_files(tmp_path):
   with pytest.raises(datasets.DatasetError, match=stale):
     evaluate.load_run(workdir)
   assert input_pipeline.load(config).split_fingerprint != first['split_fingerprint']
+  # Another split asked for is another run: not refused as a rebuilt dataset (a method that
+  # refits, as this one does, fits again; a trained one is refused as another config).
+  reseeded = config.copy_and_resolve_references()
+  reseeded.dataset.split_seed = 1
+  assert experiment.run(reseeded, workdir)['split_fingerprint'] != first['split_fingerprint']
   # A new run on the new files is its own run; it cannot be averaged with one of the old files.
   experiment.run(config, str(tmp_path / 'new'))
   with pytest.raises(ValueError, match=r"other: its casia1 was split otherwise than .*new's"):
