@@ -69,7 +69,7 @@ def main(argv):
   except trainer.Preempted as e:
     logging.warning('%s', e)
     print(f'preempted: {e}', file=sys.stderr)
-    sys.exit(128 + signal.SIGTERM)
+    sys.exit(128 + e.signum)
   except (checkpointing.CheckpointError, datasets.DatasetError, ValueError) as e:
     logging.error('%s', e)
     progress.exit_with_error(e)

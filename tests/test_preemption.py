@@ -40,9 +40,18 @@ def _train_lines(workdir) -> int:
     return sum('"split": "train"' in line for line in f)
 
 
+# The run with Ctrl-C handled as in a terminal, even where the tests run with SIGINT ignored (in
+# the background, which the child would inherit).
+_WITH_CTRL_C = ('import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); '
+                "runpy.run_module('forgery_jax.main', run_name='__main__', alter_sys=True)")
+
+
 def _start_and_interrupt(tiny_config, workdir, after_lines: int, sig) -> subprocess.Popen:
-  proc = subprocess.Popen(_command(tiny_config, workdir), cwd=REPO, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  command = _command(tiny_config, workdir)
+  if sig == signal.SIGINT:
+    command = [sys.executable, '-c', _WITH_CTRL_C, *command[3:]]
+  proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
   deadline = time.time() + 240
   while _train_lines(workdir) < after_lines and proc.poll() is None and time.time() < deadline:
     time.sleep(0.02)
@@ -113,12 +122,16 @@ def test_three_sigkills_then_resume_is_bit_identical(tiny_config, reference, tmp
   _assert_identical(tiny_config, tmp_path, reference)
 
 
-def test_sigterm_saves_a_checkpoint_then_exits(tiny_config, reference, tmp_path):
-  proc = _start_and_interrupt(tiny_config, tmp_path, 11, signal.SIGTERM)
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_saves_a_checkpoint_then_exits(tiny_config, reference, tmp_path, sig):
+  """SIGTERM (a preemption) and Ctrl-C: the steps since the last checkpoint are kept (a Ctrl-C
+  was a KeyboardInterrupt traceback, losing them)."""
+  proc = _start_and_interrupt(tiny_config, tmp_path, 11, sig)
   _, stderr = proc.communicate(timeout=240)
-  assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
-  assert 'preempted: stopped by SIGTERM at step' in stderr
-  step = int(stderr.split('stopped by SIGTERM at step ')[1].split(';')[0])
+  assert proc.returncode == 128 + sig, stderr[-3000:]
+  name = signal.Signals(sig).name
+  assert f'preempted: stopped by {name} at step' in stderr
+  step = int(stderr.split(f'stopped by {name} at step ')[1].split(';')[0])
   assert str(step) in os.listdir(tmp_path / checkpointing.CHECKPOINT_DIR)
   result = subprocess.run(_command(tiny_config, tmp_path), cwd=REPO, capture_output=True, text=True,
                           timeout=600, check=False)

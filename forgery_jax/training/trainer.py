@@ -10,7 +10,8 @@ random keys are the seed folded with the step), and returns the best model.
 
 Interruptions: SIGKILL at any moment leaves a run that the same command resumes bit-identically;
 SIGTERM saves a checkpoint at the current step and raises `Preempted` (with several processes,
-Orbax's preemption sync point makes every process save the same step).
+Orbax's preemption sync point makes every process save the same step); so does a first Ctrl-C
+(SIGINT) of a run in one process, a second one stopping it at once.
 """
 
 from __future__ import annotations
@@ -44,7 +45,12 @@ from forgery_jax.training import task as task_lib
 
 
 class Preempted(RuntimeError):
-  """Training stopped on SIGTERM after saving a checkpoint; the same command resumes it."""
+  """Training stopped on SIGTERM (or Ctrl-C) after saving a checkpoint; the same command resumes
+  it. `signum`: the signal."""
+
+  def __init__(self, message: str, signum: int = signal.SIGTERM):
+    super().__init__(message)
+    self.signum = signum
 
 
 LR_SCHEDULES = ('inverse_time', 'cosine')
@@ -241,24 +247,39 @@ def check_selection_metric(config) -> str:
 
 
 @contextlib.contextmanager
-def _sigterm_flag(checkpoints: checkpointing.RunCheckpoints):
-  """Yields `terminated(step)`: whether to save and stop at this step.
+def _stop_signal(checkpoints: checkpointing.RunCheckpoints):
+  """Yields `received(step)`: the signal to save and stop at this step for, or None.
 
-  One process: a SIGTERM handler sets a flag. Several processes: JAX's preemption service catches
-  SIGTERM on any of them and Orbax's sync point names the same step on all of them.
+  One process: SIGTERM and a first Ctrl-C (SIGINT) set it (the work since the last checkpoint
+  is kept, not lost to a KeyboardInterrupt); a second Ctrl-C interrupts at once, as the first
+  would have (and an ignored SIGINT stays ignored). Several
+  processes: JAX's preemption service catches SIGTERM on any of them and Orbax's sync point
+  names the same step on all of them.
   """
   if jax.process_count() > 1:
-    yield checkpoints.reached_preemption
+    yield lambda step: signal.SIGTERM if checkpoints.reached_preemption(step) else None
+    return
+  if threading.current_thread() is not threading.main_thread():
+    yield lambda step: None  # signal handlers can only be set from the main thread
     return
   received = []
-  if threading.current_thread() is not threading.main_thread():
-    yield lambda step: False  # signal handlers can only be set from the main thread
-    return
-  previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+
+  def on_interrupt(signum, frame):
+    del frame
+    received.append(signum)
+    signal.signal(signal.SIGINT, previous_int)  # a second Ctrl-C: at once
+    progress.write('interrupted: a checkpoint is saved after this step, then training stops '
+                   '(Ctrl-C again to stop at once, losing the steps since the last checkpoint)')
+
+  previous_term = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+  previous_int = signal.getsignal(signal.SIGINT)
+  if previous_int is not signal.SIG_IGN:  # a run started with Ctrl-C ignored (nohup ... &) keeps it so
+    signal.signal(signal.SIGINT, on_interrupt)
   try:
-    yield lambda step: bool(received)
+    yield lambda step: received[0] if received else None
   finally:
-    signal.signal(signal.SIGTERM, previous)
+    signal.signal(signal.SIGTERM, previous_term)
+    signal.signal(signal.SIGINT, previous_int)
 
 
 @dataclasses.dataclass
@@ -359,15 +380,16 @@ def fit(config, dataset, workdir: str, task: task_lib.Task, weights: np.ndarray)
 
   bar = progress.bar(total=total_steps, desc='training', unit='step')
   bar.update(step)
-  with bar, _sigterm_flag(ckpts) as terminated:
+  with bar, _stop_signal(ckpts) as received:
     while step < total_steps and not meta['stopped_early']:
-      if terminated(step):
+      signum = received(step)
+      if signum is not None:
         if not ckpts.has(step):
           save()
         ckpts.wait()
         writer.close()
-        raise Preempted(f'stopped by SIGTERM at step {step}; the checkpoint is in '
-                        f'{ckpts.path}: run the same command to resume')
+        raise Preempted(f'stopped by {signal.Signals(signum).name} at step {step}; the checkpoint '
+                        f'is in {ckpts.path}: run the same command to resume', signum)
       batch = mesh_lib.to_global(next(train_iter), steps.batch_sharding)
       state, train_metrics = steps.train(state, batch, jax.random.fold_in(base_key, step))
       step += 1
