@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 from typing import Callable
+import uuid
 
 from absl import logging
 import jax
@@ -61,8 +62,10 @@ def changed_training_fields(before: dict, config: ml_collections.ConfigDict,
 @contextlib.contextmanager
 def replaced_when_complete(path: str):
   """A text file written beside `path` and renamed onto it when complete: a crash never leaves
-  half a file, and the last complete one stays (the unfinished one is removed)."""
-  tmp = f'{path}.tmp'
+  half a file, and the last complete one stays (the unfinished one is removed). The file beside
+  it is this writer's own, so two commands writing one report at once (an `evaluate` beside
+  another) each replace it whole, the last one staying, instead of writing into one file."""
+  tmp = f'{path}.{uuid.uuid4().hex[:12]}.tmp'
   try:
     with open(tmp, 'w', newline='') as f:
       yield f

@@ -15,6 +15,7 @@ import pytest
 
 import experiments
 from forgery_jax import image_io
+from forgery_jax import runs
 from forgery_jax.data import datasets
 from forgery_jax.forensics import ela
 from forgery_jax.data import releases
@@ -78,6 +79,20 @@ def test_a_table_that_fails_half_written_keeps_the_last_complete_one(tmp_path):
     experiments.write_json(path, {'pixel_f1': 0.6, 'run': object()})  # not JSON: fails midway
   assert json.load(open(path)) == {'pixel_f1': 0.5}
   assert os.listdir(tmp_path) == ['results.json']
+
+
+def test_two_writers_of_one_file_each_replace_it_whole(tmp_path):
+  """Two commands writing one report at once (an `evaluate` beside another): the one that ends
+  last leaves its whole file. They shared one file beside it, so the second truncated the first's
+  half-written text and the first then wrote on into the renamed report."""
+  path = str(tmp_path / 'report.md')
+  with runs.replaced_when_complete(path) as first:
+    first.write('first ' * 100)
+    with runs.replaced_when_complete(path) as second:
+      second.write('second')
+    first.write('first ' * 100)
+  assert open(path).read() == 'first ' * 200
+  assert os.listdir(tmp_path) == ['report.md']
 
 
 def test_a_file_named_as_a_folder_is_refused_before_building(tmp_path):
