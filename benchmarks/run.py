@@ -29,8 +29,8 @@ from benchmarks import data
 from benchmarks import image_ops
 from benchmarks import predict
 from benchmarks import training
+from forgery_jax import atomic
 from forgery_jax import progress
-from forgery_jax import runs
 from forgery_jax import runtime
 
 GROUPS = ('ela', 'srm', 'jpeg', 'train', 'xla_flags', 'profile', 'synthesis', 'pipeline', 'build', 'predict', 'gpu')
@@ -121,7 +121,7 @@ def main(argv=None) -> list[common.Row]:
   for row in rows:
     print(row.line())
   if args.json:  # replaced whole: a failure keeps the last complete table
-    with runs.replaced_when_complete(args.json) as f:
+    with atomic.replaced_when_complete(args.json) as f:
       json.dump([dataclasses.asdict(r) for r in rows], f, indent=2)
   return rows
 

@@ -7,6 +7,8 @@ import functools
 import json
 import sys
 
+from forgery_jax import atomic
+
 
 def one_error_line(main):
   """`main`, ending the command with one `error:` line instead of a traceback when it raises a
@@ -26,9 +28,8 @@ def one_error_line(main):
 
 def write_json(path: str, results) -> None:
   """An experiment's figures as JSON at `path` (its --output or --json; nothing when empty),
-  replaced only when complete (`runs.replaced_when_complete`): a failure never leaves half a file
+  replaced only when complete (`atomic.replaced_when_complete`): a failure never leaves half a file
   where the last complete one was."""
   if path:
-    from forgery_jax import runs  # pylint: disable=g-import-not-at-top
-    with runs.replaced_when_complete(path) as f:
+    with atomic.replaced_when_complete(path) as f:
       json.dump(results, f, indent=2, default=float)

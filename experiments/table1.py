@@ -23,6 +23,7 @@ from absl import logging
 
 from configs import paper
 import experiments
+from forgery_jax import atomic
 from forgery_jax import experiment
 from forgery_jax import runs
 from forgery_jax import runtime
@@ -118,7 +119,7 @@ def main(argv):
                  f"{r['train_examples']} / {r['test_examples']} |")
   table = '\n'.join(lines) + '\n'
   os.makedirs(flags.FLAGS.workdir, exist_ok=True)
-  with runs.replaced_when_complete(os.path.join(flags.FLAGS.workdir, 'table1.md')) as f:
+  with atomic.replaced_when_complete(os.path.join(flags.FLAGS.workdir, 'table1.md')) as f:
     f.write(table)
   runs.write_json_atomic(os.path.join(flags.FLAGS.workdir, 'table1.json'), rows)
   print(table)

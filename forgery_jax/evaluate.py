@@ -40,6 +40,7 @@ from absl import flags
 import numpy as np
 
 from forgery_jax import api
+from forgery_jax import atomic
 from forgery_jax import progress
 from forgery_jax import runs as runs_lib
 from forgery_jax import runtime
@@ -218,7 +219,7 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
   figures = report_lib.figures(out, workdir, *own[workdir], main_run.detectors[0].class_names,
                                robustness_rows, map_items)
   md += ['\n## Figures\n'] + [f'![{f}]({f})\n' for f in figures]
-  with runs_lib.replaced_when_complete(os.path.join(out, 'report.md')) as f:
+  with atomic.replaced_when_complete(os.path.join(out, 'report.md')) as f:
     f.write('\n'.join(md))
   runs_lib.write_json_atomic(os.path.join(out, 'report.json'), report)
   return report

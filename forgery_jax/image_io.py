@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from forgery_jax import atomic
+
 
 def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
   """Encodes (H, W, 3) uint8 RGB as JPEG at `quality` in memory (PIL/libjpeg) and decodes it."""
@@ -159,6 +161,5 @@ def encode_png(array: np.ndarray) -> bytes:
 
 
 def write_png(path: str, array: np.ndarray) -> None:
-  """Writes an RGB or grey uint8 array as a PNG file (fast, lossless)."""
-  with open(path, 'wb') as f:
-    f.write(encode_png(array))
+  """Writes an RGB or grey uint8 array as a PNG file (fast, lossless), replaced whole."""
+  atomic.write_bytes(path, encode_png(array))

@@ -60,6 +60,7 @@ from absl import flags
 import numpy as np
 
 from forgery_jax import api
+from forgery_jax import atomic
 from forgery_jax import image_io
 from forgery_jax import panels as panels_lib
 from forgery_jax import progress
@@ -194,10 +195,10 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
           f'trained on ({height} x {width}): its answers were measured on files up to that size '
           'and may differ on larger ones (README: "Photos unlike the training files")',
           file=sys.stderr)
-  with runs.replaced_when_complete(os.path.join(output, 'predictions.jsonl')) as f:
+  with atomic.replaced_when_complete(os.path.join(output, 'predictions.jsonl')) as f:
     for row in rows:
       f.write(json.dumps(row, sort_keys=True) + '\n')
-  with runs.replaced_when_complete(os.path.join(output, 'predictions.csv')) as f:
+  with atomic.replaced_when_complete(os.path.join(output, 'predictions.csv')) as f:
     w = csv.writer(f)
     scored = ('ground_truth', 'pixel_f1', 'pixel_auc') if ground_truth is not None else ()
     w.writerow(['path', 'prediction', 'p_tampered', 'panel', 'mask', 'error', 'region', *scored])

@@ -6,13 +6,13 @@ import contextlib
 import json
 import os
 from typing import Callable
-import uuid
 
 from absl import logging
 import jax
 import ml_collections
 import numpy as np
 
+from forgery_jax import atomic
 from forgery_jax import locks
 from forgery_jax.data import splits
 
@@ -59,23 +59,6 @@ def changed_training_fields(before: dict, config: ml_collections.ConfigDict,
                 if not k.startswith(free) and old.get(k) != new.get(k))
 
 
-@contextlib.contextmanager
-def replaced_when_complete(path: str):
-  """A text file written beside `path` and renamed onto it when complete: a crash never leaves
-  half a file, and the last complete one stays (the unfinished one is removed). The file beside
-  it is this writer's own, so two commands writing one report at once (an `evaluate` beside
-  another) each replace it whole, the last one staying, instead of writing into one file."""
-  tmp = f'{path}.{uuid.uuid4().hex[:12]}.tmp'
-  try:
-    with open(tmp, 'w', newline='') as f:
-      yield f
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-  os.replace(tmp, path)
-
-
 LOCK_FILE = '.lock'
 
 
@@ -95,8 +78,8 @@ def only_writer(workdir: str):
 
 
 def write_json_atomic(path: str, obj) -> None:
-  """Writes JSON through `replaced_when_complete`."""
-  with replaced_when_complete(path) as f:
+  """Writes JSON, replaced whole (`atomic.replaced_when_complete`)."""
+  with atomic.replaced_when_complete(path) as f:
     json.dump(obj, f, indent=2, sort_keys=True)
     f.write('\n')
 

@@ -12,7 +12,7 @@ import os
 
 from tensorboardX import SummaryWriter
 
-from forgery_jax import runs
+from forgery_jax import atomic
 
 METRICS_FILE = 'metrics.jsonl'
 CONFIG_FILE = 'config.json'
@@ -42,7 +42,7 @@ class MetricWriter:
   def write_config(self, config) -> None:
     """The run's config.json, replaced whole (a resume compares itself with it)."""
     if self._enabled:
-      with runs.replaced_when_complete(os.path.join(self._workdir, CONFIG_FILE)) as f:
+      with atomic.replaced_when_complete(os.path.join(self._workdir, CONFIG_FILE)) as f:
         f.write(config.to_json(indent=2, sort_keys=True))
 
   def write(self, split: str, step: int, values: dict) -> None:

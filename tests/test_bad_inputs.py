@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import experiments
+from forgery_jax import atomic
 from forgery_jax import image_io
-from forgery_jax import runs
 from forgery_jax.data import datasets
 from forgery_jax.forensics import ela
 from forgery_jax.data import releases
@@ -71,7 +71,7 @@ def test_failed_build_leaves_nothing_that_looks_complete(tmp_path):
 
 
 def test_a_table_that_fails_half_written_keeps_the_last_complete_one(tmp_path):
-  """An experiment's or benchmark's JSON (`experiments.write_json`, `runs.replaced_when_complete`)
+  """An experiment's or benchmark's JSON (`experiments.write_json`, `atomic.replaced_when_complete`)
   that fails while being written leaves the file it replaces as it was, and no half file."""
   path = str(tmp_path / 'results.json')
   experiments.write_json(path, {'pixel_f1': 0.5})
@@ -86,9 +86,9 @@ def test_two_writers_of_one_file_each_replace_it_whole(tmp_path):
   last leaves its whole file. They shared one file beside it, so the second truncated the first's
   half-written text and the first then wrote on into the renamed report."""
   path = str(tmp_path / 'report.md')
-  with runs.replaced_when_complete(path) as first:
+  with atomic.replaced_when_complete(path) as first:
     first.write('first ' * 100)
-    with runs.replaced_when_complete(path) as second:
+    with atomic.replaced_when_complete(path) as second:
       second.write('second')
     first.write('first ' * 100)
   assert open(path).read() == 'first ' * 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 
@@ -11,6 +12,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 import numpy as np
 from sklearn import metrics as skm
 
+from forgery_jax import atomic
 from forgery_jax import writers
 from forgery_jax.evaluation import robustness as robustness_lib
 
@@ -20,6 +22,13 @@ def md_table(header: list[str], rows: list[list]) -> str:
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   lines += ['| ' + ' | '.join(fmt(v) for v in r) + ' |' for r in rows]
   return '\n'.join(lines) + '\n'
+
+
+def _save(fig, path: str, dpi: float | None = None) -> None:
+  """A figure as PNG, replaced whole (`atomic.write_bytes`)."""
+  buf = io.BytesIO()
+  fig.savefig(buf, format='png', dpi=dpi)
+  atomic.write_bytes(path, buf.getvalue())
 
 
 def _confusion(out: str, probs: np.ndarray, labels: np.ndarray, class_names) -> str:
@@ -34,7 +43,7 @@ def _confusion(out: str, probs: np.ndarray, labels: np.ndarray, class_names) -> 
   ax.set_ylabel('true')
   ax.set_title('test confusion matrix')
   fig.tight_layout()
-  fig.savefig(os.path.join(out, 'confusion.png'))
+  _save(fig, os.path.join(out, 'confusion.png'))
   plt.close(fig)
   return 'confusion.png'
 
@@ -51,7 +60,7 @@ def _roc(out: str, probs: np.ndarray, labels: np.ndarray) -> str | None:
   ax.set_ylabel('true positive rate (tampered)')
   ax.legend(loc='lower right')
   fig.tight_layout()
-  fig.savefig(os.path.join(out, 'roc.png'))
+  _save(fig, os.path.join(out, 'roc.png'))
   plt.close(fig)
   return 'roc.png'
 
@@ -75,7 +84,7 @@ def _curves(out: str, workdir: str) -> str | None:
     ax.set_xlabel('step')
     ax.legend()
   fig.tight_layout()
-  fig.savefig(os.path.join(out, 'curves.png'))
+  _save(fig, os.path.join(out, 'curves.png'))
   plt.close(fig)
   return 'curves.png'
 
@@ -93,7 +102,7 @@ def _robustness(out: str, rows: list[dict]) -> str:
   axes[0].set_ylabel('test accuracy')
   axes[0].legend()
   fig.tight_layout()
-  fig.savefig(os.path.join(out, 'robustness.png'))
+  _save(fig, os.path.join(out, 'robustness.png'))
   plt.close(fig)
   return 'robustness.png'
 
@@ -113,7 +122,7 @@ def map_grid(out: str, items: list[dict]) -> str | None:
       ax.set_title(title if row else f"{title}\n{item['name'][-28:]}", fontsize=7)
       ax.axis('off')
   fig.tight_layout()
-  fig.savefig(os.path.join(out, 'maps.png'), dpi=110)
+  _save(fig, os.path.join(out, 'maps.png'), dpi=110)
   plt.close(fig)
   return 'maps.png'
 
