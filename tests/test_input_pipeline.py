@@ -196,6 +196,7 @@ def test_two_builds_of_one_dataset_have_one_fingerprint(tiny_config, tmp_path):
   assert second.fingerprint == first.fingerprint
 
 
+@pytest.mark.filterwarnings('ignore:The least populated class')  # the dummy tree's few files
 def test_a_run_refuses_its_dataset_rebuilt_from_other_files(tmp_path):
   """A release folder that changed between a run and its rerun (a file lost or added) is split
   otherwise, so the run's test split would hold files it trained on: resuming, evaluating again
