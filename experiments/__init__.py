@@ -12,12 +12,18 @@ from forgery_jax import atomic
 
 def one_error_line(main):
   """`main`, ending the command with one `error:` line instead of a traceback when it raises a
-  ValueError or OSError (a missing run or cache, an unreadable file) or a dataset error."""
+  ValueError or OSError (a missing run or cache, an unreadable file) or a dataset error, and
+  with `preempted: ...` and status 128 + the signal when a run it trains is stopped by SIGTERM
+  or Ctrl-C after saving a checkpoint (as `forgery_jax.main` does: the same command resumes)."""
   @functools.wraps(main)
   def wrapped(*args, **kwargs):
     try:
       return main(*args, **kwargs)
     except Exception as e:  # pylint: disable=broad-except
+      trainer = sys.modules.get('forgery_jax.training.trainer')
+      if trainer is not None and isinstance(e, trainer.Preempted):
+        print(f'preempted: {e}', file=sys.stderr)
+        sys.exit(128 + e.signum)
       datasets = sys.modules.get('forgery_jax.data.datasets')  # only raised where it was imported
       if not isinstance(e, (ValueError, OSError) + ((datasets.DatasetError,) if datasets else ())):
         raise

@@ -155,3 +155,19 @@ def test_a_second_run_into_a_running_ones_workdir_is_refused(tiny_config, refere
   assert second.returncode == 1
   assert f'error: {tmp_path}: a run is still writing here (pid {first.pid} on ' in second.stderr
   _assert_identical(tiny_config, tmp_path, reference)
+
+
+def test_an_experiment_stopped_by_a_signal_says_so_and_exits_as_main_does(capsys):
+  """experiments.learning_curve and table1 train through experiment.run: a Ctrl-C or SIGTERM
+  there ends as in `forgery_jax.main` (one line, 128 + the signal), not in a traceback."""
+  import experiments  # pylint: disable=g-import-not-at-top
+
+  def stopped():
+    raise trainer.Preempted('stopped by SIGINT at step 3; the checkpoint is in X: run the same '
+                            'command to resume', signal.SIGINT)
+
+  with pytest.raises(SystemExit) as exit_:
+    experiments.one_error_line(stopped)()
+  assert exit_.value.code == 128 + signal.SIGINT
+  assert capsys.readouterr().err == ('preempted: stopped by SIGINT at step 3; the checkpoint is in '
+                                     'X: run the same command to resume\n')

@@ -252,9 +252,8 @@ def _stop_signal(checkpoints: checkpointing.RunCheckpoints):
 
   One process: SIGTERM and a first Ctrl-C (SIGINT) set it (the work since the last checkpoint
   is kept, not lost to a KeyboardInterrupt); a second Ctrl-C interrupts at once, as the first
-  would have (and an ignored SIGINT stays ignored). Several
-  processes: JAX's preemption service catches SIGTERM on any of them and Orbax's sync point
-  names the same step on all of them.
+  would have (and an ignored SIGINT stays ignored). Several processes: JAX's preemption service
+  catches SIGTERM on any of them and Orbax's sync point names the same step on all of them.
   """
   if jax.process_count() > 1:
     yield lambda step: signal.SIGTERM if checkpoints.reached_preemption(step) else None
