@@ -14,7 +14,8 @@ probability reaches T, or the threshold with the best pixel F1 on the validation
 
 PATH is a file, a folder (its images, sorted; with `--recursive` those of its subfolders too) or
 a glob. RUN is a finished run of
-`forgery_jax.main` (any detector; its inference export, every fold of a k-fold run averaged). Every
+`forgery_jax.main` (any detector; its inference export, every fold of a k-fold run averaged), or
+a run's `export/` folder copied on its own (to another machine, renamed or not). Every
 image is prepared exactly as the run's training images were (see `forgery_jax.api`), so any image
 a camera or editor writes is read: JPEG, PNG, TIFF, BMP, WebP, GIF, grey, RGBA, palette, CMYK,
 16-bit.

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import pathlib
 import subprocess
 import sys
@@ -124,6 +125,17 @@ def test_not_a_run_is_one_line(tmp_path):
   assert result.returncode != 0 and 'is not a forgery_jax run' in result.stderr
   assert len(result.stderr.strip().splitlines()) == 1
   assert 'Traceback' not in result.stderr
+
+
+def test_an_export_copied_on_its_own_predicts_as_its_run(cnn_run, corpus, tmp_path):
+  """What a user copies to another machine is the run's `export/`, perhaps renamed: it was
+  'not a forgery_jax run'."""
+  folder, _ = corpus
+  model = tmp_path / 'my_model'
+  shutil.copytree(os.path.join(cnn_run, 'export'), model)
+  photo = os.path.join(folder, 'photo.jpg')
+  copied, own = forgery_jax.load(str(model)).predict(photo), forgery_jax.load(cnn_run).predict(photo)
+  assert (copied.label, copied.p_tampered) == (own.label, own.p_tampered)
 
 
 def test_python_api_predicts_arrays_paths_and_pil_images(cnn_run, wld_run, corpus):

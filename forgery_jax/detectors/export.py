@@ -89,12 +89,15 @@ def load(export_dir: str) -> detectors.Detector:
 
 
 def find(workdir: str) -> list[str]:
-  """The export of a run, or of each fold of a k-fold run, in fold order."""
+  """The export of a run, or of each fold of a k-fold run, in fold order; or `workdir` itself, an
+  export copied on its own (the folder that holds its manifest)."""
   if not os.path.isdir(workdir):
     raise ValueError(f'{workdir}: no such folder')
   own = os.path.join(workdir, EXPORT_DIR)
   if os.path.exists(os.path.join(own, MANIFEST)):
     return [own]
+  if os.path.exists(os.path.join(workdir, MANIFEST)):
+    return [workdir]
   folds = sorted(glob.glob(os.path.join(workdir, 'fold_*', EXPORT_DIR, MANIFEST)),
                  key=lambda p: int(p.split('fold_')[-1].split(os.sep)[0]))
   if folds:
@@ -102,4 +105,5 @@ def find(workdir: str) -> list[str]:
   if os.path.exists(os.path.join(workdir, 'config.json')):
     raise ValueError(f'{workdir} holds no finished model: no {EXPORT_DIR}/{MANIFEST} in it or its '
                      'folds (is the run still training, or from an older forgery_jax?)')
-  raise ValueError(f'{workdir} is not a forgery_jax run: it has no {EXPORT_DIR}/{MANIFEST}')
+  raise ValueError(f'{workdir} is not a forgery_jax run: it has no {EXPORT_DIR}/{MANIFEST} '
+                   f'(nor is it an export: no {MANIFEST})')
