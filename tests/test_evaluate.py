@@ -35,6 +35,19 @@ def two_runs(tiny_config, tmp_path_factory):
   return runs
 
 
+def test_a_run_is_scored_on_its_dataset_read_from_another_data_dir(two_runs, tmp_path):
+  """A run moved to another machine reads its datasets where they are there (`--data_dir`),
+  built there if missing; the scores are the run's own."""
+  main, _ = two_runs
+  moved = tmp_path / 'tfds'
+  here = evaluate.evaluate(main, [], output=str(tmp_path / 'here'), evals=['test'])
+  there = evaluate.evaluate(main, [], output=str(tmp_path / 'there'), evals=['test'],
+                            data_dir=str(moved))
+  assert (moved / 'synthetic_forgery' / 'tiny').is_dir()
+  assert there['runs'][0]['accuracy'] == here['runs'][0]['accuracy']
+  assert there['runs'][0]['dataset_fingerprint'] == here['runs'][0]['dataset_fingerprint']
+
+
 def test_attacks_change_the_image_as_named():
   rng = np.random.default_rng(0)
   rgb = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
