@@ -15,7 +15,7 @@ __version__ = '0.2.0'
 def load(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None,
          threshold: float | str | None = None, pixel_threshold: float | str | None = None,
          keypoint_mirrored: bool = False, average_with=(), keypoint_decision: str | None = None, *,
-         score_flips: bool = False):
+         score_flips: bool = False, data_dir: str = ''):
   """The detector of a finished run, ready to `predict` (see `forgery_jax.api`); `keypoint_map`:
   a localiser's maps with the copy-move keypoint map fused in (`keypoint_mirrored`: matching
   regions copied mirror-wise too; `keypoint_decision`: 'inliers' or 'clusters', its image decision,
@@ -24,8 +24,9 @@ def load(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None =
   p(tampered) >= it, a number or 'validation' (chosen on the run's validation split);
   `pixel_threshold`: a localiser's `region` is where its map reaches it (a number or 'validation',
   chosen on the validation split's masks); `score_flips`: a localiser's answer is the mean over
-  each image's four flips."""
+  each image's four flips; `data_dir`: where that validation split is read, instead of the
+  data_dir the run recorded (a run moved to another machine)."""
   from forgery_jax import api  # pylint: disable=g-import-not-at-top
   return api.load(workdir, keypoint_map, keypoint_fusion, threshold, pixel_threshold,
                   keypoint_mirrored=keypoint_mirrored, average_with=average_with,
-                  keypoint_decision=keypoint_decision, score_flips=score_flips)
+                  keypoint_decision=keypoint_decision, score_flips=score_flips, data_dir=data_dir)

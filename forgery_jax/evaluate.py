@@ -102,12 +102,10 @@ def load_run(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | No
   when given instead of the data_dir their config recorded (a run moved to another machine);
   a dataset there that is split otherwise than when the run trained is refused."""
   detectors = api.load_detectors(workdir, keypoint_map, keypoint_fusion, keypoint_mirrored, average_with,
-                                 keypoint_decision, score_flips=score_flips)
-  for d in detectors:
-    if cross is not None:
+                                 keypoint_decision, score_flips=score_flips, data_dir=data_dir)
+  if cross is not None:
+    for d in detectors:
       d.config.cross_dataset.update(dataclasses.asdict(cross))
-    if data_dir:
-      d.config.dataset.data_dir = data_dir
   data = [input_pipeline.load(d.config) for d in detectors]
   for d, dataset in zip(detectors, data):
     input_pipeline.check_trained_on(dataset, d.split_fingerprint, workdir)

@@ -612,6 +612,11 @@ def test_predict_decides_at_a_threshold_or_the_validation_threshold(run, tmp_pat
   chosen = evaluators.run_all(detector, ctx, ['validation_threshold'])['threshold/value']
   predictor = forgery_jax.load(workdir, threshold='validation')
   assert predictor.threshold == pytest.approx(chosen)
+  # A run moved to another machine: its validation split read (here: built) where it is there.
+  moved = tmp_path / 'tfds'
+  assert forgery_jax.load(workdir, threshold='validation', data_dir=str(moved)).threshold == \
+      pytest.approx(chosen)
+  assert (moved / dataset.name.split('/')[0]).is_dir()
   paths = _noise_photos(tmp_path, 6, seed=3)
   plain, _ = predict.predict_paths(workdir, paths, str(tmp_path / 'plain'), panels=False)
   assert all('threshold' not in r for r in plain)
