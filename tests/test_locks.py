@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -33,9 +32,10 @@ def test_a_held_lock_is_busy_with_its_holder_named_and_freed_when_its_holder_is_
   assert not os.path.exists(path)  # removed by a holder that ends
 
 
-def test_a_process_waits_for_a_held_lock_when_not_told_busy(tmp_path, capsys):
+def test_a_process_waits_for_a_held_lock_when_not_told_busy(tmp_path, monkeypatch):
   path = str(tmp_path / 'build.lock')
-  order = []
+  order, said, waiting = [], [], threading.Event()
+  monkeypatch.setattr(locks.progress, 'write', lambda line: [said.append(line), waiting.set()])
 
   def wait_then_hold():
     with locks.held(path):
@@ -44,11 +44,12 @@ def test_a_process_waits_for_a_held_lock_when_not_told_busy(tmp_path, capsys):
   with locks.held(path):
     waiter = threading.Thread(target=wait_then_hold)
     waiter.start()
-    time.sleep(0.5)
+    assert waiting.wait(10), 'the waiter never found the lock held'
     order.append('holder done')
   waiter.join(10)
   assert order == ['holder done', 'waiter']
-  assert f'holds {path}; waiting' in capsys.readouterr().err
+  assert len(said) == 1 and said[0].startswith(f'pid {os.getpid()} on ')  # the holder, named
+  assert said[0].endswith(f'holds {path}; waiting')
 
 
 def test_runs_started_side_by_side_build_their_dataset_once(tmp_path, monkeypatch):
@@ -59,13 +60,14 @@ def test_runs_started_side_by_side_build_their_dataset_once(tmp_path, monkeypatc
   builds = []
   run = subprocess.run
   monkeypatch.setattr(datasets.subprocess, 'run', lambda cmd, **kw: builds.append(cmd) or run(cmd, **kw))
+  waiting = threading.Event()
+  monkeypatch.setattr(locks.progress, 'write', lambda line: waiting.set())
   lock = datasets._build_lock(datasets.get_builder(config.dataset))  # pylint: disable=protected-access
   second = []
   with locks.held(lock):  # the first run's build is under way
     thread = threading.Thread(target=lambda: second.append(datasets.ensure_built(config.dataset)))
     thread.start()
-    time.sleep(1.0)
-    assert thread.is_alive() and not builds, 'the second run did not wait for the first build'
+    assert waiting.wait(60) and not builds, 'the second run did not wait for the first build'
     datasets._build_in_child(config.dataset)  # pylint: disable=protected-access
   thread.join(60)
   assert len(builds) == 1 and second and second[0].is_prepared()

@@ -148,8 +148,12 @@ def test_a_second_run_into_a_running_ones_workdir_is_refused(tiny_config, refere
   while _train_lines(tmp_path) < 2 and first.poll() is None and time.time() < deadline:
     time.sleep(0.02)
   assert first.poll() is None, 'the first run ended before the second started'
-  second = subprocess.run(_command(tiny_config, tmp_path), cwd=REPO, capture_output=True, text=True,
-                          timeout=600, check=False)
+  first.send_signal(signal.SIGSTOP)  # held mid-run, however fast the machine, while the second starts
+  try:
+    second = subprocess.run(_command(tiny_config, tmp_path), cwd=REPO, capture_output=True,
+                            text=True, timeout=600, check=False)
+  finally:
+    first.send_signal(signal.SIGCONT)
   _, stderr = first.communicate(timeout=240)
   assert first.returncode == 0, stderr[-3000:]
   assert second.returncode == 1
