@@ -242,8 +242,7 @@ def _chosen_on_validation(workdir: str, detectors: list[base.Detector], flag: st
   values = []
   for d in detectors:
     try:
-      dataset = input_pipeline.load(d.config)
-      input_pipeline.check_trained_on(dataset, d.split_fingerprint, workdir)
+      dataset = input_pipeline.load_trained_on(d, workdir)
     except (datasets.DatasetError, OSError, ValueError) as e:
       raise ValueError(f'{flag}=validation: {workdir}: its dataset cannot be read ({e})') from e
     value = choose(d, dataset)

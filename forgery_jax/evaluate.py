@@ -106,10 +106,7 @@ def load_run(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | No
   if cross is not None:
     for d in detectors:
       d.config.cross_dataset.update(dataclasses.asdict(cross))
-  data = [input_pipeline.load(d.config) for d in detectors]
-  for d, dataset in zip(detectors, data):
-    input_pipeline.check_trained_on(dataset, d.split_fingerprint, workdir)
-  return LoadedRun(workdir, detectors, data)
+  return LoadedRun(workdir, detectors, [input_pipeline.load_trained_on(d, workdir) for d in detectors])
 
 
 def _evaluate_run(run: LoadedRun, names) -> tuple[dict, tuple[np.ndarray, np.ndarray], list]:

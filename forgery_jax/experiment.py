@@ -224,7 +224,8 @@ def run_one(config, workdir: str, root: str, environment: dict) -> dict:
   cls = check(config)
   os.makedirs(workdir, exist_ok=True)
   dataset = input_pipeline.load(config)
-  _same_split_as_when_started(config, workdir, dataset)
+  split_fingerprint = dataset.split_fingerprint
+  _same_split_as_when_started(config, workdir, dataset, split_fingerprint)
   training = input_pipeline.with_extra_authentic(dataset, config)  # what the fit reads
   context = evaluators.Context(config, dataset, workdir, write_metrics=True,
                                batch_size=config.eval_batch_size)
@@ -233,16 +234,17 @@ def run_one(config, workdir: str, root: str, environment: dict) -> dict:
     evaluators.load_datasets(context, config.evals)  # what cannot be read fails now, not after the fit
     detector = cls.fit(config, training, detectors.Run(workdir, root))
     export.write(detector, workdir, dataset.preparation, input_pipeline.training_sizes(training),
-                 dataset.split_fingerprint)
+                 split_fingerprint)
     if jax.process_index() == 0:  # what the export was fitted on (a refitting method's new split)
-      runs.write_json_atomic(os.path.join(workdir, SPLIT_FILE), _split_record(config, dataset))
+      runs.write_json_atomic(os.path.join(workdir, SPLIT_FILE),
+                             _split_record(config, dataset, split_fingerprint))
     detector.after_export()
   results = evaluators.run_all(detector, context, config.evals)
   results.update({k: v for k, v in detector.info.items() if k not in _INTERNAL_INFO})
   results.update({'method': config.method, 'split_sizes': training.split.sizes(),
                   'class_names': list(dataset.class_names), 'dataset': dataset.name,
                   'dataset_fingerprint': dataset.fingerprint,
-                  'split_fingerprint': dataset.split_fingerprint,
+                  'split_fingerprint': split_fingerprint,
                   'num_devices': jax.device_count(), 'config': config.to_dict(),
                   'environment': environment})
   if jax.process_index() == 0:
@@ -255,14 +257,19 @@ _NOT_SPLIT_FIELDS = ('data_dir', 'manual_dir', 'also_test', 'control', 'control_
                      'extra_authentic')
 
 
-def _split_record(config, dataset: input_pipeline.Dataset) -> dict:
+def _split_asked(config) -> dict:
+  """The `config.dataset` fields that decide the split, as `SPLIT_FILE` holds them read back."""
   asked = {k: v for k, v in config.dataset.to_dict().items() if k not in _NOT_SPLIT_FIELDS}
-  asked = json.loads(json.dumps(asked))  # as read back: tuples as lists
-  return {'dataset': dataset.name, 'asked': asked, 'sizes': dataset.split.sizes(),
-          'split_fingerprint': dataset.split_fingerprint}
+  return json.loads(json.dumps(asked))  # tuples as lists
 
 
-def _same_split_as_when_started(config, workdir: str, dataset: input_pipeline.Dataset) -> None:
+def _split_record(config, dataset: input_pipeline.Dataset, split_fingerprint: str) -> dict:
+  return {'dataset': dataset.name, 'asked': _split_asked(config), 'sizes': dataset.split.sizes(),
+          'split_fingerprint': split_fingerprint}
+
+
+def _same_split_as_when_started(config, workdir: str, dataset: input_pipeline.Dataset,
+                                split_fingerprint: str) -> None:
   """Refuses to go on (resume, evaluate again) when the split asked for is the one the run
   recorded (`SPLIT_FILE`) but the dataset, since rebuilt from other files, splits otherwise: its
   test split would hold files the run trained on. Another split asked for is left to the checks
@@ -272,10 +279,10 @@ def _same_split_as_when_started(config, workdir: str, dataset: input_pipeline.Da
   if os.path.exists(path):
     with open(path) as f:
       recorded = json.load(f)
-    if recorded.get('asked') == _split_record(config, dataset)['asked']:
+    if recorded.get('asked') == _split_asked(config):
       input_pipeline.check_trained_on(dataset, recorded.get('split_fingerprint', ''), workdir)
   elif jax.process_index() == 0 and not os.path.exists(os.path.join(workdir, export.EXPORT_DIR)):
-    runs.write_json_atomic(path, _split_record(config, dataset))
+    runs.write_json_atomic(path, _split_record(config, dataset, split_fingerprint))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -217,12 +217,21 @@ def check_trained_on(dataset: Dataset, split_fingerprint: str, run: str) -> None
   split otherwise, so the run's test split would hold files it trained on and its scores would
   say nothing. Planes made by another JPEG library from the same files pass."""
   from forgery_jax.data import datasets  # pylint: disable=g-import-not-at-top
-  if split_fingerprint and dataset.split_fingerprint != split_fingerprint:
+  actual = dataset.split_fingerprint if split_fingerprint else ''
+  if actual != split_fingerprint:
     raise datasets.DatasetError(
         f'{run}: {dataset.name} is not split as when the run trained (split fingerprint '
-        f'{dataset.split_fingerprint[:12]}, the run\'s {split_fingerprint[:12]}): it was rebuilt '
+        f'{actual[:12]}, the run\'s {split_fingerprint[:12]}): it was rebuilt '
         'from other release files, so its test split would hold files the run trained on; '
         'rebuild it from the release folder the run read, or train a new run')
+
+
+def load_trained_on(detector, run: str) -> Dataset:
+  """The dataset a finished run's `detector` trained on, as its config names it, refused
+  (`check_trained_on`) if it is split otherwise now."""
+  dataset = load(detector.config)
+  check_trained_on(dataset, detector.split_fingerprint, run)
+  return dataset
 
 
 def training_sizes(dataset: Dataset) -> dict | None:
