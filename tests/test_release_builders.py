@@ -234,3 +234,16 @@ def test_real_casia2_subset_reads_every_file_and_matches_every_mask(tmp_path):
   # The release's shortcuts, kept visible: every authentic file is a JPEG, 77 tampered are TIFF.
   assert by_format == {(0, 'jpeg'): 160, (1, 'tiff'): 77, (1, 'jpeg'): 82}
   assert builder.info.description.startswith('casia2: CASIA')
+
+
+def test_making_a_builder_of_an_unbuilt_dataset_leaves_no_temporary_folder(tmp_path, monkeypatch):
+  # The TFDS default looks an unbuilt dataset up on its bucket through a fresh temporary folder
+  # that it never removes: one per builder made, thousands over a test run.
+  import tempfile
+  scratch = tmp_path / 'scratch'
+  scratch.mkdir()
+  monkeypatch.setattr(tempfile, 'tempdir', str(scratch))
+  for name, config in (('casia1', 'native'), ('micc_f220', 'paper128'), ('synthetic_forgery', 'tiny')):
+    builder = datasets.builder_class(name)(config=config, data_dir=str(tmp_path / 'data'))
+    assert builder.info.name == name and not builder.is_prepared()
+  assert list(scratch.iterdir()) == []

@@ -62,8 +62,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     r = self.builder_config.resolution
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
+    return release_builder.dataset_info(
+        self, features=tfds.features.FeaturesDict({
             'image': release_builder.plane(r),
             'ela': release_builder.plane(r),
             'mask': tfds.features.Image(shape=(r, r, 1)),
