@@ -15,6 +15,7 @@ tensorflow-datasets and mlcroissant need) is accepted only if it builds a pure-P
 fails. Needs the package index (CI runs it after installing).
 """
 
+import os
 import pathlib
 import re
 import subprocess
@@ -42,12 +43,14 @@ def pure_wheel(name: str, wheelhouse: str) -> bool:
              for p in pathlib.Path(wheelhouse).glob('*.whl'))
 
 
-def compile_for(uv_platform: str, python: str, pure: list[str], out: str):
+def compile_for(uv_platform: str, python: str, pure: list[str], out: str, tmp: str):
+  """`uv pip compile` for one target; its temporary files (uv leaves a lock file per source
+  build there) go in `tmp`, which is removed at the end."""
   return subprocess.run(
       ['uv', 'pip', 'compile', str(ROOT / 'pyproject.toml'), '--extra', 'dev', '--quiet',
        '--python-platform', uv_platform, '--python-version', python, '--only-binary', ':all:',
        *[a for p in pure for a in ('--no-binary', p)], '--output-file', out],
-      capture_output=True, text=True, check=False)
+      capture_output=True, text=True, check=False, env={**os.environ, 'TMPDIR': tmp})
 
 
 def wheels_exist(pinned: str, python: str, tags: list[str], wheelhouse: str):
@@ -66,7 +69,7 @@ def main() -> int:
       for python in PYTHONS:
         pinned = f'{tmp}/{name}-{python}.txt'
         while True:
-          result = compile_for(uv_platform, python, pure, pinned)
+          result = compile_for(uv_platform, python, pure, pinned, tmp)
           no_wheels = [n for n in re.findall(r'versions of ([A-Za-z0-9_.-]+) have no usable wheels',
                                              result.stderr) if n not in pure]
           if result.returncode == 0 or not no_wheels or not all(pure_wheel(n, wheelhouse)
