@@ -179,7 +179,8 @@ class Predictor:
 def load_detectors(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None,
                    keypoint_mirrored: bool = False, average_with=(),
                    keypoint_decision: str | None = None, *,
-                   score_flips: bool = False, data_dir: str = '') -> list[base.Detector]:
+                   score_flips: bool = False, data_dir: str = '',
+                   manual_dir: str = '') -> list[base.Detector]:
   """Every fold's detector of a finished run, from its inference export; with `keypoint_map`, a
   localiser scores with the copy-move keypoint map fused in by `keypoint_fusion` (None: the run's
   own `model.keypoint_fusion`, else 'replace'; inference only, nothing is retrained), its map also
@@ -190,7 +191,8 @@ def load_detectors(workdir: str, keypoint_map: bool = False, keypoint_fusion: st
   `score_flips`, a localiser scores each image as the mean over its four flips
   (`localiser.flip_average`; four network passes per image). `data_dir`: where the run's datasets
   are read when it is scored on them (its validation split, `evaluate`) instead of the data_dir
-  its config recorded: a run moved to another machine. ValueError naming the run for a
+  its config recorded: a run moved to another machine; `manual_dir`: the release folder they are
+  built from if missing there, instead of the recorded one (a release moved). ValueError naming the run for a
   detector that has no map or an unknown rule, or runs that cannot be averaged."""
   if keypoint_fusion and not keypoint_map:
     raise ValueError(f'--keypoint_fusion={keypoint_fusion} needs --keypoint_map')
@@ -199,9 +201,9 @@ def load_detectors(workdir: str, keypoint_map: bool = False, keypoint_fusion: st
   if keypoint_decision and not keypoint_map:
     raise ValueError(f'--keypoint_decision={keypoint_decision} needs --keypoint_map')
   detectors = [export.load(d) for d in export.find(workdir)]
-  if data_dir:
-    for d in detectors:
-      d.config.dataset.data_dir = data_dir
+  for d in detectors:
+    d.config.dataset.data_dir = data_dir or d.config.dataset.data_dir
+    d.config.dataset.manual_dir = manual_dir or d.config.dataset.manual_dir
   if isinstance(average_with, (str, os.PathLike)):  # one run, not its path's characters
     average_with = [average_with]
   others = runs.distinct_folders([workdir, *average_with])[1:]  # the run itself, once
@@ -303,7 +305,7 @@ def load(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None =
          threshold: float | str | None = None,
          pixel_threshold: float | str | None = None, keypoint_mirrored: bool = False,
          average_with=(), keypoint_decision: str | None = None, *,
-         score_flips: bool = False, data_dir: str = '') -> Predictor:
+         score_flips: bool = False, data_dir: str = '', manual_dir: str = '') -> Predictor:
   """The detector of a finished run (`forgery_jax.main`'s workdir), from its inference export;
   `keypoint_map`, `keypoint_mirrored`, `keypoint_decision` as in `load_detectors` (a localiser's fused maps, as `evaluate --keypoint_map`
   scores them); `average_with`: more runs of the same split, averaged with it (`load_detectors`);
@@ -311,9 +313,11 @@ def load(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None =
   `threshold`: None (the most probable class), a number in [0, 1], or 'validation'
   (`validation_threshold`); `pixel_threshold`: None, a number in [0, 1] or 'validation'
   (`validation_pixel_threshold`), where a localiser's map calls a pixel tampered (`region`);
-  `data_dir`: where the validation split is read for them (`load_detectors`)."""
+  `data_dir`, `manual_dir`: where the validation split is read (or built from) for them
+  (`load_detectors`)."""
   detectors = load_detectors(workdir, keypoint_map, keypoint_fusion, keypoint_mirrored, average_with,
-                             keypoint_decision, score_flips=score_flips, data_dir=data_dir)
+                             keypoint_decision, score_flips=score_flips, data_dir=data_dir,
+                             manual_dir=manual_dir)
   _check_threshold('threshold', None if threshold == 'validation' else threshold)
   _check_threshold('pixel_threshold', None if pixel_threshold == 'validation' else pixel_threshold)
   if pixel_threshold is not None and not detectors[0].localises:

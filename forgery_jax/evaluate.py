@@ -3,7 +3,7 @@
     python -m forgery_jax.evaluate --workdir=RUN [--runs=RUN2,RUN3] [--output=DIR]
         [--evals=test,baselines,...] [--cross] [--robustness] [--max_examples=N] [--keypoint_map [--keypoint_fusion=max|keypoints_alone|upper_copies|upper_copies_ranked] [--keypoint_decision=clusters]]
         [--cross_dataset=NAME[:CONFIG] [--cross_also_test=CONFIG,...] [--cross_manual_dir=DIR]]
-        [--average_with=RUN2,RUN3] [--score_flips] [--data_dir=DIR]
+        [--average_with=RUN2,RUN3] [--score_flips] [--data_dir=DIR] [--manual_dir=DIR]
 
 Each run is read from its inference export (any detector; every fold of a k-fold run on its own
 test split, averaged as the run itself averages). The evaluators `config.evals` names (or
@@ -97,12 +97,14 @@ class CrossDataset:
 def load_run(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None,
              cross: CrossDataset | None = None, keypoint_mirrored: bool = False,
              average_with=(), keypoint_decision: str | None = None, *,
-             score_flips: bool = False, data_dir: str = '') -> LoadedRun:
+             score_flips: bool = False, data_dir: str = '', manual_dir: str = '') -> LoadedRun:
   """The run's detectors (every fold's) and the datasets they trained on, read from `data_dir`
-  when given instead of the data_dir their config recorded (a run moved to another machine);
-  a dataset there that is split otherwise than when the run trained is refused."""
+  when given instead of the data_dir their config recorded (a run moved to another machine) and
+  built, if missing there, from `manual_dir` when given (a release moved); a dataset there that is
+  split otherwise than when the run trained is refused."""
   detectors = api.load_detectors(workdir, keypoint_map, keypoint_fusion, keypoint_mirrored, average_with,
-                                 keypoint_decision, score_flips=score_flips, data_dir=data_dir)
+                                 keypoint_decision, score_flips=score_flips, data_dir=data_dir,
+                                 manual_dir=manual_dir)
   if cross is not None:
     for d in detectors:
       d.config.cross_dataset.update(dataclasses.asdict(cross))
@@ -152,17 +154,19 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
              keypoint_map: bool = False, keypoint_fusion: str | None = None,
              cross_dataset: CrossDataset | None = None, keypoint_mirrored: bool = False,
              average_with=(), keypoint_decision: str | None = None, *,
-             score_flips: bool = False, data_dir: str = '') -> dict:
+             score_flips: bool = False, data_dir: str = '', manual_dir: str = '') -> dict:
   """Writes the report of `workdir` (and `runs`) to `output`; returns its tables as a dict;
   `workdir` scored as the average of it and the runs of `average_with`; with `score_flips`,
   localiser runs score each image as the mean over its four flips; `data_dir`: where every
-  dataset is read (`load_run`)."""
+  dataset is read (`load_run`); `manual_dir`: the release folder of `workdir`'s dataset (the
+  `runs` keep theirs)."""
   if cross_dataset is not None and evals and not {'cross_dataset', 'pixel'} & set(evals):
     raise ValueError('--cross_dataset: no evaluator scores it; add cross_dataset or pixel to --evals')
   paths = runs_lib.distinct_folders([workdir, *runs])  # each run once: WORKDIR first
   loaded = [load_run(w, keypoint_map, keypoint_fusion, cross_dataset, keypoint_mirrored,
                      average_with if w == workdir else (), keypoint_decision,
-                     score_flips=score_flips, data_dir=data_dir)
+                     score_flips=score_flips, data_dir=data_dir,
+                     manual_dir=manual_dir if w == workdir else '')
             for w in progress.bar(paths, desc='loading runs', unit='run')]
   out = runtime.output_folder(output or os.path.join(workdir, 'report'), '--output')
   report = {'environment': runtime.environment(), 'runs': []}
@@ -244,7 +248,8 @@ def main(argv):
              if f.cross_dataset else None)
     evaluate(f.workdir, f.runs, f.cross, f.robustness, f.max_examples, output, f.evals or None,
              f.keypoint_map, f.keypoint_fusion, cross, f.keypoint_mirrored, f.average_with,
-             f.keypoint_decision, score_flips=f.score_flips, data_dir=f.data_dir)
+             f.keypoint_decision, score_flips=f.score_flips, data_dir=f.data_dir,
+             manual_dir=f.manual_dir)
   except (ValueError, OSError, datasets.DatasetError) as e:
     progress.exit_with_error(e)
   print(os.path.join(output, 'report.md'))
@@ -257,6 +262,9 @@ if __name__ == '__main__':
   flags.DEFINE_string('data_dir', '', "Where the runs' datasets are read (and built, if missing), "
                       'instead of the data_dir their configs recorded: for runs moved to another '
                       'machine. A dataset there split otherwise than when a run trained is refused.')
+  flags.DEFINE_string('manual_dir', '', "The release folder WORKDIR's dataset is built from, if it "
+                      'is missing, instead of the folder its config recorded (a release moved; '
+                      'the --runs keep theirs).')
   flags.DEFINE_list('runs', [], 'More runs: for the ablation table and the cross-dataset matrix.')
   flags.DEFINE_list('evals', [], 'Evaluators to run (default: each run\'s config.evals).')
   flags.DEFINE_bool('cross', False, "Evaluate every run on every run's dataset.")

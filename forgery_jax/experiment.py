@@ -285,6 +285,21 @@ def _same_split_as_when_started(config, workdir: str, dataset: input_pipeline.Da
     runs.write_json_atomic(path, _split_record(config, dataset, split_fingerprint))
 
 
+# The folders a run reads its datasets from (none of them changes what is trained).
+_FOLDER_FIELDS = (('dataset', 'data_dir'), ('dataset', 'manual_dir'), ('cross_dataset', 'manual_dir'))
+
+
+def _absolute_folders(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of `config` whose dataset folders are absolute: the run records them, and evaluate,
+  predict or a resume started from another folder read them from that record (a relative
+  `../shared/datasets/casia1` named a folder that is not there)."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  for section, field in _FOLDER_FIELDS:
+    if section in config and config[section][field]:
+      config[section][field] = os.path.abspath(os.path.expanduser(config[section][field]))
+  return config
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs the experiment `config` describes in `workdir`; returns what results.json holds.
 
@@ -293,6 +308,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   with the per-fold values beside them.
   """
   check(config)
+  if os.path.isfile(os.path.join(workdir, export.MANIFEST)):
+    raise ValueError(f"--workdir={workdir} is a run's model export (it holds {export.MANIFEST}), "
+                     "not a run's folder: train into another --workdir")
+  config = _absolute_folders(config)
   root = os.path.abspath(runtime.output_folder(workdir, '--workdir'))
   environment = runtime.environment()  # once, at the start: the code that trains
   with runs.only_writer(root):

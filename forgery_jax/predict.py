@@ -6,7 +6,8 @@ copy-move keypoint map fused in, as `evaluate --keypoint_map` scores them (infer
 `--threshold=validation`: at the threshold most accurate on the run's validation split, for the
 detector as loaded (the keypoint map fused or not), as the `validation_threshold` evaluator
 chooses it (the run's dataset is read for it: from `--data_dir=DIR` when given, instead of the
-data_dir its config recorded, for a run moved to another machine).
+data_dir its config recorded, for a run moved to another machine, and built, if missing there,
+from the release folder `--manual_dir=DIR` or the recorded one).
 `--average_with=RUN2,RUN3`: RUN's answer averaged with those runs' (runs of one split, other seeds).
 `--score_flips` (a localiser): the answer is the mean over the image's four flips.
 `--pixel_threshold=T|validation` (a localiser): also write the region, the pixels whose tamper
@@ -116,13 +117,13 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
                   keypoint_decision: str | None = None, *,
                   score_flips: bool = False,
                   recursive: bool = False,
-                  data_dir: str = '',
+                  data_dir: str = '', manual_dir: str = '',
                   ground_truth: ground_truth_lib.Scores | None = None) -> tuple[list[dict], float]:
   """Predictions for every path (errors included, in order) and the images/s of the good ones;
   `keypoint_map`, `keypoint_fusion`, `threshold`, `pixel_threshold`, `keypoint_mirrored`,
   `average_with`, `keypoint_decision`, `score_flips`: see `api.load`; `recursive`: folders are
-  read with their subfolders; `ground_truth`: each answer is scored against it too; `data_dir`:
-  where a threshold chosen on validation reads its split (`api.load`). Naming no
+  read with their subfolders; `ground_truth`: each answer is scored against it too; `data_dir`,
+  `manual_dir`: where a threshold chosen on validation reads (or builds) its split (`api.load`). Naming no
   image at all (an empty folder, a glob that matches nothing) is an error, raised before the run
   is loaded or anything is written."""
   files = expand_paths(paths, recursive)
@@ -140,7 +141,7 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
   predictor = api.load(workdir, keypoint_map, keypoint_fusion, threshold, pixel_threshold,
                        keypoint_mirrored=keypoint_mirrored, average_with=average_with,
                        keypoint_decision=keypoint_decision, score_flips=score_flips,
-                       data_dir=data_dir)
+                       data_dir=data_dir, manual_dir=manual_dir)
   regions = predictor.pixel_threshold is not None
   runtime.output_folder(output, '--output')
   for sub in ('panels',) * panels + ('masks',) * predictor.localises + ('regions',) * regions:
@@ -258,9 +259,10 @@ def main(argv):
   try:
     threshold = parse_threshold(f.threshold)
     pixel_threshold = parse_threshold(f.pixel_threshold, 'pixel_threshold')
-    if f.data_dir and 'validation' not in (threshold, pixel_threshold):
-      raise ValueError('--data_dir needs --threshold=validation or --pixel_threshold=validation '
-                       "(only they read the run's dataset)")
+    for name in ('data_dir', 'manual_dir'):
+      if f[name].value and 'validation' not in (threshold, pixel_threshold):
+        raise ValueError(f'--{name} needs --threshold=validation or --pixel_threshold=validation '
+                         "(only they read the run's dataset)")
     truth = None
     for name in ('unmasked_authentic', 'ground_truth_inverted'):
       if f[name].value and not f.ground_truth:
@@ -272,7 +274,7 @@ def main(argv):
                                f.keypoint_map, f.keypoint_fusion, threshold, pixel_threshold,
                                f.keypoint_mirrored, f.average_with, f.keypoint_decision,
                                score_flips=f.score_flips, recursive=f.recursive, ground_truth=truth,
-                               data_dir=f.data_dir)
+                               data_dir=f.data_dir, manual_dir=f.manual_dir)
   except ValueError as e:
     progress.exit_with_error(e)
   failed = sum('error' in r for r in rows)
@@ -323,6 +325,9 @@ if __name__ == '__main__':
   flags.DEFINE_string('data_dir', '', 'With --threshold=validation or --pixel_threshold=validation: '
                       "where the run's validation split is read (built, if missing) instead of the "
                       'data_dir its config recorded (a run moved to another machine).')
+  flags.DEFINE_string('manual_dir', '', 'With --threshold=validation or --pixel_threshold=validation: '
+                      "the release folder the run's dataset is built from, if it is missing, "
+                      'instead of the folder its config recorded (a release moved).')
   flags.DEFINE_string('pixel_threshold', None, 'A localiser: also write regions/<n>_<stem>.png, the '
                       "pixels whose tamper probability reaches this number, or 'validation': the "
                       "threshold with the best pixel F1 on the run's validation masks.")

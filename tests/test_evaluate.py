@@ -48,6 +48,45 @@ def test_a_run_is_scored_on_its_dataset_read_from_another_data_dir(two_runs, tmp
   assert there['runs'][0]['dataset_fingerprint'] == here['runs'][0]['dataset_fingerprint']
 
 
+@pytest.mark.filterwarnings('ignore:The least populated class')  # the dummy tree's few files
+def test_a_run_is_scored_from_anywhere_and_from_a_release_that_moved(tmp_path, monkeypatch, capfd):
+  """Folders named relative to where the run started are recorded as absolute paths, so evaluate
+  started from another folder reads them; a release folder that moved is named by `--manual_dir`
+  when the dataset must be built again (a run moved to another machine)."""
+  import shutil
+  from configs import copy_move_keypoints
+  release = tmp_path / 'release'
+  shutil.copytree(REPO / 'tfds_builders' / 'casia1' / 'dummy_data', release)
+  monkeypatch.chdir(tmp_path)
+  config = copy_move_keypoints.get_config()
+  config.dataset.update(builder_config='native', data_dir='tfds', manual_dir='release',
+                        validation_fraction=0.25, test_fraction=0.25)
+  config.cross_dataset.name = ''
+  config.evals = ('test',)
+  first = experiment.run(config, 'run')
+  run = str(tmp_path / 'run')
+  for recorded in (json.load(open(os.path.join(run, 'config.json'))),
+                   export.load(export.find(run)[0]).config.to_dict()):
+    assert (recorded['dataset']['data_dir'], recorded['dataset']['manual_dir']) == (
+        str(tmp_path / 'tfds'), str(release))
+  (tmp_path / 'elsewhere').mkdir()
+  monkeypatch.chdir(tmp_path / 'elsewhere')
+  elsewhere = evaluate.evaluate(run, [], output='report', evals=['test'])
+  assert elsewhere['runs'][0]['accuracy'] == first['test/accuracy']
+
+  moved = tmp_path / 'moved'
+  release.rename(moved)
+  capfd.readouterr()
+  with pytest.raises(datasets.DatasetError, match='building casia1/native/.* failed'):
+    evaluate.evaluate(run, [], output='report', evals=['test'], data_dir=str(tmp_path / 'there'))
+  said = capfd.readouterr().err
+  assert f'Manual directory {release} does not exist' in said and '(tfds build, evaluate, predict)' in said
+  there = evaluate.evaluate(run, [], output='report', evals=['test'], data_dir=str(tmp_path / 'there'),
+                            manual_dir=str(moved))
+  assert there['runs'][0]['accuracy'] == first['test/accuracy']
+  assert there['runs'][0]['dataset_fingerprint'] == elsewhere['runs'][0]['dataset_fingerprint']
+
+
 def test_attacks_change_the_image_as_named():
   rng = np.random.default_rng(0)
   rgb = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)

@@ -254,3 +254,19 @@ def test_ground_truth_options_without_ground_truth_are_refused(cnn_run, corpus, 
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1] == f'error: {flag} needs --ground_truth'
   assert not os.path.exists(tmp_path / 'out')
+
+
+@pytest.mark.parametrize('flag', ['--data_dir', '--manual_dir'])
+def test_dataset_folders_without_a_validation_threshold_are_refused(cnn_run, corpus, tmp_path, flag):
+  """Only a threshold chosen on validation reads the run's dataset: its folders are refused
+  without one, not ignored."""
+  folder, _ = corpus
+  result = subprocess.run([sys.executable, '-m', 'forgery_jax.predict', f'--workdir={cnn_run}',
+                           f'--output={tmp_path / "out"}', f'{flag}={tmp_path}',
+                           os.path.join(folder, 'photo.jpg')],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+      f"error: {flag} needs --threshold=validation or --pixel_threshold=validation (only they "
+      "read the run's dataset)")
+  assert not os.path.exists(tmp_path / 'out')

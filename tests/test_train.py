@@ -435,6 +435,18 @@ def test_workdir_that_is_a_file_is_a_clear_error(tmp_path):
   assert workdir.read_text() == 'kept'
 
 
+def test_workdir_that_is_a_runs_export_is_refused(tiny_config, tmp_path):
+  """A run's `export/` (or a copy of it) named as --workdir would gain checkpoints and an export
+  of its own inside it; it is refused before any work, nothing in it changed."""
+  model = tmp_path / 'export'
+  model.mkdir()
+  (model / 'detector.json').write_text('{}')
+  with pytest.raises(ValueError, match=r"--workdir=.*export is a run's model export \(it holds "
+                                       r"detector.json\), not a run's folder"):
+    experiment.run(tiny_config, str(model))
+  assert [p.name for p in model.iterdir()] == ['detector.json']
+
+
 def test_unknown_method_is_a_clear_error(tmp_path):
   result = _main('--config=configs/tiny.py', f'--workdir={tmp_path}', '--config.method=svm')
   assert result.returncode != 0

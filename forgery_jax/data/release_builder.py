@@ -333,5 +333,6 @@ class ReleaseBuilder(tfds.core.GeneratorBasedBuilder):
 
 def instructions(where: str, tree: str | None) -> str:
   """MANUAL_DOWNLOAD_INSTRUCTIONS: where the release comes from and the tree to put it in."""
-  text = f'{where}\nPass its folder as --manual_dir (tfds build) or --config.dataset.manual_dir (main).'
+  text = (f'{where}\nPass its folder as --manual_dir (tfds build, evaluate, predict) or '
+          '--config.dataset.manual_dir (main).')
   return f'{text}\nLayout:\n{tree}\n' if tree else f'{text}\n'
