@@ -176,6 +176,16 @@ class Predictor:
     return results if many else results[0]
 
 
+def _check_release_folder(manual_dir: str, workdir: str, dataset: str) -> None:
+  """A `manual_dir` given for a run: a folder, and its dataset one built from a release folder."""
+  if not os.path.isdir(manual_dir):
+    raise ValueError(f'--manual_dir={manual_dir}: no such folder')
+  from forgery_jax.data import datasets  # pylint: disable=g-import-not-at-top  (as below)
+  if not getattr(datasets.builder_class(dataset), 'MANUAL_DOWNLOAD_INSTRUCTIONS', None):
+    raise ValueError(f'--manual_dir: {workdir} trained on {dataset}, which is built from no '
+                     'release folder')
+
+
 def load_detectors(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None = None,
                    keypoint_mirrored: bool = False, average_with=(),
                    keypoint_decision: str | None = None, *,
@@ -201,6 +211,8 @@ def load_detectors(workdir: str, keypoint_map: bool = False, keypoint_fusion: st
   if keypoint_decision and not keypoint_map:
     raise ValueError(f'--keypoint_decision={keypoint_decision} needs --keypoint_map')
   detectors = [export.load(d) for d in export.find(workdir)]
+  if manual_dir:
+    _check_release_folder(manual_dir, workdir, detectors[0].config.dataset.name)
   for d in detectors:
     d.config.dataset.data_dir = data_dir or d.config.dataset.data_dir
     d.config.dataset.manual_dir = manual_dir or d.config.dataset.manual_dir

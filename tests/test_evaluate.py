@@ -214,6 +214,8 @@ def test_command_line_writes_where_output_says(two_runs, tmp_path):
     (['--cross_manual_dir=/tmp'], '--cross_manual_dir needs --cross_dataset'),
     (['--max_examples=3'], '--max_examples needs --robustness'),
     (['--runs=MISSING'], 'MISSING: no such folder'),
+    (['--manual_dir=MISSING'], '--manual_dir=MISSING: no such folder'),
+    (['--manual_dir=/tmp'], 'trained on synthetic_forgery, which is built from no release folder'),
 ])
 def test_command_line_errors_are_its_last_line(two_runs, tmp_path, args, error):
   """A flag that only works beside another is refused, not ignored; a missing run is named; the
