@@ -19,12 +19,17 @@ CACHE_ENV = 'FORGERY_JAX_COMPILATION_CACHE'
 
 
 class _QuietLibraries:
-  """Drops INFO records of libraries that log every checkpoint and compilation."""
+  """Drops INFO records of libraries that log every checkpoint and compilation, and the
+  tracebacks of Orbax's background threads: a failed save is logged by each of them (four
+  tracebacks, 300 lines, for one full disk) and raised again in the main thread, where the
+  command reports it in one line."""
 
   NOISY = ('/orbax/', '/jax/', '/jaxlib/', '/grain/', '/absl/', '/tensorflow_datasets/',
            '/flax/', '/etils/')
 
   def filter(self, record) -> bool:
+    if record.exc_info and '/orbax/' in record.pathname:
+      record.exc_info, record.exc_text = None, None
     return record.levelno > std_logging.INFO or not any(n in record.pathname for n in self.NOISY)
 
 

@@ -29,8 +29,9 @@ class MetricWriter:
   """Appends one JSON line per (split, step) and logs the scalars to TensorBoard."""
 
   def __init__(self, workdir: str, enabled: bool = True, truncate_to: int | None = None):
-    """`truncate_to`: the file's length when the resumed checkpoint was saved; lines written
-    after it (by a run killed before its next checkpoint) are cut, so no step appears twice."""
+    """`truncate_to`: the file's length when the resumed checkpoint was saved (0 for a run that
+    starts at step 0); lines written after it (by a run killed before its next checkpoint) are
+    cut, so no step appears twice."""
     self._enabled = enabled
     self._workdir = workdir
     if enabled:

@@ -149,6 +149,52 @@ def test_corrupt_latest_checkpoint_falls_back_and_is_kept(tiny_config, tmp_path)
   assert len(steps) == len(set(steps)), 'a resumed run logged a step twice'
 
 
+def test_a_failed_save_names_its_step_its_cause_and_the_checkpoint_to_resume_from(tmp_path,
+                                                                                  monkeypatch):
+  """A full disk failed a save with Orbax's message about its database files (and training went
+  on to the next save); the error names the step, the cause and where the same command resumes."""
+  import errno
+  import jax.numpy as jnp
+  state = {'w': jnp.arange(3.0)}
+  ckpts = checkpointing.RunCheckpoints(str(tmp_path / 'sync'), keep=2)
+  ckpts.save(4, state, {}, {'step': 4})
+  ckpts.wait()
+
+  def full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, 'No space left on device')
+  monkeypatch.setattr(ckpts.manager, 'save', full)
+  with pytest.raises(checkpointing.CheckpointError,
+                     match=r'sync/checkpoints: saving the checkpoint of step 8 failed \(No space '
+                           r'left on device\); the newest complete checkpoint is step 4: make room '
+                           r'or fix the folder, then run the same command to resume'):
+    ckpts.save(8, state, {}, {'step': 8})
+  # A save in the background fails as Orbax reports it: on the next save or wait.
+  ckpts = checkpointing.RunCheckpoints(str(tmp_path / 'async'), keep=2)
+  monkeypatch.setattr(ckpts.manager, 'save', lambda *args, **kwargs: None)
+  ckpts.save(4, state, {}, {'step': 4})
+
+  def failed():
+    raise ValueError('RESOURCE_EXHAUSTED: Error writing "0.w/0" in OCDBT database at local file '
+                     '".../4.orbax-checkpoint-tmp/state": Failed to write 12 bytes to file 18: No '
+                     "space left on device [os_error_code='28']")
+  monkeypatch.setattr(ckpts.manager, 'wait_until_finished', failed)
+  with pytest.raises(checkpointing.CheckpointError,
+                     match=r'saving the checkpoint of step 4 failed \(No space left on device\); '
+                           r'no checkpoint is complete yet, so it starts again'):
+    ckpts.save(8, state, {}, {'step': 8})
+
+
+def test_an_attempt_that_saved_no_checkpoint_leaves_no_metrics_behind(tiny_config, tmp_path):
+  """A run stopped before its first complete checkpoint (killed in the first epoch, or its save
+  failed) starts again at step 0: the lines it wrote are not kept beside the new ones."""
+  (tmp_path / 'metrics.jsonl').write_text(
+      '{"split": "train", "step": 4, "loss": 9.0}\n{"split": "train", "step": 8, "loss": 9.0}\n')
+  experiment.run(tiny_config, str(tmp_path))
+  steps = [r['step'] for r in _lines(str(tmp_path), 'train')]
+  assert steps == sorted(set(steps)) and steps[0] == 4
+  assert all(r['loss'] != 9.0 for r in _lines(str(tmp_path), 'train'))
+
+
 def test_checkpoint_of_other_config_is_a_clear_error(tiny_config, tmp_path):
   config = tiny_config.copy_and_resolve_references()
   config.num_epochs = 1

@@ -10,8 +10,10 @@ complete, so a crash mid-save never replaces a good checkpoint. An unreadable ch
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
+import re
 import shutil
 
 from absl import logging
@@ -43,14 +45,34 @@ class RunCheckpoints:
     self.manager = ocp.CheckpointManager(
         self.path, options=ocp.CheckpointManagerOptions(preservation_policy=policy, create=True),
         item_names=('state', 'data_iter', 'meta'))
+    self._saving = None  # the step of the save in flight (Orbax saves in the background)
 
   def save(self, step: int, state, data_iter: dict, meta: dict) -> None:
-    """Saves `step`; it is the best so far when `meta['best_step'] == step`."""
+    """Saves `step`; it is the best so far when `meta['best_step'] == step`. CheckpointError if
+    this save, or the one before it still in flight, fails (a full disk)."""
     best = step if meta.get('best_step') == step else _NOT_BEST
-    self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                    data_iter=ocp.args.JsonSave(data_iter),
-                                                    meta=ocp.args.JsonSave(meta)),
-                      metrics={'best_step': best}, force=True)
+    self.wait()  # the save before it, whose failure is its own
+    self._saving = step
+    with self._save_errors():
+      self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                      data_iter=ocp.args.JsonSave(data_iter),
+                                                      meta=ocp.args.JsonSave(meta)),
+                        metrics={'best_step': best}, force=True)
+
+  @contextlib.contextmanager
+  def _save_errors(self):
+    """A failed save as one CheckpointError naming the step, the cause and the newest complete
+    checkpoint, from which the same command resumes (Orbax's message names its database files)."""
+    try:
+      yield
+    except Exception as e:  # pylint: disable=broad-except
+      complete = sorted(int(n) for n in os.listdir(self.path) if n.isdigit()) if os.path.isdir(
+          self.path) else []
+      newest = (f'the newest complete checkpoint is step {complete[-1]}' if complete
+                else 'no checkpoint is complete yet, so it starts again')
+      raise CheckpointError(
+          f'{self.path}: saving the checkpoint of step {self._saving} failed ({_cause(e)}); '
+          f'{newest}: make room or fix the folder, then run the same command to resume') from e
 
   def restore(self, step: int, abstract_state):
     """(step, state, data_iter, meta) of one checkpoint; CheckpointError if it cannot be read.
@@ -118,7 +140,9 @@ class RunCheckpoints:
     return self.manager.reached_preemption(step)
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    """Until the save in flight is written; CheckpointError if it failed."""
+    with self._save_errors():
+      self.manager.wait_until_finished()
 
   def remove_all(self) -> None:
     """Closes the manager and deletes every checkpoint (a finished run keeps its inference
@@ -130,6 +154,18 @@ class RunCheckpoints:
 
   def close(self) -> None:
     self.manager.close()
+
+
+_OS_ERRORS = ('No space left on device', 'Disk quota exceeded', 'Read-only file system',
+              'Permission denied', 'Input/output error')
+
+
+def _cause(e: Exception) -> str:
+  """What went wrong in a failed save, in a few words: the OS error when it names one."""
+  if isinstance(e, OSError) and e.strerror:
+    return e.strerror
+  found = re.search('|'.join(map(re.escape, _OS_ERRORS)), str(e))
+  return found.group(0) if found else f'{type(e).__name__}: {str(e)[:300]}'
 
 
 def _leaf_name(path) -> str:

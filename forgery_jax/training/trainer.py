@@ -348,8 +348,10 @@ def fit(config, dataset, workdir: str, task: task_lib.Task, weights: np.ndarray)
     meta.setdefault('best_score', meta['best_accuracy'])  # saved when accuracy was the only metric
     train_iter.set_state(iter_state)
     logging.info('Resumed from step %d (epoch %d) in %s', resumed_from, meta['epoch'], ckpts.path)
+  # Lines past the restored checkpoint, or from an attempt that saved none, are cut: training
+  # writes them again, and no step appears twice.
   writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0,
-                                truncate_to=meta.get('metrics_bytes') if restored else None)
+                                truncate_to=meta.get('metrics_bytes') if restored else 0)
   writer.write_config(config)
 
   base_key = jax.random.key(config.seed)
