@@ -7,6 +7,9 @@ looks complete.
 
 import json
 import os
+import pathlib
+import subprocess
+import sys
 
 from hypothesis import given, settings, strategies as st
 import jax.numpy as jnp
@@ -22,6 +25,8 @@ from forgery_jax.data import releases
 from forgery_jax.forensics import srm
 from forgery_jax.forensics import wld
 from tests.corpus import make_corpus
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope='module')
@@ -190,3 +195,23 @@ def test_wld_on_any_shape(h, w, seed):
   out = wld.extract(rgb, params)
   assert out.shape == (1, params.length())
   np.testing.assert_allclose(out.reshape(-1, params.bins).sum(-1), 1.0, rtol=1e-5)
+
+
+def test_a_build_that_cannot_write_its_records_is_one_error_line(tmp_path):
+  """A write that fails (a full disk; here the file-size limit, a real failed write()) was
+  array_record's RuntimeError traceback; it is one line naming the dataset and the file, and
+  nothing that looks complete is left."""
+  limited = ('import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); '
+             'resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000)); '
+             'sys.argv = sys.argv[:1] + sys.argv[2:]; '
+             "runpy.run_module('forgery_jax.data.datasets', run_name='__main__')")
+  release = REPO / 'tfds_builders' / 'micc_f220' / 'dummy_data'
+  result = subprocess.run(
+      [sys.executable, '-c', limited, '-', 'build', '--name=micc_f220', '--builder_config=paper128',
+       f'--data_dir={tmp_path / "tfds"}', f'--manual_dir={release}'],
+      cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+  assert result.returncode == 1
+  last = result.stderr.strip().splitlines()[-1]
+  assert 'error: building micc_f220/paper128 failed: ' in last and 'File too large' in last
+  assert 'Traceback' not in result.stderr
+  assert not list((tmp_path / 'tfds').rglob('dataset_info.json'))

@@ -109,7 +109,10 @@ def build(name: str, config_name: str, data_dir: str | None, manual_dir: str | N
       raise DatasetError(f'{flag} {path} is a file, not a folder')
   builder = tfds.builder(f'{name}/{config_name}', data_dir=_data_dir(data_dir))
   download_config = tfds.download.DownloadConfig(manual_dir=manual_dir or None)
-  builder.download_and_prepare(file_format='array_record', download_config=download_config)
+  try:
+    builder.download_and_prepare(file_format='array_record', download_config=download_config)
+  except RuntimeError as e:  # array_record's failed write (a full disk): its message names the file
+    raise DatasetError(f'building {name}/{config_name} failed: {e}') from e
 
 
 def ensure_built(dataset_config) -> tfds.core.DatasetBuilder:
