@@ -13,14 +13,17 @@ import uuid
 @contextlib.contextmanager
 def replaced_when_complete(path: str, mode: str = 'w'):
   """An open file (`mode` 'w' for text, 'wb' for bytes) that replaces `path` when the block ends
-  without an error; after an error it is removed and `path` stays as it was."""
+  without an error; after an error it is removed and `path` stays as it was (an OSError, a full
+  disk, names `path`)."""
   tmp = f'{path}.{uuid.uuid4().hex[:12]}.tmp'
   try:
     with open(tmp, mode, **({} if 'b' in mode else {'newline': ''})) as f:
       yield f
-  except BaseException:
+  except BaseException as e:
     if os.path.exists(tmp):
       os.remove(tmp)
+    if isinstance(e, OSError) and not e.filename:  # a failed write names no file: name `path`
+      raise OSError(e.errno, e.strerror, path) from e
     raise
   os.replace(tmp, path)
 

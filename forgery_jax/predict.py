@@ -275,7 +275,7 @@ def main(argv):
                                f.keypoint_mirrored, f.average_with, f.keypoint_decision,
                                score_flips=f.score_flips, recursive=f.recursive, ground_truth=truth,
                                data_dir=f.data_dir, manual_dir=f.manual_dir)
-  except ValueError as e:
+  except (ValueError, OSError) as e:  # OSError: an output that cannot be written (a full disk)
     progress.exit_with_error(e)
   failed = sum('error' in r for r in rows)
   decided = next((f'; tampered when p >= {r["threshold"]:.4f}' for r in rows if 'threshold' in r), '')

@@ -270,3 +270,25 @@ def test_dataset_folders_without_a_validation_threshold_are_refused(cnn_run, cor
       f"error: {flag} needs --threshold=validation or --pixel_threshold=validation (only they "
       "read the run's dataset)")
   assert not os.path.exists(tmp_path / 'out')
+
+
+def test_an_output_that_cannot_be_written_is_one_error_line_naming_the_file(cnn_run, tmp_path):
+  """A write that fails (a full disk; here the file-size limit, a real failed write()) was a
+  traceback; it is one line naming the file, and no half file is left under that name."""
+  rng = np.random.default_rng(0)
+  photo = tmp_path / 'noise.png'
+  Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(photo)  # ~360 kB
+  limited = ('import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); '
+             'resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000)); '
+             'sys.argv = sys.argv[:1] + sys.argv[2:]; '
+             "runpy.run_module('forgery_jax.predict', run_name='__main__')")
+  out = tmp_path / 'out'
+  result = subprocess.run(
+      [sys.executable, '-c', limited, '-', f'--workdir={cnn_run}', f'--output={out}', str(photo)],
+      cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+      env={**os.environ, 'FORGERY_JAX_COMPILATION_CACHE': 'off'})
+  assert result.returncode == 1
+  panel = out / 'panels' / '00000_noise.png'
+  assert result.stderr.strip().splitlines()[-1] == f'error: {panel}: File too large'
+  assert 'Traceback' not in result.stderr
+  assert list((out / 'panels').iterdir()) == []
