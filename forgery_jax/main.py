@@ -70,7 +70,7 @@ def main(argv):
     logging.warning('%s', e)
     print(f'preempted: {e}', file=sys.stderr)
     sys.exit(128 + e.signum)
-  except (checkpointing.CheckpointError, datasets.DatasetError, ValueError) as e:
+  except (checkpointing.CheckpointError, datasets.DatasetError, ValueError, OSError) as e:
     logging.error('%s', e)
     progress.exit_with_error(e)
   if jax.process_index() == 0:

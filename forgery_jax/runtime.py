@@ -67,6 +67,17 @@ def quiet_libraries() -> None:
     handler.addFilter(_QuietLibraries())
   for name in ('orbax', 'jax', 'grain', 'tensorflow_datasets'):  # Python loggers of their own
     std_logging.getLogger(name).setLevel(std_logging.WARNING)
+  if sys.unraisablehook is sys.__unraisablehook__:
+    sys.unraisablehook = _closed_loop_callbacks_dropped
+
+
+def _closed_loop_callbacks_dropped(unraisable) -> None:
+  """After Orbax's background save fails, TensorStore's callbacks can find its event loop closed;
+  each printed a traceback that says nothing (the save's own error is reported). Any other
+  unraisable exception is printed as Python prints it."""
+  if not (isinstance(unraisable.exc_value, RuntimeError)
+          and str(unraisable.exc_value) == 'Event loop is closed'):
+    sys.__unraisablehook__(unraisable)
 
 
 DETERMINISTIC_GPU_FLAG = '--xla_gpu_deterministic_ops'

@@ -184,6 +184,32 @@ def test_a_failed_save_names_its_step_its_cause_and_the_checkpoint_to_resume_fro
     ckpts.save(8, state, {}, {'step': 8})
 
 
+def test_a_run_whose_checkpoint_cannot_be_written_stops_with_one_line_and_resumes(tiny_config,
+                                                                                   tmp_path):
+  """Through `main`, a real failed write (the file-size limit standing in for a full disk): one
+  error line naming the step and the cause, Orbax's tracebacks left out; then, with room, the same
+  command runs to the end, each step logged once."""
+  limited = ('import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); '
+             'resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000)); '
+             'sys.argv = sys.argv[:1] + sys.argv[2:]; '
+             "runpy.run_module('forgery_jax.main', run_name='__main__')")
+  args = ['--config=configs/tiny.py', f'--workdir={tmp_path}',
+          f'--config.dataset.data_dir={tiny_config.dataset.data_dir}']
+  env = {**os.environ, 'FORGERY_JAX_COMPILATION_CACHE': 'off'}
+  result = subprocess.run([sys.executable, '-c', limited, '-', *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+      f'error: {tmp_path}/checkpoints: saving the checkpoint of step 8 failed (File too large); no '
+      'checkpoint is complete yet, so it starts again: make room or fix the folder, then run the '
+      'same command to resume')
+  assert 'Traceback' not in result.stderr
+  again = _main(*args)
+  assert again.returncode == 0, again.stderr[-2000:]
+  steps = [r['step'] for r in _lines(str(tmp_path), 'train')]
+  assert steps == [4, 8, 12, 16]
+
+
 def test_an_attempt_that_saved_no_checkpoint_leaves_no_metrics_behind(tiny_config, tmp_path):
   """A run stopped before its first complete checkpoint (killed in the first epoch, or its save
   failed) starts again at step 0: the lines it wrote are not kept beside the new ones."""

@@ -156,8 +156,8 @@ class RunCheckpoints:
     self.manager.close()
 
 
-_OS_ERRORS = ('No space left on device', 'Disk quota exceeded', 'Read-only file system',
-              'Permission denied', 'Input/output error')
+_OS_ERRORS = ('No space left on device', 'Disk quota exceeded', 'File too large',
+              'Read-only file system', 'Permission denied', 'Input/output error')
 
 
 def _cause(e: Exception) -> str:
