@@ -145,6 +145,7 @@ def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   runtime.quiet_libraries()
+  runtime.home_in_flags()
   config = flags.FLAGS.config
   settings = variants()
   unknown = sorted(set(_VARIANTS.value) - set(settings))

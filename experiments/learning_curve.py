@@ -256,6 +256,7 @@ def main(argv):
   del argv
   runtime.deterministic_gpu_ops()
   runtime.quiet_libraries()
+  runtime.home_in_flags()
   f = flags.FLAGS
   # Every argument is read before hours of training, not when its turn comes.
   targets = dict(_number(goal.partition('=')[::2], '--targets', 'a number (KEY=VALUE)')

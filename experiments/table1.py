@@ -91,6 +91,7 @@ def planned_runs(only=()) -> list[tuple]:
 def main(argv):
   del argv
   runtime.quiet_libraries()
+  runtime.home_in_flags()
   rows = []
   for row_name, run_name, split, branch_name, config in planned_runs(flags.FLAGS.only):
     workdir = os.path.join(flags.FLAGS.workdir, run_name)

@@ -233,6 +233,7 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
 def main(argv):
   runtime.deterministic_gpu_ops()
   runtime.quiet_libraries()
+  runtime.home_in_flags()
   runtime.compilation_cache()
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')

@@ -54,6 +54,7 @@ def _check_processes() -> None:
 def main(argv):
   runtime.deterministic_gpu_ops()  # before the backend starts: resumed runs repeat on GPUs too
   runtime.quiet_libraries()
+  runtime.home_in_flags()
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   _check_processes()

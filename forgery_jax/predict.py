@@ -250,8 +250,9 @@ def parse_threshold(text: str | None, flag: str = 'threshold') -> float | str | 
 def main(argv):
   runtime.deterministic_gpu_ops()
   runtime.quiet_libraries()
+  runtime.home_in_flags()
   runtime.compilation_cache()
-  paths = argv[1:]
+  paths = [runtime.home(p) for p in argv[1:]]
   if not paths:
     raise app.UsageError('name at least one image file, folder or glob')
   f = flags.FLAGS

@@ -58,6 +58,23 @@ def import_tensorflow_quietly() -> None:
       pass
 
 
+def home(path: str) -> str:
+  """`path` with a leading ~ read as the home folder: the shell leaves `--workdir=~/runs` as it is
+  (it expands ~ only at the start of a word), which made a folder named ~ in the current one."""
+  return os.path.expanduser(path) if path.startswith('~') else path
+
+
+def home_in_flags() -> None:
+  """Every string (or list of strings) flag of the command that starts with ~, read as `home`."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  for name, flag in flags.FLAGS.__flags.items():  # pylint: disable=protected-access
+    value = flag.value
+    if isinstance(value, str) and value.startswith('~'):
+      flags.FLAGS[name].value = home(value)
+    elif isinstance(value, list) and any(isinstance(v, str) and v.startswith('~') for v in value):
+      flags.FLAGS[name].value = [home(v) if isinstance(v, str) else v for v in value]
+
+
 def quiet_libraries() -> None:
   """Library INFO lines off in every command's output; forgery_jax's own lines stay."""
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # the child process that builds datasets

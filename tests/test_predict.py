@@ -292,3 +292,19 @@ def test_an_output_that_cannot_be_written_is_one_error_line_naming_the_file(cnn_
   assert result.stderr.strip().splitlines()[-1] == f'error: {panel}: File too large'
   assert 'Traceback' not in result.stderr
   assert list((out / 'panels').iterdir()) == []
+
+
+def test_a_leading_tilde_in_a_flag_is_the_home_folder(cnn_run, corpus, tmp_path):
+  """The shell leaves `--output=~/checked` as it is: it made a folder named ~ in the current one."""
+  folder, _ = corpus
+  home, cwd = tmp_path / 'home', tmp_path / 'cwd'
+  shutil.copytree(os.path.join(cnn_run, 'export'), home / 'model')
+  cwd.mkdir()
+  shutil.copy(os.path.join(folder, 'photo.jpg'), home / 'photo.jpg')
+  result = subprocess.run([sys.executable, '-m', 'forgery_jax.predict', '--workdir=~/model',
+                           '--output=~/checked', '--nopanels', '~/photo.jpg'],
+                          cwd=cwd, capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, 'HOME': str(home),
+                               'PYTHONPATH': os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')])})
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert (home / 'checked' / 'predictions.jsonl').exists() and list(cwd.iterdir()) == []

@@ -166,6 +166,7 @@ def _main(argv):
   if len(argv) != 2 or argv[1] != 'build':
     raise app.UsageError('usage: python -m forgery_jax.data.datasets build --name=... --builder_config=...')
   runtime.quiet_libraries()
+  runtime.home_in_flags()
   runtime.import_tensorflow_quietly()  # building imports it; its start-up lines are noise here
   f = flags.FLAGS
   try:
