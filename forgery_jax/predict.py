@@ -135,6 +135,12 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
     files = [f for f in files if f not in earlier]
     print(f'{len(earlier)} files of this --output ({output}) left out: its own maps and panels',
           file=sys.stderr)
+  if ground_truth is not None:
+    masks = ground_truth.truth.masks_among(files)
+    if masks:
+      files = [f for f in files if os.path.realpath(f) not in masks]
+      print(f'{len(masks)} files left out: the masks of other images in --ground_truth',
+            file=sys.stderr)
   if not files:
     raise ValueError(f'no image file in {", ".join(paths)}' +
                      ('' if recursive else ' (--recursive reads subfolders too)'))

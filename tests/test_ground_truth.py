@@ -75,6 +75,30 @@ def test_a_folder_of_masks_is_matched_by_stem_and_suffix(tmp_path):
       gt.Entry('authentic', None)
 
 
+def test_masks_among_the_images_are_not_images_to_answer_for(tmp_path):
+  """A folder of images and masks together (`a.png` beside `a_gt.png`), named as both what to
+  predict and its ground truth: the masks were predicted as images (and with `unmasked_authentic`
+  scored as authentic photos). Images and masks in two folders, one named for both: the masks
+  only. A file and a mask named alike (`x.png` in two folders) are both kept."""
+  both = tmp_path / 'both'
+  files = [_write(both / n, np.zeros((4, 4), np.uint8)) for n in ('a.png', 'a_gt.png', 'b.jpg',
+                                                                  'B-mask.png', 'c.png')]
+  truth = gt.GroundTruth(str(both), unmasked_authentic=True)
+  assert truth.masks_among(files) == {os.path.realpath(both / 'a_gt.png'),
+                                      os.path.realpath(both / 'B-mask.png')}
+  split = [_write(tmp_path / 'split' / sub / n, np.zeros((4, 4), np.uint8))
+           for sub, n in (('images', 'd.png'), ('masks', 'd_gt.png'), ('images', 'x.png'),
+                          ('masks', 'x.png'))]
+  assert gt.GroundTruth(str(tmp_path / 'split')).masks_among(split) == {
+      os.path.realpath(tmp_path / 'split' / 'masks' / 'd_gt.png')}
+  assert gt.GroundTruth(str(tmp_path / 'split' / 'masks')).masks_among(split) == {
+      os.path.realpath(tmp_path / 'split' / 'masks' / 'd_gt.png'),
+      os.path.realpath(tmp_path / 'split' / 'masks' / 'x.png')}
+  (tmp_path / 'pairs.csv').write_text(f'image,mask\n{files[0]},{files[1]}\n')
+  assert gt.GroundTruth(str(tmp_path / 'pairs.csv')).masks_among(files) == {
+      os.path.realpath(files[1])}
+
+
 def test_a_csv_names_masks_and_labels_relative_to_itself(tmp_path):
   (tmp_path / 'pairs.csv').write_text(
       'image,mask,label\nimgs/x.jpg,masks/x.png,\nimgs/y.jpg,,authentic\n/abs/z.png,,1\n')

@@ -242,6 +242,19 @@ def test_ground_truth_scores_the_answers_beside_their_baselines(cnn_run, tmp_pat
   assert 0.0 <= rows['a.png']['pixel_f1'] <= 1.0 and rows['b.png']['ground_truth'] == 'tampered'
   assert 'is 56x20 but its image is 56x40' in rows['c.png']['ground_truth_error']
   assert 'ground_truth,pixel_f1,pixel_auc' in (out / 'predictions.csv').read_text().splitlines()[0]
+  # Images and masks in one folder, named for both: the masks are not answered for (they were,
+  # and with --unmasked_authentic counted as authentic photos).
+  both = tmp_path / 'both'
+  shutil.copytree(images, both)
+  for mask in ('a_gt.png', 'b_mask.png'):  # (c.png, the mask named as its image, stays out)
+    shutil.copy(masks / mask, both)
+  result = subprocess.run(
+      [sys.executable, '-m', 'forgery_jax.predict', f'--workdir={cnn_run}', f'--output={tmp_path / "out2"}',
+       f'--ground_truth={both}', '--unmasked_authentic', '--nopanels', str(both)],
+      cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert '2 files left out: the masks of other images in --ground_truth' in result.stderr
+  assert '4 images scored (2 tampered, 2 authentic), 0 without ground truth, 0 errors' in result.stdout
 
 
 @pytest.mark.parametrize('flag', ['--unmasked_authentic', '--ground_truth_inverted'])

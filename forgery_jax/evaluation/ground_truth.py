@@ -137,6 +137,20 @@ class GroundTruth:
       return Entry(None, found[0])
     return Entry('authentic', None) if self.unmasked_authentic else None
 
+  def masks_among(self, files: list[str]) -> set[str]:
+    """The real paths of the `files` that are another one's mask and have none of their own: the
+    masks of a folder that holds images and masks together (`a.png` beside `a_gt.png`), which are
+    not images to answer for (with `unmasked_authentic` each counted as an authentic photo). A
+    file and its mask named alike are both kept: names alone cannot tell which is the mask."""
+    def mask_of(path):
+      try:
+        entry = self.lookup(path)
+      except ValueError:  # ambiguous: the image's own error line says so
+        return None
+      return entry.mask if entry is not None else None
+    masks = {os.path.realpath(m) for m in map(mask_of, files) if m}
+    return {os.path.realpath(f) for f in files if os.path.realpath(f) in masks and not mask_of(f)}
+
 
 class Scores:
   """The answers of one `predict` call against the ground truth, image by image, then summed up."""
