@@ -175,3 +175,49 @@ def test_an_experiment_stopped_by_a_signal_says_so_and_exits_as_main_does(capsys
   assert exit_.value.code == 128 + signal.SIGINT
   assert capsys.readouterr().err == ('preempted: stopped by SIGINT at step 3; the checkpoint is in '
                                      'X: run the same command to resume\n')
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+  """{pid: (parent pid, state)} of every process, from /proc."""
+  out = {}
+  for entry in filter(str.isdigit, os.listdir('/proc')):
+    try:
+      with open(f'/proc/{entry}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()  # after the command name, which may hold spaces
+    except (OSError, IndexError):
+      continue
+    out[int(entry)] = (int(fields[1]), fields[0])
+  return out
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc/self'), reason='reads processes from /proc (Linux)')
+def test_batch_worker_processes_end_with_a_killed_training_process(tiny_config, tmp_path):
+  """With `input.worker_processes`, a training process killed outright (SIGKILL: the
+  out-of-memory killer, a scheduler's hard stop) left its batch workers running, about 400 MB
+  each, for as long as the machine ran; they now exit within seconds."""
+  proc = subprocess.Popen(
+      [*_command(tiny_config, tmp_path), '--config.num_epochs=1000',
+       '--config.early_stopping_patience=1000', '--config.input.worker_processes=2'],
+      cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  workers = []
+  try:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and _train_lines(tmp_path) < 2:  # training, so workers run
+      assert proc.poll() is None, 'the run ended before it was killed'
+      time.sleep(0.5)
+    workers = [pid for pid, (parent, _) in _processes().items() if parent == proc.pid]
+    assert len(workers) >= 2
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 30
+    alive = lambda: [p for p in workers if _processes().get(p, (0, 'Z'))[1] != 'Z']
+    while alive() and time.monotonic() < deadline:
+      time.sleep(0.2)
+    assert alive() == []
+  finally:
+    proc.kill()
+    for pid in workers:
+      try:
+        os.kill(pid, signal.SIGKILL)
+      except ProcessLookupError:
+        pass
