@@ -75,6 +75,39 @@ def home_in_flags() -> None:
       flags.FLAGS[name].value = [home(v) if isinstance(v, str) else v for v in value]
 
 
+PARENT_ENV = 'FORGERY_JAX_PARENT_PID'  # set for a child process that should end with its parent
+_GRACE_SECONDS = 60.0
+
+
+def exit_with_parent(graceful: bool = False, poll_seconds: float = 1.0) -> None:
+  """Ends this process soon after the process that started it is gone (its parent changes): a
+  process killed outright (SIGKILL, the out-of-memory killer, a scheduler's hard stop) left its
+  helpers running. `graceful` (called from the main thread): first as Ctrl-C does, by SIGTERM
+  (which then, as for any SIGTERM, raises KeyboardInterrupt in the main thread, so that `finally`
+  blocks remove what was half written), and at once after a minute."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import threading  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  parent = os.getppid()
+  if graceful:
+    signal.signal(signal.SIGTERM, _interrupt)
+
+  def watch():
+    while os.getppid() == parent:
+      time.sleep(poll_seconds)
+    if graceful:
+      os.kill(os.getpid(), signal.SIGTERM)
+      time.sleep(_GRACE_SECONDS)
+    os._exit(1)  # pylint: disable=protected-access
+
+  threading.Thread(target=watch, name='exit_with_parent', daemon=True).start()
+
+
+def _interrupt(signum, frame):
+  del signum, frame
+  raise KeyboardInterrupt
+
+
 def quiet_libraries() -> None:
   """Library INFO lines off in every command's output; forgery_jax's own lines stay."""
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # the child process that builds datasets

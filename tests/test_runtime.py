@@ -114,3 +114,53 @@ def test_output_folder_is_made_or_refused_with_the_flag_named(tmp_path):
   with pytest.raises(ValueError, match=r'--workdir=.*notes.txt/run: the folder cannot be made'):
     runtime.output_folder(str(a_file / 'run'), '--workdir')
   assert a_file.read_text() == 'kept'
+
+
+_HELPER = '''
+import os, subprocess, sys, time
+if sys.argv[1] == 'parent':  # starts the helper, says its pid, then waits to be killed
+  helper = subprocess.Popen([sys.executable, '-c', sys.argv[3], 'helper', sys.argv[2]])
+  print(helper.pid, flush=True)
+  time.sleep(600)
+else:  # the helper: what a dataset build does, half a file written until it ends
+  from forgery_jax import runtime
+  runtime.exit_with_parent(graceful=True, poll_seconds=0.1)
+  half = os.path.join(sys.argv[2], 'half_written')
+  open(half, 'w').close()
+  try:
+    time.sleep(600)
+  finally:
+    os.remove(half)
+    open(os.path.join(sys.argv[2], 'cleaned_up'), 'w').close()
+'''
+
+
+@pytest.mark.parametrize('sigint', ['default', 'ignored'])
+def test_a_helper_ends_with_its_parent_and_cleans_up_first(tmp_path, sigint):
+  """A process started by a run (a dataset build) outlived the run when the run was killed
+  outright, and went on unguarded by the build lock; with `exit_with_parent(graceful=True)` it
+  stops as Ctrl-C would stop it, its `finally` blocks run, even where SIGINT is ignored (a run
+  started in the background by a non-interactive shell)."""
+  import signal
+  import time
+  parent = subprocess.Popen(
+      [sys.executable, '-c', _HELPER, 'parent', str(tmp_path), _HELPER], cwd=REPO,
+      stdout=subprocess.PIPE, text=True,
+      preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint == 'ignored' else None)
+  helper = int(parent.stdout.readline())
+  deadline = time.monotonic() + 60
+  while not (tmp_path / 'half_written').exists() and time.monotonic() < deadline:
+    time.sleep(0.1)
+  parent.kill()
+  parent.wait()
+  deadline = time.monotonic() + 30
+  while not (tmp_path / 'cleaned_up').exists() and time.monotonic() < deadline:
+    time.sleep(0.1)
+  assert (tmp_path / 'cleaned_up').exists() and not (tmp_path / 'half_written').exists()
+  time.sleep(1)
+  try:
+    os.kill(helper, 0)
+    with open(f'/proc/{helper}/stat') as f:
+      assert f.read().rsplit(')', 1)[1].split()[0] == 'Z', 'the helper still runs'
+  except (ProcessLookupError, FileNotFoundError):
+    pass  # gone

@@ -142,7 +142,9 @@ def _build_in_child(dataset_config) -> tfds.core.DatasetBuilder:
          f'--data_dir={_data_dir(dataset_config.data_dir)}',
          f'--manual_dir={dataset_config.manual_dir or ""}']
   logging.info('Building %s into %s', builder.info.full_name, builder.data_dir)
-  result = subprocess.run(cmd, check=False)
+  # It ends with this process: a run killed outright left its build going, unguarded by the lock,
+  # and the same command started again built beside it and failed renaming onto its result.
+  result = subprocess.run(cmd, check=False, env={**os.environ, runtime.PARENT_ENV: str(os.getpid())})
   if result.returncode != 0:
     raise DatasetError(f'building {builder.info.full_name} failed (exit {result.returncode}); '
                        'the error is printed above')
@@ -167,6 +169,8 @@ def _main(argv):
     raise app.UsageError('usage: python -m forgery_jax.data.datasets build --name=... --builder_config=...')
   runtime.quiet_libraries()
   runtime.home_in_flags()
+  if os.environ.get(runtime.PARENT_ENV) == str(os.getppid()):  # a run's build (`ensure_built`)
+    runtime.exit_with_parent(graceful=True)  # TFDS removes its unfinished folder on the way out
   runtime.import_tensorflow_quietly()  # building imports it; its start-up lines are noise here
   f = flags.FLAGS
   try:
@@ -174,6 +178,10 @@ def _main(argv):
   except (DatasetError, ValueError, OSError) as e:
     # ValueError / OSError: a missing or malformed release, or an unreadable file; the message names it.
     progress.exit_with_error(e)
+  except KeyboardInterrupt:  # Ctrl-C, or the run that started the build is gone
+    print(f'stopped: {f.name}/{f.builder_config} was not built (nothing of it is kept)',
+          file=sys.stderr)
+    sys.exit(130)
 
 
 if __name__ == '__main__':

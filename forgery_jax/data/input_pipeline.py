@@ -17,9 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import os
-import threading
-import time
 
 from absl import logging
 import cv2
@@ -27,6 +24,7 @@ import grain
 import numpy as np
 import tensorflow_datasets as tfds
 
+from forgery_jax import runtime
 from forgery_jax.data import splits as splits_lib
 
 META_KEYS = ('label', 'forgery_type', 'group')
@@ -414,22 +412,11 @@ class _ToModelInputs:
     return out
 
 
-_PARENT_POLL_SECONDS = 1.0
-
-
 def _exit_with_parent(worker_index: int, worker_count: int) -> None:
-  """In each batch worker process: exits once the training process is gone. A training process
-  killed outright (SIGKILL, the out-of-memory killer, a scheduler's hard stop) left its workers
-  running, about 400 MB each, for as long as the machine ran."""
+  """In each batch worker process: exits once the training process is gone (killed outright, it
+  left its workers running, about 400 MB each)."""
   del worker_index, worker_count
-  parent = os.getppid()
-
-  def watch():
-    while os.getppid() == parent:
-      time.sleep(_PARENT_POLL_SECONDS)
-    os._exit(1)  # pylint: disable=protected-access
-
-  threading.Thread(target=watch, name='exit_with_parent', daemon=True).start()
+  runtime.exit_with_parent()
 
 
 def _read_options(config) -> grain.ReadOptions:

@@ -31,6 +31,7 @@ import tensorflow_datasets as tfds
 
 from forgery_jax import image_io
 from forgery_jax import progress
+from forgery_jax import runtime
 from forgery_jax.data import labels
 from forgery_jax.data.preparation import Preparation, Recoding, read_image, read_mask
 from forgery_jax.data.releases import LayoutError, SourceFile
@@ -193,10 +194,12 @@ def _make_or_error(args) -> tuple[dict | None, str | None, str | None]:
 WORKERS_ENV = 'FORGERY_JAX_BUILD_WORKERS'
 
 
-def _init_worker() -> None:
-  """A build worker process: OpenCV on one thread (one image per process)."""
+def init_worker() -> None:
+  """A build worker process: OpenCV on one thread (one image per process); it ends with the build
+  (a build killed outright left its workers running)."""
   import cv2  # pylint: disable=g-import-not-at-top
   cv2.setNumThreads(1)
+  runtime.exit_with_parent()
 
 
 def build_workers(num_files: int) -> int:
@@ -289,7 +292,7 @@ class ReleaseBuilder(tfds.core.GeneratorBasedBuilder):
     # Worker processes (spawned: this process has TensorFlow loaded): decoding and ELA release the
     # GIL, but SIFT matching and PNG encoding hold it, so threads shared one core for them.
     pool = (concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context('spawn'), initializer=_init_worker)
+        workers, mp_context=multiprocessing.get_context('spawn'), initializer=init_worker)
             if workers > 1 else None)
 
     def results():

@@ -95,6 +95,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       return
     # 'spawn': the builder process has TensorFlow loaded, which must not be forked.
     ctx = multiprocessing.get_context('spawn')
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx,
+                                                initializer=release_builder.init_worker) as pool:
       for i, ex in enumerate(pool.map(make, range(num_examples), chunksize=32)):
         yield f'{split}_{i:06d}', ex
