@@ -67,8 +67,8 @@ def home(path: str) -> str:
 def home_in_flags() -> None:
   """Every string (or list of strings) flag of the command that starts with ~, read as `home`."""
   from absl import flags  # pylint: disable=g-import-not-at-top
-  for name, flag in flags.FLAGS.__flags.items():  # pylint: disable=protected-access
-    value = flag.value
+  for name in list(flags.FLAGS):
+    value = flags.FLAGS[name].value
     if isinstance(value, str) and value.startswith('~'):
       flags.FLAGS[name].value = home(value)
     elif isinstance(value, list) and any(isinstance(v, str) and v.startswith('~') for v in value):
