@@ -7,6 +7,7 @@ import os
 import re
 import pathlib
 import shutil
+import sys
 import tempfile
 
 import ml_collections
@@ -76,3 +77,14 @@ def assert_no_library_info(stderr: str) -> None:
     m = re.match(r'^I\d{4} [\d:.]+ +\d+ ([\w.]+):\d+\]', line)
     if m:
       assert m.group(1) in _OWN_MODULES, f'library INFO line: {line}'
+
+
+def with_file_size_limit(module: str, limit: int) -> list[str]:
+  """The command line that runs `python -m module` with files limited to `limit` bytes: a write
+  past it fails as a full disk does (`File too large` instead of `No space left on device`), on
+  any machine and without privileges. Append the module's arguments."""
+  code = ('import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); '
+          f'resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); '
+          'sys.argv = sys.argv[:1] + sys.argv[2:]; '
+          f'runpy.run_module({module!r}, run_name="__main__")')
+  return [sys.executable, '-c', code, '-']

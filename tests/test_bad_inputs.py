@@ -24,6 +24,7 @@ from forgery_jax.forensics import ela
 from forgery_jax.data import releases
 from forgery_jax.forensics import srm
 from forgery_jax.forensics import wld
+from tests.conftest import with_file_size_limit
 from tests.corpus import make_corpus
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -201,13 +202,9 @@ def test_a_build_that_cannot_write_its_records_is_one_error_line(tmp_path):
   """A write that fails (a full disk; here the file-size limit, a real failed write()) was
   array_record's RuntimeError traceback; it is one line naming the dataset and the file, and
   nothing that looks complete is left."""
-  limited = ('import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); '
-             'resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000)); '
-             'sys.argv = sys.argv[:1] + sys.argv[2:]; '
-             "runpy.run_module('forgery_jax.data.datasets', run_name='__main__')")
   release = REPO / 'tfds_builders' / 'micc_f220' / 'dummy_data'
   result = subprocess.run(
-      [sys.executable, '-c', limited, '-', 'build', '--name=micc_f220', '--builder_config=paper128',
+      [*with_file_size_limit('forgery_jax.data.datasets', 100_000), 'build', '--name=micc_f220', '--builder_config=paper128',
        f'--data_dir={tmp_path / "tfds"}', f'--manual_dir={release}'],
       cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
   assert result.returncode == 1

@@ -17,6 +17,7 @@ import forgery_jax
 from forgery_jax import experiment
 from forgery_jax import panels
 from forgery_jax import predict
+from tests.conftest import with_file_size_limit
 from tests.corpus import make_corpus
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -227,11 +228,16 @@ def test_ground_truth_scores_the_answers_beside_their_baselines(cnn_run, tmp_pat
   Image.fromarray(square).save(masks / 'b_mask.png')
   Image.fromarray(square[:20]).save(masks / 'c.png')
   out = tmp_path / 'out'
-  result = subprocess.run(
-      [sys.executable, '-m', 'forgery_jax.predict', f'--workdir={cnn_run}', f'--output={out}',
-       f'--ground_truth={masks}', '--unmasked_authentic', '--nopanels', str(images)],
-      cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
-  assert result.returncode == 0, result.stderr[-2000:]
+
+  def predict_against(truth, folder, output):
+    result = subprocess.run(
+        [sys.executable, '-m', 'forgery_jax.predict', f'--workdir={cnn_run}', f'--output={output}',
+         f'--ground_truth={truth}', '--unmasked_authentic', '--nopanels', str(folder)],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+  result = predict_against(masks, images, out)
   assert '3 images scored (2 tampered, 1 authentic), 0 without ground truth, 1 error' in result.stdout
   assert 'gradient saliency, not a segmentation' in result.stdout
   summary = json.loads((out / 'ground_truth_scores.json').read_text())
@@ -248,11 +254,7 @@ def test_ground_truth_scores_the_answers_beside_their_baselines(cnn_run, tmp_pat
   shutil.copytree(images, both)
   for mask in ('a_gt.png', 'b_mask.png'):  # (c.png, the mask named as its image, stays out)
     shutil.copy(masks / mask, both)
-  result = subprocess.run(
-      [sys.executable, '-m', 'forgery_jax.predict', f'--workdir={cnn_run}', f'--output={tmp_path / "out2"}',
-       f'--ground_truth={both}', '--unmasked_authentic', '--nopanels', str(both)],
-      cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
-  assert result.returncode == 0, result.stderr[-2000:]
+  result = predict_against(both, both, tmp_path / 'out2')
   assert '2 files left out: the masks of other images in --ground_truth' in result.stderr
   assert '4 images scored (2 tampered, 2 authentic), 0 without ground truth, 0 errors' in result.stdout
 
@@ -291,13 +293,10 @@ def test_an_output_that_cannot_be_written_is_one_error_line_naming_the_file(cnn_
   rng = np.random.default_rng(0)
   photo = tmp_path / 'noise.png'
   Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(photo)  # ~360 kB
-  limited = ('import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); '
-             'resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000)); '
-             'sys.argv = sys.argv[:1] + sys.argv[2:]; '
-             "runpy.run_module('forgery_jax.predict', run_name='__main__')")
   out = tmp_path / 'out'
   result = subprocess.run(
-      [sys.executable, '-c', limited, '-', f'--workdir={cnn_run}', f'--output={out}', str(photo)],
+      [*with_file_size_limit('forgery_jax.predict', 200_000), f'--workdir={cnn_run}',
+       f'--output={out}', str(photo)],
       cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
       env={**os.environ, 'FORGERY_JAX_COMPILATION_CACHE': 'off'})
   assert result.returncode == 1

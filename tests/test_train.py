@@ -16,6 +16,7 @@ from forgery_jax.detectors import export
 from forgery_jax.training import checkpointing
 from forgery_jax.training import task
 from forgery_jax.training import trainer
+from tests.conftest import with_file_size_limit
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -189,14 +190,10 @@ def test_a_run_whose_checkpoint_cannot_be_written_stops_with_one_line_and_resume
   """Through `main`, a real failed write (the file-size limit standing in for a full disk): one
   error line naming the step and the cause, Orbax's tracebacks left out; then, with room, the same
   command runs to the end, each step logged once."""
-  limited = ('import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); '
-             'resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000)); '
-             'sys.argv = sys.argv[:1] + sys.argv[2:]; '
-             "runpy.run_module('forgery_jax.main', run_name='__main__')")
   args = ['--config=configs/tiny.py', f'--workdir={tmp_path}',
           f'--config.dataset.data_dir={tiny_config.dataset.data_dir}']
   env = {**os.environ, 'FORGERY_JAX_COMPILATION_CACHE': 'off'}
-  result = subprocess.run([sys.executable, '-c', limited, '-', *args], cwd=REPO, env=env,
+  result = subprocess.run([*with_file_size_limit('forgery_jax.main', 1_000_000), *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1] == (
