@@ -180,7 +180,8 @@ def _check_release_folder(manual_dir: str, workdir: str, dataset: str) -> None:
   """A `manual_dir` given for a run: a folder, and its dataset one built from a release folder."""
   if not os.path.isdir(manual_dir):
     raise ValueError(f'--manual_dir={manual_dir}: no such folder')
-  from forgery_jax.data import datasets  # pylint: disable=g-import-not-at-top  (as below)
+  # Here, not at the top: reading datasets costs predict's other uses seconds of imports.
+  from forgery_jax.data import datasets  # pylint: disable=g-import-not-at-top
   if not getattr(datasets.builder_class(dataset), 'MANUAL_DOWNLOAD_INSTRUCTIONS', None):
     raise ValueError(f'--manual_dir: {workdir} trained on {dataset}, which is built from no '
                      'release folder')
@@ -202,8 +203,8 @@ def load_detectors(workdir: str, keypoint_map: bool = False, keypoint_fusion: st
   (`localiser.flip_average`; four network passes per image). `data_dir`: where the run's datasets
   are read when it is scored on them (its validation split, `evaluate`) instead of the data_dir
   its config recorded: a run moved to another machine; `manual_dir`: the release folder they are
-  built from if missing there, instead of the recorded one (a release moved). ValueError naming the run for a
-  detector that has no map or an unknown rule, or runs that cannot be averaged."""
+  built from if missing there, instead of the recorded one (a release moved). ValueError naming
+  the run for a detector that has no map or an unknown rule, or runs that cannot be averaged."""
   if keypoint_fusion and not keypoint_map:
     raise ValueError(f'--keypoint_fusion={keypoint_fusion} needs --keypoint_map')
   if keypoint_mirrored and not keypoint_map:

@@ -286,7 +286,8 @@ def _same_split_as_when_started(config, workdir: str, dataset: input_pipeline.Da
 
 
 # The folders a run reads its datasets from (none of them changes what is trained).
-_FOLDER_FIELDS = (('dataset', 'data_dir'), ('dataset', 'manual_dir'), ('cross_dataset', 'manual_dir'))
+_FOLDER_FIELDS = (('dataset', 'data_dir'), ('dataset', 'manual_dir'),
+                  ('cross_dataset', 'manual_dir'))
 
 
 def _absolute_folders(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

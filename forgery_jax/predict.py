@@ -123,8 +123,8 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
   `keypoint_map`, `keypoint_fusion`, `threshold`, `pixel_threshold`, `keypoint_mirrored`,
   `average_with`, `keypoint_decision`, `score_flips`: see `api.load`; `recursive`: folders are
   read with their subfolders; `ground_truth`: each answer is scored against it too; `data_dir`,
-  `manual_dir`: where a threshold chosen on validation reads (or builds) its split (`api.load`). Naming no
-  image at all (an empty folder, a glob that matches nothing) is an error, raised before the run
+  `manual_dir`: where a threshold chosen on validation reads (or builds) its split (`api.load`).
+  Naming no image at all (an empty folder, a glob that matches nothing) is an error, raised before the run
   is loaded or anything is written."""
   files = expand_paths(paths, recursive)
   # The maps and panels of an earlier call into the same --output, inside a folder read again.

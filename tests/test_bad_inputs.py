@@ -204,7 +204,8 @@ def test_a_build_that_cannot_write_its_records_is_one_error_line(tmp_path):
   nothing that looks complete is left."""
   release = REPO / 'tfds_builders' / 'micc_f220' / 'dummy_data'
   result = subprocess.run(
-      [*with_file_size_limit('forgery_jax.data.datasets', 100_000), 'build', '--name=micc_f220', '--builder_config=paper128',
+      [*with_file_size_limit('forgery_jax.data.datasets', 100_000), 'build', '--name=micc_f220',
+       '--builder_config=paper128',
        f'--data_dir={tmp_path / "tfds"}', f'--manual_dir={release}'],
       cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
   assert result.returncode == 1

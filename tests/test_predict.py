@@ -316,7 +316,7 @@ def test_a_leading_tilde_in_a_flag_is_the_home_folder(cnn_run, corpus, tmp_path)
   result = subprocess.run([sys.executable, '-m', 'forgery_jax.predict', '--workdir=~/model',
                            '--output=~/checked', '--nopanels', '~/photo.jpg'],
                           cwd=cwd, capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, 'HOME': str(home),
-                               'PYTHONPATH': os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')])})
+                          env={**os.environ, 'HOME': str(home), 'PYTHONPATH': os.pathsep.join(
+                              [str(REPO), os.environ.get('PYTHONPATH', '')])})
   assert result.returncode == 0, result.stderr[-2000:]
   assert (home / 'checked' / 'predictions.jsonl').exists() and list(cwd.iterdir()) == []

@@ -144,7 +144,8 @@ def _build_in_child(dataset_config) -> tfds.core.DatasetBuilder:
   logging.info('Building %s into %s', builder.info.full_name, builder.data_dir)
   # It ends with this process: a run killed outright left its build going, unguarded by the lock,
   # and the same command started again built beside it and failed renaming onto its result.
-  result = subprocess.run(cmd, check=False, env={**os.environ, runtime.PARENT_ENV: str(os.getpid())})
+  result = subprocess.run(cmd, check=False,
+                          env={**os.environ, runtime.PARENT_ENV: str(os.getpid())})
   if result.returncode != 0:
     raise DatasetError(f'building {builder.info.full_name} failed (exit {result.returncode}); '
                        'the error is printed above')
