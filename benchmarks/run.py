@@ -39,8 +39,9 @@ GROUPS = ('ela', 'srm', 'jpeg', 'train', 'xla_flags', 'profile', 'synthesis', 'p
 def main(argv=None) -> list[common.Row]:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--quick', action='store_true', help='tiny inputs: checks that every row runs')
-  parser.add_argument('--json', help='write the rows as a JSON list to this file')
-  parser.add_argument('--data_dir', help='TFDS data_dir with prepared datasets (pipeline and GPU rows)')
+  parser.add_argument('--json', type=runtime.home, help='write the rows as a JSON list to this file')
+  parser.add_argument('--data_dir', type=runtime.home,
+                      help='TFDS data_dir with prepared datasets (pipeline and GPU rows)')
   parser.add_argument('--only', default='', help=f'comma-separated row groups: {",".join(GROUPS)}')
   parser.add_argument('--gpu_batches', default='256,512,1024,2048', help='batch sizes tried on a GPU')
   args = parser.parse_args(argv)
