@@ -12,9 +12,10 @@ from forgery_jax import atomic
 
 def one_error_line(main):
   """`main`, ending the command with one `error:` line instead of a traceback when it raises a
-  ValueError or OSError (a missing run or cache, an unreadable file) or a dataset error, and
-  with `preempted: ...` and status 128 + the signal when a run it trains is stopped by SIGTERM
-  or Ctrl-C after saving a checkpoint (as `forgery_jax.main` does: the same command resumes)."""
+  ValueError or OSError (a missing run or cache, an unreadable file), a dataset error or a
+  checkpoint error (unreadable, or a save that failed), and with `preempted: ...` and status
+  128 + the signal when a run it trains is stopped by SIGTERM or Ctrl-C after saving a checkpoint
+  (as `forgery_jax.main` does: the same command resumes)."""
   @functools.wraps(main)
   def wrapped(*args, **kwargs):
     try:
@@ -24,8 +25,12 @@ def one_error_line(main):
       if trainer is not None and isinstance(e, trainer.Preempted):
         print(f'preempted: {e}', file=sys.stderr)
         sys.exit(128 + e.signum)
-      datasets = sys.modules.get('forgery_jax.data.datasets')  # only raised where it was imported
-      if not isinstance(e, (ValueError, OSError) + ((datasets.DatasetError,) if datasets else ())):
+      # Only raised where they were imported.
+      datasets = sys.modules.get('forgery_jax.data.datasets')
+      checkpointing = sys.modules.get('forgery_jax.training.checkpointing')
+      known = ((ValueError, OSError) + ((datasets.DatasetError,) if datasets else ())
+               + ((checkpointing.CheckpointError,) if checkpointing else ()))
+      if not isinstance(e, known):
         raise
       from forgery_jax import progress  # pylint: disable=g-import-not-at-top
       progress.exit_with_error(e)

@@ -213,3 +213,16 @@ def test_a_build_that_cannot_write_its_records_is_one_error_line(tmp_path):
   assert 'error: building micc_f220/paper128 failed: ' in last and 'File too large' in last
   assert 'Traceback' not in result.stderr
   assert not list((tmp_path / 'tfds').rglob('dataset_info.json'))
+
+
+def test_an_experiment_whose_checkpoint_save_fails_ends_in_one_error_line():
+  """The experiments that train (learning_curve, table1) end as `main` does when a checkpoint
+  cannot be saved: one line, not a traceback."""
+  from forgery_jax.training import checkpointing
+
+  @experiments.one_error_line
+  def train():
+    raise checkpointing.CheckpointError('/x/checkpoints: saving the checkpoint of step 8 failed '
+                                        '(No space left on device)')
+  with pytest.raises(SystemExit, match=r'^error: /x/checkpoints: saving the checkpoint of step 8'):
+    train()
