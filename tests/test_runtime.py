@@ -117,8 +117,10 @@ def test_output_folder_is_made_or_refused_with_the_flag_named(tmp_path):
 
 
 _HELPER = '''
-import os, subprocess, sys, time
+import os, signal, subprocess, sys, time
 if sys.argv[1] == 'parent':  # starts the helper, says its pid, then waits to be killed
+  if sys.argv[4] == 'ignored':  # inherited by the helper, as from a shell's background job
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
   helper = subprocess.Popen([sys.executable, '-c', sys.argv[3], 'helper', sys.argv[2]])
   print(helper.pid, flush=True)
   time.sleep(600)
@@ -141,12 +143,10 @@ def test_a_helper_ends_with_its_parent_and_cleans_up_first(tmp_path, sigint):
   outright, and went on unguarded by the build lock; with `exit_with_parent(graceful=True)` it
   stops as Ctrl-C would stop it, its `finally` blocks run, even where SIGINT is ignored (a run
   started in the background by a non-interactive shell)."""
-  import signal
   import time
   parent = subprocess.Popen(
-      [sys.executable, '-c', _HELPER, 'parent', str(tmp_path), _HELPER], cwd=REPO,
-      stdout=subprocess.PIPE, text=True,
-      preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint == 'ignored' else None)
+      [sys.executable, '-c', _HELPER, 'parent', str(tmp_path), _HELPER, sigint], cwd=REPO,
+      stdout=subprocess.PIPE, text=True)
   helper = int(parent.stdout.readline())
   deadline = time.monotonic() + 60
   while not (tmp_path / 'half_written').exists() and time.monotonic() < deadline:
