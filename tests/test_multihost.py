@@ -1,5 +1,5 @@
 """The same `main` as 2 JAX processes on 127.0.0.1 (CPU collectives) matches 1 process, and a
-SIGTERM to one of them stops both at the same step.
+SIGTERM or Ctrl-C to one of them stops both at the same step.
 
 Each process has one CPU device and reads its half of every global batch of 8; the mesh spans
 both processes' devices. Losses and test metrics agree with the single-process run within float
@@ -63,9 +63,11 @@ def test_two_processes_match_one(tiny_config, tmp_path):
   assert os.listdir(tmp_path / 'two' / 'export')  # written once, by the processes together
 
 
-def test_sigterm_on_one_process_saves_the_same_step_on_both(tiny_config, tmp_path):
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_on_one_process_saves_the_same_step_on_both(tiny_config, tmp_path, signum):
   """Orbax's preemption sync point: a SIGTERM to one process stops both at one step, saved once;
-  the same command then resumes both and finishes."""
+  the same command then resumes both and finishes. So does a Ctrl-C (SIGINT), which aborted the
+  process it reached and left the other waiting in its collectives."""
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
   workdir = tmp_path / 'run'
   extra = ('--config.num_epochs=4', '--config.checkpoint.keep_final=True')
@@ -82,10 +84,11 @@ def test_sigterm_on_one_process_saves_the_same_step_on_both(tiny_config, tmp_pat
   while (not (workdir / 'metrics.jsonl').exists() or len(_train_losses(workdir)) < 5) \
       and time.time() < deadline and all(p.poll() is None for p in procs):
     time.sleep(0.05)
-  procs[1].send_signal(signal.SIGTERM)
+  procs[1].send_signal(signum)
   outs = [p.communicate(timeout=300) for p in procs]
-  assert [p.returncode for p in procs] == [143, 143], [e[-2000:] for _, e in outs]
-  steps = [int(re.search(r'stopped by SIGTERM at step (\d+)', e).group(1)) for _, e in outs]
+  assert [p.returncode for p in procs] == [143, 128 + signum], [e[-2000:] for _, e in outs]
+  steps = [int(re.search(rf'stopped by {name} at step (\d+)', e).group(1))
+           for (_, e), name in zip(outs, ('SIGTERM', signal.Signals(signum).name))]
   assert steps[0] == steps[1] and 5 <= steps[0] < 32
   assert str(steps[0]) in os.listdir(workdir / 'checkpoints')
   procs = start(_free_port())

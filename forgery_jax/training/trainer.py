@@ -253,14 +253,14 @@ def _stop_signal(checkpoints: checkpointing.RunCheckpoints):
   One process: SIGTERM and a first Ctrl-C (SIGINT) set it (the work since the last checkpoint
   is kept, not lost to a KeyboardInterrupt); a second Ctrl-C interrupts at once, as the first
   would have (and an ignored SIGINT stays ignored). Several processes: JAX's preemption service
-  catches SIGTERM on any of them and Orbax's sync point names the same step on all of them.
+  catches SIGTERM on any of them and Orbax's sync point names the same step on all of them; a
+  first Ctrl-C on any of them is passed to it as SIGTERM (as a KeyboardInterrupt it aborted that
+  process and left the others waiting in their collectives).
   """
-  if jax.process_count() > 1:
-    yield lambda step: signal.SIGTERM if checkpoints.reached_preemption(step) else None
-    return
   if threading.current_thread() is not threading.main_thread():
     yield lambda step: None  # signal handlers can only be set from the main thread
     return
+  several = jax.process_count() > 1
   received = []
 
   def on_interrupt(signum, frame):
@@ -269,15 +269,23 @@ def _stop_signal(checkpoints: checkpointing.RunCheckpoints):
     signal.signal(signal.SIGINT, previous_int)  # a second Ctrl-C: at once
     progress.write('interrupted: a checkpoint is saved after this step, then training stops '
                    '(Ctrl-C again to stop at once, losing the steps since the last checkpoint)')
+    if several:
+      os.kill(os.getpid(), signal.SIGTERM)  # to JAX's preemption service: every process stops
 
-  previous_term = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+  previous_term = (None if several else
+                   signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum)))
   previous_int = signal.getsignal(signal.SIGINT)
   if previous_int is not signal.SIG_IGN:  # a run started with Ctrl-C ignored (nohup ... &) keeps it so
     signal.signal(signal.SIGINT, on_interrupt)
   try:
-    yield lambda step: received[0] if received else None
+    if several:
+      yield lambda step: ((received[0] if received else signal.SIGTERM)
+                          if checkpoints.reached_preemption(step) else None)
+    else:
+      yield lambda step: received[0] if received else None
   finally:
-    signal.signal(signal.SIGTERM, previous_term)
+    if not several:
+      signal.signal(signal.SIGTERM, previous_term)
     signal.signal(signal.SIGINT, previous_int)
 
 
