@@ -179,10 +179,17 @@ def test_a_failed_save_names_its_step_its_cause_and_the_checkpoint_to_resume_fro
                      '".../4.orbax-checkpoint-tmp/state": Failed to write 12 bytes to file 18: No '
                      "space left on device [os_error_code='28']")
   monkeypatch.setattr(ckpts.manager, 'wait_until_finished', failed)
-  with pytest.raises(checkpointing.CheckpointError,
-                     match=r'saving the checkpoint of step 4 failed \(No space left on device\); '
-                           r'no checkpoint is complete yet, so it starts again'):
+  failure = (r'saving the checkpoint of step 4 failed \(No space left on device\); no checkpoint '
+             r'is complete yet, so it starts again')
+  with pytest.raises(checkpointing.CheckpointError, match=failure):
     ckpts.save(8, state, {}, {'step': 8})
+  # Asked at each log step (`check`), once the background save has ended: not a whole
+  # checkpoint interval later.
+  monkeypatch.setattr(ckpts.manager, 'is_saving_in_progress', lambda: True)
+  ckpts.check()  # still in flight: no wait
+  monkeypatch.setattr(ckpts.manager, 'is_saving_in_progress', lambda: False)
+  with pytest.raises(checkpointing.CheckpointError, match=failure):
+    ckpts.check()
 
 
 def test_a_run_whose_checkpoint_cannot_be_written_stops_with_one_line_and_resumes(tiny_config,

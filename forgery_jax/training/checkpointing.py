@@ -139,6 +139,14 @@ class RunCheckpoints:
     """Several processes: whether the preemption sync point (a SIGTERM on any of them) is here."""
     return self.manager.reached_preemption(step)
 
+  def check(self) -> None:
+    """CheckpointError if a save in the background has failed, without waiting for one in
+    flight: a run stops within a log interval of a full disk, not a checkpoint interval later.
+    One process only (several would not ask at the same step, and a wait may sync them)."""
+    if (jax.process_count() == 1 and self._saving is not None
+        and not self.manager.is_saving_in_progress()):
+      self.wait()  # returns at once: nothing in flight, or the failure of what was
+
   def wait(self) -> None:
     """Until the save in flight is written; CheckpointError if it failed."""
     with self._save_errors():

@@ -405,6 +405,7 @@ def fit(config, dataset, workdir: str, task: task_lib.Task, weights: np.ndarray)
       seen += config.batch_size
       bar.update(1)
       if step % config.log_every_steps == 0 or step == total_steps:
+        ckpts.check()
         scalars = {k: float(v) for k, v in jax.device_get(train_metrics).items()}
         scalars['examples_per_second'] = seen / (time.perf_counter() - t0)
         writer.write('train', step, scalars)
