@@ -148,8 +148,9 @@ class GroundTruth:
       except ValueError:  # ambiguous: the image's own error line says so
         return None
       return entry.mask if entry is not None else None
-    masks = {os.path.realpath(m) for m in map(mask_of, files) if m}
-    return {os.path.realpath(f) for f in files if os.path.realpath(f) in masks and not mask_of(f)}
+    own = {os.path.realpath(f): mask_of(f) for f in files}  # each file looked up once
+    masks = {os.path.realpath(m) for m in own.values() if m}
+    return {f for f, mask in own.items() if f in masks and not mask}
 
 
 class Scores:

@@ -257,11 +257,19 @@ def _stop_signal(checkpoints: checkpointing.RunCheckpoints):
   first Ctrl-C on any of them is passed to it as SIGTERM (as a KeyboardInterrupt it aborted that
   process and left the others waiting in their collectives).
   """
-  if threading.current_thread() is not threading.main_thread():
-    yield lambda step: None  # signal handlers can only be set from the main thread
-    return
   several = jax.process_count() > 1
   received = []
+
+  def stop_at(step):
+    if several:
+      return ((received[0] if received else signal.SIGTERM)
+              if checkpoints.reached_preemption(step) else None)
+    return received[0] if received else None
+
+  if threading.current_thread() is not threading.main_thread():
+    # Signal handlers can only be set from the main thread; JAX's service still hears SIGTERM.
+    yield stop_at
+    return
 
   def on_interrupt(signum, frame):
     del frame
@@ -278,11 +286,7 @@ def _stop_signal(checkpoints: checkpointing.RunCheckpoints):
   if previous_int is not signal.SIG_IGN:  # a run started with Ctrl-C ignored (nohup ... &) keeps it so
     signal.signal(signal.SIGINT, on_interrupt)
   try:
-    if several:
-      yield lambda step: ((received[0] if received else signal.SIGTERM)
-                          if checkpoints.reached_preemption(step) else None)
-    else:
-      yield lambda step: received[0] if received else None
+    yield stop_at
   finally:
     if not several:
       signal.signal(signal.SIGTERM, previous_term)
