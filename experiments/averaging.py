@@ -28,6 +28,7 @@ from sklearn import metrics
 import experiments
 from experiments import fusion_rules
 from forgery_jax import progress
+from forgery_jax import runtime
 
 RULES = ('network', 'replace', 'keypoints_alone', 'upper copies', 'upper copies ranked')
 COUNTS = {2: 'two', 3: 'three', 4: 'four', 5: 'five', 6: 'six'}
@@ -116,18 +117,18 @@ def figures(splits: dict) -> dict:
 
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--workdir', required=True, help='a finished localiser run')
-  parser.add_argument('--cache', required=True, help="its experiments.fusion_rules score cache")
+  parser.add_argument('--workdir', type=runtime.home, required=True, help='a finished localiser run')
+  parser.add_argument('--cache', type=runtime.home, required=True, help="its experiments.fusion_rules score cache")
   parser.add_argument('--also', default='',
                       help="other runs' fusion_rules caches, comma-separated, same split")
   parser.add_argument('--flips', action='store_true',
                       help="also average the four flips (with --also: every run's, which each "
                            "run's own call with --flips keeps in its cache)")
-  parser.add_argument('--output', default='', help='write the figures as JSON here')
+  parser.add_argument('--output', type=runtime.home, default='', help='write the figures as JSON here')
   args = parser.parse_args(argv)
   run, targets, plain = fusion_rules.from_cache(args.workdir, args.cache)
   variants = {'one run': plain}
-  caches = [c for c in args.also.split(',') if c]
+  caches = [runtime.home(c) for c in args.also.split(',') if c]
   others = load_others(caches, plain, args.cache)
   if others:
     name = f'{COUNTS.get(len(others) + 1, len(others) + 1)} runs'

@@ -24,14 +24,15 @@ import experiments
 from benchmarks.common import median_seconds
 from experiments import jpeg_agreement
 from forgery_jax import jpeg
+from forgery_jax import runtime
 
 
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--other', required=True, help='a jpeg.py of another version')
+  parser.add_argument('--other', type=runtime.home, required=True, help='a jpeg.py of another version')
   parser.add_argument('--batch', type=int, default=4096)
   parser.add_argument('--rounds', type=int, default=3)
-  parser.add_argument('--photos', default=jpeg_agreement.DEFAULT_PHOTOS, help='a folder or a glob')
+  parser.add_argument('--photos', type=runtime.home, default=jpeg_agreement.DEFAULT_PHOTOS, help='a folder or a glob')
   args = parser.parse_args(argv)
   if not os.path.isfile(args.other) or not args.other.endswith('.py'):
     raise SystemExit(f'error: {args.other}: not a Python file (give a jpeg.py of another version)')

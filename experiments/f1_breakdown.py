@@ -24,6 +24,7 @@ import numpy as np
 import experiments
 from experiments import averaging
 from experiments import fusion_rules
+from forgery_jax import runtime
 from forgery_jax.data import labels as labels_lib
 from forgery_jax.evaluation import pixel_metrics
 
@@ -103,12 +104,12 @@ def _row(g: dict) -> str:
 
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--cache', required=True, help="a run's experiments.fusion_rules score cache")
+  parser.add_argument('--cache', type=runtime.home, required=True, help="a run's experiments.fusion_rules score cache")
   parser.add_argument('--also', default='', help="other runs' caches, comma-separated, same split")
   parser.add_argument('--rule', default='upper copies', choices=sorted(fusion_rules.PIXEL_RULES))
-  parser.add_argument('--output', default='', help='write the breakdown as JSON here')
+  parser.add_argument('--output', type=runtime.home, default='', help='write the breakdown as JSON here')
   args = parser.parse_args(argv)
-  splits = load_averaged(args.cache, [c for c in args.also.split(',') if c])
+  splits = load_averaged(args.cache, [runtime.home(c) for c in args.also.split(',') if c])
   results = {key: breakdown(per_file(split, fusion_rules.PIXEL_RULES[args.rule]))
              for key, split in splits.items()}
   for key, b in results.items():

@@ -46,6 +46,7 @@ import numpy as np
 
 import experiments
 from experiments import fusion_rules
+from forgery_jax import runtime
 from forgery_jax.data import labels as labels_lib
 from forgery_jax.detectors import localiser
 from forgery_jax.forensics import dct
@@ -260,9 +261,9 @@ def figures(split: dict, rule) -> dict:
 
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--workdir', required=True, help='a finished localiser run')
-  parser.add_argument('--cache', required=True, help="experiments.fusion_rules' score cache")
-  parser.add_argument('--output', default='', help='write the figures as JSON here')
+  parser.add_argument('--workdir', type=runtime.home, required=True, help='a finished localiser run')
+  parser.add_argument('--cache', type=runtime.home, required=True, help="experiments.fusion_rules' score cache")
+  parser.add_argument('--output', type=runtime.home, default='', help='write the figures as JSON here')
   args = parser.parse_args(argv)
   _, targets, cached = fusion_rules.from_cache(args.workdir, args.cache)
   splits = {key: with_luma(cached[key], data, indices) for key, (data, indices) in targets.items()}

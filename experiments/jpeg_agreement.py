@@ -20,6 +20,7 @@ from PIL import Image
 
 import experiments
 from forgery_jax import jpeg
+from forgery_jax import runtime
 
 DEFAULT_PHOTOS = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'datasets',
                               'casia1', 'Au', '*.jpg')
@@ -51,7 +52,7 @@ def load_photos(where: str, limit: int) -> list[np.ndarray]:
 
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--photos', default=DEFAULT_PHOTOS, help='a folder or a glob of photos')
+  parser.add_argument('--photos', type=runtime.home, default=DEFAULT_PHOTOS, help='a folder or a glob of photos')
   parser.add_argument('--limit', type=int, default=200)
   args = parser.parse_args(argv)
   photos = load_photos(args.photos, args.limit)

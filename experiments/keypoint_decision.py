@@ -34,6 +34,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 import experiments
 from forgery_jax import image_io
 from forgery_jax import progress
+from forgery_jax import runtime
 from forgery_jax.data import labels
 from forgery_jax.data import releases
 from forgery_jax.forensics import keypoints
@@ -159,7 +160,7 @@ def cluster_report(pairs: list[tuple[np.ndarray, np.ndarray]], tampered: np.ndar
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--release', default='micc_f220', choices=sorted(releases.LISTERS))
-  parser.add_argument('--manual_dir', required=True)
+  parser.add_argument('--manual_dir', type=runtime.home, required=True)
   parser.add_argument('--limit', type=int, default=0, help='the first N files only (0 = all)')
   parser.add_argument('--mirrored', action='store_true', help='match mirror-wise copies too')
   parser.add_argument('--verify', action='store_true',

@@ -93,13 +93,13 @@ def summary(p: np.ndarray, tampered: np.ndarray) -> dict:
 
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--workdir', required=True, help='a finished localiser run')
+  parser.add_argument('--workdir', type=runtime.home, required=True, help='a finished localiser run')
   parser.add_argument('--dataset', required=True, help='NAME[:CONFIG], scored whole')
-  parser.add_argument('--manual_dir', default='', help="the release's folder, if it is not built")
+  parser.add_argument('--manual_dir', type=runtime.home, default='', help="the release's folder, if it is not built")
   parser.add_argument('--windows', default='384x256,192x192',
                       help='window sizes, WIDTHxHEIGHT, comma-separated')
   parser.add_argument('--limit', type=int, default=0, help='the first N files only (0: all)')
-  parser.add_argument('--output', default='', help='write the scores and figures as JSON here')
+  parser.add_argument('--output', type=runtime.home, default='', help='write the scores and figures as JSON here')
   args = parser.parse_args(argv)
   if args.limit < 0:
     parser.error(f'--limit={args.limit}: a number of files (0: all)')

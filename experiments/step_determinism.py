@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 import experiments
+from forgery_jax import runtime
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ('localiser', 'paper')
@@ -114,7 +115,7 @@ def main(argv=None) -> list[dict]:
                       help='one XLA_FLAGS per option given (repeat it; empty: XLA\'s own choices)')
   parser.add_argument('--compilation_cache', action='store_true',
                       help='the processes of each --flags share a persistent compilation cache')
-  parser.add_argument('--json', help='write the rows to this file')
+  parser.add_argument('--json', type=runtime.home, help='write the rows to this file')
   parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.child:

@@ -164,3 +164,37 @@ def test_a_helper_ends_with_its_parent_and_cleans_up_first(tmp_path, sigint):
       assert f.read().rsplit(')', 1)[1].split()[0] == 'Z', 'the helper still runs'
   except (ProcessLookupError, FileNotFoundError):
     pass  # gone
+
+
+_PATH_OPTIONS = ('--workdir', '--cache', '--output', '--manual_dir', '--json', '--photos', '--other')
+
+
+class _Parsed(Exception):
+  """Stops an experiment's `main` once its arguments are read."""
+
+
+@pytest.mark.parametrize('name', sorted(
+    p.stem for p in (pathlib.Path(__file__).parents[1] / 'experiments').glob('*.py')
+    if 'argparse.ArgumentParser' in p.read_text()))
+def test_every_experiments_folder_option_reads_a_leading_tilde_as_home(name, monkeypatch, tmp_path):
+  """`--cache=~/scores` made a folder named ~ in the current one: the shell leaves ~ after = as
+  it is. Every path option of every argparse experiment goes through `runtime.home`."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  import importlib  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv('HOME', str(tmp_path))
+  parse = argparse.ArgumentParser.parse_args
+
+  def parse_with_tildes(parser, argv=None, namespace=None):
+    options = [a for a in parser._actions if set(a.option_strings) & set(_PATH_OPTIONS)]  # pylint: disable=protected-access
+    args = [f'{a.option_strings[0]}=~/{a.dest}' for a in options]
+    args += [f'{a.option_strings[0]}=x' for a in parser._actions  # pylint: disable=protected-access
+             if a.required and a not in options]
+    raise _Parsed(options, parse(parser, args, namespace))
+
+  monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', parse_with_tildes)
+  with pytest.raises(_Parsed) as parsed:
+    importlib.import_module(f'experiments.{name}').main([])
+  options, namespace = parsed.value.args
+  assert options, f'experiments.{name} has no path option'
+  for option in options:
+    assert getattr(namespace, option.dest) == str(tmp_path / option.dest), option.option_strings
