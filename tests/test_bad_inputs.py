@@ -10,6 +10,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import threading
 
 from hypothesis import given, settings, strategies as st
 import jax.numpy as jnp
@@ -74,6 +75,36 @@ def test_failed_build_leaves_nothing_that_looks_complete(tmp_path):
   with pytest.raises(releases.LayoutError, match=r'no usable images among the 1 listed \(a_scale.jpg: cannot read image'):
     datasets.build('micc_f220', 'paper128', str(tmp_path / 'tfds'), str(empty))
   assert not list((tmp_path / 'tfds').rglob('dataset_info.json'))
+
+
+def test_a_build_removes_what_a_build_killed_outright_left_unfinished(tmp_path, monkeypatch):
+  """TFDS removes its `incomplete.*` folder when a build fails or is stopped, but a build killed
+  outright (SIGKILL, the out-of-memory killer) left it behind for good, as large as the dataset.
+  The next build of that dataset removes it, once it holds the build lock (a build still writing
+  into such a folder holds it), and leaves everything else alone."""
+  data_dir = tmp_path / 'tfds'
+  builder = datasets.builder_class('micc_f220')(config='paper128', data_dir=str(data_dir))
+  version = builder.version
+  folder = data_dir / 'micc_f220' / 'paper128'
+  killed = folder / f'incomplete.Q7ZK2A_{version}'
+  killed.mkdir(parents=True)
+  (killed / 'micc_f220-train.array_record-00000-of-00001').write_bytes(b'half written')
+  kept = [folder / 'incomplete.Q7ZK2A_0.0.1', folder / f'notes_{version}']  # another version's; not TFDS's
+  for path in kept:
+    path.mkdir()
+  said = []
+  waiting = threading.Event()
+  monkeypatch.setattr(datasets.progress, 'write', lambda line: said.append(line) or waiting.set())
+  build = threading.Thread(target=datasets.build, args=(
+      'micc_f220', 'paper128', str(data_dir), str(REPO / 'tfds_builders/micc_f220/dummy_data')))
+  with datasets._build_lock(builder):  # pylint: disable=protected-access  # a build under way
+    build.start()
+    assert waiting.wait(60), 'the build did not wait for the one under way'
+    assert killed.exists()  # not removed while another build may be writing into it
+  build.join(120)
+  assert not killed.exists() and all(path.exists() for path in kept)
+  assert builder.is_prepared()
+  assert said[-1] == f'removed {killed}: left by a build of micc_f220/paper128/{version} that was killed'
 
 
 def test_a_table_that_fails_half_written_keeps_the_last_complete_one(tmp_path):

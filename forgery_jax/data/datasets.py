@@ -5,13 +5,17 @@ Reading never imports TensorFlow: a prepared dataset is opened with
 runs it in a child process (`python -m forgery_jax.data.datasets build ...`) and the
 training process stays free of it. TFDS writes into a temporary folder and
 renames it when complete, so a failed build never leaves a dataset that looks
-finished; processes that need one dataset at once build it once (a lock in the data_dir).
+finished; processes that need one dataset at once build it once (a lock in the data_dir), and
+the build that holds the lock removes what a build killed outright left unfinished.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -93,10 +97,14 @@ def get_builder(dataset_config) -> tfds.core.DatasetBuilder:
   return tfds.builder(f'{name}/{cfg}', data_dir=_data_dir(dataset_config.data_dir))
 
 
-def build(name: str, config_name: str, data_dir: str | None, manual_dir: str | None) -> None:
+def build(name: str, config_name: str, data_dir: str | None, manual_dir: str | None, *,
+          lock_held: bool = False) -> None:
   """Prepares one dataset as array_record (this may import TensorFlow).
 
   Both names are checked first, so that a missing or misspelt one is one line listing the choices.
+  It builds under the dataset's build lock (`lock_held`: the caller holds it, as `ensure_built`
+  does for its child), so that a build started beside another one waits for it and then finds
+  the dataset ready.
   """
   if not name:
     raise DatasetError(f'--name is required: one of {dataset_names()}')
@@ -110,7 +118,9 @@ def build(name: str, config_name: str, data_dir: str | None, manual_dir: str | N
   builder = tfds.builder(f'{name}/{config_name}', data_dir=_data_dir(data_dir))
   download_config = tfds.download.DownloadConfig(manual_dir=manual_dir or None)
   try:
-    builder.download_and_prepare(file_format='array_record', download_config=download_config)
+    with contextlib.nullcontext() if lock_held else _build_lock(builder):
+      _remove_unfinished_builds(builder)
+      builder.download_and_prepare(file_format='array_record', download_config=download_config)
   except RuntimeError as e:  # array_record's failed write (a full disk): its message names the file
     raise DatasetError(f'building {name}/{config_name} failed: {e}') from e
 
@@ -120,16 +130,34 @@ def ensure_built(dataset_config) -> tfds.core.DatasetBuilder:
   builder = get_builder(dataset_config)
   if builder.is_prepared():
     return builder
-  waiting = f'{builder.info.full_name} is being built by {{holder}}; waiting for it'
-  with locks.held(_build_lock(builder), waiting=waiting):  # runs started side by side build it once
+  with _build_lock(builder):  # runs started side by side build it once
     return _build_in_child(dataset_config)
 
 
-def _build_lock(builder: tfds.core.DatasetBuilder) -> str:
-  """The lock file of a dataset's build, beside the datasets of its data_dir (not among TFDS's
-  folders)."""
+def _build_lock(builder: tfds.core.DatasetBuilder):
+  """Holds the lock of a dataset's build for a block, waiting for a build under way; the lock
+  file lies beside the datasets of its data_dir (not among TFDS's folders)."""
+  return locks.held(_build_lock_file(builder),
+                    waiting=f'{builder.info.full_name} is being built by {{holder}}; waiting for it')
+
+
+def _build_lock_file(builder: tfds.core.DatasetBuilder) -> str:
   return os.path.join(builder.data_dir_root, '.locks',
                       f'{builder.name}.{builder.builder_config.name}.{builder.version}.lock')
+
+
+def _remove_unfinished_builds(builder: tfds.core.DatasetBuilder) -> None:
+  """Removes the folders that builds of this dataset version left unfinished. TFDS removes its
+  `incomplete.*` folder when a build fails or is stopped, but a build killed outright (the
+  out-of-memory killer, SIGKILL) leaves it, often the size of the dataset. Called under the build
+  lock, so no build is writing into them."""
+  parent = os.path.dirname(builder.data_dir)
+  unfinished = re.compile(rf'incomplete\.[A-Z0-9]{{6}}_{re.escape(os.path.basename(builder.data_dir))}')
+  for entry in sorted(os.listdir(parent)) if os.path.isdir(parent) else ():
+    path = os.path.join(parent, entry)
+    if unfinished.fullmatch(entry) and os.path.isdir(path):
+      shutil.rmtree(path, ignore_errors=True)
+      progress.write(f'removed {path}: left by a build of {builder.info.full_name} that was killed')
 
 
 def _build_in_child(dataset_config) -> tfds.core.DatasetBuilder:
@@ -175,7 +203,8 @@ def _main(argv):
   runtime.import_tensorflow_quietly()  # building imports it; its start-up lines are noise here
   f = flags.FLAGS
   try:
-    build(f.name, f.builder_config, f.data_dir, f.manual_dir)
+    build(f.name, f.builder_config, f.data_dir, f.manual_dir,
+          lock_held=os.environ.get(runtime.PARENT_ENV) == str(os.getppid()))
   except (DatasetError, ValueError, OSError) as e:
     # ValueError / OSError: a missing or malformed release, or an unreadable file; the message names it.
     progress.exit_with_error(e)
