@@ -15,6 +15,7 @@ import jax
 from ml_collections import config_flags
 
 from forgery_jax import experiment
+from forgery_jax import processes
 from forgery_jax import progress
 from forgery_jax import runtime
 from forgery_jax.data import datasets
@@ -62,11 +63,12 @@ def main(argv):
     # CPU processes exchange arrays through gloo; GPUs and TPUs use their own collectives.
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
     jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  logging.info('JAX process %d/%d, local devices %s', jax.process_index(), jax.process_count(),
-               jax.local_devices())
   config = flags.FLAGS.config
   try:
-    results = experiment.run(config, _WORKDIR.value)
+    with processes.stop_together(stops_every_process=(trainer.Preempted,)):
+      logging.info('JAX process %d/%d, local devices %s', jax.process_index(), jax.process_count(),
+                   jax.local_devices())
+      results = experiment.run(config, _WORKDIR.value)
   except trainer.Preempted as e:
     logging.warning('%s', e)
     print(f'preempted: {e}', file=sys.stderr)

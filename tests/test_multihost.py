@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -99,6 +100,55 @@ def test_sigterm_on_one_process_saves_the_same_step_on_both(tiny_config, tmp_pat
   logged = [r['step'] for r in map(json.loads, (workdir / 'metrics.jsonl').read_text().splitlines())
             if r['split'] == 'train']
   assert logged == list(range(1, 33)), 'a step was lost or logged twice'
+
+
+@pytest.mark.parametrize('stopped', [0, 1])
+def test_a_process_stopped_before_training_stops_the_others_with_one_line(tiny_config, tmp_path, stopped):
+  """A Ctrl-C outside the training loop (here while the run starts) stopped only the process it
+  reached: the other waited in a collective (30 s, then a gloo traceback; on a resumed run, in
+  its restore, until JAX's 300 s shutdown timeout aborted both with C++ stack traces). Now the
+  other is told and ends at once with one line naming the stopped process and why; the same
+  command then runs to the end. Process 0 also hosts JAX's coordination service."""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  workdir = tmp_path / 'run'
+  port = _free_port()
+  start = time.time()
+  procs = [subprocess.Popen(
+      _command(tiny_config, workdir, f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
+               f'--process_id={i}'),
+      cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+  errs = [[], []]
+
+  def read(i):
+    for line in procs[i].stderr:
+      errs[i].append(line)
+      if i == stopped and f'JAX process {stopped}/2' in line:
+        procs[i].send_signal(signal.SIGINT)
+
+  readers = [threading.Thread(target=read, args=(i,)) for i in range(2)]
+  for reader in readers:
+    reader.start()
+  for p in procs:
+    p.wait(timeout=300)
+  for reader in readers:
+    reader.join()
+  other = 1 - stopped
+  assert time.time() - start < 60
+  assert procs[stopped].returncode in (-signal.SIGINT, 130), ''.join(errs[stopped])[-2000:]
+  assert procs[other].returncode == 1, ''.join(errs[other])[-2000:]
+  assert errs[other][-1].strip() == (
+      f'error: process {stopped} of this run stopped (Ctrl-C); process {other} stops too. Run the '
+      'same command on every process to resume from the last checkpoint')
+  assert not any('Traceback' in line for line in errs[other])
+  port = _free_port()
+  procs = [subprocess.Popen(
+      _command(tiny_config, workdir, f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
+               f'--process_id={i}'),
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+  outs = [p.communicate(timeout=600) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in outs]
+  assert json.loads((workdir / 'results.json').read_text())['final_step'] == 8
 
 
 @pytest.mark.parametrize('flags, message', [

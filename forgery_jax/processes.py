@@ -1,0 +1,121 @@
+"""Several JAX processes stop together: one that stops outside the training loop (a Ctrl-C while
+the data is read or the model evaluated, an error on one process only) tells the others through
+JAX's coordination service, and each ends with one line instead of waiting in its collectives.
+
+Without it, the others waited for the stopped one in a collective with no timeout, and the stopped
+one waited for them in JAX's shutdown barrier, until that barrier's timeout (300 s) aborted both
+with C++ stack traces. Inside the training loop SIGTERM and a first Ctrl-C already stop every
+process at one step (the trainer's preemption sync point); this covers the rest of a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+
+from absl import logging
+import jax
+from jax._src import distributed  # its coordination client, as Orbax reads it: JAX has no public handle
+
+_KEYS = 'forgery_jax/stopped/'
+_POLL_SECONDS = 0.5
+_SHUTDOWN_WAIT_SECONDS = 30  # the stopped process waits at most this for the others to leave
+
+
+class _Stopping:
+  """Whether this process is already ending early (so that it answers no other's stop)."""
+
+  def __init__(self):
+    self.lock = threading.Lock()
+    self.stopping = False
+
+  def claim(self) -> bool:
+    with self.lock:
+      claimed, self.stopping = not self.stopping, True
+      return claimed
+
+
+@contextlib.contextmanager
+def stop_together(stops_every_process: tuple[type[BaseException], ...] = ()):
+  """Runs the block. With several processes, a process whose block ends in an exception tells the
+  others why, and a process told so ends at once (exit 1) with one line naming that process and
+  its reason. `stops_every_process`: exceptions that every process raises at the same point by
+  itself (a preemption), passed on as they are. One process: the block, as it is."""
+  client = distributed.global_state.client
+  if jax.process_count() == 1 or client is None:
+    yield
+    return
+  state = _Stopping()
+  done = threading.Event()
+  watcher = threading.Thread(target=_watch, args=(client, state, done), daemon=True,
+                             name='forgery_jax stop watcher')
+  watcher.start()
+  try:
+    yield
+  except stops_every_process:
+    raise
+  except BaseException as e:
+    if not state.claim():  # another process stopped first: the watcher is ending this one
+      threading.Event().wait()
+    done.set()
+    watcher.join()
+    _tell_the_others(client, _reason(e))
+    raise
+  finally:
+    done.set()
+    watcher.join()
+
+
+def _reason(e: BaseException) -> str:
+  """One line on why this process stops."""
+  if isinstance(e, KeyboardInterrupt):
+    return 'Ctrl-C'
+  if isinstance(e, SystemExit):  # an `error: ...` line (progress.exit_with_error)
+    return str(e.code).removeprefix('error: ') if e.code not in (None, 0) else 'it exited'
+  return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _tell_the_others(client, why: str) -> None:
+  """Tells the other processes why this one stops and leaves the coordination service with
+  them (its shutdown barrier), so that none of them is left waiting for it."""
+  try:
+    client.key_value_set(f'{_KEYS}{jax.process_index()}', why[:500])
+  except Exception as e:  # pylint: disable=broad-except  # the service is gone: nobody to tell
+    logging.warning('could not tell the other processes that this one stops: %s', e)
+    return
+  _leave(timeout=_SHUTDOWN_WAIT_SECONDS)
+
+
+def _watch(client, state: _Stopping, done: threading.Event) -> None:
+  """Polls the coordination service for another process's stop; ends this process on one."""
+  me = jax.process_index()
+  while not done.wait(_POLL_SECONDS):
+    try:
+      stopped = [(int(k.rsplit('/', 1)[-1]), why) for k, why in client.key_value_dir_get(_KEYS)]
+    except Exception:  # pylint: disable=broad-except  # the service is gone: the run is ending
+      return
+    others = sorted((i, why) for i, why in stopped if i != me)
+    if others and state.claim():
+      index, why = others[0]
+      print(f'error: process {index} of this run stopped ({why}); process {me} stops too. Run the '
+            'same command on every process to resume from the last checkpoint', file=sys.stderr,
+            flush=True)
+      _leave(timeout=_SHUTDOWN_WAIT_SECONDS)
+      os._exit(1)  # pylint: disable=protected-access  # the main thread may be in a collective
+
+
+def _leave(timeout: float) -> None:
+  """JAX's shutdown barrier with every process, in a thread so that a process that never comes
+  costs at most `timeout` seconds (the barrier's own timeout, 300 s, ends in an abort)."""
+  leaving = threading.Thread(target=_shutdown_quietly, daemon=True, name='forgery_jax shutdown')
+  leaving.start()
+  leaving.join(timeout)
+
+
+def _shutdown_quietly() -> None:
+  try:
+    jax.distributed.shutdown()
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning('leaving the other processes: %s', e)
