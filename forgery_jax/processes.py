@@ -19,6 +19,8 @@ from absl import logging
 import jax
 from jax._src import distributed  # its coordination client, as Orbax reads it: JAX has no public handle
 
+from forgery_jax import progress
+
 _KEYS = 'forgery_jax/stopped/'
 _POLL_SECONDS = 0.5
 _SHUTDOWN_WAIT_SECONDS = 30  # the stopped process waits at most this for the others to leave
@@ -99,6 +101,7 @@ def _watch(client, state: _Stopping, done: threading.Event) -> None:
     others = sorted((i, why) for i, why in stopped if i != me)
     if others and state.claim():
       index, why = others[0]
+      progress.close_bars()
       print(f'error: process {index} of this run stopped ({why}); process {me} stops too. Run the '
             'same command on every process to resume from the last checkpoint', file=sys.stderr,
             flush=True)

@@ -29,12 +29,18 @@ def write(line: str) -> None:
   tqdm_auto.tqdm.write(line, file=sys.stderr)
 
 
+def close_bars() -> None:
+  """Closes the bars still open, so that a last line printed after them stands alone (an open bar
+  is drawn again at exit, below it)."""
+  for open_bar in list(tqdm_auto.tqdm._instances):  # pylint: disable=protected-access
+    open_bar.close()
+
+
 def exit_with_error(message) -> NoReturn:
   """Ends the command with one `error: ...` line on stderr, its last line: the bars an exception
   left open are closed first (else each is drawn again at exit, below the error). `message`: text
   or an exception (an OSError as `FILE: what went wrong`)."""
-  for open_bar in list(tqdm_auto.tqdm._instances):  # pylint: disable=protected-access
-    open_bar.close()
+  close_bars()
   if isinstance(message, OSError) and message.filename and message.strerror:
     message = f'{message.filename}: {message.strerror}'  # not "[Errno 28] No space left ...: '...'"
   raise SystemExit(f'error: {message}') from None
