@@ -8,6 +8,7 @@ looks complete.
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import threading
@@ -105,6 +106,23 @@ def test_a_build_removes_what_a_build_killed_outright_left_unfinished(tmp_path, 
   assert not killed.exists() and all(path.exists() for path in kept)
   assert builder.is_prepared()
   assert said[-1] == f'removed {killed}: left by a build of micc_f220/paper128/{version} that was killed'
+
+
+def test_a_dataset_tfds_built_as_tfrecord_is_one_error_line(tmp_path):
+  """`tfds build` without `--file_format=array_record` writes TFRecord, which cannot be read at
+  random: a run on that data_dir ended in TFDS's NotImplementedError traceback, and `datasets
+  build` said nothing (TFDS found the dataset prepared). Both now say what is wrong and what to do."""
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config()
+  config.dataset.data_dir = str(tmp_path)
+  builder = datasets.get_builder(config.dataset)
+  builder.download_and_prepare()  # TFDS's default format, as `tfds build` writes it
+  message = (f'{builder.data_dir}: built as tfrecord (tfds build without --file_format=array_record); '
+             'forgery_jax reads array_record only: remove that folder and build it again')
+  with pytest.raises(datasets.DatasetError, match=re.escape(message)):
+    datasets.ensure_built(config.dataset)
+  with pytest.raises(datasets.DatasetError, match=re.escape(message)):
+    datasets.build(config.dataset.name, builder.builder_config.name, str(tmp_path), None)
 
 
 def test_a_table_that_fails_half_written_keeps_the_last_complete_one(tmp_path):

@@ -123,15 +123,28 @@ def build(name: str, config_name: str, data_dir: str | None, manual_dir: str | N
       builder.download_and_prepare(file_format='array_record', download_config=download_config)
   except RuntimeError as e:  # array_record's failed write (a full disk): its message names the file
     raise DatasetError(f'building {name}/{config_name} failed: {e}') from e
+  check_readable(tfds.builder(f'{name}/{config_name}', data_dir=_data_dir(data_dir)))
 
 
 def ensure_built(dataset_config) -> tfds.core.DatasetBuilder:
   """Builds the dataset in a child process if it is not prepared yet; returns its builder."""
   builder = get_builder(dataset_config)
-  if builder.is_prepared():
-    return builder
-  with _build_lock(builder):  # runs started side by side build it once
-    return _build_in_child(dataset_config)
+  if not builder.is_prepared():
+    with _build_lock(builder):  # runs started side by side build it once
+      builder = _build_in_child(dataset_config)
+  return check_readable(builder)
+
+
+def check_readable(builder: tfds.core.DatasetBuilder) -> tfds.core.DatasetBuilder:
+  """The builder of a prepared dataset that can be read at random (array_record); a dataset
+  `tfds build` wrote in its default format (TFRecord) is one error line that says what to do."""
+  file_format = builder.info.file_format
+  if file_format is not None and file_format.value != 'array_record':
+    raise DatasetError(
+        f'{builder.data_dir}: built as {file_format.value} (tfds build without '
+        f'--file_format=array_record); forgery_jax reads array_record only: remove that folder and '
+        f'build it again (the same command does), or give another data_dir')
+  return builder
 
 
 def _build_lock(builder: tfds.core.DatasetBuilder):
