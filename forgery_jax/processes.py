@@ -22,7 +22,7 @@ from jax._src import distributed  # its coordination client, as Orbax reads it: 
 from forgery_jax import progress
 
 _KEYS = 'forgery_jax/stopped/'
-_POLL_SECONDS = 0.5
+_POLLS_PER_SECOND = 100  # over all processes together: each asks every max(0.5, N / 100) s
 _SHUTDOWN_WAIT_SECONDS = 30  # the stopped process waits at most this for the others to leave
 
 
@@ -93,7 +93,7 @@ def _tell_the_others(client, why: str) -> None:
 def _watch(client, state: _Stopping, done: threading.Event) -> None:
   """Polls the coordination service for another process's stop; ends this process on one."""
   me = jax.process_index()
-  while not done.wait(_POLL_SECONDS):
+  while not done.wait(max(0.5, jax.process_count() / _POLLS_PER_SECOND)):
     try:
       stopped = [(int(k.rsplit('/', 1)[-1]), why) for k, why in client.key_value_dir_get(_KEYS)]
     except Exception:  # pylint: disable=broad-except  # the service is gone: the run is ending

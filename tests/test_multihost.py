@@ -102,20 +102,29 @@ def test_sigterm_on_one_process_saves_the_same_step_on_both(tiny_config, tmp_pat
   assert logged == list(range(1, 33)), 'a step was lost or logged twice'
 
 
-@pytest.mark.parametrize('stopped', [0, 1])
-def test_a_process_stopped_before_training_stops_the_others_with_one_line(tiny_config, tmp_path, stopped):
+_BAD_ON_ONE = '--config.validate_every_epochs=0'
+
+
+@pytest.mark.parametrize('stopped, how, reason', [
+    (0, 'ctrl-c', 'Ctrl-C'),
+    (1, 'ctrl-c', 'Ctrl-C'),
+    (1, 'error', 'validate_every_epochs 0: a whole number, 1 or more'),
+])
+def test_a_process_stopped_outside_training_stops_the_others_with_one_line(
+    tiny_config, tmp_path, stopped, how, reason):
   """A Ctrl-C outside the training loop (here while the run starts) stopped only the process it
   reached: the other waited in a collective (30 s, then a gloo traceback; on a resumed run, in
-  its restore, until JAX's 300 s shutdown timeout aborted both with C++ stack traces). Now the
-  other is told and ends at once with one line naming the stopped process and why; the same
-  command then runs to the end. Process 0 also hosts JAX's coordination service."""
+  its restore, until JAX's 300 s shutdown timeout aborted both with C++ stack traces). So did an
+  error of one process's own (here a config field given to it alone). Now the other is told and
+  ends at once with one line naming the stopped process and why; the same command then runs to
+  the end. Process 0 also hosts JAX's coordination service."""
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
   workdir = tmp_path / 'run'
   port = _free_port()
   start = time.time()
   procs = [subprocess.Popen(
       _command(tiny_config, workdir, f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
-               f'--process_id={i}'),
+               f'--process_id={i}', *([_BAD_ON_ONE] if how == 'error' and i == stopped else [])),
       cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
       for i in range(2)]
   errs = [[], []]
@@ -123,7 +132,7 @@ def test_a_process_stopped_before_training_stops_the_others_with_one_line(tiny_c
   def read(i):
     for line in procs[i].stderr:
       errs[i].append(line)
-      if i == stopped and f'JAX process {stopped}/2' in line:
+      if how == 'ctrl-c' and i == stopped and f'JAX process {stopped}/2' in line:
         procs[i].send_signal(signal.SIGINT)
 
   readers = [threading.Thread(target=read, args=(i,)) for i in range(2)]
@@ -135,10 +144,13 @@ def test_a_process_stopped_before_training_stops_the_others_with_one_line(tiny_c
     reader.join()
   other = 1 - stopped
   assert time.time() - start < 60
-  assert procs[stopped].returncode in (-signal.SIGINT, 130), ''.join(errs[stopped])[-2000:]
+  assert procs[stopped].returncode in ((-signal.SIGINT, 130) if how == 'ctrl-c' else (1,)), \
+      ''.join(errs[stopped])[-2000:]
+  if how == 'error':
+    assert errs[stopped][-1].strip() == f'error: {reason}'
   assert procs[other].returncode == 1, ''.join(errs[other])[-2000:]
   assert errs[other][-1].strip() == (
-      f'error: process {stopped} of this run stopped (Ctrl-C); process {other} stops too. Run the '
+      f'error: process {stopped} of this run stopped ({reason}); process {other} stops too. Run the '
       'same command on every process to resume from the last checkpoint')
   assert not any('Traceback' in line for line in errs[other])
   port = _free_port()
