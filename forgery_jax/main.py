@@ -5,8 +5,9 @@ Any config field can be overridden on the command line, e.g.
 `forgery_jax.experiment.run(config, workdir)`.
 """
 
-import signal
+import os
 import sys
+import threading
 
 from absl import app
 from absl import flags
@@ -30,6 +31,8 @@ _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Multi-host: number
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'Multi-host: this process (0 .. n-1).')
 _DISTRIBUTED = flags.DEFINE_bool('distributed', False, 'Multi-host with addresses from the '
                                  'environment (SLURM, Open MPI, Kubernetes, Cloud TPU).')
+_INITIALIZATION_TIMEOUT = flags.DEFINE_integer(
+    'initialization_timeout', 300, 'Multi-host: seconds to wait for every process to join.')
 config_flags.DEFINE_config_file('config', None, 'Training configuration file.', lock_config=True)
 flags.mark_flags_as_required(['config', 'workdir'])
 
@@ -47,9 +50,43 @@ def _check_processes() -> None:
   if index is not None and not (index >= 0 and (count is None or index < count)):
     progress.exit_with_error(f'--process_id={index}: from 0 to --num_processes - 1'
                              + (f' ({count - 1})' if count is not None else ''))
+  if _INITIALIZATION_TIMEOUT.value < 1:
+    progress.exit_with_error(f'--initialization_timeout={_INITIALIZATION_TIMEOUT.value}: at least 1 (seconds)')
   host, _, port = (coordinator or '').rpartition(':')
   if coordinator and not (host and port.isdigit()):
     progress.exit_with_error(f'--coordinator_address={coordinator}: host:port, e.g. 10.0.0.1:1234')
+
+
+def _join_the_other_processes() -> None:
+  """`jax.distributed.initialize`; where the processes cannot meet, one error line instead of
+  JAX's traceback, or of its abort with a C++ stack trace when not every process joined in time
+  (this process ends first, `--initialization_timeout` seconds after it started waiting)."""
+  joined = threading.Event()
+  timeout = _INITIALIZATION_TIMEOUT.value
+  where = f'--coordinator_address={_COORDINATOR.value}' if _COORDINATOR.value else '--distributed'
+
+  def give_up():
+    if not joined.wait(timeout):
+      print(f'error: {where}: not every process joined within {timeout} s (this is process '
+            f'{_PROCESS_ID.value}); start each with the same --coordinator_address and '
+            f'--num_processes, process 0 on the host of that address (--initialization_timeout: '
+            f'how long to wait)', file=sys.stderr, flush=True)
+      os._exit(1)  # pylint: disable=protected-access  # the main thread is inside JAX's wait
+
+  threading.Thread(target=give_up, daemon=True, name='forgery_jax join timeout').start()
+  try:
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                               initialization_timeout=timeout + 60)
+  except Exception as e:  # pylint: disable=broad-except  # JAX's ValueError, RuntimeError or its own
+    why = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
+    if not _COORDINATOR.value:
+      progress.exit_with_error(
+          f'--distributed: JAX found no cluster it knows in the environment (SLURM, Open MPI, '
+          f'Kubernetes, Cloud TPU) to take the processes from ({why}); give --coordinator_address, '
+          f'--num_processes and --process_id')
+    progress.exit_with_error(f'{where}: the processes could not meet ({why})')
+  finally:
+    joined.set()
 
 
 def main(argv):
@@ -62,7 +99,7 @@ def main(argv):
   if _COORDINATOR.value or _DISTRIBUTED.value:
     # CPU processes exchange arrays through gloo; GPUs and TPUs use their own collectives.
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    _join_the_other_processes()
   config = flags.FLAGS.config
   try:
     with processes.stop_together(stops_every_process=(trainer.Preempted,)):

@@ -172,11 +172,27 @@ def test_a_process_stopped_outside_training_stops_the_others_with_one_line(
      '--num_processes=0: at least 1'),
     (['--coordinator_address=localhost', '--num_processes=1', '--process_id=0'],
      '--coordinator_address=localhost: host:port'),
+    (['--distributed'], '--distributed: JAX found no cluster it knows in the environment'),
+    (['--coordinator_address=127.0.0.1:1234', '--num_processes=2', '--process_id=0',
+      '--initialization_timeout=0'], '--initialization_timeout=0: at least 1 (seconds)'),
+    # Alone, each waited JAX's 300 s and then aborted with a C++ stack trace.
+    (['--coordinator_address=127.0.0.1:{port}', '--num_processes=2', '--process_id=0',
+      '--initialization_timeout=3'], '--coordinator_address=127.0.0.1:{port}: not every process '
+     'joined within 3 s (this is process 0); start each with the same --coordinator_address'),
+    (['--coordinator_address=127.0.0.1:{port}', '--num_processes=2', '--process_id=1',
+      '--initialization_timeout=3'], '--coordinator_address=127.0.0.1:{port}: not every process '
+     'joined within 3 s (this is process 1)'),
 ])
 def test_multi_host_flags_that_cannot_work_are_one_error_line(tiny_config, tmp_path, flags, message):
   """`--num_processes=2` alone trained one process by itself (its partner would have trained
-  alone into the same workdir); the others were tracebacks from inside JAX."""
-  result = subprocess.run(_command(tiny_config, tmp_path / 'run', *flags), cwd=REPO,
+  alone into the same workdir); the others were tracebacks from inside JAX (`--distributed`
+  outside a cluster too)."""
+  port = _free_port()
+  flags = [f.format(port=port) for f in flags]
+  message = message.format(port=port)
+  no_cluster = {k: v for k, v in os.environ.items()  # what JAX would take the processes from
+                if not k.startswith(('SLURM_', 'OMPI_', 'PMI_', 'KUBERNETES_', 'TPU_', 'MEGASCALE_'))}
+  result = subprocess.run(_command(tiny_config, tmp_path / 'run', *flags), cwd=REPO, env=no_cluster,
                           capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1].startswith(f'error: {message}')
