@@ -5,9 +5,7 @@ Any config field can be overridden on the command line, e.g.
 `forgery_jax.experiment.run(config, workdir)`.
 """
 
-import os
 import sys
-import threading
 
 from absl import app
 from absl import flags
@@ -57,38 +55,6 @@ def _check_processes() -> None:
     progress.exit_with_error(f'--coordinator_address={coordinator}: host:port, e.g. 10.0.0.1:1234')
 
 
-def _join_the_other_processes() -> None:
-  """`jax.distributed.initialize`; where the processes cannot meet, one error line instead of
-  JAX's traceback, or of its abort with a C++ stack trace when not every process joined in time
-  (this process ends first, `--initialization_timeout` seconds after it started waiting)."""
-  joined = threading.Event()
-  timeout = _INITIALIZATION_TIMEOUT.value
-  where = f'--coordinator_address={_COORDINATOR.value}' if _COORDINATOR.value else '--distributed'
-
-  def give_up():
-    if not joined.wait(timeout):
-      print(f'error: {where}: not every process joined within {timeout} s (this is process '
-            f'{_PROCESS_ID.value}); start each with the same --coordinator_address and '
-            f'--num_processes, process 0 on the host of that address (--initialization_timeout: '
-            f'how long to wait)', file=sys.stderr, flush=True)
-      os._exit(1)  # pylint: disable=protected-access  # the main thread is inside JAX's wait
-
-  threading.Thread(target=give_up, daemon=True, name='forgery_jax join timeout').start()
-  try:
-    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
-                               initialization_timeout=timeout + 60)
-  except Exception as e:  # pylint: disable=broad-except  # JAX's ValueError, RuntimeError or its own
-    why = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
-    if not _COORDINATOR.value:
-      progress.exit_with_error(
-          f'--distributed: JAX found no cluster it knows in the environment (SLURM, Open MPI, '
-          f'Kubernetes, Cloud TPU) to take the processes from ({why}); give --coordinator_address, '
-          f'--num_processes and --process_id')
-    progress.exit_with_error(f'{where}: the processes could not meet ({why})')
-  finally:
-    joined.set()
-
-
 def main(argv):
   runtime.deterministic_gpu_ops()  # before the backend starts: resumed runs repeat on GPUs too
   runtime.quiet_libraries()
@@ -99,7 +65,8 @@ def main(argv):
   if _COORDINATOR.value or _DISTRIBUTED.value:
     # CPU processes exchange arrays through gloo; GPUs and TPUs use their own collectives.
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-    _join_the_other_processes()
+    processes.join(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                   timeout=_INITIALIZATION_TIMEOUT.value)
   config = flags.FLAGS.config
   try:
     with processes.stop_together(stops_every_process=(trainer.Preempted,)):

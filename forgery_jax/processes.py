@@ -1,6 +1,7 @@
-"""Several JAX processes stop together: one that stops outside the training loop (a Ctrl-C while
-the data is read or the model evaluated, an error on one process only) tells the others through
-JAX's coordination service, and each ends with one line instead of waiting in its collectives.
+"""Several JAX processes meet, and stop together: processes that cannot meet end with one line
+(`join`), and one that stops outside the training loop (a Ctrl-C while the data is read or the
+model evaluated, an error on one process only) tells the others through JAX's coordination
+service, and each ends with one line instead of waiting in its collectives (`stop_together`).
 
 Without it, the others waited for the stopped one in a collective with no timeout, and the stopped
 one waited for them in JAX's shutdown barrier, until that barrier's timeout (300 s) aborted both
@@ -24,6 +25,39 @@ from forgery_jax import progress
 _KEYS = 'forgery_jax/stopped/'
 _POLLS_PER_SECOND = 100  # over all processes together: each asks every max(0.5, N / 100) s
 _SHUTDOWN_WAIT_SECONDS = 30  # the stopped process waits at most this for the others to leave
+
+
+def join(coordinator_address: str | None, num_processes: int | None, process_id: int | None, *,
+         timeout: int) -> None:
+  """`jax.distributed.initialize`; where the processes cannot meet, one error line instead of
+  JAX's traceback, or of its abort with a C++ stack trace when not every process joined in time
+  (this process ends first, `timeout` seconds after it started waiting). None: from the cluster's
+  environment (SLURM, Open MPI, Kubernetes, Cloud TPU)."""
+  joined = threading.Event()
+  where = f'--coordinator_address={coordinator_address}' if coordinator_address else '--distributed'
+
+  def give_up():
+    if not joined.wait(timeout):
+      this = f' (this is process {process_id})' if process_id is not None else ''
+      print(f'error: {where}: not every process joined within {timeout} s{this}; start each with '
+            f'the same --coordinator_address and --num_processes, process 0 on the host of that '
+            f'address (--initialization_timeout: how long to wait)', file=sys.stderr, flush=True)
+      os._exit(1)  # pylint: disable=protected-access  # the main thread is inside JAX's wait
+
+  threading.Thread(target=give_up, daemon=True, name='forgery_jax join timeout').start()
+  try:
+    jax.distributed.initialize(coordinator_address, num_processes, process_id,
+                               initialization_timeout=timeout + 60)
+  except Exception as e:  # pylint: disable=broad-except  # JAX's ValueError, RuntimeError or its own
+    why = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
+    if not coordinator_address:
+      progress.exit_with_error(
+          f'--distributed: JAX found no cluster it knows in the environment (SLURM, Open MPI, '
+          f'Kubernetes, Cloud TPU) to take the processes from ({why}); give --coordinator_address, '
+          f'--num_processes and --process_id')
+    progress.exit_with_error(f'{where}: the processes could not meet ({why})')
+  finally:
+    joined.set()
 
 
 class _Stopping:
