@@ -39,9 +39,10 @@ def join(coordinator_address: str | None, num_processes: int | None, process_id:
   def give_up():
     if not joined.wait(timeout):
       this = f' (this is process {process_id})' if process_id is not None else ''
-      print(f'error: {where}: not every process joined within {timeout} s{this}; start each with '
-            f'the same --coordinator_address and --num_processes, process 0 on the host of that '
-            f'address (--initialization_timeout: how long to wait)', file=sys.stderr, flush=True)
+      start = ('each with the same --coordinator_address and --num_processes, process 0 on the '
+               'host of that address' if coordinator_address else 'every process of the job')
+      print(f'error: {where}: not every process joined within {timeout} s{this}; start {start} '
+            f'(--initialization_timeout: how long to wait)', file=sys.stderr, flush=True)
       os._exit(1)  # pylint: disable=protected-access  # the main thread is inside JAX's wait
 
   threading.Thread(target=give_up, daemon=True, name='forgery_jax join timeout').start()
