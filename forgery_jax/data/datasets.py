@@ -163,7 +163,8 @@ def _remove_unfinished_builds(builder: tfds.core.DatasetBuilder) -> None:
   """Removes the folders that builds of this dataset version left unfinished. TFDS removes its
   `incomplete.*` folder when a build fails or is stopped, but a build killed outright (the
   out-of-memory killer, SIGKILL) leaves it, often the size of the dataset. Called under the build
-  lock, so no build is writing into them."""
+  lock, so no build of forgery_jax's is writing into them (TFDS's own `tfds build` command takes
+  no lock: do not run it on the same dataset and data_dir beside a run that builds it)."""
   parent = os.path.dirname(builder.data_dir)
   unfinished = re.compile(rf'incomplete\.[A-Z0-9]{{6}}_{re.escape(os.path.basename(builder.data_dir))}')
   for entry in sorted(os.listdir(parent)) if os.path.isdir(parent) else ():
