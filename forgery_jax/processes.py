@@ -50,7 +50,7 @@ def join(coordinator_address: str | None, num_processes: int | None, process_id:
     jax.distributed.initialize(coordinator_address, num_processes, process_id,
                                initialization_timeout=timeout + 60)
   except Exception as e:  # pylint: disable=broad-except  # JAX's ValueError, RuntimeError or its own
-    why = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
+    why = _first_line(e)
     if not coordinator_address:
       progress.exit_with_error(
           f'--distributed: JAX found no cluster it knows in the environment (SLURM, Open MPI, '
@@ -111,7 +111,11 @@ def _reason(e: BaseException) -> str:
     return 'Ctrl-C'
   if isinstance(e, SystemExit):  # an `error: ...` line (progress.exit_with_error)
     return str(e.code).removeprefix('error: ') if e.code not in (None, 0) else 'it exited'
-  return (str(e).strip().splitlines() or [type(e).__name__])[0]
+  return _first_line(e)
+
+
+def _first_line(e: BaseException) -> str:
+  return next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
 
 
 def _tell_the_others(client, why: str) -> None:

@@ -123,7 +123,7 @@ def build(name: str, config_name: str, data_dir: str | None, manual_dir: str | N
       builder.download_and_prepare(file_format='array_record', download_config=download_config)
   except RuntimeError as e:  # array_record's failed write (a full disk): its message names the file
     raise DatasetError(f'building {name}/{config_name} failed: {e}') from e
-  check_readable(tfds.builder(f'{name}/{config_name}', data_dir=_data_dir(data_dir)))
+  check_readable(builder)
 
 
 def ensure_built(dataset_config) -> tfds.core.DatasetBuilder:
@@ -212,13 +212,13 @@ def _main(argv):
     raise app.UsageError('usage: python -m forgery_jax.data.datasets build --name=... --builder_config=...')
   runtime.quiet_libraries()
   runtime.home_in_flags()
-  if os.environ.get(runtime.PARENT_ENV) == str(os.getppid()):  # a run's build (`ensure_built`)
+  started_by_run = os.environ.get(runtime.PARENT_ENV) == str(os.getppid())  # `ensure_built`'s
+  if started_by_run:
     runtime.exit_with_parent(graceful=True)  # TFDS removes its unfinished folder on the way out
   runtime.import_tensorflow_quietly()  # building imports it; its start-up lines are noise here
   f = flags.FLAGS
   try:
-    build(f.name, f.builder_config, f.data_dir, f.manual_dir,
-          lock_held=os.environ.get(runtime.PARENT_ENV) == str(os.getppid()))
+    build(f.name, f.builder_config, f.data_dir, f.manual_dir, lock_held=started_by_run)
   except (DatasetError, ValueError, OSError) as e:
     # ValueError / OSError: a missing or malformed release, or an unreadable file; the message names it.
     progress.exit_with_error(e)
