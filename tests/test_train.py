@@ -192,6 +192,35 @@ def test_a_failed_save_names_its_step_its_cause_and_the_checkpoint_to_resume_fro
     ckpts.check()
 
 
+def test_a_resumed_run_keeps_its_best_checkpoint_beside_the_latest(tmp_path):
+  """The best checkpoint stays beside the latest N after a resume. Orbax's BestN policy ranked by
+  metrics it never wrote to disk, so a resumed run deleted the best at its first save beyond the
+  latest N, and its end failed restoring it."""
+  import jax.numpy as jnp
+  state = {'w': jnp.arange(3.0)}
+  ckpts = checkpointing.RunCheckpoints(str(tmp_path), keep=2)
+  for step in (1, 2, 3):
+    ckpts.save(step, state, {}, {'step': step, 'best_step': 1})
+  ckpts.wait()
+  ckpts.close()
+  assert sorted(ckpts.steps()) == [1, 2, 3]
+  ckpts = checkpointing.RunCheckpoints(str(tmp_path), keep=2)  # the same run, resumed
+  step, _, _, meta = ckpts.restore_latest(checkpointing.abstract_like(state))
+  assert (step, meta['best_step']) == (3, 1)
+  for step in (4, 5):
+    ckpts.save(step, state, {}, {'step': step, 'best_step': 1})
+  ckpts.wait()
+  assert sorted(ckpts.steps()) == [1, 4, 5]
+  assert ckpts.restore(1, checkpointing.abstract_like(state))[3]['step'] == 1
+  ckpts.save(6, state, {}, {'step': 6, 'best_step': 6})  # a new best: the old one goes
+  ckpts.wait()
+  assert sorted(ckpts.steps()) == [5, 6]
+  with pytest.raises(checkpointing.CheckpointError, match=r'/checkpoints/1 is missing: the '
+                     r'checkpoint of step 1, which this run names, was removed'):
+    ckpts.restore(1, checkpointing.abstract_like(state))
+  ckpts.close()
+
+
 def test_a_run_whose_checkpoint_cannot_be_written_stops_with_one_line_and_resumes(tiny_config,
                                                                                    tmp_path):
   """Through `main`, a real failed write (the file-size limit standing in for a full disk): one

@@ -3,7 +3,7 @@
 Each checkpoint holds the train state (parameters, optimiser state), the data iterator's position
 and a small JSON record (step, epoch, early-stopping bookkeeping). The best checkpoint (by the
 validation rule of the trainer) is kept by the manager's preservation policy beside the latest N,
-never as a second copy. Orbax writes into a temporary folder and renames it when the save is
+never as a second copy; which step is best is read from that record, so a resumed run keeps it too. Orbax writes into a temporary folder and renames it when the save is
 complete, so a crash mid-save never replaces a good checkpoint. An unreadable checkpoint is moved to
 `checkpoints_unreadable/`, never deleted.
 """
@@ -30,8 +30,19 @@ class CheckpointError(RuntimeError):
   """A checkpoint in the workdir is unreadable or does not fit the config."""
 
 
-def _best_step(metrics) -> float:
-  return metrics.get('best_step', _NOT_BEST)
+class _KeepBest:
+  """An Orbax preservation policy: keeps the checkpoint of the step the run's record names best.
+
+  Not Orbax's `BestN`: it ranks checkpoints by the metrics given to `save`, which Orbax writes to
+  disk only with a `best_fn`, so a resumed run knew no checkpoint's metrics and deleted the best
+  one at its first save beyond the latest N."""
+
+  def __init__(self):
+    self.step = _NOT_BEST
+
+  def should_preserve(self, checkpoints, *, context) -> list[bool]:
+    del context
+    return [checkpoint.step == self.step for checkpoint in checkpoints]
 
 
 class RunCheckpoints:
@@ -39,25 +50,24 @@ class RunCheckpoints:
 
   def __init__(self, workdir: str, keep: int):
     self.path = os.path.join(workdir, CHECKPOINT_DIR)
-    policy = policies.AnyPreservationPolicy([
-        policies.LatestN(n=keep),
-        policies.BestN(get_metric_fn=_best_step, n=1, keep_checkpoints_without_metrics=False)])
+    self._best = _KeepBest()
+    policy = policies.AnyPreservationPolicy([policies.LatestN(n=keep), self._best])
     self.manager = ocp.CheckpointManager(
         self.path, options=ocp.CheckpointManagerOptions(preservation_policy=policy, create=True),
         item_names=('state', 'data_iter', 'meta'))
     self._saving = None  # the step of the save in flight (Orbax saves in the background)
 
   def save(self, step: int, state, data_iter: dict, meta: dict) -> None:
-    """Saves `step`; it is the best so far when `meta['best_step'] == step`. CheckpointError if
-    this save, or the one before it still in flight, fails (a full disk)."""
-    best = step if meta.get('best_step') == step else _NOT_BEST
+    """Saves `step`; `meta['best_step']` is the run's best so far, kept beside the latest N.
+    CheckpointError if this save, or the one before it still in flight, fails (a full disk)."""
     self.wait()  # the save before it, whose failure is its own
     self._saving = step
+    self._best.step = meta.get('best_step', _NOT_BEST)
     with self._save_errors():
       self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                       data_iter=ocp.args.JsonSave(data_iter),
                                                       meta=ocp.args.JsonSave(meta)),
-                        metrics={'best_step': best}, force=True)
+                        force=True)
 
   @contextlib.contextmanager
   def _save_errors(self):
@@ -81,6 +91,9 @@ class RunCheckpoints:
     checkpoint's metadata: a checkpoint of another config is refused before any array is read
     (a restore that fails part-way leaves reads in flight, which print tracebacks at exit)."""
     where = os.path.join(self.path, str(step))
+    if not os.path.isdir(where):
+      raise CheckpointError(f'{where} is missing: the checkpoint of step {step}, which this run '
+                            'names, was removed. Nothing was changed')
     try:
       mismatch = _mismatch(os.path.join(where, 'state'), abstract_state)
       if mismatch:
@@ -116,6 +129,7 @@ class RunCheckpoints:
         continue
       for _, bad_step in failures:
         self._move_aside(bad_step)
+      self._best.step = restored[3].get('best_step', _NOT_BEST)  # kept until the run names another
       return restored
     if failures:
       raise failures[0][0]
