@@ -3,8 +3,9 @@
 Each checkpoint holds the train state (parameters, optimiser state), the data iterator's position
 and a small JSON record (step, epoch, early-stopping bookkeeping). The best checkpoint (by the
 validation rule of the trainer) is kept by the manager's preservation policy beside the latest N,
-never as a second copy; which step is best is read from that record, so a resumed run keeps it too. Orbax writes into a temporary folder and renames it when the save is
-complete, so a crash mid-save never replaces a good checkpoint. An unreadable checkpoint is moved to
+never as a second copy; which step is best is read from that record, so a resumed run keeps it
+too. Orbax writes into a temporary folder and renames it when the save is complete, so a crash
+mid-save never replaces a good checkpoint. An unreadable checkpoint is moved to
 `checkpoints_unreadable/`, never deleted.
 """
 
