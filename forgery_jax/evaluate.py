@@ -48,6 +48,7 @@ from forgery_jax.data import datasets
 from forgery_jax.detectors import localiser
 from forgery_jax.data import input_pipeline
 from forgery_jax.evaluation import evaluators
+from forgery_jax.evaluation import intervals
 from forgery_jax.evaluation import pixel_eval
 from forgery_jax.evaluation import report as report_lib
 from forgery_jax.evaluation import robustness as robustness_lib
@@ -184,11 +185,20 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
                             [[r['run'], r['split'], *[r[k] for k in keys], r['num_examples']]
                              for r in report['runs']])]
   for r in report['runs']:
-    scalars = {k: v for k, v in sorted(r['results'].items()) if isinstance(v, (int, float))
+    results = r['results']
+    test_intervals = [f'{k} {results[f"test/{k}"]:.3f} {report_lib.interval(bounds)}'
+                      for k in ('accuracy', 'auc', 'pixel_f1', 'pixel_auc')
+                      if (bounds := results.get(f'test/{k}{intervals.SUFFIX}'))]
+    if test_intervals:
+      md += [f'\n{r["run"]}, test split, 95 % intervals ({intervals.DESCRIPTION}): '
+             f'{"; ".join(test_intervals)}\n']
+    scalars = {k: v for k, v in sorted(results.items()) if isinstance(v, (int, float))
                and not k.startswith('test/')}
     if scalars:
       md += [f'\n### {r["run"]}: evaluators beyond the test split\n',
-             report_lib.md_table(['key', 'value'], [[k, v] for k, v in scalars.items()])]
+             report_lib.md_table(['key', 'value', '95 % interval'],
+                                 [[k, v, report_lib.interval(results.get(k + intervals.SUFFIX))]
+                                  for k, v in scalars.items()])]
   if len(loaded) > 1:
     md += ['\n## Ablation (Table 1 style)\n',
            report_lib.md_table(['dataset', 'split', 'detector', 'accuracy', 'precision', 'recall', 'F1', 'AUC'],

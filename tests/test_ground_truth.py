@@ -156,9 +156,16 @@ def test_scores_against_hand_computed_cases(tmp_path):
   assert image['accuracy'] == pytest.approx(3 / 4) and image['majority_accuracy'] == pytest.approx(0.5)
   assert image['authentic_false_alarms'] == pytest.approx(0.5) and image['tampered_detected'] == 1.0
   assert image['auc'] == pytest.approx(0.75)   # 0.9 and 0.7 against 0.8 and 0.1: 3 of 4 pairs
+  # 95 % intervals over the files: two F1s (1 and 2/3) give every mean between them; four
+  # decisions with one wrong give 1/4 when three or four draws of four are the wrong one (5 %).
+  assert summary['pixel']['pixel_f1_ci95'] == pytest.approx([2 / 3, 1.0])
+  assert summary['pixel']['pixel_auc_ci95'] == pytest.approx([1.0, 1.0])
+  assert image['accuracy_ci95'] == pytest.approx([0.25, 1.0])
+  assert image['tampered_detected_ci95'] == pytest.approx([1.0, 1.0])
   lines = gt.report(summary)
-  assert 'pixel_f1 0.833' in lines[2] and 'optimistic' in lines[2]
-  assert lines[3].startswith('image: accuracy 0.750 (majority class 0.500), AUC 0.750')
+  assert 'pixel_f1 0.833 [0.667, 1.000]' in lines[2] and 'optimistic' in lines[2]
+  assert lines[3].startswith('image: accuracy 0.750 [0.250, 1.000] (majority class 0.500), AUC 0.750')
+  assert lines[4].startswith('[low, high]: 95 % intervals')
 
 
 def test_an_unreadable_or_misfit_mask_is_an_error_of_its_image_only(tmp_path):

@@ -217,6 +217,10 @@ def test_run_writes_pixel_scores_beside_their_baselines(run):
   assert results['test/pixel_images'] == 16 and results['test/pixel_baseline/all_tampered/pixel_auc'] == 0.5
   assert results['test/copy_move/pixel_images'] + results['test/splicing/pixel_images'] == 16
   assert results['test/num_examples'] == 32
+  # Each score beside its 95 % interval over the split's groups, per forgery type too.
+  for key in ('accuracy', 'auc', 'pixel_f1', 'pixel_auc', 'splicing/pixel_f1', 'copy_move/pixel_iou'):
+    low, high = results[f'test/{key}_ci95']
+    assert low <= results[f'test/{key}'] <= high and low < high
 
 
 def test_predict_writes_a_mask_at_the_input_size(run, tmp_path):
@@ -533,6 +537,9 @@ def test_validation_threshold_decides_at_the_chosen_threshold(run):
   tampered = dataset.labels[dataset.split.test] != 0
   assert out['threshold/test/accuracy'] == pytest.approx(((test >= t) == tampered).mean())
   assert out['threshold/test/false_alarm_rate'] == pytest.approx((test[~tampered] >= t).mean())
+  for k in ('accuracy', 'false_alarm_rate', 'detection_rate'):  # the decision fixed, groups resampled
+    low, high = out[f'threshold/test/{k}_ci95']
+    assert low <= out[f'threshold/test/{k}'] <= high
   # A validation split of one class (training on synthesised forgeries only) gives no threshold.
   validation = dataset.split.validation
   authentic_only = dataclasses.replace(dataset, split=dataclasses.replace(

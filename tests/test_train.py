@@ -50,6 +50,8 @@ def test_writes_results_checkpoints_and_metrics(finished_run):
     results = json.load(f)
   for k in ('accuracy', 'precision', 'recall', 'f1', 'auc'):
     assert 0.0 <= results[f'test/{k}'] <= 1.0
+  for k in ('accuracy', 'auc'):  # beside their 95 % intervals over the split's groups
+    assert results[f'test/{k}_ci95'][0] <= results[f'test/{k}'] <= results[f'test/{k}_ci95'][1]
   assert results['config']['dataset']['name'] == 'synthetic_forgery'
   # the tiny set read again gives the same content fingerprint (its build is shared by the module)
   from forgery_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top

@@ -31,6 +31,10 @@ of results.json keys:
   `also_test` config and the control (`threshold/*`); run it after those evaluators, whose scores it
   reuses.
 
+Accuracy and AUC of every scored split, the pixel scores and the decisions at the validation's
+threshold carry their 95 % intervals beside them (`<score>_ci95`: `intervals`, a bootstrap over
+the split's scenes).
+
 A new evaluator is a class with a `name` and `__call__(detector, context)`, added to `EVALUATORS`;
 its `reads` names the datasets besides the run's own that it reads ('also_test', 'control',
 'control_reference', 'cross'), which `load_datasets` loads before a fit so that one that cannot
@@ -50,6 +54,7 @@ from forgery_jax import writers
 from forgery_jax.data import input_pipeline
 from forgery_jax.detectors import base
 from forgery_jax.evaluation import baselines
+from forgery_jax.evaluation import intervals
 from forgery_jax.evaluation import metrics as metrics_lib
 from forgery_jax.evaluation import pixel_eval
 from forgery_jax.evaluation import pixel_metrics
@@ -86,8 +91,11 @@ def _test_metrics(detector, ctx: Context, dataset, prefix: str, key: str,
 
 
 def _metrics_of(scores, dataset, prefix: str) -> dict:
-  m = metrics_lib.classification_metrics(scores.probabilities, dataset.labels[dataset.split.test],
+  test = dataset.split.test
+  m = metrics_lib.classification_metrics(scores.probabilities, dataset.labels[test],
                                          dataset.class_names)
+  m.update(intervals.classification(scores.probabilities, dataset.labels[test],
+                                     intervals.scenes_of(dataset, test)))
   logging.info('%s %s: accuracy %.4f  auc %.4f', prefix, dataset.name, m['accuracy'], m['auc'])
   return m
 
@@ -308,19 +316,28 @@ class HistoryControl:
       return {}
     reference = control_reference(ctx.config)
     out = {}
-    rates = {}
+    called = {}
     for role, builder_config in (('control', name), ('reference', reference)):
       other = control_dataset(ctx, builder_config)
       authentic = other.split.test[other.labels[other.split.test] == 0]
       key = 'test' if other is ctx.dataset else f'control/{builder_config}'
       scores = ctx.scores(detector, other, other.split.test, key, f'{role} {other.name}',
                           keep_maps=False)
-      predicted = scores.probabilities.argmax(1)[other.labels[other.split.test] == 0]
-      rates[role] = float((predicted != 0).mean()) if len(authentic) else float('nan')
+      called[role] = scores.probabilities.argmax(1)[other.labels[other.split.test] == 0] != 0
+    rates = {role: float(c.mean()) if len(c) else float('nan') for role, c in called.items()}
     prefix = f'control/{name}'
     out[f'{prefix}/false_alarm_rate'] = rates['control']
     out[f'{prefix}/reference'] = reference
     out[f'{prefix}/reference_false_alarm_rate'] = rates['reference']
+    out[f'{prefix}/false_alarm_increase'] = rates['control'] - rates['reference']
+    # The same authentic files in both (`_prepared_as` checks it): the increase is paired, file
+    # by file, and its interval narrower than the two rates' own.
+    counts = intervals.resample_counts(intervals.scenes_of(other, authentic))
+    for k, values in (('false_alarm_rate', called['control']),
+                      ('reference_false_alarm_rate', called['reference']),
+                      ('false_alarm_increase', called['control'] * 1.0 - called['reference'])):
+      if (bounds := intervals.of_mean(values, counts)) is not None:
+        out[f'{prefix}/{k}{intervals.SUFFIX}'] = bounds
     out[f'{prefix}/num_authentic'] = int((ctx.dataset.labels[ctx.dataset.split.test] == 0).sum())
     logging.info('history-matched control %s: false alarms %.3f (without the history: %.3f)',
                  name, rates['control'], rates['reference'])
@@ -389,7 +406,10 @@ class ValidationThreshold:
     for prefix, other, key in targets:
       scores = ctx.scores(detector, other, other.split.test, key, f'{prefix} {other.name}',
                           keep_maps=False)
-      decision = decision_at(scores.p_tampered, other.labels[other.split.test] != 0, threshold)
+      truth = other.labels[other.split.test] != 0
+      decision = decision_at(scores.p_tampered, truth, threshold)
+      decision.update(intervals.decision(scores.p_tampered >= threshold, truth,
+                                         intervals.scenes_of(other, other.split.test)))
       out.update({f'threshold/{prefix}/{k}': v for k, v in decision.items()})
     logging.info('validation threshold %.3f: test accuracy %.4f', threshold, out['threshold/test/accuracy'])
     return out

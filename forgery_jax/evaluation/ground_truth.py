@@ -33,6 +33,7 @@ import numpy as np
 from sklearn import metrics as skm
 
 from forgery_jax import image_io
+from forgery_jax.evaluation import intervals
 from forgery_jax.evaluation import pixel_metrics
 
 MASK_SUFFIXES = ('', '_gt', '-gt', '_mask', '-mask', '_groundtruth')
@@ -220,8 +221,10 @@ class Scores:
     out = {'ground_truth': self.truth.source, 'images': len(labels),
            'tampered': int(labels.sum()), 'authentic': int(len(labels) - labels.sum()),
            'without_ground_truth': self.without, 'errors': self.errors}
+    # 95 % intervals with each file its own unit: nothing says which files share a scene.
     if self.pixel_rows:
-      out['pixel'] = dict(pixel_metrics.summarise(self.pixel_rows), map_kind=self.map_kind)
+      out['pixel'] = dict(pixel_metrics.summarise(self.pixel_rows), map_kind=self.map_kind,
+                          **intervals.pixel(self.pixel_rows, np.arange(len(self.pixel_rows))))
       out['pixel_baselines'] = self._baselines()
     if len(labels):
       decisions, p = np.asarray(self.decisions), np.asarray(self.p_tampered)
@@ -233,6 +236,14 @@ class Scores:
         image['authentic_false_alarms'] = float(decisions[labels == 0].mean())
       if 0 < labels.sum() < len(labels):
         image['auc'] = float(skm.roc_auc_score(labels, p))
+      files = np.arange(len(labels))
+      bounds = intervals.decision(decisions != 0, labels != 0, files)
+      for key, name in (('accuracy', 'accuracy'), ('tampered_detected', 'detection_rate'),
+                        ('authentic_false_alarms', 'false_alarm_rate')):
+        if key in image and f'{name}{intervals.SUFFIX}' in bounds:
+          image[f'{key}{intervals.SUFFIX}'] = bounds[f'{name}{intervals.SUFFIX}']
+      if (auc := intervals.auc(p, labels != 0, files)) is not None:
+        image[f'auc{intervals.SUFFIX}'] = auc
       out['image'] = image
     return out
 
@@ -249,17 +260,30 @@ def report(summary: dict) -> list[str]:
     beside = lambda k: ', '.join(f"{name.replace('_', ' ')} {base[name][k]:.3f}" for name in BASELINES)
     lines.append(f"pixel, {px['pixel_images']} tampered images with a mask ({kind}; baselines: {beside('pixel_f1')} "
                  f"pixel_f1, {beside('pixel_auc')} pixel_auc):")
-    lines.append(f"  pixel_f1 {px['pixel_f1']:.3f}, pixel_f1_best {px['pixel_f1_best']:.3f} at "
-                 f"{px['pixel_f1_best_threshold']:.2f} (optimistic: chosen on these images), "
-                 f"pixel_auc {px['pixel_auc']:.3f}, pixel_iou {px['pixel_iou']:.3f}")
+    lines.append(f"  pixel_f1 {px['pixel_f1']:.3f}{_interval(px, 'pixel_f1')}, pixel_f1_best "
+                 f"{px['pixel_f1_best']:.3f} at {px['pixel_f1_best_threshold']:.2f} (optimistic: "
+                 f"chosen on these images), pixel_auc {px['pixel_auc']:.3f}{_interval(px, 'pixel_auc')}, "
+                 f"pixel_iou {px['pixel_iou']:.3f}{_interval(px, 'pixel_iou')}")
   elif summary['tampered']:
     lines.append('pixel: no map scored (no tampered image with a usable mask, or a detector '
                  'without a spatial output)')
   if 'image' in summary:
     im = summary['image']
-    parts = [f"accuracy {im['accuracy']:.3f} (majority class {im['majority_accuracy']:.3f})"]
-    parts += [f"AUC {im['auc']:.3f}"] if 'auc' in im else []
-    parts += [f"tampered detected {im['tampered_detected']:.3f}"] if 'tampered_detected' in im else []
-    parts += [f"authentic false alarms {im['authentic_false_alarms']:.3f}"] if 'authentic_false_alarms' in im else []
+    parts = [f"accuracy {im['accuracy']:.3f}{_interval(im, 'accuracy')} (majority class "
+             f"{im['majority_accuracy']:.3f})"]
+    parts += [f"AUC {im['auc']:.3f}{_interval(im, 'auc')}"] if 'auc' in im else []
+    parts += [f"tampered detected {im['tampered_detected']:.3f}{_interval(im, 'tampered_detected')}"
+              ] if 'tampered_detected' in im else []
+    parts += [f"authentic false alarms {im['authentic_false_alarms']:.3f}"
+              f"{_interval(im, 'authentic_false_alarms')}"] if 'authentic_false_alarms' in im else []
     lines.append('image: ' + ', '.join(parts))
+  if any(k.endswith(intervals.SUFFIX) for part in (summary.get('pixel', {}), summary.get('image', {}))
+         for k in part):
+    lines.append(f'[low, high]: 95 % intervals, {intervals.RESAMPLES} bootstrap resamples of the '
+                 'scored files')
   return lines
+
+
+def _interval(scores: dict, key: str) -> str:
+  bounds = scores.get(f'{key}{intervals.SUFFIX}')
+  return f' [{bounds[0]:.3f}, {bounds[1]:.3f}]' if bounds else ''

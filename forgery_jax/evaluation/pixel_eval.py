@@ -12,6 +12,7 @@ import numpy as np
 from forgery_jax import progress
 from forgery_jax.data import input_pipeline
 from forgery_jax.data import labels as labels_lib
+from forgery_jax.evaluation import intervals
 from forgery_jax.evaluation import pixel_metrics
 
 NATIVE_CONFIG = 'native'
@@ -104,6 +105,8 @@ def evaluate(detector, ctx, dataset, key: str, masks: MaskSource, training_mean:
   result = {}
   for group, of_group in by_forgery_type(rows).items():
     result.update({f'{group}{k}': v for k, v in pixel_metrics.summarise(of_group).items()})
+    scenes = intervals.scenes_of(dataset, [r['index'] for r in of_group])
+    result.update({f'{group}{k}': v for k, v in intervals.pixel(of_group, scenes).items()})
   for name, b_rows in baseline_rows.items():
     result.update({f'pixel_baseline/{name}/{k}': v for k, v in pixel_metrics.summarise(b_rows).items()
                    if k != 'pixel_images'})

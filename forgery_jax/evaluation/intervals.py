@@ -1,0 +1,118 @@
+"""95 % confidence intervals of a split's scores, by a bootstrap over its scenes.
+
+A test split of a few hundred files leaves every score several points uncertain, and the files
+of one scene are not independent draws (CASIA's authentic photo of a scene and the forgeries made
+from it). So the split's scenes are resampled with replacement, `RESAMPLES` times from a fixed
+seed (the same intervals on every call), the score is computed on each resample, and the
+interval is the 2.5th and 97.5th percentile of those scores. results.json holds it beside its
+score as `<score>_ci95: [low, high]`. A split of fewer than two scenes gets none.
+
+A file's scene is the first id of its `group` (a CASIA forgery names its source scene first),
+not the connected group a grouped split keeps apart: forgeries made from two scenes chain scenes
+together, and on CASIA v1's test split one such chain holds 133 of the 343 files, which would
+make every interval hinge on how often that one unit is drawn.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from sklearn import metrics as skm
+
+from forgery_jax.data import splits as splits_lib
+
+RESAMPLES = 1000
+SEED = 0
+SUFFIX = '_ci95'
+DESCRIPTION = f'percentiles of {RESAMPLES} bootstrap resamples of the split\'s scenes'
+
+
+def scenes_of(dataset, indices) -> list[str]:
+  """The scene of each example of `dataset` at `indices`: the first id of its group (the example
+  itself where its group names none)."""
+  return [dataset.groups[i].split(splits_lib.GROUP_SEPARATOR)[0] or f'#example{i}'
+          for i in np.asarray(indices, np.int64).tolist()]
+
+
+def resample_counts(scenes, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray | None:
+  """(resamples, n): how many times each of n examples is drawn in each resample of whole
+  scenes (`scenes`: any label per example); None for fewer than two scenes."""
+  _, unit = np.unique(np.asarray(scenes), return_inverse=True)
+  units = int(unit.max()) + 1 if len(unit) else 0
+  if units < 2:
+    return None
+  drawn = np.random.default_rng(seed).integers(0, units, (resamples, units))
+  per_unit = np.zeros((resamples, units), np.int64)
+  np.add.at(per_unit, (np.arange(resamples)[:, None], drawn), 1)
+  return per_unit[:, unit]
+
+
+def _percentiles(values: np.ndarray) -> list[float] | None:
+  values = values[np.isfinite(values)]
+  if len(values) < RESAMPLES // 2:  # most resamples could not be scored (one class only)
+    return None
+  return [float(v) for v in np.percentile(values, [2.5, 97.5])]
+
+
+def of_mean(values, counts: np.ndarray | None) -> list[float] | None:
+  """The interval of the mean of per-example `values` (NaN values left out, as `np.nanmean`)."""
+  if counts is None:
+    return None
+  values = np.asarray(values, np.float64)
+  scored = np.isfinite(values)
+  weights = counts * scored
+  with np.errstate(invalid='ignore', divide='ignore'):
+    means = weights @ np.where(scored, values, 0.0) / weights.sum(1)
+  return _percentiles(means)
+
+
+def of_statistic(statistic: Callable[[np.ndarray], float],
+                 counts: np.ndarray | None) -> list[float] | None:
+  """The interval of `statistic(indices)`, a score of the examples at `indices` (repeats kept)."""
+  if counts is None:
+    return None
+  n = counts.shape[1]
+  return _percentiles(np.array([statistic(np.repeat(np.arange(n), row)) for row in counts]))
+
+
+def auc(p_tampered: np.ndarray, tampered: np.ndarray, scenes) -> list[float] | None:
+  """The interval of the ROC AUC of `p_tampered` against `tampered` (None with one class)."""
+  p_tampered, tampered = np.asarray(p_tampered, np.float64), np.asarray(tampered, bool)
+  if not 0 < tampered.sum() < len(tampered):
+    return None
+
+  def score(idx: np.ndarray) -> float:
+    t = tampered[idx]
+    return float(skm.roc_auc_score(t, p_tampered[idx])) if 0 < t.sum() < len(t) else np.nan
+
+  return of_statistic(score, resample_counts(scenes))
+
+
+def classification(probabilities: np.ndarray, labels: np.ndarray, scenes) -> dict:
+  """`accuracy_ci95` and, where both classes are present, `auc_ci95` (tampered against
+  authentic, as `metrics.classification_metrics` scores them)."""
+  probabilities, labels = np.asarray(probabilities, np.float64), np.asarray(labels)
+  out = {f'accuracy{SUFFIX}': of_mean(probabilities.argmax(1) == labels, resample_counts(scenes)),
+         f'auc{SUFFIX}': auc(1.0 - probabilities[:, 0], labels != 0, scenes)}
+  return {k: v for k, v in out.items() if v is not None}
+
+
+def decision(called: np.ndarray, tampered: np.ndarray, scenes) -> dict:
+  """`accuracy_ci95`, `false_alarm_rate_ci95` and `detection_rate_ci95` of fixed image-level
+  decisions (`called`: called tampered), as `evaluators.decision_at` scores them."""
+  called, tampered = np.asarray(called, bool), np.asarray(tampered, bool)
+  counts = resample_counts(scenes)
+  out = {f'accuracy{SUFFIX}': of_mean(called == tampered, counts),
+         f'false_alarm_rate{SUFFIX}': of_mean(np.where(tampered, np.nan, called), counts),
+         f'detection_rate{SUFFIX}': of_mean(np.where(tampered, called, np.nan), counts)}
+  return {k: v for k, v in out.items() if v is not None}
+
+
+def pixel(rows: list[dict], scenes) -> dict:
+  """`pixel_f1_ci95`, `pixel_auc_ci95` and `pixel_iou_ci95` of per-image pixel rows
+  (`pixel_metrics.per_image`), each a mean over the images."""
+  counts = resample_counts(scenes)
+  out = {f'{k}{SUFFIX}': of_mean([r[k] for r in rows], counts)
+         for k in ('pixel_f1', 'pixel_auc', 'pixel_iou')}
+  return {k: v for k, v in out.items() if v is not None}
