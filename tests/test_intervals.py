@@ -10,41 +10,43 @@ from forgery_jax.evaluation import intervals
 
 def test_whole_scenes_are_drawn_with_replacement():
   scenes = ['a', 'a', 'a', 'b', 'c', 'c']
-  counts = intervals.resample_counts(scenes, resamples=200, seed=3)
-  assert counts.shape == (200, 6)
+  resamples = intervals.Resamples(scenes, count=250, seed=3)
+  counts = np.concatenate(list(resamples.per_example()))   # in chunks of 100, 100 and 50
+  assert counts.shape == (250, 6)
   # The files of one scene are drawn together, and each resample draws as many scenes as there are.
   assert np.all(counts[:, 0] == counts[:, 1]) and np.all(counts[:, 0] == counts[:, 2])
   assert np.all(counts[:, 4] == counts[:, 5])
   assert np.all(counts[:, 0] + counts[:, 3] + counts[:, 4] == 3)
-  np.testing.assert_array_equal(counts, intervals.resample_counts(scenes, resamples=200, seed=3))
-  assert intervals.resample_counts(np.zeros(5, int)) is None  # one scene: nothing to resample
-  assert intervals.of_mean(np.ones(5), None) is None
+  assert len(np.unique(counts, axis=0)) == 10  # every way of drawing 3 of 3 scenes is met
+  again = np.concatenate(list(intervals.Resamples(scenes, count=250, seed=3).per_example()))
+  np.testing.assert_array_equal(counts, again)
+  one_scene = intervals.Resamples(np.zeros(5, int))
+  assert not one_scene.usable and intervals.of_mean(np.ones(5), one_scene) is None
 
 
 def test_two_scenes_give_the_whole_range_of_their_means():
   # Two scenes, one file each, scored 1 and 0: a resample draws two scenes, so its mean is 0
   # (a quarter of the time), 0.5 (half) or 1 (a quarter); the 2.5th and 97.5th percentiles are 0 and 1.
-  counts = intervals.resample_counts(np.array([0, 1]))
-  assert intervals.of_mean([1.0, 0.0], counts) == [0.0, 1.0]
+  assert intervals.of_mean([1.0, 0.0], intervals.Resamples(np.array([0, 1]))) == [0.0, 1.0]
   # The same file scores in two scenes of five files each, and each file its own scene: the
   # scenes are what is drawn, so the first interval is as wide as two draws make it.
   values = np.array([1.0] * 5 + [0.0] * 5)
-  grouped = intervals.of_mean(values, intervals.resample_counts(np.repeat([0, 1], 5)))
-  independent = intervals.of_mean(values, intervals.resample_counts(np.arange(10)))
+  grouped = intervals.of_mean(values, intervals.Resamples(np.repeat([0, 1], 5)))
+  independent = intervals.of_mean(values, intervals.Resamples(np.arange(10)))
   assert grouped == [0.0, 1.0]
   assert 0.1 <= independent[0] < 0.5 < independent[1] <= 0.9
 
 
 def test_the_interval_of_a_mean_is_about_its_normal_width():
   values = (np.random.default_rng(0).random(400) < 0.7).astype(float)
-  low, high = intervals.of_mean(values, intervals.resample_counts(np.arange(400)))
+  low, high = intervals.of_mean(values, intervals.Resamples(np.arange(400)))
   assert low < values.mean() < high
   assert high - low == pytest.approx(2 * 1.96 * np.sqrt(0.7 * 0.3 / 400), rel=0.15)
 
 
 def test_unscored_values_are_left_out_of_each_mean():
-  counts = intervals.resample_counts(np.arange(4))
-  assert intervals.of_mean([0.5, np.nan, 0.5, 0.5], counts) == pytest.approx([0.5, 0.5])
+  resamples = intervals.Resamples(np.arange(4))
+  assert intervals.of_mean([0.5, np.nan, 0.5, 0.5], resamples) == pytest.approx([0.5, 0.5])
 
 
 def test_classification_and_pixel_intervals():

@@ -332,11 +332,11 @@ class HistoryControl:
     out[f'{prefix}/false_alarm_increase'] = rates['control'] - rates['reference']
     # The same authentic files in both (`_prepared_as` checks it): the increase is paired, file
     # by file, and its interval narrower than the two rates' own.
-    counts = intervals.resample_counts(intervals.scenes_of(other, authentic))
+    resamples = intervals.Resamples(intervals.scenes_of(other, authentic))
     for k, values in (('false_alarm_rate', called['control']),
                       ('reference_false_alarm_rate', called['reference']),
                       ('false_alarm_increase', called['control'] * 1.0 - called['reference'])):
-      if (bounds := intervals.of_mean(values, counts)) is not None:
+      if (bounds := intervals.of_mean(values, resamples)) is not None:
         out[f'{prefix}/{k}{intervals.SUFFIX}'] = bounds
     out[f'{prefix}/num_authentic'] = int((ctx.dataset.labels[ctx.dataset.split.test] == 0).sum())
     logging.info('history-matched control %s: false alarms %.3f (without the history: %.3f)',

@@ -35,45 +35,66 @@ def scenes_of(dataset, indices) -> list[str]:
           for i in np.asarray(indices, np.int64).tolist()]
 
 
-def resample_counts(scenes, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray | None:
-  """(resamples, n): how many times each of n examples is drawn in each resample of whole
-  scenes (`scenes`: any label per example); None for fewer than two scenes."""
-  _, unit = np.unique(np.asarray(scenes), return_inverse=True)
-  units = int(unit.max()) + 1 if len(unit) else 0
-  if units < 2:
-    return None
-  drawn = np.random.default_rng(seed).integers(0, units, (resamples, units))
-  per_unit = np.zeros((resamples, units), np.int64)
-  np.add.at(per_unit, (np.arange(resamples)[:, None], drawn), 1)
-  return per_unit[:, unit]
+class Resamples:
+  """`count` resamples of whole scenes, drawn with replacement from `seed`: which scene each
+  example is in, and chunk by chunk how many times each scene is drawn (a chunk of resamples x
+  scenes at a time, so that a large split needs no resamples x examples table)."""
+
+  CHUNK = 100
+
+  def __init__(self, scenes, count: int = RESAMPLES, seed: int = SEED):
+    _, self.scene = np.unique(np.asarray(scenes), return_inverse=True)
+    self.scenes = int(self.scene.max()) + 1 if len(self.scene) else 0
+    self.count, self.seed = count, seed
+
+  @property
+  def usable(self) -> bool:
+    """Two scenes or more: with one there is nothing to resample."""
+    return self.scenes >= 2
+
+  def per_scene(self):
+    """(chunk, scenes) arrays: how many times each scene is drawn in each resample."""
+    rng = np.random.default_rng(self.seed)
+    for start in range(0, self.count, self.CHUNK):
+      k = min(self.CHUNK, self.count - start)
+      drawn = rng.integers(0, self.scenes, (k, self.scenes)) + self.scenes * np.arange(k)[:, None]
+      yield np.bincount(drawn.ravel(), minlength=k * self.scenes).reshape(k, self.scenes)
+
+  def per_example(self):
+    """(chunk, examples) arrays: how many times each example is drawn in each resample."""
+    for counts in self.per_scene():
+      yield counts[:, self.scene]
 
 
 def _percentiles(values: np.ndarray) -> list[float] | None:
-  values = values[np.isfinite(values)]
-  if len(values) < RESAMPLES // 2:  # most resamples could not be scored (one class only)
+  finite = values[np.isfinite(values)]
+  if len(finite) < len(values) / 2:  # most resamples could not be scored (one class only)
     return None
-  return [float(v) for v in np.percentile(values, [2.5, 97.5])]
+  return [float(v) for v in np.percentile(finite, [2.5, 97.5])]
 
 
-def of_mean(values, counts: np.ndarray | None) -> list[float] | None:
+def of_mean(values, resamples: Resamples) -> list[float] | None:
   """The interval of the mean of per-example `values` (NaN values left out, as `np.nanmean`)."""
-  if counts is None:
+  if not resamples.usable:
     return None
   values = np.asarray(values, np.float64)
   scored = np.isfinite(values)
-  weights = counts * scored
+  # Per scene: the sum of its scored values and how many there are; a resample's mean from those.
+  sums = np.bincount(resamples.scene, np.where(scored, values, 0.0), resamples.scenes)
+  sizes = np.bincount(resamples.scene, scored.astype(np.float64), resamples.scenes)
   with np.errstate(invalid='ignore', divide='ignore'):
-    means = weights @ np.where(scored, values, 0.0) / weights.sum(1)
+    means = np.concatenate([(c @ sums) / (c @ sizes) for c in resamples.per_scene()])
   return _percentiles(means)
 
 
 def of_statistic(statistic: Callable[[np.ndarray], float],
-                 counts: np.ndarray | None) -> list[float] | None:
+                 resamples: Resamples) -> list[float] | None:
   """The interval of `statistic(indices)`, a score of the examples at `indices` (repeats kept)."""
-  if counts is None:
+  if not resamples.usable:
     return None
-  n = counts.shape[1]
-  return _percentiles(np.array([statistic(np.repeat(np.arange(n), row)) for row in counts]))
+  n = len(resamples.scene)
+  return _percentiles(np.array([statistic(np.repeat(np.arange(n), row))
+                                for counts in resamples.per_example() for row in counts]))
 
 
 def auc(p_tampered: np.ndarray, tampered: np.ndarray, scenes) -> list[float] | None:
@@ -86,14 +107,14 @@ def auc(p_tampered: np.ndarray, tampered: np.ndarray, scenes) -> list[float] | N
     t = tampered[idx]
     return float(skm.roc_auc_score(t, p_tampered[idx])) if 0 < t.sum() < len(t) else np.nan
 
-  return of_statistic(score, resample_counts(scenes))
+  return of_statistic(score, Resamples(scenes))
 
 
 def classification(probabilities: np.ndarray, labels: np.ndarray, scenes) -> dict:
   """`accuracy_ci95` and, where both classes are present, `auc_ci95` (tampered against
   authentic, as `metrics.classification_metrics` scores them)."""
   probabilities, labels = np.asarray(probabilities, np.float64), np.asarray(labels)
-  out = {f'accuracy{SUFFIX}': of_mean(probabilities.argmax(1) == labels, resample_counts(scenes)),
+  out = {f'accuracy{SUFFIX}': of_mean(probabilities.argmax(1) == labels, Resamples(scenes)),
          f'auc{SUFFIX}': auc(1.0 - probabilities[:, 0], labels != 0, scenes)}
   return {k: v for k, v in out.items() if v is not None}
 
@@ -102,17 +123,17 @@ def decision(called: np.ndarray, tampered: np.ndarray, scenes) -> dict:
   """`accuracy_ci95`, `false_alarm_rate_ci95` and `detection_rate_ci95` of fixed image-level
   decisions (`called`: called tampered), as `evaluators.decision_at` scores them."""
   called, tampered = np.asarray(called, bool), np.asarray(tampered, bool)
-  counts = resample_counts(scenes)
-  out = {f'accuracy{SUFFIX}': of_mean(called == tampered, counts),
-         f'false_alarm_rate{SUFFIX}': of_mean(np.where(tampered, np.nan, called), counts),
-         f'detection_rate{SUFFIX}': of_mean(np.where(tampered, called, np.nan), counts)}
+  resamples = Resamples(scenes)
+  out = {f'accuracy{SUFFIX}': of_mean(called == tampered, resamples),
+         f'false_alarm_rate{SUFFIX}': of_mean(np.where(tampered, np.nan, called), resamples),
+         f'detection_rate{SUFFIX}': of_mean(np.where(tampered, called, np.nan), resamples)}
   return {k: v for k, v in out.items() if v is not None}
 
 
 def pixel(rows: list[dict], scenes) -> dict:
   """`pixel_f1_ci95`, `pixel_auc_ci95` and `pixel_iou_ci95` of per-image pixel rows
   (`pixel_metrics.per_image`), each a mean over the images."""
-  counts = resample_counts(scenes)
-  out = {f'{k}{SUFFIX}': of_mean([r[k] for r in rows], counts)
+  resamples = Resamples(scenes)
+  out = {f'{k}{SUFFIX}': of_mean([r[k] for r in rows], resamples)
          for k in ('pixel_f1', 'pixel_auc', 'pixel_iou')}
   return {k: v for k, v in out.items() if v is not None}
