@@ -186,7 +186,7 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
                              for r in report['runs']])]
   for r in report['runs']:
     results = r['results']
-    test_intervals = [f'{k} {results[f"test/{k}"]:.3f} {report_lib.interval(bounds)}'
+    test_intervals = [f'{k} {results[f"test/{k}"]:.3f} {intervals.as_text(bounds)}'
                       for k in ('accuracy', 'auc', 'pixel_f1', 'pixel_auc')
                       if (bounds := results.get(f'test/{k}{intervals.SUFFIX}'))]
     if test_intervals:
@@ -197,7 +197,7 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
     if scalars:
       md += [f'\n### {r["run"]}: evaluators beyond the test split\n',
              report_lib.md_table(['key', 'value', '95 % interval'],
-                                 [[k, v, report_lib.interval(results.get(k + intervals.SUFFIX))]
+                                 [[k, v, intervals.as_text(results.get(k + intervals.SUFFIX))]
                                   for k, v in scalars.items()])]
   if len(loaded) > 1:
     md += ['\n## Ablation (Table 1 style)\n',

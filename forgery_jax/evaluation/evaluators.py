@@ -31,9 +31,9 @@ of results.json keys:
   `also_test` config and the control (`threshold/*`); run it after those evaluators, whose scores it
   reuses.
 
-Accuracy and AUC of every scored split, the pixel scores and the decisions at the validation's
-threshold carry their 95 % intervals beside them (`<score>_ci95`: `intervals`, a bootstrap over
-the split's scenes).
+Accuracy and AUC of every scored split, the pixel scores, the decisions at the validation's
+threshold and the control's false alarms carry their 95 % intervals beside them (`<score>_ci95`:
+`intervals`, a bootstrap over the split's scenes).
 
 A new evaluator is a class with a `name` and `__call__(detector, context)`, added to `EVALUATORS`;
 its `reads` names the datasets besides the run's own that it reads ('also_test', 'control',

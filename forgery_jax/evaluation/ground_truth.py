@@ -285,5 +285,6 @@ def report(summary: dict) -> list[str]:
 
 
 def _interval(scores: dict, key: str) -> str:
-  bounds = scores.get(f'{key}{intervals.SUFFIX}')
-  return f' [{bounds[0]:.3f}, {bounds[1]:.3f}]' if bounds else ''
+  """' [low, high]' after a printed score that has an interval, else ''."""
+  text = intervals.as_text(scores.get(f'{key}{intervals.SUFFIX}'))
+  return f' {text}' if text else ''

@@ -28,6 +28,11 @@ SUFFIX = '_ci95'
 DESCRIPTION = f'percentiles of {RESAMPLES} bootstrap resamples of the split\'s scenes'
 
 
+def as_text(bounds) -> str:
+  """An interval as printed: `[low, high]` to three decimals ('' for none)."""
+  return f'[{bounds[0]:.3f}, {bounds[1]:.3f}]' if bounds else ''
+
+
 def scenes_of(dataset, indices) -> list[str]:
   """The scene of each example of `dataset` at `indices`: the first id of its group (the example
   itself where its group names none)."""

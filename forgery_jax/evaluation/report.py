@@ -24,11 +24,6 @@ def md_table(header: list[str], rows: list[list]) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def interval(bounds) -> str:
-  """A `[low, high]` interval of results.json as a table cell ('' for none)."""
-  return f'[{bounds[0]:.3f}, {bounds[1]:.3f}]' if bounds else ''
-
-
 def _save(fig, path: str, dpi: float | None = None) -> None:
   """A figure as PNG, replaced whole (`atomic.write_bytes`)."""
   buf = io.BytesIO()
