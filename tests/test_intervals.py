@@ -119,3 +119,19 @@ def test_the_history_control_gives_its_rates_and_their_paired_increase_intervals
   assert 0.0 <= low <= 0.1 <= high < 0.3
   for k in ('false_alarm_rate', 'reference_false_alarm_rate'):
     assert out[f'{prefix}/{k}_ci95'][1] - out[f'{prefix}/{k}_ci95'][0] > high - low
+
+
+def test_a_resamples_auc_counts_each_file_as_often_as_it_is_drawn():
+  """Against scikit-learn's AUC of each resample's files, repeats kept, with tied scores."""
+  from sklearn import metrics as skm  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(2)
+  p, tampered = np.round(rng.random(40), 1), rng.random(40) < 0.4
+  resamples = intervals.Resamples(np.arange(40) // 2, count=300, seed=5)
+  want = []
+  for counts in resamples.per_example():
+    for row in counts:
+      drawn = np.repeat(np.arange(40), row)
+      if 0 < tampered[drawn].sum() < len(drawn):
+        want.append(skm.roc_auc_score(tampered[drawn], p[drawn]))
+  assert intervals.auc(p, tampered, resamples) == pytest.approx(np.percentile(want, [2.5, 97.5]))
+  assert intervals.auc(p, np.zeros(40, bool), resamples) is None

@@ -242,7 +242,7 @@ class Scores:
                         ('authentic_false_alarms', 'false_alarm_rate')):
         if key in image and f'{name}{intervals.SUFFIX}' in bounds:
           image[f'{key}{intervals.SUFFIX}'] = bounds[f'{name}{intervals.SUFFIX}']
-      if (auc := intervals.auc(p, labels != 0, files)) is not None:
+      if (auc := intervals.auc(p, labels != 0, intervals.Resamples(files))) is not None:
         image[f'auc{intervals.SUFFIX}'] = auc
       out['image'] = image
     return out

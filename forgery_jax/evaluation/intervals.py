@@ -15,10 +15,7 @@ make every interval hinge on how often that one unit is drawn.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
-from sklearn import metrics as skm
 
 from forgery_jax.data import splits as splits_lib
 
@@ -92,35 +89,37 @@ def of_mean(values, resamples: Resamples) -> list[float] | None:
   return _percentiles(means)
 
 
-def of_statistic(statistic: Callable[[np.ndarray], float],
-                 resamples: Resamples) -> list[float] | None:
-  """The interval of `statistic(indices)`, a score of the examples at `indices` (repeats kept)."""
-  if not resamples.usable:
-    return None
-  n = len(resamples.scene)
-  return _percentiles(np.array([statistic(np.repeat(np.arange(n), row))
-                                for counts in resamples.per_example() for row in counts]))
-
-
-def auc(p_tampered: np.ndarray, tampered: np.ndarray, scenes) -> list[float] | None:
-  """The interval of the ROC AUC of `p_tampered` against `tampered` (None with one class)."""
+def auc(p_tampered: np.ndarray, tampered: np.ndarray, resamples: Resamples) -> list[float] | None:
+  """The interval of the ROC AUC of `p_tampered` against `tampered` (None with one class): for
+  each resample, the share of (tampered, authentic) pairs, each file counted as often as it is
+  drawn, in which the tampered file scores higher (a tie counts a half)."""
   p_tampered, tampered = np.asarray(p_tampered, np.float64), np.asarray(tampered, bool)
-  if not 0 < tampered.sum() < len(tampered):
+  if not resamples.usable or not 0 < tampered.sum() < len(tampered):
     return None
-
-  def score(idx: np.ndarray) -> float:
-    t = tampered[idx]
-    return float(skm.roc_auc_score(t, p_tampered[idx])) if 0 < t.sum() < len(t) else np.nan
-
-  return of_statistic(score, Resamples(scenes))
+  order = np.argsort(p_tampered, kind='stable')
+  positive = tampered[order]
+  # The tie block of each file in score order: where it starts and where it ends.
+  _, start, block = np.unique(p_tampered[order], return_index=True, return_inverse=True)
+  end = np.append(start[1:], len(order)) - 1
+  values = []
+  for counts in resamples.per_example():
+    counts = counts[:, order]
+    pos, neg = counts * positive, counts * ~positive
+    upto = np.cumsum(neg, 1)                                  # authentic draws up to each file
+    below = upto[:, start[block]] - neg[:, start[block]]       # strictly below its tie block
+    tied = upto[:, end[block]] - below
+    with np.errstate(invalid='ignore', divide='ignore'):
+      values.append((pos * (below + 0.5 * tied)).sum(1) / (pos.sum(1) * neg.sum(1)))
+  return _percentiles(np.concatenate(values))
 
 
 def classification(probabilities: np.ndarray, labels: np.ndarray, scenes) -> dict:
   """`accuracy_ci95` and, where both classes are present, `auc_ci95` (tampered against
   authentic, as `metrics.classification_metrics` scores them)."""
   probabilities, labels = np.asarray(probabilities, np.float64), np.asarray(labels)
-  out = {f'accuracy{SUFFIX}': of_mean(probabilities.argmax(1) == labels, Resamples(scenes)),
-         f'auc{SUFFIX}': auc(1.0 - probabilities[:, 0], labels != 0, scenes)}
+  resamples = Resamples(scenes)
+  out = {f'accuracy{SUFFIX}': of_mean(probabilities.argmax(1) == labels, resamples),
+         f'auc{SUFFIX}': auc(1.0 - probabilities[:, 0], labels != 0, resamples)}
   return {k: v for k, v in out.items() if v is not None}
 
 
