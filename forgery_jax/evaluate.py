@@ -132,6 +132,32 @@ def _evaluate_run(run: LoadedRun, names) -> tuple[dict, tuple[np.ndarray, np.nda
   return results, own, contexts
 
 
+def _paired(loaded: list[LoadedRun], own: dict, contexts: dict) -> list[dict]:
+  """Each further run of one split minus the first (WORKDIR), file by file, where both test
+  splits hold the same files: accuracy and AUC, and the pixel scores where both draw tamper maps
+  (gradient saliency is not compared)."""
+  base = loaded[0]
+  if len(base.datasets) != 1:
+    return []  # k-fold: each fold's split differs; the folds' spread stands instead
+  dataset = base.datasets[0]
+  maps = lambda run: (contexts[run.workdir][0].cache.get('pixel_rows/test')
+                      if run.detectors[0].localises else None)
+  base_rows = maps(base)
+  out = []
+  for run in loaded[1:]:
+    if len(run.datasets) != 1 or not evaluators.same_test_files(dataset, run.datasets[0]):
+      continue
+    probabilities, labels = own[run.workdir]
+    row = {'run': run.name, **intervals.paired_classification(
+        probabilities, own[base.workdir][0], labels, intervals.scenes_of(dataset, dataset.split.test))}
+    rows = maps(run)
+    if base_rows and rows and [r['index'] for r in rows] == [r['index'] for r in base_rows]:
+      row.update(intervals.paired_pixel(rows, base_rows,
+                                        intervals.scenes_of(dataset, [r['index'] for r in rows])))
+    out.append(row)
+  return out
+
+
 def _cross_row(run: LoadedRun, others: list[LoadedRun], names: list[str], own) -> list:
   row = [run.name]
   for name in names:
@@ -206,6 +232,15 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
                                  run.detectors[0].describe(),
                                  *[r[k] for k in ('accuracy', 'precision', 'recall', 'f1', 'auc')]]
                                 for run, r in zip(loaded, report['runs'])])]
+  paired = _paired(loaded, own, contexts)
+  if paired:
+    report['paired'] = paired
+    differences = ('accuracy', 'auc', 'pixel_f1', 'pixel_auc')
+    md += [f'\n## Paired against {loaded[0].name} (each run minus it on the same test files; '
+           f'95 % intervals from the same resamples of the scenes for both)\n',
+           report_lib.md_table(['run', *differences], [
+               [row['run'], *[f'{row[k]:+.3f} {intervals.as_text(row.get(k + intervals.SUFFIX))}'
+                              if k in row else '' for k in differences]] for row in paired])]
   if cross:
     names = list(dict.fromkeys(run.config.dataset.name for run in loaded))
     matrix = [_cross_row(run, loaded, names, own[run.workdir]) for run in loaded]

@@ -134,6 +134,14 @@ def test_report_with_ablation_cross_and_robustness(two_runs, tmp_path):
   assert f"Scored by forgery_jax {report['environment']['code']['version']}" in text
   with open(os.path.join(out, 'report.json')) as f:
     assert json.load(f)['cross']['datasets'] == ['synthetic_forgery']
+  # The second run minus the first on the same test files, each difference in its interval.
+  (paired,) = report['paired']
+  second = report['runs'][1]['results']
+  for k in ('accuracy', 'auc'):
+    assert paired[k] == pytest.approx(second[f'test/{k}'] - results[f'test/{k}'])
+    low, high = paired[f'{k}_ci95']
+    assert low <= paired[k] <= high
+  assert '## Paired against' in text
 
 
 def test_cross_dataset_scores_runs_on_another_dataset(two_runs, tmp_path):

@@ -897,3 +897,18 @@ def test_size_scores_equal_whole_scores_when_the_windows_hold_the_images(run, tm
   assert len(scores['whole']) == 16 and 0 < sum(written['tampered']) < 16
   for way in ('144x144 centre', '144x144 windows: mean', '144x144 windows: max'):
     assert scores[way] == scores['whole'] and figures[way] == figures['whole']
+
+
+def test_two_seeds_are_compared_file_by_file(run, second_run, tmp_path):
+  """evaluate WORKDIR --runs=OTHER of the same split: OTHER minus WORKDIR, image and pixel
+  scores, each difference inside its paired interval."""
+  from forgery_jax import evaluate  # pylint: disable=g-import-not-at-top
+  workdir, _ = run
+  report = evaluate.evaluate(workdir, [second_run], evals=['test', 'pixel'],
+                             output=str(tmp_path / 'report'))
+  (paired,) = report['paired']
+  first, second = (r['results'] for r in report['runs'])
+  for k in ('accuracy', 'auc', 'pixel_f1', 'pixel_auc', 'pixel_iou'):
+    assert paired[k] == pytest.approx(second[f'test/{k}'] - first[f'test/{k}'])
+    low, high = paired[f'{k}_ci95']
+    assert low <= paired[k] <= high

@@ -132,13 +132,18 @@ def _test_examples(dataset) -> tuple[list, list, list]:
   return names, [dataset.groups[i] for i in idx], dataset.labels[idx].tolist()
 
 
+def same_test_files(dataset, other) -> bool:
+  """Whether two datasets' test splits hold the same files in the same order."""
+  return _test_examples(dataset) == _test_examples(other)
+
+
 def _prepared_as(ctx: Context, builder_config: str, key: str, what: str):
   """The run's test files as builder config `builder_config` prepared them, loaded once per
   context under `key`; ValueError naming the config key `what` if its test split holds other
   files."""
   if key not in ctx.datasets:
     other = input_pipeline.load(ctx.config, builder_config=builder_config)
-    if _test_examples(ctx.dataset) != _test_examples(other):
+    if not same_test_files(ctx.dataset, other):
       raise ValueError(f'{what}={builder_config!r}: its test split holds other files than '
                        f'{ctx.config.dataset.builder_config!r} (a different release or version?)')
     ctx.datasets[key] = other

@@ -16,6 +16,7 @@ make every interval hinge on how often that one unit is drawn.
 from __future__ import annotations
 
 import numpy as np
+from sklearn import metrics as skm
 
 from forgery_jax.data import splits as splits_lib
 
@@ -75,27 +76,25 @@ def _percentiles(values: np.ndarray) -> list[float] | None:
   return [float(v) for v in np.percentile(finite, [2.5, 97.5])]
 
 
-def of_mean(values, resamples: Resamples) -> list[float] | None:
-  """The interval of the mean of per-example `values` (NaN values left out, as `np.nanmean`)."""
-  if not resamples.usable:
-    return None
+def _means(values, resamples: Resamples) -> np.ndarray:
+  """The mean of per-example `values` in each resample (NaN values left out, as `np.nanmean`)."""
   values = np.asarray(values, np.float64)
   scored = np.isfinite(values)
   # Per scene: the sum of its scored values and how many there are; a resample's mean from those.
   sums = np.bincount(resamples.scene, np.where(scored, values, 0.0), resamples.scenes)
   sizes = np.bincount(resamples.scene, scored.astype(np.float64), resamples.scenes)
   with np.errstate(invalid='ignore', divide='ignore'):
-    means = np.concatenate([(c @ sums) / (c @ sizes) for c in resamples.per_scene()])
-  return _percentiles(means)
+    return np.concatenate([(c @ sums) / (c @ sizes) for c in resamples.per_scene()])
 
 
-def auc(p_tampered: np.ndarray, tampered: np.ndarray, resamples: Resamples) -> list[float] | None:
-  """The interval of the ROC AUC of `p_tampered` against `tampered` (None with one class): for
-  each resample, the share of (tampered, authentic) pairs, each file counted as often as it is
-  drawn, in which the tampered file scores higher (a tie counts a half)."""
-  p_tampered, tampered = np.asarray(p_tampered, np.float64), np.asarray(tampered, bool)
-  if not resamples.usable or not 0 < tampered.sum() < len(tampered):
-    return None
+def of_mean(values, resamples: Resamples) -> list[float] | None:
+  """The interval of the mean of per-example `values` (NaN values left out)."""
+  return _percentiles(_means(values, resamples)) if resamples.usable else None
+
+
+def _aucs(p_tampered: np.ndarray, tampered: np.ndarray, resamples: Resamples) -> np.ndarray:
+  """The ROC AUC in each resample: the share of (tampered, authentic) pairs, each file counted as
+  often as it is drawn, in which the tampered file scores higher (a tie counts a half)."""
   order = np.argsort(p_tampered, kind='stable')
   positive = tampered[order]
   # The tie block of each file in score order: where it starts and where it ends.
@@ -110,7 +109,15 @@ def auc(p_tampered: np.ndarray, tampered: np.ndarray, resamples: Resamples) -> l
     tied = upto[:, end[block]] - below
     with np.errstate(invalid='ignore', divide='ignore'):
       values.append((pos * (below + 0.5 * tied)).sum(1) / (pos.sum(1) * neg.sum(1)))
-  return _percentiles(np.concatenate(values))
+  return np.concatenate(values)
+
+
+def auc(p_tampered: np.ndarray, tampered: np.ndarray, resamples: Resamples) -> list[float] | None:
+  """The interval of the ROC AUC of `p_tampered` against `tampered` (None with one class)."""
+  p_tampered, tampered = np.asarray(p_tampered, np.float64), np.asarray(tampered, bool)
+  if not resamples.usable or not 0 < tampered.sum() < len(tampered):
+    return None
+  return _percentiles(_aucs(p_tampered, tampered, resamples))
 
 
 def classification(probabilities: np.ndarray, labels: np.ndarray, scenes) -> dict:
@@ -140,4 +147,37 @@ def pixel(rows: list[dict], scenes) -> dict:
   resamples = Resamples(scenes)
   out = {f'{k}{SUFFIX}': of_mean([r[k] for r in rows], resamples)
          for k in ('pixel_f1', 'pixel_auc', 'pixel_iou')}
+  return {k: v for k, v in out.items() if v is not None}
+
+
+
+def paired_classification(other: np.ndarray, base: np.ndarray, labels: np.ndarray, scenes) -> dict:
+  """`accuracy` and `auc` of the class probabilities `other` minus those of `base` on the same
+  files (`labels`), each with its interval from the same resamples for both, so that what the
+  files share cancels (`<key>_ci95`)."""
+  labels = np.asarray(labels)
+  resamples = Resamples(scenes)
+  right = [np.asarray(d).argmax(1) == labels for d in (other, base)]
+  out = {'accuracy': float(right[0].mean() - right[1].mean())}
+  if resamples.usable:
+    out[f'accuracy{SUFFIX}'] = _percentiles(_means(right[0] * 1.0 - right[1], resamples))
+  tampered = labels != 0
+  if 0 < tampered.sum() < len(tampered):
+    p = [1.0 - np.asarray(d, np.float64)[:, 0] for d in (other, base)]
+    out['auc'] = float(skm.roc_auc_score(tampered, p[0]) - skm.roc_auc_score(tampered, p[1]))
+    if resamples.usable:
+      out[f'auc{SUFFIX}'] = _percentiles(_aucs(p[0], tampered, resamples)
+                                         - _aucs(p[1], tampered, resamples))
+  return {k: v for k, v in out.items() if v is not None}
+
+
+def paired_pixel(other: list[dict], base: list[dict], scenes) -> dict:
+  """`pixel_f1`, `pixel_auc` and `pixel_iou` of the per-image rows `other` minus those of `base`
+  (the same images in the same order), each with its interval (`<key>_ci95`)."""
+  resamples, out = Resamples(scenes), {}
+  for k in ('pixel_f1', 'pixel_auc', 'pixel_iou'):
+    a, b = (np.array([r[k] for r in rows], np.float64) for rows in (other, base))
+    out[k] = float(np.nanmean(a) - np.nanmean(b))
+    if resamples.usable:
+      out[f'{k}{SUFFIX}'] = _percentiles(_means(a, resamples) - _means(b, resamples))
   return {k: v for k, v in out.items() if v is not None}
