@@ -5,7 +5,9 @@ of one scene are not independent draws (CASIA's authentic photo of a scene and t
 from it). So the split's scenes are resampled with replacement, `RESAMPLES` times from a fixed
 seed (the same intervals on every call), the score is computed on each resample, and the
 interval is the 2.5th and 97.5th percentile of those scores. results.json holds it beside its
-score as `<score>_ci95: [low, high]`. A split of fewer than two scenes gets none.
+score as `<score>_ci95: [low, high]`. A split of fewer than two scenes gets none. Two detectors
+on the same files are compared by their differences (`paired_classification`, `paired_pixel`),
+each resample drawing the same files for both.
 
 A file's scene is the first id of its `group` (a CASIA forgery names its source scene first),
 not the connected group a grouped split keeps apart: forgeries made from two scenes chain scenes
