@@ -151,9 +151,9 @@ def _paired(loaded: list[LoadedRun], own: dict, contexts: dict) -> list[dict]:
     row = {'run': run.name, **intervals.paired_classification(
         probabilities, own[base.workdir][0], labels, intervals.scenes_of(dataset, dataset.split.test))}
     rows = maps(run)
-    if base_rows and rows and [r['index'] for r in rows] == [r['index'] for r in base_rows]:
-      row.update(intervals.paired_pixel(rows, base_rows,
-                                        intervals.scenes_of(dataset, [r['index'] for r in rows])))
+    images = [r['index'] for r in rows or ()]
+    if base_rows and images and images == [r['index'] for r in base_rows]:
+      row.update(intervals.paired_pixel(rows, base_rows, intervals.scenes_of(dataset, images)))
     out.append(row)
   return out
 

@@ -152,7 +152,6 @@ def pixel(rows: list[dict], scenes) -> dict:
   return {k: v for k, v in out.items() if v is not None}
 
 
-
 def paired_classification(other: np.ndarray, base: np.ndarray, labels: np.ndarray, scenes) -> dict:
   """`accuracy` and `auc` of the class probabilities `other` minus those of `base` on the same
   files (`labels`), each with its interval from the same resamples for both, so that what the
@@ -160,9 +159,8 @@ def paired_classification(other: np.ndarray, base: np.ndarray, labels: np.ndarra
   labels = np.asarray(labels)
   resamples = Resamples(scenes)
   right = [np.asarray(d).argmax(1) == labels for d in (other, base)]
-  out = {'accuracy': float(right[0].mean() - right[1].mean())}
-  if resamples.usable:
-    out[f'accuracy{SUFFIX}'] = _percentiles(_means(right[0] * 1.0 - right[1], resamples))
+  out = {'accuracy': float(right[0].mean() - right[1].mean()),
+         f'accuracy{SUFFIX}': of_mean(right[0] * 1.0 - right[1], resamples)}
   tampered = labels != 0
   if 0 < tampered.sum() < len(tampered):
     p = [1.0 - np.asarray(d, np.float64)[:, 0] for d in (other, base)]
