@@ -113,7 +113,8 @@ def load_run(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | No
 
 
 def _evaluate_run(run: LoadedRun, names) -> tuple[dict, tuple[np.ndarray, np.ndarray], list]:
-  """The evaluators on every fold (nothing written into the run), averaged as the run averages;
+  """The evaluators on every fold (nothing written into the run), averaged as the run averages
+  them (`runs.mean_over_folds`);
   (probabilities, labels) of every fold on its own test split, concatenated; and the contexts."""
   per_fold, probs, labels, contexts = [], [], [], []
   for detector, dataset in zip(run.detectors, run.datasets):
@@ -127,9 +128,7 @@ def _evaluate_run(run: LoadedRun, names) -> tuple[dict, tuple[np.ndarray, np.nda
   own = np.concatenate(probs), np.concatenate(labels)
   if len(per_fold) == 1:
     return per_fold[0], own, contexts
-  results = {k: float(np.mean([r[k] for r in per_fold])) for k, v in per_fold[0].items()
-             if isinstance(v, (int, float)) and not isinstance(v, bool)}
-  return results, own, contexts
+  return runs_lib.mean_over_folds(per_fold), own, contexts
 
 
 def _paired(loaded: list[LoadedRun], own: dict, contexts: dict) -> list[dict]:

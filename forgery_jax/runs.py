@@ -77,6 +77,30 @@ def only_writer(workdir: str):
     yield
 
 
+# Numbers of a fold's results.json that describe the machine or the features, not a score.
+_COPIED_FROM_THE_FIRST_FOLD = ('split_sizes', 'class_names', 'dataset', 'dataset_fingerprint',
+                               'method', 'num_features', 'num_devices',
+                               'feature_images_per_second', 'environment')
+
+
+def mean_over_folds(per_fold: list[dict]) -> dict:
+  """Every number the folds' results hold (each evaluator's scores, the fit's steps and timings)
+  as its mean over the folds, with `<key>_std` and `<key>_per_fold` beside it: what `main` writes
+  for a k-fold run and what `evaluate` reports of one. A number some folds lack (an evaluator
+  with nothing to score in one fold) keeps its `_per_fold` list, None where missing, and no mean."""
+  out = {}
+  keys = dict.fromkeys(k for r in per_fold for k, v in r.items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)
+                       and k not in _COPIED_FROM_THE_FIRST_FOLD)
+  for k in keys:
+    values = [r.get(k) for r in per_fold]
+    out[f'{k}_per_fold'] = values
+    if all(isinstance(v, (int, float)) for v in values):
+      out[k] = float(np.mean(values))
+      out[f'{k}_std'] = float(np.std(values))
+  return out
+
+
 def write_json_atomic(path: str, obj) -> None:
   """Writes JSON, replaced whole (`atomic.replaced_when_complete`)."""
   with atomic.replaced_when_complete(path) as f:
@@ -88,10 +112,9 @@ def run_folds(config: ml_collections.ConfigDict, workdir: str,
               train_one: Callable[[ml_collections.ConfigDict, str], dict]) -> dict:
   """`train_one(config, workdir)` once, or once per fold for a k-fold split with `fold < 0`.
 
-  Every fold runs in `workdir/fold_<k>`; results.json then holds the mean over folds under the
-  same `test/*`, `test_<config>/*`, `cross/*`, `baseline/*` and `train_seconds` keys, with `*_std` and `*_per_fold` beside them,
-  the per-class table averaged over folds and the confusion matrices summed (every example is
-  tested once).
+  Every fold runs in `workdir/fold_<k>`; results.json then holds `mean_over_folds` of their
+  results, the per-class table averaged over folds and the confusion matrices summed (every
+  example is tested once).
   """
   dc = config.dataset
   if dc.split not in splits.KFOLD_PROTOCOLS or dc.fold >= 0:
@@ -102,23 +125,14 @@ def run_folds(config: ml_collections.ConfigDict, workdir: str,
     fold_config = ml_collections.ConfigDict(config.to_dict())
     fold_config.dataset.fold = k
     per_fold.append(train_one(fold_config, os.path.join(workdir, f'fold_{k}')))
-  results = {'config': config.to_dict(), 'num_folds': dc.num_folds}
-  numeric = [k for k, v in per_fold[0].items()
-             if k.startswith(('test/', 'test_', 'cross/', 'baseline/', 'train_seconds'))
-             and isinstance(v, (int, float)) and not isinstance(v, bool)]
-  for k in numeric:
-    values = [r[k] for r in per_fold]
-    results[k] = float(np.mean(values))
-    results[f'{k}_std'] = float(np.std(values))
-    results[f'{k}_per_fold'] = values
+  results = {'config': config.to_dict(), 'num_folds': dc.num_folds, **mean_over_folds(per_fold)}
   if 'test/confusion_matrix' in per_fold[0]:
     results['test/confusion_matrix'] = np.sum([r['test/confusion_matrix'] for r in per_fold], 0).tolist()
   if 'test/per_class' in per_fold[0]:
     results['test/per_class'] = {
         name: {m: float(np.mean([r['test/per_class'][name][m] for r in per_fold])) for m in row}
         for name, row in per_fold[0]['test/per_class'].items()}
-  for k in ('split_sizes', 'class_names', 'dataset', 'dataset_fingerprint', 'method', 'num_features',
-            'feature_images_per_second', 'environment'):
+  for k in _COPIED_FROM_THE_FIRST_FOLD:
     if k in per_fold[0]:
       results[k] = per_fold[0][k]
   if jax.process_index() == 0:

@@ -4,9 +4,11 @@ import json
 import os
 
 import numpy as np
+import pytest
 import xgboost
 
 from configs import wld_xgboost as wld_config
+from forgery_jax import evaluate
 from forgery_jax import experiment
 from forgery_jax import runs
 from forgery_jax.data import datasets
@@ -43,6 +45,32 @@ def test_kfold_writes_mean_std_per_class_and_boosters(tiny_config, tmp_path):
     assert booster.num_features() == 960
     with open(tmp_path / f'fold_{k}' / 'metrics.jsonl') as f:
       assert [json.loads(line)['split'] for line in f] == ['validation', 'test']
+
+
+def test_kfold_averages_every_evaluators_scores_as_evaluate_does(tiny_config, tmp_path):
+  """The validation threshold's decisions (not only `test/*`) are averaged into the k-fold run's
+  results.json, as `evaluate` averages them (they were left in the folds' own files)."""
+  config = _config(tiny_config, split='kfold', num_folds=2, fold=-1, num_classes=2)
+  config.evals = ('test', 'validation_threshold')
+  results = experiment.run(config, str(tmp_path / 'run'))
+  folds = [json.loads((tmp_path / 'run' / f'fold_{k}' / runs.RESULTS_FILE).read_text())
+           for k in range(2)]
+  for key in ('threshold/test/accuracy', 'threshold/value', 'train_seconds'):
+    assert results[f'{key}_per_fold'] == [f[key] for f in folds]
+    assert results[key] == np.mean([f[key] for f in folds])
+  assert 'threshold/test/accuracy_ci95' not in results  # each fold keeps its own interval
+  report = evaluate.evaluate(str(tmp_path / 'run'), [], output=str(tmp_path / 'report'),
+                             evals=['test', 'validation_threshold'])
+  scored = report['runs'][0]['results']
+  for key in ('threshold/test/accuracy', 'threshold/test/false_alarm_rate', 'test/auc'):
+    assert scored[key] == pytest.approx(results[key])
+    assert scored[f'{key}_per_fold'] == pytest.approx(results[f'{key}_per_fold'])
+
+
+def test_a_score_some_folds_lack_keeps_its_per_fold_values_and_no_mean():
+  got = runs.mean_over_folds([{'a': 1.0, 'b': 0.5, 'num_devices': 2, 'ok': True},
+                              {'a': 3.0, 'num_devices': 2, 'ok': False}])
+  assert got == {'a': 2.0, 'a_std': 1.0, 'a_per_fold': [1.0, 3.0], 'b_per_fold': [0.5, None]}
 
 
 def test_hold_out_uses_the_cnn_split_and_caches_features(tiny_config, tmp_path):
