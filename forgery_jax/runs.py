@@ -20,7 +20,7 @@ RESULTS_FILE = 'results.json'
 # Config fields that do not change what is trained: a finished run may be evaluated again with
 # other values.
 EVALUATION_FIELDS = ('evals', 'dataset.also_test', 'dataset.data_dir', 'dataset.manual_dir',
-                     'cross_dataset.', 'robustness.', 'input.', 'eval_batch_size',
+                     'dataset.control', 'dataset.control_reference', 'cross_dataset.', 'robustness.', 'input.', 'eval_batch_size',
                      'log_every_steps', 'checkpoint.', 'model.score_tile', 'model.score_flips')
 # ... and a run with training state may be resumed with other values: more epochs extend it;
 # how training windows are cut, and how many worker processes cut them, change what is trained.

@@ -317,11 +317,13 @@ def test_finished_run_keeps_only_its_export_and_is_evaluated_again(tiny_config, 
   lines = (tmp_path / 'metrics.jsonl').read_text()
   config.cross_dataset.name = 'synthetic_forgery'  # an evaluation-only change: evaluated again
   config.cross_dataset.builder_config = 'tiny'
+  config.dataset.control = 'tiny'  # the history-matched control is scored, not trained on
   again = experiment.run(config, str(tmp_path))
   assert (tmp_path / 'metrics.jsonl').read_text() == lines  # the test row is not written twice
   tests = lambda r: {k: v for k, v in r.items() if k.startswith('test/')}
   assert tests(again) == tests(first)
   assert 'cross/synthetic_forgery/tiny/2.0.0/accuracy' in again
+  assert again['control/tiny/false_alarm_rate'] == again['control/tiny/reference_false_alarm_rate']
   config.model.hidden = 64  # a training change cannot continue a run whose state is gone
   with pytest.raises(ValueError, match=r"another training config \(fields \['model.hidden'\]\)"):
     experiment.run(config, str(tmp_path))
