@@ -209,7 +209,7 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
         report_lib.md_table(['run', 'split', *keys, 'test examples'],
                             [[r['run'], r['split'], *[r[k] for k in keys], r['num_examples']]
                              for r in report['runs']])]
-  for r in report['runs']:
+  for run, r in zip(loaded, report['runs']):
     results = r['results']
     test_intervals = [f'{k} {results[f"test/{k}"]:.3f} {intervals.as_text(bounds)}'
                       for k in ('accuracy', 'auc', 'pixel_f1', 'pixel_auc')
@@ -218,11 +218,13 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
       md += [f'\n{r["run"]}, test split, 95 % intervals ({intervals.DESCRIPTION}): '
              f'{"; ".join(test_intervals)}\n']
     scalars = {k: v for k, v in sorted(results.items()) if isinstance(v, (int, float))
-               and not k.startswith('test/')}
+               and not k.startswith('test/') and not k.endswith('_std')}
     if scalars:
+      folds = len(run.detectors) > 1  # each fold keeps its own intervals; their spread here
       md += [f'\n### {r["run"]}: evaluators beyond the test split\n',
-             report_lib.md_table(['key', 'value', '95 % interval'],
-                                 [[k, v, intervals.as_text(results.get(k + intervals.SUFFIX))]
+             report_lib.md_table(['key', 'value', 'std over folds' if folds else '95 % interval'],
+                                 [[k, v, results.get(f'{k}_std', '') if folds else
+                                   intervals.as_text(results.get(k + intervals.SUFFIX))]
                                   for k, v in scalars.items()])]
   if len(loaded) > 1:
     md += ['\n## Ablation (Table 1 style)\n',

@@ -65,6 +65,9 @@ def test_kfold_averages_every_evaluators_scores_as_evaluate_does(tiny_config, tm
   for key in ('threshold/test/accuracy', 'threshold/test/false_alarm_rate', 'test/auc'):
     assert scored[key] == pytest.approx(results[key])
     assert scored[f'{key}_per_fold'] == pytest.approx(results[f'{key}_per_fold'])
+  table = (tmp_path / 'report' / 'report.md').read_text()
+  assert '| key | value | std over folds |' in table  # a column, not a row of its own
+  assert '| threshold/test/accuracy |' in table and 'accuracy_std |' not in table
 
 
 def test_a_score_some_folds_lack_keeps_its_per_fold_values_and_no_mean():
