@@ -21,6 +21,7 @@ import pytest
 import experiments
 from forgery_jax import atomic
 from forgery_jax import image_io
+from forgery_jax.data import build_lock
 from forgery_jax.data import datasets
 from forgery_jax.forensics import ela
 from forgery_jax.data import releases
@@ -98,7 +99,7 @@ def test_a_build_removes_what_a_build_killed_outright_left_unfinished(tmp_path, 
   monkeypatch.setattr(datasets.progress, 'write', lambda line: said.append(line) or waiting.set())
   build = threading.Thread(target=datasets.build, args=(
       'micc_f220', 'paper128', str(data_dir), str(REPO / 'tfds_builders/micc_f220/dummy_data')))
-  with datasets._build_lock(builder):  # pylint: disable=protected-access  # a build under way
+  with build_lock.held(builder):  # a build under way
     build.start()
     assert waiting.wait(60), 'the build did not wait for the one under way'
     assert killed.exists()  # not removed while another build may be writing into it

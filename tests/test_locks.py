@@ -10,6 +10,7 @@ import pytest
 
 from configs import tiny
 from forgery_jax import locks
+from forgery_jax.data import build_lock
 from forgery_jax.data import datasets
 
 _HOLD = 'import sys, time; from forgery_jax import locks\nwith locks.held(sys.argv[1]):\n  print("held", flush=True); time.sleep(600)'
@@ -62,7 +63,7 @@ def test_runs_started_side_by_side_build_their_dataset_once(tmp_path, monkeypatc
   monkeypatch.setattr(datasets.subprocess, 'run', lambda cmd, **kw: builds.append(cmd) or run(cmd, **kw))
   waiting = threading.Event()
   monkeypatch.setattr(locks.progress, 'write', lambda line: waiting.set())
-  lock = datasets._build_lock_file(datasets.get_builder(config.dataset))  # pylint: disable=protected-access
+  lock = build_lock.lock_file(datasets.get_builder(config.dataset))
   second = []
   with locks.held(lock):  # the first run's build is under way
     thread = threading.Thread(target=lambda: second.append(datasets.ensure_built(config.dataset)))

@@ -14,8 +14,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import re
-import shutil
 import subprocess
 import sys
 
@@ -24,9 +22,9 @@ from absl import flags
 from absl import logging
 import tensorflow_datasets as tfds
 
-from forgery_jax import locks
 from forgery_jax import progress
 from forgery_jax import runtime
+from forgery_jax.data import build_lock
 
 BUILDERS_PACKAGE = 'tfds_builders'
 
@@ -118,8 +116,8 @@ def build(name: str, config_name: str, data_dir: str | None, manual_dir: str | N
   builder = tfds.builder(f'{name}/{config_name}', data_dir=_data_dir(data_dir))
   download_config = tfds.download.DownloadConfig(manual_dir=manual_dir or None)
   try:
-    with contextlib.nullcontext() if lock_held else _build_lock(builder):
-      _remove_unfinished_builds(builder)
+    # The builder waits for the build lock itself (`build_lock.LockedBuild`), unless held here.
+    with build_lock.held_by_caller(builder) if lock_held else contextlib.nullcontext():
       builder.download_and_prepare(file_format='array_record', download_config=download_config)
   except RuntimeError as e:  # array_record's failed write (a full disk): its message names the file
     raise DatasetError(f'building {name}/{config_name} failed: {e}') from e
@@ -130,7 +128,7 @@ def ensure_built(dataset_config) -> tfds.core.DatasetBuilder:
   """Builds the dataset in a child process if it is not prepared yet; returns its builder."""
   builder = get_builder(dataset_config)
   if not builder.is_prepared():
-    with _build_lock(builder):  # runs started side by side build it once
+    with build_lock.held(builder):  # runs started side by side build it once
       builder = _build_in_child(dataset_config)
   return check_readable(builder)
 
@@ -145,33 +143,6 @@ def check_readable(builder: tfds.core.DatasetBuilder) -> tfds.core.DatasetBuilde
         f'--file_format=array_record); forgery_jax reads array_record only: remove that folder and '
         f'build it again (the same command does), or give another data_dir')
   return builder
-
-
-def _build_lock(builder: tfds.core.DatasetBuilder):
-  """Holds the lock of a dataset's build for a block, waiting for a build under way; the lock
-  file lies beside the datasets of its data_dir (not among TFDS's folders)."""
-  return locks.held(_build_lock_file(builder),
-                    waiting=f'{builder.info.full_name} is being built by {{holder}}; waiting for it')
-
-
-def _build_lock_file(builder: tfds.core.DatasetBuilder) -> str:
-  return os.path.join(builder.data_dir_root, '.locks',
-                      f'{builder.name}.{builder.builder_config.name}.{builder.version}.lock')
-
-
-def _remove_unfinished_builds(builder: tfds.core.DatasetBuilder) -> None:
-  """Removes the folders that builds of this dataset version left unfinished. TFDS removes its
-  `incomplete.*` folder when a build fails or is stopped, but a build killed outright (the
-  out-of-memory killer, SIGKILL) leaves it, often the size of the dataset. Called under the build
-  lock, so no build of forgery_jax's is writing into them (TFDS's own `tfds build` command takes
-  no lock: do not run it on the same dataset and data_dir beside a run that builds it)."""
-  parent = os.path.dirname(builder.data_dir)
-  unfinished = re.compile(rf'incomplete\.[A-Z0-9]{{6}}_{re.escape(os.path.basename(builder.data_dir))}')
-  for entry in sorted(os.listdir(parent)) if os.path.isdir(parent) else ():
-    path = os.path.join(parent, entry)
-    if unfinished.fullmatch(entry) and os.path.isdir(path):
-      shutil.rmtree(path, ignore_errors=True)
-      progress.write(f'removed {path}: left by a build of {builder.info.full_name} that was killed')
 
 
 def _build_in_child(dataset_config) -> tfds.core.DatasetBuilder:

@@ -32,6 +32,7 @@ import tensorflow_datasets as tfds
 from forgery_jax import image_io
 from forgery_jax import progress
 from forgery_jax import runtime
+from forgery_jax.data import build_lock
 from forgery_jax.data import labels
 from forgery_jax.data.preparation import Preparation, Recoding, read_image, read_mask
 from forgery_jax.data.releases import LayoutError, SourceFile
@@ -230,7 +231,7 @@ def dataset_info(builder: tfds.core.DatasetBuilder, **kwargs) -> LocalDatasetInf
   return LocalDatasetInfo(builder=builder, **kwargs)
 
 
-class ReleaseBuilder(tfds.core.GeneratorBasedBuilder):
+class ReleaseBuilder(build_lock.LockedBuild, tfds.core.GeneratorBasedBuilder):
   """Base of the real-release builders: subclasses set `list_release` and the docs."""
 
   VERSION = tfds.core.Version('2.2.0')

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from forgery_jax import image_io
+from forgery_jax.data import build_lock
 from forgery_jax.data import labels
 from forgery_jax.data import release_builder
 from forgery_jax.data import synthetic
@@ -46,7 +47,7 @@ def _encoded_example(*args, **kwargs) -> dict:
   return dict(example, mask=image_io.encode_png(example['mask']))
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(build_lock.LockedBuild, tfds.core.GeneratorBasedBuilder):
   """Synthetic copy-move and splicing forgeries with precomputed ELA planes."""
 
   VERSION = tfds.core.Version('2.0.0')
