@@ -36,9 +36,9 @@ def test_tfds_build_synthetic_tiny(tmp_path):
 
 
 def test_tfds_build_waits_for_a_build_under_way_and_finds_the_dataset_ready(tmp_path):
-  """`tfds build` took no lock: beside a run building the same dataset it built it again (and
-  could remove the folder the run was writing into, or fail at the last rename). Its builders now
-  hold the build lock the runs hold."""
+  """`tfds build` took no lock: beside a run building the same dataset it built it a second time
+  (the later of the two then fails at TFDS's last rename, and a run's build removes the folder an
+  unlocked build writes into as a killed build's). Its builders now hold the runs' build lock."""
   config = tiny.get_config()
   config.dataset.data_dir = str(tmp_path)
   builder = datasets.get_builder(config.dataset)
