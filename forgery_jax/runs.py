@@ -20,8 +20,9 @@ RESULTS_FILE = 'results.json'
 # Config fields that do not change what is trained: a finished run may be evaluated again with
 # other values.
 EVALUATION_FIELDS = ('evals', 'dataset.also_test', 'dataset.data_dir', 'dataset.manual_dir',
-                     'dataset.control', 'dataset.control_reference', 'cross_dataset.', 'robustness.', 'input.', 'eval_batch_size',
-                     'log_every_steps', 'checkpoint.', 'model.score_tile', 'model.score_flips')
+                     'dataset.control', 'dataset.control_reference', 'cross_dataset.',
+                     'robustness.', 'input.', 'eval_batch_size', 'log_every_steps', 'checkpoint.',
+                     'model.score_tile', 'model.score_flips')
 # ... and a run with training state may be resumed with other values: more epochs extend it;
 # how training windows are cut, and how many worker processes cut them, change what is trained.
 RESUME_FIELDS = tuple(f for f in EVALUATION_FIELDS if f != 'input.') + (
@@ -77,7 +78,7 @@ def only_writer(workdir: str):
     yield
 
 
-# Numbers of a fold's results.json that describe the machine or the features, not a score.
+# What a fold's results.json says of the run, not of its scores: the first fold's stands for all.
 _COPIED_FROM_THE_FIRST_FOLD = ('split_sizes', 'class_names', 'dataset', 'dataset_fingerprint',
                                'method', 'num_features', 'num_devices',
                                'feature_images_per_second', 'environment')
