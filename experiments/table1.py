@@ -59,7 +59,7 @@ def run_config(module: str, num_classes: int, split: str, branches: tuple[str, .
 
 def best_baseline(results: dict) -> tuple[str, float]:
   scores = {k.removeprefix('baseline/').removesuffix('_accuracy').removesuffix('_lookup'): v
-            for k, v in results.items() if k.startswith('baseline/') and not k.endswith('_per_fold')}
+            for k, v in results.items() if k.startswith('baseline/') and k.endswith('_accuracy')}
   name = max(scores, key=scores.get)
   return name, scores[name]
 

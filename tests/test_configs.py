@@ -69,3 +69,7 @@ def test_table_names_the_strongest_shortcut():
   results = {'baseline/majority_accuracy': 0.5, 'baseline/jpeg_quality_lookup_accuracy': 0.99,
              'baseline/height_lookup_accuracy': 0.6, 'test/accuracy': 0.7}
   assert table1.best_baseline(results) == ('jpeg_quality', 0.99)
+  # A k-fold run's: the spread and the per-fold values beside each mean are not baselines.
+  results = {'baseline/majority_accuracy': 0.5, 'baseline/majority_accuracy_std': 0.6,
+             'baseline/majority_accuracy_per_fold': [0.1, 0.9]}
+  assert table1.best_baseline(results) == ('majority', 0.5)
