@@ -11,8 +11,10 @@
 `predict` takes a path, a PIL image or a uint8 numpy array (H, W, 3) (or (H, W) grey) and returns
 one `Prediction`; a list of those, or an (N, H, W, 3) array, returns a list. Each image is
 prepared as the run's training images were (ELA at full resolution, then the builder config's
-resize, native crop or native size), with a file's EXIF orientation applied. `map` is the per-pixel
-tamper probability at the input's own size for detectors that localise, else None (the paper CNN
+resize, native crop or native size) from its pixels as the file stores them, where its traces (its
+JPEG grid) lie; `map` (and `region`) are then turned as its EXIF orientation says, so that they lie
+over the image as a viewer shows it. `map` is the per-pixel tamper probability at that size for
+detectors that localise, else None (the paper CNN
 can give its gradient saliency instead: `predict(x, saliency=True)`, `map_kind='saliency'`).
 `label` is the most probable class, or with a `threshold` 'tampered' (the most probable forgery
 class) when p_tampered >= threshold: a number, or 'validation', the threshold most accurate on the
@@ -30,7 +32,7 @@ import os
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from forgery_jax import image_io
 from forgery_jax import runs
@@ -45,7 +47,7 @@ class Prediction:
   label: str                          # the most probable class
   probabilities: dict[str, float]     # class -> probability
   p_tampered: float                   # 1 - p(authentic)
-  map: np.ndarray | None = None       # (H, W) float32 in [0, 1] at the input's size, or None
+  map: np.ndarray | None = None       # (H, W) float32 in [0, 1] at the input's size as shown, or None
   map_kind: str | None = None         # 'tamper_probability' or 'saliency'
   region: np.ndarray | None = None    # (H, W) bool, map >= the predictor's pixel_threshold, if any
   beyond_training_size: bool | None = None  # more pixels than any training file (None: unknown)
@@ -55,12 +57,30 @@ class Prediction:
 class Prepared:
   """One image ready for the detector: its pixels, the model's planes and where they lie."""
   name: str
-  rgb: np.ndarray                     # full resolution, EXIF orientation applied
-  planes: dict                        # the detector's input planes
+  rgb: np.ndarray                     # full resolution, as the file stores them (what was analysed)
+  planes: dict                        # the detector's input planes, made from `rgb`
   preparation: preparation_lib.Preparation
+  orientation: int = 1                # EXIF orientation: how a viewer turns `rgb` (1: not at all)
+
+  def shown(self, stored: np.ndarray) -> np.ndarray:
+    """An array over the stored pixels (the image, a plane, a map) as a viewer shows the image."""
+    return image_io.orient(stored, self.orientation)
+
+  def shown_points(self, xy: np.ndarray) -> np.ndarray:
+    """(P, 2) x, y positions in the stored pixels, where they lie in the image as shown."""
+    return image_io.orient_points(xy, self.rgb.shape[:2], self.orientation)
+
+  @property
+  def shown_size(self) -> tuple[int, int]:
+    """(height, width) of the image as shown."""
+    h, w = self.rgb.shape[:2]
+    return (w, h) if self.orientation >= 5 else (h, w)
 
   def map_to_input(self, plane_map: np.ndarray) -> np.ndarray:
-    """A map over the planes, at the input image's own size (zero outside a native crop)."""
+    """A map over the planes, at the input image's own size as shown (zero outside a native crop)."""
+    return self.shown(self._map_to_stored(plane_map))
+
+  def _map_to_stored(self, plane_map: np.ndarray) -> np.ndarray:
     h, w = self.rgb.shape[:2]
     p = self.preparation
     plane_map = np.asarray(plane_map, np.float32)
@@ -75,18 +95,19 @@ class Prepared:
     return full
 
 
-def _pixels(x, name: str) -> tuple[np.ndarray, str]:
-  """(RGB pixels, source format) of a path, a PIL image or a uint8 array."""
+def _pixels(x, name: str) -> tuple[np.ndarray, str, int]:
+  """(RGB pixels as stored, source format, EXIF orientation) of a path, a PIL image or a uint8
+  array."""
   if isinstance(x, (str, os.PathLike)):
     path = os.fspath(x)
     if not os.path.exists(path):
       raise ValueError(f'{path}: no such file')
     if os.path.isdir(path):
       raise ValueError(f'{path}: is a folder')
-    return image_io.decode_file(path, exif_transpose=True)
+    return image_io.read_image(path)
   if isinstance(x, Image.Image):
     fmt = image_io.SOURCE_FORMATS.get(x.format, 'array')
-    return image_io.pil_to_rgb(ImageOps.exif_transpose(x)), fmt
+    return image_io.pil_to_rgb(x), fmt, image_io.exif_orientation(x)
   a = np.asarray(x)
   if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (1, 3)):
     raise ValueError(f'{name}: expected a uint8 array (H, W, 3) or (H, W), got {a.dtype} {a.shape}')
@@ -94,7 +115,7 @@ def _pixels(x, name: str) -> tuple[np.ndarray, str]:
     a = np.repeat(a.reshape(a.shape[0], a.shape[1], 1), 3, -1)
   if min(a.shape[:2]) < 1:
     raise ValueError(f'{name}: an empty image {a.shape}')
-  return np.ascontiguousarray(a), 'array'  # unknown history: no container-based re-encoding
+  return np.ascontiguousarray(a), 'array', 1  # unknown history: no container-based re-encoding
 
 
 class Predictor:
@@ -130,10 +151,10 @@ class Predictor:
   def prepare(self, x, name: str = '') -> Prepared:
     """Decodes and prepares one image; ValueError with a message naming it if it cannot be used."""
     name = name or (os.fspath(x) if isinstance(x, (str, os.PathLike)) else 'image')
-    rgb, fmt = _pixels(x, name)
+    rgb, fmt, orientation = _pixels(x, name)
     planes, _ = self.preparation.planes(rgb, filename=name, source_format=fmt,
                                         with_copy_move=self.with_copy_move)
-    return Prepared(name, rgb, planes, self.preparation)
+    return Prepared(name, rgb, planes, self.preparation, orientation)
 
   def predict_prepared(self, prepared: list[Prepared], saliency: bool = False) -> list[Prediction]:
     """Predictions of prepared images, in order (one detector call per fold)."""

@@ -14,7 +14,7 @@ import warnings
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from forgery_jax import atomic
 
@@ -128,26 +128,68 @@ SOURCE_FORMATS = {'JPEG': 'jpeg', 'MPO': 'jpeg', 'TIFF': 'tiff', 'BMP': 'bmp', '
                   'WEBP': 'webp', 'GIF': 'gif'}
 
 
-def decode_file(path: str, exif_transpose: bool = False) -> tuple[np.ndarray, str]:
-  """(H, W, 3) uint8 RGB and the container format ('jpeg', 'png', ...; else PIL's name lowercased)
-  of an image file, read once; a clear error names the file.
+EXIF_ORIENTATION = 0x0112  # the tag's number
 
-  `exif_transpose` turns the pixels as the EXIF orientation says (as a viewer shows them).
-  """
+
+def exif_orientation(im: Image.Image) -> int:
+  """A PIL image's EXIF orientation, 1 to 8 (1, the pixels as stored, when absent or unreadable)."""
+  try:
+    o = int(im.getexif().get(EXIF_ORIENTATION, 1))
+  except (TypeError, ValueError, OSError, SyntaxError):
+    return 1
+  return o if 1 <= o <= 8 else 1
+
+
+_SHOWN = {  # EXIF orientation -> the stored (H, W, ...) array as a viewer shows it
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: a.swapaxes(0, 1)[:, ::-1],
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    8: lambda a: a.swapaxes(0, 1)[::-1],
+}
+
+
+def orient(array: np.ndarray, orientation: int) -> np.ndarray:
+  """An (H, W, ...) array of a file's stored pixels (an image, a plane, a map) turned as its EXIF
+  `orientation` says a viewer shows it: PIL's `ImageOps.exif_transpose`, for any array."""
+  return np.ascontiguousarray(_SHOWN[orientation](np.asarray(array)))
+
+
+def orient_points(xy: np.ndarray, stored_hw: tuple[int, int], orientation: int) -> np.ndarray:
+  """(P, 2) x, y pixel positions in the stored pixels of an (H, W) image, where `orient` puts them."""
+  xy = np.asarray(xy, np.float64).reshape(-1, 2)
+  h, w = stored_hw
+  x, y = xy[:, 0], xy[:, 1]
+  x, y = {1: (x, y), 2: (w - 1 - x, y), 3: (w - 1 - x, h - 1 - y), 4: (x, h - 1 - y),
+          5: (y, x), 6: (h - 1 - y, x), 7: (h - 1 - y, w - 1 - x), 8: (y, w - 1 - x)}[orientation]
+  return np.stack([x, y], -1)
+
+
+def read_image(path: str) -> tuple[np.ndarray, str, int]:
+  """(H, W, 3) uint8 RGB as the file stores its pixels, the container format ('jpeg', 'png', ...;
+  else PIL's name lowercased) and the EXIF orientation (1 to 8) of an image file, read once; a clear
+  error names the file. Forensic traces (the JPEG grid above all) lie in the stored pixels: analyse
+  those, and turn what is shown with `orient`."""
   try:
     with open_image(path) as im:
       fmt = SOURCE_FORMATS.get(im.format, str(im.format).lower())
       im.load()
-      if exif_transpose:
-        im = ImageOps.exif_transpose(im)
-      return pil_to_rgb(im), fmt
+      return pil_to_rgb(im), fmt, exif_orientation(im)
   except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
     raise ValueError(f'cannot read image {path}: {e}') from e
 
 
-def load_rgb(path: str, exif_transpose: bool = False) -> np.ndarray:
-  """Reads an image file as (H, W, 3) uint8 RGB (see `decode_file`)."""
-  return decode_file(path, exif_transpose)[0]
+def decode_file(path: str) -> tuple[np.ndarray, str]:
+  """(H, W, 3) uint8 RGB as stored and the container format of an image file (see `read_image`)."""
+  return read_image(path)[:2]
+
+
+def load_rgb(path: str) -> np.ndarray:
+  """Reads an image file as (H, W, 3) uint8 RGB, its pixels as stored (see `read_image`)."""
+  return read_image(path)[0]
 
 
 def encode_png(array: np.ndarray) -> bytes:

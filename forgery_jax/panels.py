@@ -77,12 +77,14 @@ def keypoint_pairs(rgb: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndar
 
 def write_panel(path: str, prepared, prediction, pairs: tuple | None = None) -> None:
   """One PNG: the tiles above a title line with the file name and the decision; `pairs`, the
-  (src, dst) keypoint pairs the detector's answer rests on, make one more tile (none: no tile)."""
-  rgb = prepared.rgb
+  (src, dst) keypoint pairs the detector's answer rests on, make one more tile (none: no tile).
+  Everything is drawn as a viewer shows the image (`prepared.shown`): the map and the pairs are
+  already; ELA and SRM are computed on the stored pixels, where the file's JPEG grid lies."""
+  rgb = prepared.shown(prepared.rgb)
   tiles = [_tile(rgb, 'image'),
-           _tile(ela_lib.ela(rgb, prepared.preparation.ela_quality),
+           _tile(prepared.shown(ela_lib.ela(prepared.rgb, prepared.preparation.ela_quality)),
                  f'ELA (q{prepared.preparation.ela_quality})'),
-           _tile(srm_display(rgb), 'SRM residual')]
+           _tile(prepared.shown(srm_display(prepared.rgb)), 'SRM residual')]
   if prediction.map is not None:
     saliency = prediction.map_kind == 'saliency'
     heat = overlay(rgb, prediction.map, normalise=saliency)

@@ -229,7 +229,7 @@ def _write_outputs(row: dict, prepared: api.Prepared, pred: api.Prediction, dete
   keypoint pairs the detector's answer rests on, if any: in the writer thread, off the model's
   path (the one thread keeps the scores in order)."""
   if ground_truth is not None:
-    ground_truth.add(row, path, prepared.rgb.shape[:2], pred.map, pred.map_kind)
+    ground_truth.add(row, path, prepared.shown_size, pred.map, pred.map_kind)
     if 'ground_truth_error' in row:
       progress.write(f"ground truth: {row['ground_truth_error']}")
   if 'mask' in row:
@@ -237,7 +237,9 @@ def _write_outputs(row: dict, prepared: api.Prepared, pred: api.Prediction, dete
   if 'region' in row:
     image_io.write_png(row['region'], pred.region.astype(np.uint8) * 255)
   if 'panel' in row:
-    panels_lib.write_panel(row['panel'], prepared, pred, detector.keypoint_pairs(prepared.rgb))
+    pairs = detector.keypoint_pairs(prepared.rgb)  # matched in the stored pixels, as scored
+    pairs = None if pairs is None else tuple(prepared.shown_points(p) for p in pairs)
+    panels_lib.write_panel(row['panel'], prepared, pred, pairs)
 
 
 def parse_threshold(text: str | None, flag: str = 'threshold') -> float | str | None:

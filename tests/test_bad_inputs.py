@@ -195,7 +195,7 @@ def test_corpus_through_ela_srm_and_wld(tmp_path):
       with pytest.raises(ValueError, match=name):
         image_io.load_rgb(path)
       continue
-    rgb = image_io.load_rgb(path, exif_transpose=True)
+    rgb = image_io.load_rgb(path)
     plane = ela.ela(rgb)
     assert plane.shape == rgb.shape and plane.dtype == np.uint8
     residual = np.asarray(srm.srm_residual(jnp.asarray(rgb[None], jnp.float32), kernels))

@@ -15,6 +15,7 @@ import pytest
 from configs import localiser as localiser_config
 import forgery_jax
 from forgery_jax import experiment
+from forgery_jax import image_io
 from forgery_jax import predict
 from forgery_jax.data import input_pipeline
 from forgery_jax.detectors import localiser
@@ -522,6 +523,32 @@ def test_predict_fuses_the_keypoint_map_into_a_finished_run(run, tmp_path, monke
     forgery_jax.load(workdir, keypoint_fusion='max')
 
 
+def test_a_turned_photo_is_scored_as_stored_and_its_map_turned_with_it(run, tmp_path, monkeypatch):
+  """A file with an EXIF orientation is scored from its stored pixels (the tiny run's window and the
+  JPEG grid lie there), so it gets the decision of the same pixels without the tag, and its mask
+  file is that map turned as a viewer shows the image."""
+  from tests.test_predict import save_turned_pair  # pylint: disable=g-import-not-at-top
+  workdir, _ = run
+  pairs = [save_turned_pair(str(tmp_path), o) for o in range(2, 9)]
+  rows, _ = predict.predict_paths(workdir, [p for pair in pairs for p in pair], str(tmp_path / 'out'),
+                                  panels=False)
+  for orientation, (turned, straight) in zip(range(2, 9), zip(rows[::2], rows[1::2])):
+    assert turned['p_tampered'] == straight['p_tampered'], orientation
+    with Image.open(turned['mask']) as a, Image.open(straight['mask']) as b:
+      np.testing.assert_array_equal(np.asarray(a), image_io.orient(np.asarray(b), orientation))
+      assert a.size == ((45, 70) if orientation >= 5 else (70, 45))
+  # The keypoint pairs the panel draws are matched in the stored pixels and turned with the map.
+  matched = []
+  monkeypatch.setattr(localiser.copy_move_keypoints, 'map_pairs',
+                      lambda rgb, *_: matched.append(rgb.shape) or (np.float32([[1, 2]]), np.float32([[20, 30]])))
+  drawn = []
+  monkeypatch.setattr(predict.panels_lib, 'write_panel', lambda path, prepared, pred, pairs: drawn.append(pairs))
+  predict.predict_paths(workdir, [pairs[6 - 2][0]], str(tmp_path / 'pairs'), keypoint_map=True)
+  assert matched == [(45, 70, 3)]
+  np.testing.assert_array_equal(drawn[0][0], [[45 - 1 - 2, 1]])  # orientation 6: x' = h - 1 - y, y' = x
+  np.testing.assert_array_equal(drawn[0][1], [[45 - 1 - 30, 20]])
+
+
 def test_validation_threshold_decides_at_the_chosen_threshold(run):
   from forgery_jax.evaluation import evaluators  # pylint: disable=g-import-not-at-top
   workdir, _ = run
@@ -883,6 +910,30 @@ def test_window_scores_equal_whole_scores_when_the_windows_hold_the_images(run):
   whole, windows = scores['whole'], scores['windows of 144']
   assert whole == windows and whole['test/auc'] == results['test/auc']
   assert {'test/accuracy', 'test/pixel_f1', 'test/pixel_auc'} <= set(whole)
+
+
+def test_turned_photos_scores_a_tagged_file_as_its_untagged_twin(run, tmp_path, capsys):
+  """experiments.turned_photos: the file as stored, its map turned, scores what the same JPEG
+  without the tag scores; the pixels turned first are scored too, as their own way."""
+  from experiments import turned_photos  # pylint: disable=g-import-not-at-top
+  workdir, _ = run
+  rng = np.random.default_rng(3)
+  for i in range(3):
+    Image.fromarray(rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)).save(tmp_path / f'f{i}.png')
+    mask = np.zeros((45, 70), np.uint8)
+    mask[5 + i:25, 10:40 + i] = 255
+    Image.fromarray(mask).save(tmp_path / f'f{i}_gt.png')
+  Image.fromarray(np.zeros((9, 9), np.uint8)).save(tmp_path / 'other_gt.png')  # no image: skipped
+  figures = turned_photos.main(['--workdir', workdir, '--masks', str(tmp_path), '--images',
+                                str(tmp_path), '--orientation', '6', '--output', str(tmp_path / 'f.json')])
+  assert set(figures) == set(turned_photos.WAYS) and capsys.readouterr().out.startswith('3 forgeries')
+  assert figures['as stored, map turned'] == figures['no tag']
+  assert json.loads((tmp_path / 'f.json').read_text()) == figures
+  (tmp_path / 'empty').mkdir()
+  with pytest.raises(ValueError, match='has a mask of its size'):
+    turned_photos.main(['--workdir', workdir, '--masks', str(tmp_path / 'empty'), '--images', str(tmp_path)])
+  with pytest.raises(ValueError, match='none: no such folder'):
+    turned_photos.main(['--workdir', workdir, '--masks', str(tmp_path / 'none'), '--images', str(tmp_path)])
 
 
 def test_size_scores_equal_whole_scores_when_the_windows_hold_the_images(run, tmp_path):

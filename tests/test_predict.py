@@ -7,7 +7,7 @@ import pathlib
 import subprocess
 import sys
 
-from PIL import Image
+from PIL import Image, ImageOps
 import pytest
 
 import numpy as np
@@ -15,6 +15,7 @@ import numpy as np
 from configs import wld_xgboost as wld_config
 import forgery_jax
 from forgery_jax import experiment
+from forgery_jax import image_io
 from forgery_jax import panels
 from forgery_jax import predict
 from tests.conftest import with_file_size_limit
@@ -82,12 +83,50 @@ def test_wld_run_predicts_too(wld_run, corpus, tmp_path):
   assert set(ok[0]['probabilities']) == {'authentic', 'copy_move', 'splicing'}
 
 
-def test_exif_orientation_is_applied(cnn_run, corpus):
-  folder, _ = corpus
-  prepared = forgery_jax.load(cnn_run).prepare(os.path.join(folder, 'exif_rotated.jpg'))
-  with Image.open(os.path.join(folder, 'exif_rotated.jpg')) as raw:
-    assert prepared.rgb.shape[:2] == (raw.size[0], raw.size[1])  # (h, w) of the turned image
-  assert prepared.planes['image'].shape == (32, 32, 3)
+@pytest.mark.parametrize('orientation', range(1, 9))
+def test_orient_turns_arrays_and_points_as_pil_turns_the_image(orientation):
+  rgb = np.random.default_rng(orientation).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+  tagged = Image.fromarray(rgb)
+  tagged.getexif()[image_io.EXIF_ORIENTATION] = orientation
+  assert image_io.exif_orientation(tagged) == orientation
+  shown = image_io.orient(rgb, orientation)
+  np.testing.assert_array_equal(shown, np.asarray(ImageOps.exif_transpose(tagged)))
+  np.testing.assert_array_equal(image_io.orient(rgb[..., 0], orientation), shown[..., 0])
+  stored_xy = np.array([[0, 0], [6, 1], [2, 4]])
+  for (x, y), (sx, sy) in zip(stored_xy, image_io.orient_points(stored_xy, (5, 7), orientation)):
+    marked = np.zeros((5, 7), bool)
+    marked[y, x] = True
+    assert image_io.orient(marked, orientation)[int(sy), int(sx)]
+
+
+def save_turned_pair(folder, orientation: int, shape=(45, 70)) -> tuple[str, str]:
+  """The same JPEG twice, its pixels bit for bit alike: once with an EXIF `orientation`, once none."""
+  rgb = np.random.default_rng(orientation).integers(0, 256, (*shape, 3), dtype=np.uint8)
+  tagged, plain = os.path.join(folder, f'tagged_{orientation}.jpg'), os.path.join(folder, f'plain_{orientation}.jpg')
+  exif = Image.Exif()
+  exif[image_io.EXIF_ORIENTATION] = orientation
+  Image.fromarray(rgb).save(tagged, quality=90, exif=exif.tobytes())
+  Image.fromarray(rgb).save(plain, quality=90)
+  return tagged, plain
+
+
+def test_a_file_is_analysed_as_stored_and_shown_turned(cnn_run, tmp_path):
+  """The planes come from the stored pixels, where the file's JPEG grid lies (turning a photo whose
+  side is not a multiple of 8 moves its grid); only what is shown is turned."""
+  predictor = forgery_jax.load(cnn_run)
+  tagged, plain = save_turned_pair(str(tmp_path), 6)
+  prepared, untagged = predictor.prepare(tagged), predictor.prepare(plain)
+  with Image.open(tagged) as raw:
+    shown = np.asarray(ImageOps.exif_transpose(raw).convert('RGB'))
+  assert prepared.orientation == 6 and untagged.orientation == 1 and shown.shape[:2] == (70, 45)
+  np.testing.assert_array_equal(prepared.rgb, untagged.rgb)
+  np.testing.assert_array_equal(prepared.shown(prepared.rgb), shown)
+  assert prepared.shown_size == (70, 45)
+  for name, plane in prepared.planes.items():
+    np.testing.assert_array_equal(plane, untagged.planes[name], err_msg=name)
+  turned, straight = predictor.predict([tagged, plain], saliency=True)
+  assert turned.p_tampered == straight.p_tampered
+  np.testing.assert_array_equal(turned.map, image_io.orient(straight.map, 6))
 
 
 def test_command_line_exit_status_and_error_lines(cnn_run, corpus, tmp_path):
