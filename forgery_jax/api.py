@@ -104,7 +104,7 @@ def _pixels(x, name: str) -> tuple[np.ndarray, str, int]:
       raise ValueError(f'{path}: no such file')
     if os.path.isdir(path):
       raise ValueError(f'{path}: is a folder')
-    return image_io.read_image(path)
+    return image_io.decode_with_orientation(path)
   if isinstance(x, Image.Image):
     fmt = image_io.SOURCE_FORMATS.get(x.format, 'array')
     return image_io.pil_to_rgb(x), fmt, image_io.exif_orientation(x)

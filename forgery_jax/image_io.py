@@ -168,7 +168,7 @@ def orient_points(xy: np.ndarray, stored_hw: tuple[int, int], orientation: int) 
   return np.stack([x, y], -1)
 
 
-def read_image(path: str) -> tuple[np.ndarray, str, int]:
+def decode_with_orientation(path: str) -> tuple[np.ndarray, str, int]:
   """(H, W, 3) uint8 RGB as the file stores its pixels, the container format ('jpeg', 'png', ...;
   else PIL's name lowercased) and the EXIF orientation (1 to 8) of an image file, read once; a clear
   error names the file. Forensic traces (the JPEG grid above all) lie in the stored pixels: analyse
@@ -183,13 +183,15 @@ def read_image(path: str) -> tuple[np.ndarray, str, int]:
 
 
 def decode_file(path: str) -> tuple[np.ndarray, str]:
-  """(H, W, 3) uint8 RGB as stored and the container format of an image file (see `read_image`)."""
-  return read_image(path)[:2]
+  """(H, W, 3) uint8 RGB as stored and the container format of an image file (see
+  `decode_with_orientation`)."""
+  return decode_with_orientation(path)[:2]
 
 
 def load_rgb(path: str) -> np.ndarray:
-  """Reads an image file as (H, W, 3) uint8 RGB, its pixels as stored (see `read_image`)."""
-  return read_image(path)[0]
+  """Reads an image file as (H, W, 3) uint8 RGB, its pixels as stored (see
+  `decode_with_orientation`)."""
+  return decode_with_orientation(path)[0]
 
 
 def encode_png(array: np.ndarray) -> bytes:
