@@ -290,7 +290,8 @@ def main(argv):
   decided = next((f'; tampered when p >= {r["threshold"]:.4f}' for r in rows if 'threshold' in r), '')
   decided += next((f'; regions where the map >= {r["pixel_threshold"]:.2f}' for r in rows
                    if 'pixel_threshold' in r), '')
-  print(f'{len(rows) - failed} predicted, {failed} failed, {rate:.1f} images/s{decided}; '
+  speed = f'{rate:.1f} images/s' if rate >= 1 or not rate else f'{1 / rate:.1f} s/image'
+  print(f'{len(rows) - failed} predicted, {failed} failed, {speed}{decided}; '
         f'{os.path.join(output, "predictions.jsonl")}')
   if truth is not None:
     summary = truth.summary()
