@@ -217,10 +217,15 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
     if test_intervals:
       md += [f'\n{r["run"]}, test split, 95 % intervals ({intervals.DESCRIPTION}): '
              f'{"; ".join(test_intervals)}\n']
+    folds = len(run.detectors) > 1  # each fold keeps its own intervals; their spread here
+    pixels, shown = report_lib.pixel_table(results, '_std' if folds else intervals.SUFFIX)
+    if pixels:
+      md += [f'\n### {r["run"]}: pixel scores (maps against the masks at each file\'s own size; '
+             f'baselines on the same files; {"± std over folds" if folds else "95 % intervals"})\n',
+             pixels]
     scalars = {k: v for k, v in sorted(results.items()) if isinstance(v, (int, float))
-               and not k.startswith('test/') and not k.endswith('_std')}
+               and not k.startswith('test/') and not k.endswith('_std') and k not in shown}
     if scalars:
-      folds = len(run.detectors) > 1  # each fold keeps its own intervals; their spread here
       md += [f'\n### {r["run"]}: evaluators beyond the test split\n',
              report_lib.md_table(['key', 'value', 'std over folds' if folds else '95 % interval'],
                                  [[k, v, results.get(f'{k}_std', '') if folds else
@@ -259,13 +264,14 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
                                   seed=main_run.config.seed)
         for d, dataset in zip(main_run.detectors, main_run.datasets)])
     report['robustness'] = robustness_rows
+    pixel_keys = [k for k in ('pixel_f1', 'pixel_auc') if any(k in r for r in robustness_rows)]
     md += [f'\n## Robustness of {main_run.name} ('
            f'{f"the mean over {folds} folds, each on its " if folds > 1 else ""}test split'
            f'{f", first {max_examples}" if max_examples else ""}'
            f'{" of each" if folds > 1 and max_examples else ""})\n',
-           report_lib.md_table(['attack', 'strength', *keys],
-                               [[r['attack'], r['strength'], *[r[k] for k in keys]]
-                                for r in robustness_rows])]
+           report_lib.md_table(['attack', 'strength', *keys, *pixel_keys],
+                               [[r['attack'], r['strength'], *[r[k] for k in keys],
+                                 *[r.get(k, '') for k in pixel_keys]] for r in robustness_rows])]
   map_items = pixel_eval.best_and_worst_of(contexts[workdir])  # every fold's test split
   figures = report_lib.figures(out, workdir, *own[workdir], main_run.detectors[0].class_names,
                                robustness_rows, map_items)

@@ -16,6 +16,7 @@ from forgery_jax import experiment
 from forgery_jax.detectors import export
 from forgery_jax.data import datasets
 from forgery_jax.data import input_pipeline
+from forgery_jax.evaluation import report as report_lib
 from forgery_jax.evaluation import robustness
 from tests.conftest import assert_no_library_info
 
@@ -258,3 +259,27 @@ def test_the_map_grid_of_a_kfold_run_picks_from_every_fold(monkeypatch):
   assert [(i['rank'], i['f1']) for i in items] == [('best', 0.95), ('best', 0.9), ('worst', 0.05),
                                                    ('worst', 0.1)]
   assert pixel_eval.best_and_worst_of(['a'], count=2) == pixel_eval.best_and_worst('a', 'test', 2)
+
+
+def test_pixel_table_groups_each_scope_its_types_and_baselines():
+  """Hand-made results: each scored set of files, its forgery types, then its baselines; spreads
+  as intervals or over folds; robustness and pixel-threshold scores left to their own places."""
+  results = {
+      'test/accuracy': 0.9, 'test/pixel_f1': 0.5, 'test/pixel_f1_ci95': [0.4, 0.6],
+      'test/pixel_f1_best': 0.55, 'test/pixel_f1_best_threshold': 0.3, 'test/pixel_images': 10,
+      'test/pixel_baseline/centre_prior/pixel_f1': 0.2, 'test/splicing/pixel_f1': 0.6,
+      'cross/casia1/pixel_f1': 0.3, 'cross/casia1/pixel_auc': 0.7, 'cross/casia1/pixel_auc_std': 0.01,
+      'test/saliency/pixel_f1': 0.1, 'robustness/jpeg/50/pixel_f1': 0.2,
+      'pixel_threshold/test/pixel_f1': 0.52}
+  table, shown = report_lib.pixel_table(results)
+  rows = [line.split(' | ') for line in table.splitlines()[2:]]
+  assert [r[:2] for r in rows] == [['| test', "the run's maps"], ['| test', 'saliency'],
+                                   ['| test', 'splicing'], ['| test', 'baseline: centre_prior'],
+                                   ['| cross/casia1', "the run's maps"]]
+  assert rows[0][2:] == ['0.500 [0.400, 0.600]', '0.550 at 0.30', '', '', '10 |']
+  assert rows[4][4] == '0.700'  # no interval: none recorded
+  assert 'robustness/jpeg/50/pixel_f1' not in shown and 'pixel_threshold/test/pixel_f1' not in shown
+  assert {'test/pixel_f1_ci95', 'test/pixel_f1_best_threshold', 'cross/casia1/pixel_auc_std'} <= shown
+  folds, _ = report_lib.pixel_table(results, '_std')
+  assert '| cross/casia1 | the run\'s maps | 0.300 |  | 0.700 ± 0.010 |' in folds
+  assert report_lib.pixel_table({'test/accuracy': 0.9}) == ('', set())

@@ -950,6 +950,26 @@ def test_size_scores_equal_whole_scores_when_the_windows_hold_the_images(run, tm
     assert scores[way] == scores['whole'] and figures[way] == figures['whole']
 
 
+def test_evaluate_report_shows_the_pixel_scores_beside_their_baselines(run, tmp_path):
+  """report.md: the pixel scores of the test split, per forgery type and beside the baselines on
+  the same files (results.json holds them all), and pixel F1 and AUC in the robustness table."""
+  from forgery_jax import evaluate  # pylint: disable=g-import-not-at-top
+  workdir, _ = run
+  report = evaluate.evaluate(workdir, [], evals=['test', 'pixel'], with_robustness=True,
+                             max_examples=4, output=str(tmp_path / 'report'))
+  results = report['runs'][0]['results']
+  text = (tmp_path / 'report' / 'report.md').read_text()
+  section = text.split(': pixel scores (')[1].split('\n\n#')[0]
+  prior = results['test/pixel_baseline/centre_prior/pixel_f1']
+  assert f"| test | baseline: centre_prior | {prior:.3f} |" in section
+  f1, (low, high) = results['test/pixel_f1'], results['test/pixel_f1_ci95']
+  assert f"| test | the run's maps | {f1:.3f} [{low:.3f}, {high:.3f}] |" in section
+  assert '| test | splicing |' in section and '| test | baseline: mean_training_mask |' in section
+  robustness = text.split('## Robustness')[1].split('\n\n#')[0]
+  assert '| attack | strength |' in robustness and '| pixel_f1 | pixel_auc |' in robustness
+  assert f"{report['robustness'][0]['pixel_f1']:.3f} |" in robustness
+
+
 def test_two_seeds_are_compared_file_by_file(run, second_run, tmp_path):
   """evaluate WORKDIR --runs=OTHER of the same split: OTHER minus WORKDIR, image and pixel
   scores, each difference inside its paired interval."""

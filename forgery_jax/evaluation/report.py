@@ -24,6 +24,55 @@ def md_table(header: list[str], rows: list[list]) -> str:
   return '\n'.join(lines) + '\n'
 
 
+PIXEL_COLUMNS = {'pixel_f1': 'pixel F1 at 0.5', 'pixel_f1_best': 'at the best threshold (optimistic)',
+                 'pixel_auc': 'pixel AUC', 'pixel_iou': 'pixel IoU', 'pixel_images': 'images'}
+
+
+def _pixel_scope(prefix: str) -> tuple[str, str]:
+  """('test' | 'test_<config>' | 'cross/<dataset>', what map of it) of a pixel-score prefix."""
+  parts = prefix.split('/')
+  n = 2 if parts[0] == 'cross' else 1
+  scope, rest = '/'.join(parts[:n]), '/'.join(parts[n:])
+  if rest.startswith('pixel_baseline/'):
+    rest = f"baseline: {rest.removeprefix('pixel_baseline/')}"
+  return scope, rest or 'the run\'s maps'
+
+
+def pixel_table(results: dict, spread: str = '_ci95') -> tuple[str, set[str]]:
+  """The pixel scores of a run's results (the test split, each `also_test` config, a cross dataset;
+  per forgery type and beside the baselines on the same files) as one Markdown table, each cell
+  with its spread: `_ci95` (a 95 % interval) or `_std` (over folds); and the keys it shows. Empty
+  for a run without pixel scores. The robustness and pixel-threshold scores have their own places."""
+  prefixes = [k.removesuffix('/pixel_f1') for k in results if k.endswith('/pixel_f1')
+              and not k.startswith(('robustness/', 'pixel_threshold/'))]
+  if not prefixes:
+    return '', set()
+  order = {scope: i for i, scope in enumerate(dict.fromkeys(_pixel_scope(p)[0] for p in prefixes))}
+  kind = lambda what: 0 if what == 'the run\'s maps' else 2 if what.startswith('baseline') else 1
+  rows, shown = [], set()
+  for p in sorted(prefixes, key=lambda p: (order[_pixel_scope(p)[0]], kind(_pixel_scope(p)[1]), p)):
+    row = list(_pixel_scope(p))
+    for name in PIXEL_COLUMNS:
+      key = f'{p}/{name}'
+      v = results.get(key)
+      shown |= {key, f'{key}_std', f'{key}_ci95'} | ({f'{key}_threshold'} if name == 'pixel_f1_best' else set())
+      if v is None:
+        row.append('')
+      elif name == 'pixel_images':
+        row.append(int(round(v)))
+      else:
+        extra = results.get(f'{key}_threshold') if name == 'pixel_f1_best' else None
+        cell = f'{v:.3f}' + (f' at {extra:.2f}' if extra is not None else '')
+        bounds = results.get(f'{key}{spread}')
+        if spread == '_std' and bounds is not None:
+          cell += f' ± {bounds:.3f}'
+        elif spread == '_ci95' and bounds:
+          cell += f' [{bounds[0]:.3f}, {bounds[1]:.3f}]'
+        row.append(cell)
+    rows.append(row)
+  return md_table(['files', 'map', *PIXEL_COLUMNS.values()], rows), shown
+
+
 def _save(fig, path: str, dpi: float | None = None) -> None:
   """A figure as PNG, replaced whole (`atomic.write_bytes`)."""
   buf = io.BytesIO()
