@@ -14,8 +14,8 @@ prepared as the run's training images were (ELA at full resolution, then the bui
 resize, native crop or native size) from its pixels as the file stores them, where its traces (its
 JPEG grid) lie; `map` (and `region`) are then turned as its EXIF orientation says, so that they lie
 over the image as a viewer shows it. `map` is the per-pixel tamper probability at that size for
-detectors that localise, else None (the paper CNN
-can give its gradient saliency instead: `predict(x, saliency=True)`, `map_kind='saliency'`).
+detectors that localise, else None (the paper CNN can give its gradient saliency instead:
+`predict(x, saliency=True)`, `map_kind='saliency'`).
 `label` is the most probable class, or with a `threshold` 'tampered' (the most probable forgery
 class) when p_tampered >= threshold: a number, or 'validation', the threshold most accurate on the
 run's own validation split (as the `validation_threshold` evaluator chooses it; the run's dataset
@@ -47,7 +47,7 @@ class Prediction:
   label: str                          # the most probable class
   probabilities: dict[str, float]     # class -> probability
   p_tampered: float                   # 1 - p(authentic)
-  map: np.ndarray | None = None       # (H, W) float32 in [0, 1] at the input's size as shown, or None
+  map: np.ndarray | None = None       # (H, W) float32 in [0, 1], the input's size as shown; or None
   map_kind: str | None = None         # 'tamper_probability' or 'saliency'
   region: np.ndarray | None = None    # (H, W) bool, map >= the predictor's pixel_threshold, if any
   beyond_training_size: bool | None = None  # more pixels than any training file (None: unknown)
@@ -77,7 +77,7 @@ class Prepared:
     return (w, h) if self.orientation >= 5 else (h, w)
 
   def map_to_input(self, plane_map: np.ndarray) -> np.ndarray:
-    """A map over the planes, at the input image's own size as shown (zero outside a native crop)."""
+    """A map over the planes at the input image's own size, as shown (0 outside a native crop)."""
     return self.shown(self._map_to_stored(plane_map))
 
   def _map_to_stored(self, plane_map: np.ndarray) -> np.ndarray:

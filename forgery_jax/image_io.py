@@ -159,7 +159,7 @@ def orient(array: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def orient_points(xy: np.ndarray, stored_hw: tuple[int, int], orientation: int) -> np.ndarray:
-  """(P, 2) x, y pixel positions in the stored pixels of an (H, W) image, where `orient` puts them."""
+  """(P, 2) x, y positions in the stored pixels of an (H, W) image: where `orient` puts them."""
   xy = np.asarray(xy, np.float64).reshape(-1, 2)
   h, w = stored_hw
   x, y = xy[:, 0], xy[:, 1]

@@ -24,7 +24,8 @@ def md_table(header: list[str], rows: list[list]) -> str:
   return '\n'.join(lines) + '\n'
 
 
-PIXEL_COLUMNS = {'pixel_f1': 'pixel F1 at 0.5', 'pixel_f1_best': 'at the best threshold (optimistic)',
+PIXEL_COLUMNS = {'pixel_f1': 'pixel F1 at 0.5',
+                 'pixel_f1_best': 'at the best threshold (optimistic)',
                  'pixel_auc': 'pixel AUC', 'pixel_iou': 'pixel IoU', 'pixel_images': 'images'}
 
 
@@ -55,7 +56,7 @@ def pixel_table(results: dict, spread: str = '_ci95') -> tuple[str, set[str]]:
     for name in PIXEL_COLUMNS:
       key = f'{p}/{name}'
       v = results.get(key)
-      shown |= {key, f'{key}_std', f'{key}_ci95'} | ({f'{key}_threshold'} if name == 'pixel_f1_best' else set())
+      shown |= {key, f'{key}_std', f'{key}_ci95', f'{key}_threshold'}
       if v is None:
         row.append('')
       elif name == 'pixel_images':
