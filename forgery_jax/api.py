@@ -13,7 +13,8 @@ one `Prediction`; a list of those, or an (N, H, W, 3) array, returns a list. Eac
 prepared as the run's training images were (ELA at full resolution, then the builder config's
 resize, native crop or native size) from its pixels as the file stores them, where its traces (its
 JPEG grid) lie; `map` (and `region`) are then turned as its EXIF orientation says, so that they lie
-over the image as a viewer shows it. `map` is the per-pixel tamper probability at that size for
+over the image as a viewer shows it (so pass a PIL image as opened, not already turned: turning
+moves the grid and drops the tag). `map` is the per-pixel tamper probability at that size for
 detectors that localise, else None (the paper CNN can give its gradient saliency instead:
 `predict(x, saliency=True)`, `map_kind='saliency'`).
 `label` is the most probable class, or with a `threshold` 'tampered' (the most probable forgery
