@@ -175,3 +175,34 @@ def test_an_unreadable_or_misfit_mask_is_an_error_of_its_image_only(tmp_path):
   scores.add(row, '/photos/a.jpg', (8, 10), np.zeros((8, 10), np.float32), 'tamper_probability')
   assert 'is 5x5 but its image is 10x8' in row['ground_truth_error']
   assert scores.summary()['errors'] == 1 and scores.summary()['images'] == 0
+
+
+def test_masks_and_rows_no_predicted_image_took_are_counted_and_named(tmp_path):
+  """A mask whose name differs from its image's (CASIA v1's corrected names) is not silently
+  left out: the summary counts and names what no predicted image took."""
+  shape = (8, 10)
+  for name in ('a_gt.png', 'b_gt.png', 'renamed_gt.png'):
+    _write(tmp_path / 'masks' / name, _square_mask(shape).astype(np.uint8) * 255)
+  scores = gt.Scores(gt.GroundTruth(str(tmp_path / 'masks')))
+  for name in ('a.jpg', 'b.jpg', 'c.jpg'):
+    scores.add({'p_tampered': 0.5, 'prediction': 'tampered'}, f'/photos/{name}', shape,
+               np.zeros(shape, np.float32), 'tamper_probability')
+  summary = scores.summary()
+  assert summary['unmatched_masks'] == 1 and summary['unmatched_first'] == ['renamed_gt.png']
+  assert summary['without_ground_truth'] == 1
+  assert gt.report(summary)[0].endswith('; 1 masks matched no predicted image (renamed_gt.png)')
+  # Images and masks in one folder: the images predicted are not masks left over.
+  both = tmp_path / 'both'
+  images = [_write(both / n, np.zeros(shape, np.uint8)) for n in ('x.png', 'y.png')]
+  _write(both / 'x_gt.png', np.zeros(shape, np.uint8))
+  scores = gt.Scores(gt.GroundTruth(str(both)))
+  for path in images:
+    scores.add({'p_tampered': 0.5, 'prediction': 'tampered'}, path, shape, None, None)
+  assert scores.summary()['unmatched_masks'] == 0 and 'matched no' not in gt.report(scores.summary())[0]
+  # A CSV: its rows whose image was not predicted.
+  (tmp_path / 'pairs.csv').write_text('image,label\np.png,authentic\nq.png,tampered\n')
+  scores = gt.Scores(gt.GroundTruth(str(tmp_path / 'pairs.csv')))
+  scores.add({'p_tampered': 0.5, 'prediction': 'tampered'}, str(tmp_path / 'p.png'), shape, None, None)
+  summary = scores.summary()
+  assert summary['unmatched_csv_rows'] == 1 and summary['unmatched_first'] == ['q.png']
+  assert '1 CSV rows matched no predicted image (q.png)' in gt.report(summary)[0]

@@ -138,6 +138,19 @@ class GroundTruth:
       return Entry(None, found[0])
     return Entry('authentic', None) if self.unmasked_authentic else None
 
+  def unmatched(self, seen: set[str]) -> list[str]:
+    """What this ground truth names that none of `seen` (the real paths of the images scored and
+    of the masks they took) is: a folder's masks, or a CSV's images; real paths, sorted. Names
+    that differ from their image's leave masks here (CASIA v1's corrected file names)."""
+    if self._rows is not None:
+      return sorted(set(self._rows) - seen)
+    return sorted({os.path.realpath(p) for paths in self._masks.values() for p in paths} - seen)
+
+  @property
+  def names(self) -> str:
+    """What `unmatched` counts: 'masks' or 'CSV rows'."""
+    return 'masks' if self._rows is None else 'CSV rows'
+
   def masks_among(self, files: list[str]) -> set[str]:
     """The real paths of the `files` that are another one's mask and have none of their own: the
     masks of a folder that holds images and masks together (`a.png` beside `a_gt.png`), which are
@@ -168,15 +181,19 @@ class Scores:
     self.decisions: list[int] = []
     self.without = 0
     self.errors = 0
+    self.seen: set[str] = set()  # real paths of the images scored and of the masks they took
 
   def add(self, row: dict, image_path: str, shape: tuple[int, int], tamper_map, map_kind) -> None:
     """Scores one predicted image, writing its ground truth and pixel scores (or the error) into
     `row`, its line of predictions.jsonl."""
+    self.seen.add(os.path.realpath(image_path))
     try:
       entry = self.truth.lookup(image_path)
       if entry is None:
         self.without += 1
         return
+      if entry.mask:
+        self.seen.add(os.path.realpath(entry.mask))
       mask = read_mask(entry.mask, shape, self.inverted) if entry.mask else None
     except ValueError as e:
       self.errors += 1
@@ -221,6 +238,10 @@ class Scores:
     out = {'ground_truth': self.truth.source, 'images': len(labels),
            'tampered': int(labels.sum()), 'authentic': int(len(labels) - labels.sum()),
            'without_ground_truth': self.without, 'errors': self.errors}
+    unmatched = self.truth.unmatched(self.seen)
+    out[f'unmatched_{self.truth.names.replace(" ", "_").lower()}'] = len(unmatched)
+    if unmatched:
+      out['unmatched_first'] = [os.path.basename(p) for p in unmatched[:3]]
     # 95 % intervals with each file its own unit: nothing says which files share a scene.
     if self.pixel_rows:
       out['pixel'] = dict(pixel_metrics.summarise(self.pixel_rows), map_kind=self.map_kind,
@@ -254,6 +275,10 @@ def report(summary: dict) -> list[str]:
            f"({summary['tampered']} tampered, {summary['authentic']} authentic), "
            f"{summary['without_ground_truth']} without ground truth, "
            f"{summary['errors']} error{'' if summary['errors'] == 1 else 's'}"]
+  for names in ('masks', 'CSV rows'):
+    if count := summary.get(f'unmatched_{names.replace(" ", "_").lower()}'):
+      lines[0] += (f"; {count} {names} matched no predicted image "
+                   f"({', '.join(summary['unmatched_first'])}{', ...' if count > 3 else ''})")
   if 'pixel' in summary:
     px, base = summary['pixel'], summary['pixel_baselines']
     kind = 'tamper map' if px['map_kind'] == 'tamper_probability' else 'gradient saliency, not a segmentation'
