@@ -39,6 +39,7 @@ from forgery_jax.evaluation import pixel_metrics
 MASK_SUFFIXES = ('', '_gt', '-gt', '_mask', '-mask', '_groundtruth')
 LABELS = {'authentic': 'authentic', '0': 'authentic', 'tampered': 'tampered', '1': 'tampered'}
 BASELINES = ('all_tampered', 'centre_prior', 'mean_other_masks')
+UNMATCHED = {'unmatched_masks': 'masks', 'unmatched_csv_rows': 'CSV rows'}  # key -> as printed
 
 
 @dataclasses.dataclass
@@ -147,9 +148,9 @@ class GroundTruth:
     return sorted({os.path.realpath(p) for paths in self._masks.values() for p in paths} - seen)
 
   @property
-  def names(self) -> str:
-    """What `unmatched` counts: 'masks' or 'CSV rows'."""
-    return 'masks' if self._rows is None else 'CSV rows'
+  def unmatched_key(self) -> str:
+    """The summary's key of what `unmatched` counts (a key of UNMATCHED)."""
+    return 'unmatched_masks' if self._rows is None else 'unmatched_csv_rows'
 
   def masks_among(self, files: list[str]) -> set[str]:
     """The real paths of the `files` that are another one's mask and have none of their own: the
@@ -239,7 +240,7 @@ class Scores:
            'tampered': int(labels.sum()), 'authentic': int(len(labels) - labels.sum()),
            'without_ground_truth': self.without, 'errors': self.errors}
     unmatched = self.truth.unmatched(self.seen)
-    out[f'unmatched_{self.truth.names.replace(" ", "_").lower()}'] = len(unmatched)
+    out[self.truth.unmatched_key] = len(unmatched)
     if unmatched:
       out['unmatched_first'] = [os.path.basename(p) for p in unmatched[:3]]
     # 95 % intervals with each file its own unit: nothing says which files share a scene.
@@ -275,8 +276,8 @@ def report(summary: dict) -> list[str]:
            f"({summary['tampered']} tampered, {summary['authentic']} authentic), "
            f"{summary['without_ground_truth']} without ground truth, "
            f"{summary['errors']} error{'' if summary['errors'] == 1 else 's'}"]
-  for names in ('masks', 'CSV rows'):
-    if count := summary.get(f'unmatched_{names.replace(" ", "_").lower()}'):
+  for key, names in UNMATCHED.items():
+    if count := summary.get(key):
       lines[0] += (f"; {count} {names} matched no predicted image "
                    f"({', '.join(summary['unmatched_first'])}{', ...' if count > 3 else ''})")
   if 'pixel' in summary:
