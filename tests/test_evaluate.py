@@ -280,6 +280,8 @@ def test_pixel_table_groups_each_scope_its_types_and_baselines():
   assert rows[4][4] == '0.700'  # no interval: none recorded
   assert 'robustness/jpeg/50/pixel_f1' not in shown and 'pixel_threshold/test/pixel_f1' not in shown
   assert {'test/pixel_f1_ci95', 'test/pixel_f1_best_threshold', 'cross/casia1/pixel_auc_std'} <= shown
+  results |= {'test/pixel_f1_best_std': 0.02}
   folds, _ = report_lib.pixel_table(results, '_std')
+  assert "| test | the run's maps | 0.500 | 0.550 ± 0.020 at 0.30 |" in folds
   assert '| cross/casia1 | the run\'s maps | 0.300 |  | 0.700 ± 0.010 |' in folds
   assert report_lib.pixel_table({'test/accuracy': 0.9}) == ('', set())

@@ -62,13 +62,13 @@ def pixel_table(results: dict, spread: str = '_ci95') -> tuple[str, set[str]]:
       elif name == 'pixel_images':
         row.append(int(round(v)))
       else:
-        extra = results.get(f'{key}_threshold') if name == 'pixel_f1_best' else None
-        cell = f'{v:.3f}' + (f' at {extra:.2f}' if extra is not None else '')
-        bounds = results.get(f'{key}{spread}')
+        cell, bounds = f'{v:.3f}', results.get(f'{key}{spread}')
         if spread == '_std' and bounds is not None:
           cell += f' ± {bounds:.3f}'
         elif spread == '_ci95' and bounds:
           cell += f' [{bounds[0]:.3f}, {bounds[1]:.3f}]'
+        if (threshold := results.get(f'{key}_threshold')) is not None:
+          cell += f' at {threshold:.2f}'
         row.append(cell)
     rows.append(row)
   return md_table(['files', 'map', *PIXEL_COLUMNS.values()], rows), shown
