@@ -105,9 +105,12 @@ class GroundTruth:
     where = lambda p: os.path.realpath(p if os.path.isabs(p) else os.path.join(base, p))
     rows = {}
     try:
-      with open(path, newline='') as f:
+      # utf-8-sig: a spreadsheet's "CSV UTF-8" begins with a byte-order mark, which would
+      # otherwise stick to the first column's name; names are read without spaces or case.
+      with open(path, newline='', encoding='utf-8-sig') as f:
         reader = csv.DictReader(f)
-        columns = set(reader.fieldnames or ())
+        reader.fieldnames = [(name or '').strip().lower() for name in reader.fieldnames or ()]
+        columns = set(reader.fieldnames)
         if 'image' not in columns or not columns & {'mask', 'label'}:
           raise ValueError(f'{path}: a CSV with an image column and a mask and/or a label column '
                            f'is needed (columns: {", ".join(sorted(columns)) or "none"})')
