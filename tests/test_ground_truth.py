@@ -115,6 +115,9 @@ def test_a_csv_names_masks_and_labels_relative_to_itself(tmp_path):
       gt.GroundTruth(str(tmp_path / 'bad.csv'))
   with pytest.raises(ValueError, match='no such folder or CSV file'):
     gt.GroundTruth(str(tmp_path / 'missing'))
+  mask = _write(tmp_path / 'one_gt.png', np.zeros((4, 4), np.uint8))
+  with pytest.raises(ValueError, match='one_gt.png is an image: name the folder of masks'):
+    gt.GroundTruth(mask)
   # A spreadsheet's "CSV UTF-8": a byte-order mark, CRLF lines, names with capitals and spaces.
   (tmp_path / 'excel.csv').write_bytes(b'\xef\xbb\xbfImage , Label\r\nimgs/y.jpg,authentic\r\n')
   assert gt.GroundTruth(str(tmp_path / 'excel.csv')).lookup(str(tmp_path / 'imgs' / 'y.jpg')) == \

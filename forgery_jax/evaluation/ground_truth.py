@@ -95,6 +95,9 @@ class GroundTruth:
         self._masks.setdefault(_stem(path), []).append(path)
       self._rows = None
     elif os.path.isfile(source):
+      if image_io.is_image_name(*os.path.split(source)):
+        raise ValueError(f'ground truth {source} is an image: name the folder of masks it is in, '
+                         'or pair images and masks in a CSV file')
       self._rows = self._read_csv(source)
     else:
       raise ValueError(f'ground truth {source}: no such folder or CSV file')
