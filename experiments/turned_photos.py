@@ -26,6 +26,7 @@ import experiments
 import forgery_jax
 from forgery_jax import image_io
 from forgery_jax import runtime
+from forgery_jax.evaluation import ground_truth
 from forgery_jax.evaluation import pixel_metrics
 
 WAYS = ('as stored, map turned', 'turned first', 'no tag')
@@ -68,10 +69,10 @@ def main(argv=None) -> dict:
     stem = stem.removesuffix('_gt')
     rgb = image_io.load_rgb(images[stem])
     h, w = rgb.shape[0] - cut_h, rgb.shape[1] - cut_w
-    mask = image_io.load_rgb(mask_path)
-    if mask.shape != rgb.shape:
+    try:
+      truth = ground_truth.read_mask(mask_path, rgb.shape[:2])[:h, :w]
+    except ValueError:  # a mask of another size: not this image's
       continue
-    truth = pixel_metrics.truth_of(mask[:h, :w, 0])
     tagged = _jpeg(rgb[:h, :w], args.quality, args.orientation)
     stored = image_io.pil_to_rgb(tagged)
     shown_truth = image_io.orient(truth, args.orientation)
