@@ -8,7 +8,8 @@
     result = detector.predict('photo.jpg')           # or a PIL image, or a uint8 array
     result.label, result.p_tampered, result.probabilities, result.map, result.region
 
-`predict` takes a path, a PIL image or a uint8 numpy array (H, W, 3) (or (H, W) grey) and returns
+`predict` takes a path, a file's bytes (or a binary file object), a PIL image or a uint8 numpy
+array (H, W, 3) (or (H, W) grey, or (H, W, 4) with alpha, composited on white) and returns
 one `Prediction`; a list of those, or an (N, H, W, 3) array, returns a list. Each image is
 prepared as the run's training images were (ELA at full resolution, then the builder config's
 resize, native crop or native size) from its pixels as the file stores them, where its traces (its
@@ -29,6 +30,7 @@ probability reaches it, whatever the image-level label. Nothing is written to di
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 
 import cv2
@@ -97,8 +99,8 @@ class Prepared:
 
 
 def _pixels(x, name: str) -> tuple[np.ndarray, str, int]:
-  """(RGB pixels as stored, source format, EXIF orientation) of a path, a PIL image or a uint8
-  array."""
+  """(RGB pixels as stored, source format, EXIF orientation) of a path, a file's bytes (or a
+  binary file object), a PIL image or a uint8 array."""
   if isinstance(x, (str, os.PathLike)):
     path = os.fspath(x)
     if not os.path.exists(path):
@@ -106,16 +108,28 @@ def _pixels(x, name: str) -> tuple[np.ndarray, str, int]:
     if os.path.isdir(path):
       raise ValueError(f'{path}: is a folder')
     return image_io.decode_with_orientation(path)
+  if isinstance(x, (bytes, bytearray, memoryview)) or hasattr(x, 'read'):
+    # A file's contents (an upload, a database blob) or an open file: decoded as the file would
+    # be, so that its container and EXIF orientation are known.
+    stream = io.BytesIO(bytes(x)) if isinstance(x, (bytes, bytearray, memoryview)) else x
+    try:
+      return image_io.decode_with_orientation(stream)
+    except ValueError as e:
+      cause = str(e.__cause__ or e).split(' <_io.')[0]
+      raise ValueError(f'{name}: not a readable image file ({cause})') from e
   if isinstance(x, Image.Image):
     fmt = image_io.SOURCE_FORMATS.get(x.format, 'array')
     return image_io.pil_to_rgb(x), fmt, image_io.exif_orientation(x)
   a = np.asarray(x)
-  if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (1, 3)):
-    raise ValueError(f'{name}: expected a uint8 array (H, W, 3) or (H, W), got {a.dtype} {a.shape}')
-  if a.ndim == 2 or a.shape[-1] == 1:
-    a = np.repeat(a.reshape(a.shape[0], a.shape[1], 1), 3, -1)
+  if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (1, 3, 4)):
+    raise ValueError(f'{name}: expected a uint8 array (H, W, 3), (H, W, 4) or (H, W), or a '
+                     f'file\'s bytes, got {type(x).__name__} {a.dtype} {a.shape}')
   if min(a.shape[:2]) < 1:
     raise ValueError(f'{name}: an empty image {a.shape}')
+  if a.ndim == 3 and a.shape[-1] == 4:  # alpha composited on white, as for an RGBA file
+    return image_io.pil_to_rgb(Image.fromarray(np.ascontiguousarray(a), 'RGBA')), 'array', 1
+  if a.ndim == 2 or a.shape[-1] == 1:
+    a = np.repeat(a.reshape(a.shape[0], a.shape[1], 1), 3, -1)
   return np.ascontiguousarray(a), 'array', 1  # unknown history: no container-based re-encoding
 
 
@@ -192,7 +206,8 @@ class Predictor:
     """One Prediction for one image; a list for a list of images or an (N, H, W, 3) array."""
     many = isinstance(x, (list, tuple)) or (isinstance(x, np.ndarray) and x.ndim == 4)
     items = list(x) if many else [x]
-    prepared = [self.prepare(item, f'image {i}' if not isinstance(item, (str, os.PathLike)) else '')
+    prepared = [self.prepare(item, '' if isinstance(item, (str, os.PathLike))
+                             else f'image {i}' if many else 'image')
                 for i, item in enumerate(items)]
     results = self.predict_prepared(prepared, saliency)
     return results if many else results[0]

@@ -168,11 +168,11 @@ def orient_points(xy: np.ndarray, stored_hw: tuple[int, int], orientation: int) 
   return np.stack([x, y], -1)
 
 
-def decode_with_orientation(path: str) -> tuple[np.ndarray, str, int]:
+def decode_with_orientation(path) -> tuple[np.ndarray, str, int]:
   """(H, W, 3) uint8 RGB as the file stores its pixels, the container format ('jpeg', 'png', ...;
-  else PIL's name lowercased) and the EXIF orientation (1 to 8) of an image file, read once; a clear
-  error names the file. Forensic traces (the JPEG grid above all) lie in the stored pixels: analyse
-  those, and turn what is shown with `orient`."""
+  else PIL's name lowercased) and the EXIF orientation (1 to 8) of an image file (a path or a
+  binary file object), read once; a clear error names the file. Forensic traces (the JPEG grid
+  above all) lie in the stored pixels: analyse those, and turn what is shown with `orient`."""
   try:
     with open_image(path) as im:
       fmt = SOURCE_FORMATS.get(im.format, str(im.format).lower())

@@ -199,6 +199,29 @@ def test_python_api_predicts_arrays_paths_and_pil_images(cnn_run, wld_run, corpu
     forgery_jax.load(cnn_run).predict(rgb.astype(np.float32))
 
 
+def test_python_api_reads_a_files_bytes_an_open_file_and_an_alpha_array(cnn_run, corpus):
+  folder, _ = corpus
+  path = os.path.join(folder, 'photo.jpg')
+  detector = forgery_jax.load(cnn_run)
+  from_path = detector.predict(path)
+  with open(path, 'rb') as f:
+    raw = f.read()
+  assert detector.predict(raw).probabilities == from_path.probabilities
+  with open(path, 'rb') as f:
+    assert detector.predict(f).probabilities == from_path.probabilities
+    assert not f.closed  # the caller's file stays the caller's
+  # An alpha channel is composited on white, as for an RGBA file.
+  rgba = np.asarray(Image.open(path).convert('RGBA')).copy()
+  rgba[:8, :8, 3] = 0
+  white = image_io.pil_to_rgb(Image.fromarray(rgba, 'RGBA'))
+  assert (white[:8, :8] == 255).all()
+  assert detector.predict(rgba).probabilities == detector.predict(white).probabilities
+  with pytest.raises(ValueError, match=r'^image 1: not a readable image file'):
+    detector.predict([raw, raw[:100]])
+  with pytest.raises(ValueError, match=r"^image: expected a uint8 array .* or a file's bytes"):
+    detector.predict(np.zeros((4, 4, 3), np.float32))
+
+
 def test_predict_without_panels_writes_no_panel(cnn_run, corpus, tmp_path):
   folder, _ = corpus
   rows, _ = predict.predict_paths(cnn_run, [os.path.join(folder, 'photo.jpg')], str(tmp_path),
