@@ -201,13 +201,26 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
     names = evals if evals else list(run.config.evals)
     results, own[run.workdir], contexts[run.workdir] = _evaluate_run(run, names)
     row = robustness_lib.row(*own[run.workdir], run.detectors[0].class_names)
+    if len(run.detectors) > 1:
+      # A k-fold run: each metric the mean over the folds, each on its own test split, with its
+      # spread, as training wrote results.json (the pooled predictions' values would differ).
+      row.update({k: results[f'test/{k}'] for k in robustness_lib.ROW_KEYS if f'test/{k}' in results})
+      row.update({f'{k}_std': results[f'test/{k}_std'] for k in robustness_lib.ROW_KEYS
+                  if f'test/{k}_std' in results})
     report['runs'].append({'run': run.name, 'split': run.config.dataset.split, **row,
                            'dataset_fingerprint': run.datasets[0].fingerprint, 'results': results})
   keys = robustness_lib.ROW_KEYS
+
+  def cell(r, k):
+    return f'{r[k]:.3f} ± {r[k + "_std"]:.3f}' if k + '_std' in r else r[k]
+
+  folded = any(len(run.detectors) > 1 for run in loaded)
   md = [f'# Evaluation of {workdir}\n', f'Scored by {runtime.describe(report["environment"])}.\n',
         '## Test metrics\n',
+        *(['A k-fold run: each metric the mean ± std over its folds, each fold on its own test '
+           'split; its test examples, all folds\'.\n'] if folded else []),
         report_lib.md_table(['run', 'split', *keys, 'test examples'],
-                            [[r['run'], r['split'], *[r[k] for k in keys], r['num_examples']]
+                            [[r['run'], r['split'], *[cell(r, k) for k in keys], r['num_examples']]
                              for r in report['runs']])]
   for run, r in zip(loaded, report['runs']):
     results = r['results']
@@ -236,7 +249,7 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
            report_lib.md_table(['dataset', 'split', 'detector', 'accuracy', 'precision', 'recall', 'F1', 'AUC'],
                                [[run.config.dataset.name, run.config.dataset.split,
                                  run.detectors[0].describe(),
-                                 *[r[k] for k in ('accuracy', 'precision', 'recall', 'f1', 'auc')]]
+                                 *[cell(r, k) for k in ('accuracy', 'precision', 'recall', 'f1', 'auc')]]
                                 for run, r in zip(loaded, report['runs'])])]
   paired = _paired(loaded, own, contexts)
   if paired:

@@ -200,6 +200,16 @@ def test_robustness_of_a_kfold_run_is_every_folds_mean(tiny_config, tmp_path):
     assert got['accuracy'] == pytest.approx((a['accuracy'] + b['accuracy']) / 2)
   assert ('(the mean over 2 folds, each on its test split, first 4 of each)'
           in (tmp_path / 'report' / 'report.md').read_text())
+  # The test metrics too: the folds' mean and spread, as training wrote them, not the values of
+  # the folds' predictions pooled; the examples of every fold.
+  results = json.loads((tmp_path / 'run' / 'results.json').read_text())
+  row = report['runs'][0]
+  for k in robustness.ROW_KEYS:
+    assert row[k] == pytest.approx(results[f'test/{k}']), k
+    assert row[f'{k}_std'] == pytest.approx(results[f'test/{k}_std']), k
+  assert row['num_examples'] == 128
+  md = (tmp_path / 'report' / 'report.md').read_text()
+  assert f"| {row['accuracy']:.3f} ± {row['accuracy_std']:.3f} |" in md
   rows = [[{'attack': 'none', 'strength': 0, 'auc': 0.5, 'pixel_f1': None, 'num_examples': 3}],
           [{'attack': 'none', 'strength': 0, 'auc': 0.7, 'pixel_f1': 0.2, 'num_examples': 4}]]
   assert robustness.mean_over_folds(rows) == [
