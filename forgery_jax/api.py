@@ -371,7 +371,7 @@ def load(workdir: str, keypoint_map: bool = False, keypoint_fusion: str | None =
   _check_threshold('threshold', None if threshold == 'validation' else threshold)
   _check_threshold('pixel_threshold', None if pixel_threshold == 'validation' else pixel_threshold)
   if pixel_threshold is not None and not detectors[0].localises:
-    raise ValueError(f'pixel_threshold: {workdir}: its detector draws no map')
+    raise ValueError(f'--pixel_threshold: {workdir}: its detector draws no map')
   if threshold == 'validation':
     threshold = validation_threshold(workdir, detectors)
   if pixel_threshold == 'validation':

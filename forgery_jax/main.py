@@ -5,6 +5,7 @@ Any config field can be overridden on the command line, e.g.
 `forgery_jax.experiment.run(config, workdir)`.
 """
 
+import re
 import sys
 
 from absl import app
@@ -107,7 +108,30 @@ def parse_flags(argv: list[str]) -> list[str]:
     while e.args and isinstance(e.args[0], BaseException):  # AttributeError(KeyError(...))
       e = e.args[0]
     message = ' '.join(str(e.args[0] if e.args else e).split())
+    unknown = _unknown_field(e, overrides)
+    if unknown:
+      raise SystemExit(f'error: {unknown}') from None
     raise SystemExit(f'error: bad config override among {overrides}: {message}') from None
+
+
+def _unknown_field(error: BaseException, overrides: list[str]) -> str:
+  """"--config.model.nme: config.model has no field 'nme'" for ml_collections' AttributeError
+  ("'nme'") or KeyError('nme') when one override names that field; '' otherwise."""
+  if not (isinstance(error, (AttributeError, KeyError)) and error.args
+          and isinstance(error.args[0], str)):
+    return ''
+  quoted = re.match(r"""^['"]?([\w-]+)['"]?(?:\s+Did you mean "([\w-]+)".*)?$""", error.args[0].strip())
+  if not quoted:
+    return ''
+  field, suggestion = quoted.groups()
+  paths = [o.split('=', 1)[0].split('.')[1:] for o in overrides]  # --config.a.b=1 -> [a, b]
+  found = [path for path in paths if field in path]
+  if len(found) != 1:
+    return ''
+  path = found[0]
+  parent = '.'.join(['config', *path[:path.index(field)]])
+  hint = f" (did you mean '{suggestion}'?)" if suggestion else ''
+  return f"--config.{'.'.join(path)}: {parent} has no field '{field}'{hint}"
 
 
 def _last_line(error: BaseException) -> str:
