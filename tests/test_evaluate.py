@@ -295,3 +295,11 @@ def test_pixel_table_groups_each_scope_its_types_and_baselines():
   assert "| test | the run's maps | 0.500 | 0.550 ± 0.020 at 0.30 |" in folds
   assert '| cross/casia1 | the run\'s maps | 0.300 |  | 0.700 ± 0.010 |' in folds
   assert report_lib.pixel_table({'test/accuracy': 0.9}) == ('', set())
+  # A detector without maps, scored by its gradient saliency: labelled so, its baselines last.
+  saliency, _ = report_lib.pixel_table({
+      f'test/saliency/{k}/pixel_f1': 0.1 for k in
+      ('pixel_baseline/all_tampered', 'splicing', 'pixel_baseline/centre_prior', 'copy_move')}
+      | {'test/saliency/pixel_f1': 0.1})
+  assert [r.split(' | ')[1] for r in saliency.splitlines()[2:]] == [
+      'saliency', 'saliency: copy_move', 'saliency: splicing', 'baseline: all_tampered',
+      'baseline: centre_prior']

@@ -33,10 +33,13 @@ def _pixel_scope(prefix: str) -> tuple[str, str]:
   """('test' | 'test_<config>' | 'cross/<dataset>', what map of it) of a pixel-score prefix."""
   parts = prefix.split('/')
   n = 2 if parts[0] == 'cross' else 1
-  scope, rest = '/'.join(parts[:n]), '/'.join(parts[n:])
-  if rest.startswith('pixel_baseline/'):
-    rest = f"baseline: {rest.removeprefix('pixel_baseline/')}"
-  return scope, rest or 'the run\'s maps'
+  scope, rest = '/'.join(parts[:n]), parts[n:]
+  maps = 'the run\'s maps'
+  if rest[:1] == ['saliency']:  # a detector without maps, scored by its gradient saliency
+    maps, rest = 'saliency', rest[1:]
+  if rest[:1] == ['pixel_baseline']:
+    return scope, f"baseline: {'/'.join(rest[1:])}"
+  return scope, f"{maps}: {'/'.join(rest)}" if rest and maps == 'saliency' else '/'.join(rest) or maps
 
 
 def pixel_table(results: dict, spread: str = '_ci95') -> tuple[str, set[str]]:
@@ -49,7 +52,8 @@ def pixel_table(results: dict, spread: str = '_ci95') -> tuple[str, set[str]]:
   if not prefixes:
     return '', set()
   order = {scope: i for i, scope in enumerate(dict.fromkeys(_pixel_scope(p)[0] for p in prefixes))}
-  kind = lambda what: 0 if what == 'the run\'s maps' else 2 if what.startswith('baseline') else 1
+  kind = lambda what: (0 if what in ('the run\'s maps', 'saliency')
+                       else 2 if what.startswith('baseline') else 1)
   rows, shown = [], set()
   for p in sorted(prefixes, key=lambda p: (order[_pixel_scope(p)[0]], kind(_pixel_scope(p)[1]), p)):
     row = list(_pixel_scope(p))
