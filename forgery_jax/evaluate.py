@@ -157,11 +157,14 @@ def _paired(loaded: list[LoadedRun], own: dict, contexts: dict) -> list[dict]:
   return out
 
 
-def _cross_row(run: LoadedRun, others: list[LoadedRun], names: list[str], own) -> list:
+def _cross_row(run: LoadedRun, others: list[LoadedRun], names: list[str], own: dict) -> list:
+  """`own`: the run's row of the test metrics (a k-fold run's: the folds' means)."""
   row = [run.name]
   for name in names:
     if name == run.config.dataset.name:
-      probs, labels = own
+      folds = len(run.detectors)
+      row.append(f"{own['accuracy']:.3f} / {own['auc']:.3f} (n={own['num_examples']}"
+                 f"{f', the mean of {folds} folds' if folds > 1 else ''})")
     else:
       other = next(o for o in others if o.config.dataset.name == name)
       dataset = input_pipeline.load(other.config, all_for_test=True,
@@ -170,8 +173,8 @@ def _cross_row(run: LoadedRun, others: list[LoadedRun], names: list[str], own) -
       probs = np.mean([d.score_split(dataset, idx, desc=f'{name} with {run.name}').probabilities
                        for d in run.detectors], 0)
       labels = dataset.labels[idx]
-    r = robustness_lib.row(probs, labels, run.detectors[0].class_names)
-    row.append(f"{r['accuracy']:.3f} / {r['auc']:.3f} (n={r['num_examples']})")
+      r = robustness_lib.row(probs, labels, run.detectors[0].class_names)
+      row.append(f"{r['accuracy']:.3f} / {r['auc']:.3f} (n={r['num_examples']})")
   return row
 
 
@@ -262,7 +265,7 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
                               if k in row else '' for k in differences]] for row in paired])]
   if cross:
     names = list(dict.fromkeys(run.config.dataset.name for run in loaded))
-    matrix = [_cross_row(run, loaded, names, own[run.workdir]) for run in loaded]
+    matrix = [_cross_row(run, loaded, names, r) for run, r in zip(loaded, report['runs'])]
     report['cross'] = {'datasets': names, 'rows': matrix}
     md += ['\n## Cross-dataset: accuracy / AUC (rows: trained on; columns: tested on; own dataset: '
            'its test split, others: every example)\n', report_lib.md_table(['run', *names], matrix)]

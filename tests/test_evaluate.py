@@ -189,8 +189,8 @@ def test_robustness_of_a_kfold_run_is_every_folds_mean(tiny_config, tmp_path):
   config.dataset.update(num_classes=2, split='kfold', num_folds=2)
   config.xgboost.update(n_estimators=3, threads=1)
   experiment.run(config, str(tmp_path / 'run'))
-  report = evaluate.evaluate(str(tmp_path / 'run'), [], with_robustness=True, max_examples=4,
-                             output=str(tmp_path / 'report'), evals=['test'])
+  report = evaluate.evaluate(str(tmp_path / 'run'), [], cross=True, with_robustness=True,
+                             max_examples=4, output=str(tmp_path / 'report'), evals=['test'])
   run = evaluate.load_run(str(tmp_path / 'run'))
   per_fold = [robustness.robustness(d, d.config, ds, max_examples=4, seed=config.seed)
               for d, ds in zip(run.detectors, run.datasets)]
@@ -210,6 +210,8 @@ def test_robustness_of_a_kfold_run_is_every_folds_mean(tiny_config, tmp_path):
   assert row['num_examples'] == 128
   md = (tmp_path / 'report' / 'report.md').read_text()
   assert f"| {row['accuracy']:.3f} ± {row['accuracy_std']:.3f} |" in md
+  assert report['cross']['rows'][0][1] == (f"{row['accuracy']:.3f} / {row['auc']:.3f} "
+                                           '(n=128, the mean of 2 folds)')
   rows = [[{'attack': 'none', 'strength': 0, 'auc': 0.5, 'pixel_f1': None, 'num_examples': 3}],
           [{'attack': 'none', 'strength': 0, 'auc': 0.7, 'pixel_f1': 0.2, 'num_examples': 4}]]
   assert robustness.mean_over_folds(rows) == [
