@@ -104,6 +104,8 @@ def _pixels(x, name: str) -> tuple[np.ndarray, str, int]:
   if isinstance(x, (str, os.PathLike)):
     path = os.fspath(x)
     if not os.path.exists(path):
+      if os.path.islink(path):
+        raise ValueError(f'{path}: a broken symbolic link (to {os.readlink(path)})')
       raise ValueError(f'{path}: no such file')
     if os.path.isdir(path):
       raise ValueError(f'{path}: is a folder')

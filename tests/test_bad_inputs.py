@@ -36,7 +36,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 @pytest.fixture(scope='module')
 def micc_tree(tmp_path_factory):
   """The corpus as a MICC-style release: every file an authentic `<scene>_scale.<ext>`, listed in
-  the ground truth, plus a symlink loop, a listed file that is missing and a folder loop."""
+  the ground truth, plus a symlink loop, a named pipe, a listed file that is missing and a folder
+  loop."""
   corpus = tmp_path_factory.mktemp('corpus')
   expected = make_corpus(str(corpus))
   root = tmp_path_factory.mktemp('micc')
@@ -48,6 +49,8 @@ def micc_tree(tmp_path_factory):
   os.symlink('loop_scale.jpg', root / 'loop_scale.jpg')  # a symlink to itself
   renamed['loop_scale.jpg'] = 'cannot read image'
   os.symlink('.', root / 'folder_loop')  # a folder that contains itself
+  os.mkfifo(root / 'pipe_scale.jpg')  # a named pipe: opening it to read would wait for ever
+  renamed['pipe_scale.jpg'] = 'not a regular file'
   lines = [f'{n},0' for n in renamed] + ['missing_scale.jpg,0']
   (root / 'groundtruthDB_220.txt').write_text('\n'.join(lines) + '\n')
   return root, renamed

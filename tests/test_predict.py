@@ -222,6 +222,21 @@ def test_python_api_reads_a_files_bytes_an_open_file_and_an_alpha_array(cnn_run,
     detector.predict(np.zeros((4, 4, 3), np.float32))
 
 
+def test_a_broken_link_and_a_named_pipe_are_error_lines_not_a_stop(cnn_run, corpus, tmp_path):
+  folder, _ = corpus
+  images = tmp_path / 'images'
+  images.mkdir()
+  shutil.copy(os.path.join(folder, 'photo.jpg'), images / 'photo.jpg')
+  os.symlink(tmp_path / 'gone.jpg', images / 'broken_link.jpg')
+  os.mkfifo(images / 'pipe.jpg')  # opened to read, it would wait for a writer for ever
+  rows, _ = predict.predict_paths(cnn_run, [str(images)], str(tmp_path / 'out'), panels=False)
+  by_name = {os.path.basename(r['path']): r for r in rows}
+  assert by_name['broken_link.jpg']['error'] == (
+      f"{images / 'broken_link.jpg'}: a broken symbolic link (to {tmp_path / 'gone.jpg'})")
+  assert by_name['pipe.jpg']['error'] == f"cannot read image {images / 'pipe.jpg'}: not a regular file"
+  assert 'error' not in by_name['photo.jpg']
+
+
 def test_predict_without_panels_writes_no_panel(cnn_run, corpus, tmp_path):
   folder, _ = corpus
   rows, _ = predict.predict_paths(cnn_run, [os.path.join(folder, 'photo.jpg')], str(tmp_path),
