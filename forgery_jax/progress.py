@@ -44,3 +44,12 @@ def exit_with_error(message) -> NoReturn:
   if isinstance(message, OSError) and message.filename and message.strerror:
     message = f'{message.filename}: {message.strerror}'  # not "[Errno 28] No space left ...: '...'"
   raise SystemExit(f'error: {message}') from None
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+  """'<type>: <what it says>' on one line: a library's message may run to pages (TensorStore
+  prints its whole spec), the first sentence of it is kept."""
+  text = str(error).split('See full TensorStore details')[0]
+  text = ' '.join(text.split()) or type(error).__name__
+  return f'{type(error).__name__}: {text[:limit]}{"..." if len(text) > limit else ""}'
+

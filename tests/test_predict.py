@@ -167,6 +167,29 @@ def test_not_a_run_is_one_line(tmp_path):
   assert 'Traceback' not in result.stderr
 
 
+@pytest.mark.parametrize('damage, message', [
+    ('manifest_keys', 'not a readable forgery_jax export (detector.json lacks config, info)'),
+    ('variables', 'cannot restore the model variables: '),
+])
+def test_a_damaged_export_is_one_error_line(cnn_run, corpus, tmp_path, damage, message):
+  run = tmp_path / 'run'
+  shutil.copytree(cnn_run, run)
+  if damage == 'manifest_keys':
+    manifest = json.loads((run / 'export' / 'detector.json').read_text())
+    del manifest['config'], manifest['info']
+    (run / 'export' / 'detector.json').write_text(json.dumps(manifest))
+  else:  # the stored arrays gone (a copy cut short): TensorStore's error is pages long
+    for data in (run / 'export' / 'variables').glob('ocdbt.process_*'):
+      shutil.rmtree(data)
+  result = subprocess.run([sys.executable, '-m', 'forgery_jax.predict', f'--workdir={run}',
+                           f'--output={tmp_path / "out"}', os.path.join(corpus[0], 'photo.jpg')],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  errors = [l for l in result.stderr.splitlines() if not l.startswith(('I', 'W'))]
+  assert result.returncode == 1 and errors == [errors[-1]], result.stderr[-3000:]
+  assert errors[-1].startswith(f'error: {run / "export"}') and message in errors[-1]
+  assert len(errors[-1]) < 600
+
+
 def test_an_export_copied_on_its_own_predicts_as_its_run(cnn_run, corpus, tmp_path):
   """What a user copies to another machine is the run's `export/`, perhaps renamed: it was
   'not a forgery_jax run'."""

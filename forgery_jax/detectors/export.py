@@ -26,6 +26,7 @@ from forgery_jax.data.preparation import Preparation
 
 EXPORT_DIR = 'export'
 MANIFEST = 'detector.json'
+REQUIRED = ('method', 'config', 'preparation', 'info')  # the keys `load` reads
 FORMAT = 1
 
 
@@ -71,9 +72,14 @@ def read_manifest(export_dir: str) -> dict:
   path = os.path.join(export_dir, MANIFEST)
   try:
     with open(path) as f:
-      return json.load(f)
+      manifest = json.load(f)
   except (OSError, ValueError) as e:
     raise ValueError(f'{export_dir}: not a readable forgery_jax export ({e})') from e
+  missing = [k for k in REQUIRED if not isinstance(manifest, dict) or k not in manifest]
+  if missing:
+    raise ValueError(f'{export_dir}: not a readable forgery_jax export ({MANIFEST} lacks '
+                     f'{", ".join(missing)})')
+  return manifest
 
 
 def load(export_dir: str) -> detectors.Detector:

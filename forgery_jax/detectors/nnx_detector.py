@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from forgery_jax import progress
 from forgery_jax import runs
 from forgery_jax.detectors import base
 from forgery_jax.training import mesh as mesh_lib
@@ -137,8 +138,8 @@ class NnxDetector(base.Detector):
       state = _restorer().restore(os.path.abspath(os.path.join(export_dir, PARAMS_DIR)),
                                   abstract_state)
     except Exception as e:  # pylint: disable=broad-except
-      raise ValueError(f'{export_dir}: cannot restore the model variables: {type(e).__name__}: '
-                       f'{e}') from e
+      raise ValueError(f'{export_dir}: cannot restore the model variables: '
+                       f'{progress.one_line(e)}') from e
     return cls(config, graphdef, state)
 
   def _stack(self, examples: list[dict]) -> tuple[dict, int]:

@@ -22,6 +22,8 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from forgery_jax import progress
+
 CHECKPOINT_DIR = 'checkpoints'
 UNREADABLE_DIR = 'checkpoints_unreadable'  # bad checkpoints are moved here, never deleted
 _NOT_BEST = -1
@@ -105,7 +107,7 @@ class RunCheckpoints:
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointError(
           f'cannot restore the checkpoint at {where}: '
-          f'{type(e).__name__}: {e}\nIt was written by a different config (model shape, dataset) '
+          f'{progress.one_line(e)}\nIt was written by a different config (model shape, dataset) '
           'or is damaged. Nothing was changed: use another --workdir, or move that checkpoint '
           'aside to resume from an earlier one.') from e
     return step, restored.state, restored.data_iter, restored.meta
