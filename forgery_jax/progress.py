@@ -7,6 +7,7 @@ logs stay readable. `FORGERY_JAX_PROGRESS=0` turns them off.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import NoReturn
 
@@ -48,8 +49,9 @@ def exit_with_error(message) -> NoReturn:
 
 def one_line(error: BaseException, limit: int = 300) -> str:
   """'<type>: <what it says>' on one line: a library's message may run to pages (TensorStore
-  prints its whole spec), the first sentence of it is kept."""
-  text = str(error).split('See full TensorStore details')[0]
+  prints its whole spec, XGBoost its C++ stack), what comes before that is kept."""
+  text = re.split(r'See full TensorStore details|\n\s*Stack trace:', str(error))[0]
+  text = re.sub(r'^\[\d\d:\d\d:\d\d\] \S+:\d+: ', '', text.strip())  # XGBoost's time and source line
   text = ' '.join(text.split()) or type(error).__name__
   return f'{type(error).__name__}: {text[:limit]}{"..." if len(text) > limit else ""}'
 

@@ -123,10 +123,15 @@ def quiet_libraries() -> None:
 
 def _closed_loop_callbacks_dropped(unraisable) -> None:
   """After Orbax's background save fails, TensorStore's callbacks can find its event loop closed;
-  each printed a traceback that says nothing (the save's own error is reported). Any other
-  unraisable exception is printed as Python prints it."""
-  if not (isinstance(unraisable.exc_value, RuntimeError)
-          and str(unraisable.exc_value) == 'Event loop is closed'):
+  and after a restore fails on one array, its reads of the others are abandoned and each printed
+  a traceback of pages (TensorStore's whole spec) when collected. Those say nothing the
+  save's or restore's own error does not (it is reported); any other unraisable exception is
+  printed as Python prints it."""
+  closed_loop = (isinstance(unraisable.exc_value, RuntimeError)
+                 and str(unraisable.exc_value) == 'Event loop is closed')
+  code = getattr(unraisable.object, 'cr_code', None)  # a coroutine never finished
+  abandoned_read = code is not None and f'{os.sep}orbax{os.sep}' in code.co_filename
+  if not (closed_loop or abandoned_read):
     sys.__unraisablehook__(unraisable)
 
 

@@ -16,6 +16,7 @@ import time
 from absl import logging
 import numpy as np
 
+from forgery_jax import progress
 from forgery_jax import writers
 from forgery_jax.detectors import base
 from forgery_jax.forensics import wld
@@ -128,7 +129,7 @@ class WldXgboost(base.Detector):
     try:
       booster.load_model(os.path.join(export_dir, BOOSTER_FILE))
     except xgboost.core.XGBoostError as e:
-      raise ValueError(f'{export_dir}: cannot read {BOOSTER_FILE}: {e}') from e
+      raise ValueError(f'{export_dir}: cannot read {BOOSTER_FILE}: {progress.one_line(e)}') from e
     return cls(config, booster)
 
   def _probabilities(self, features: np.ndarray) -> np.ndarray:
