@@ -178,6 +178,20 @@ def _cross_row(run: LoadedRun, others: list[LoadedRun], names: list[str], own: d
   return row
 
 
+def _options(**given) -> dict:
+  """The options a report was scored with, each as its command-line flag (those left at their
+  defaults left out): how each figure was made, beside the figures."""
+  out = {}
+  for name, value in given.items():
+    if value is True:
+      out[name] = f'--{name}'
+    elif value and isinstance(value, (list, tuple)):
+      out[name] = f'--{name}={",".join(map(str, value))}'
+    elif value:
+      out[name] = f'--{name}={value}'
+  return out
+
+
 def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness: bool = False,
              max_examples: int = 0, output: str | None = None, evals: list[str] | None = None,
              keypoint_map: bool = False, keypoint_fusion: str | None = None,
@@ -198,7 +212,16 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
                      manual_dir=manual_dir if w == workdir else '')
             for w in progress.bar(paths, desc='loading runs', unit='run')]
   out = runtime.output_folder(output or os.path.join(workdir, 'report'), '--output')
-  report = {'environment': runtime.environment(), 'runs': []}
+  options = _options(
+      runs=runs, cross=cross, robustness=with_robustness, max_examples=max_examples, evals=evals,
+      keypoint_map=keypoint_map, keypoint_fusion=keypoint_fusion, keypoint_mirrored=keypoint_mirrored,
+      keypoint_decision=keypoint_decision, average_with=average_with, score_flips=score_flips,
+      data_dir=data_dir, manual_dir=manual_dir,
+      cross_dataset=cross_dataset and ':'.join(filter(None, (cross_dataset.name,
+                                                             cross_dataset.builder_config))),
+      cross_also_test=cross_dataset and cross_dataset.also_test,
+      cross_manual_dir=cross_dataset and cross_dataset.manual_dir)
+  report = {'environment': runtime.environment(), 'options': options, 'runs': []}
   own, contexts = {}, {}
   for run in loaded:
     names = evals if evals else list(run.config.evals)
@@ -219,6 +242,7 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
 
   folded = any(len(run.detectors) > 1 for run in loaded)
   md = [f'# Evaluation of {workdir}\n', f'Scored by {runtime.describe(report["environment"])}.\n',
+        *([f'Options: `{" ".join(options.values())}`.\n'] if options else []),
         '## Test metrics\n',
         *(['A k-fold run: each metric the mean ± std over its folds, each fold on its own test '
            'split; its test examples, all folds\'.\n'] if folded else []),

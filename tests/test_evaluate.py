@@ -113,6 +113,10 @@ def test_report_with_ablation_cross_and_robustness(two_runs, tmp_path):
   text = open(os.path.join(out, 'report.md')).read()
   for section in ('## Test metrics', '## Ablation', '## Cross-dataset', '## Robustness'):
     assert section in text
+  # How it was scored, as the flags that repeat it.
+  assert report['options'] == {'runs': f'--runs={other}', 'cross': '--cross',
+                               'robustness': '--robustness', 'max_examples': '--max_examples=8'}
+  assert f'Options: `--runs={other} --cross --robustness --max_examples=8`.' in text
   for figure in ('confusion.png', 'roc.png', 'curves.png', 'robustness.png'):
     assert os.path.getsize(os.path.join(out, figure)) > 1000 and f'({figure})' in text
   rows = report['robustness']

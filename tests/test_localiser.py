@@ -3,6 +3,7 @@ baselines, native crops, predict's mask files, the Python API's maps, the histor
 
 import dataclasses
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -491,6 +492,16 @@ def test_evaluate_keypoint_map_fuses_into_a_finished_run(run):
     evaluate.load_run(workdir, keypoint_map=True, keypoint_decision='votes')
   with pytest.raises(ValueError, match='needs --keypoint_map'):
     evaluate.load_run(workdir, keypoint_decision='clusters')
+  # The reports name how each run was scored: the network alone, or with what fused in.
+  shutil.copytree(workdir, workdir + '_copy', dirs_exist_ok=True)  # a second run of the split
+  names = [evaluate.load_run(workdir, **kw).name for kw in (
+      {}, {'keypoint_map': True}, {'keypoint_map': True, 'keypoint_mirrored': True,
+                                   'keypoint_decision': 'clusters', 'score_flips': True},
+      {'keypoint_map': True, 'keypoint_fusion': 'upper_copies', 'average_with': [workdir + '_copy']})]
+  assert names[0].endswith('+ SRM + RGB))') and names[1].endswith('+ keypoint map (replace))')
+  assert names[2].endswith('+ keypoint map (replace, mirrored, clusters decision) + mean of four flips)')
+  assert ' (synthetic_forgery, mean of 2 runs of localiser (' in names[3]
+  assert names[3].endswith('+ keypoint map (upper_copies))')
 
 
 def test_predict_fuses_the_keypoint_map_into_a_finished_run(run, tmp_path, monkeypatch):

@@ -79,7 +79,11 @@ class Averaged(base.Detector):
     return detectors.get(config.method).inputs(config)
 
   def describe(self) -> str:
-    return f'mean of {len(self.members)} runs of {self.members[0].describe()}'
+    fused = ''
+    if self.localises:  # the keypoint map is fused into the mean, not into each member
+      from forgery_jax.detectors import localiser  # pylint: disable=g-import-not-at-top
+      fused = localiser.scored_as(self.config, flips=False)
+    return f'mean of {len(self.members)} runs of {self.members[0].describe()}{fused}'
 
   def keypoint_pairs(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     if self.localises:

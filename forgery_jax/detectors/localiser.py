@@ -373,7 +373,8 @@ class Localiser(nnx_detector.NnxDetector):
       self.config.model.score_flips = True
 
   def describe(self) -> str:
-    return f"localiser (ELA q{'/'.join(map(str, self.config.model.ela_qualities))} + SRM + RGB)"
+    return (f"localiser (ELA q{'/'.join(map(str, self.config.model.ela_qualities))} + SRM + RGB)"
+            f'{scored_as(self.config)}')
 
   # Whole images: padded to multiples of ALIGN (edge pixels, so the JPEG grid stays put), batched
   # by size, tiled when larger than `model.score_tile`.
@@ -474,6 +475,22 @@ def set_keypoint_fusion(config, rule: str | None = None, mirrored: bool = False,
     config.model.keypoint_fusion = rule
     config.model.keypoint_mirrored = mirrored or config.model.get('keypoint_mirrored', False)
     config.model.keypoint_decision = decision
+
+
+def scored_as(config, flips: bool = True) -> str:
+  """What scoring adds to a localiser's network, for its name in reports: ' + keypoint map
+  (<rule>[, mirrored][, <decision> decision])' and, with `flips`, ' + mean of four flips'; ''
+  for the network alone."""
+  m, out = config.model, ''
+  if m.get('keypoint_map', False):
+    notes = [m.get('keypoint_fusion', KEYPOINT_FUSIONS[0])]
+    notes += ['mirrored'] * bool(m.get('keypoint_mirrored', False))
+    decision = m.get('keypoint_decision', keypoints.DECISIONS[0])
+    notes += [f'{decision} decision'] * (decision != keypoints.DECISIONS[0])
+    out += f" + keypoint map ({', '.join(notes)})"
+  if flips and m.get('score_flips', False):
+    out += ' + mean of four flips'
+  return out
 
 
 def _check_fusion(rule: str) -> None:
