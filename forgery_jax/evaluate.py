@@ -178,20 +178,6 @@ def _cross_row(run: LoadedRun, others: list[LoadedRun], names: list[str], own: d
   return row
 
 
-def _options(**given) -> dict:
-  """The options a report was scored with, each as its command-line flag (those left at their
-  defaults left out): how each figure was made, beside the figures."""
-  out = {}
-  for name, value in given.items():
-    if value is True:
-      out[name] = f'--{name}'
-    elif value and isinstance(value, (list, tuple)):
-      out[name] = f'--{name}={",".join(map(str, value))}'
-    elif value:
-      out[name] = f'--{name}={value}'
-  return out
-
-
 def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness: bool = False,
              max_examples: int = 0, output: str | None = None, evals: list[str] | None = None,
              keypoint_map: bool = False, keypoint_fusion: str | None = None,
@@ -212,7 +198,7 @@ def evaluate(workdir: str, runs: list[str], cross: bool = False, with_robustness
                      manual_dir=manual_dir if w == workdir else '')
             for w in progress.bar(paths, desc='loading runs', unit='run')]
   out = runtime.output_folder(output or os.path.join(workdir, 'report'), '--output')
-  options = _options(
+  options = runs_lib.as_flags(
       runs=runs, cross=cross, robustness=with_robustness, max_examples=max_examples, evals=evals,
       keypoint_map=keypoint_map, keypoint_fusion=keypoint_fusion, keypoint_mirrored=keypoint_mirrored,
       keypoint_decision=keypoint_decision, average_with=average_with, score_flips=score_flips,

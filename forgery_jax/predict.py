@@ -29,6 +29,9 @@ Writes to OUTPUT (default RUN/predictions):
   training files' sizes: whether the image holds more pixels than the largest of them, counted
   on stderr), or {path, error} for a file that could not be used;
 * predictions.csv: the same, one row per image;
+* predicted_with.json: how: the run (its absolute path), its detector as loaded (`describe`: the
+  keypoint map and its rule, four flips, an average of runs), the options as the flags that repeat
+  them, the thresholds used, and the software and machine (`runtime.environment`);
 * masks/<n>_<stem>.png: for a detector that localises, the tamper probability (0-255) at the
   input's own size (n: the image's place in the listing, five digits, so that files of one name in
   two folders stay apart); regions/<n>_<stem>.png with --pixel_threshold: 255 where it reaches the
@@ -70,6 +73,9 @@ from forgery_jax import progress
 from forgery_jax import runs
 from forgery_jax import runtime
 from forgery_jax.evaluation import ground_truth as ground_truth_lib
+
+
+PREDICTED_WITH = 'predicted_with.json'
 
 
 def folder_images(folder: str, recursive: bool = False) -> list[str]:
@@ -207,6 +213,20 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
           f'trained on ({height} x {width}): its answers were measured on files up to that size '
           'and may differ on larger ones (README: "Photos unlike the training files")',
           file=sys.stderr)
+  runs.write_json_atomic(os.path.join(output, PREDICTED_WITH), {
+      'run': os.path.abspath(workdir), 'detector': predictor.detectors[0].describe(),
+      'options': runs.as_flags(
+          nopanels=not panels,
+          keypoint_map=keypoint_map, keypoint_fusion=keypoint_fusion,
+          keypoint_mirrored=keypoint_mirrored, keypoint_decision=keypoint_decision,
+          threshold=threshold, pixel_threshold=pixel_threshold, average_with=average_with,
+          score_flips=score_flips, recursive=recursive, data_dir=data_dir, manual_dir=manual_dir,
+          ground_truth=ground_truth and ground_truth.truth.source,
+          unmasked_authentic=bool(ground_truth and ground_truth.truth.unmasked_authentic),
+          ground_truth_inverted=bool(ground_truth and ground_truth.inverted)),
+      'threshold': predictor.threshold, 'pixel_threshold': predictor.pixel_threshold,
+      'images': len(rows), 'failed': sum('error' in r for r in rows),
+      'environment': runtime.environment()})
   with atomic.replaced_when_complete(os.path.join(output, 'predictions.jsonl')) as f:
     for row in rows:
       f.write(json.dumps(row, sort_keys=True) + '\n')

@@ -102,6 +102,20 @@ def mean_over_folds(per_fold: list[dict]) -> dict:
   return out
 
 
+def as_flags(**given) -> dict:
+  """{name: '--name=value'} of the options a command ran with (those left at their defaults, false
+  or empty, left out): how its outputs were made, written beside them in a form that repeats it."""
+  out = {}
+  for name, value in given.items():
+    if value is True:
+      out[name] = f'--{name}'
+    elif value and isinstance(value, (list, tuple)):
+      out[name] = f'--{name}={",".join(map(str, value))}'
+    elif value:
+      out[name] = f'--{name}={value}'
+  return out
+
+
 def write_json_atomic(path: str, obj) -> None:
   """Writes JSON, replaced whole (`atomic.replaced_when_complete`)."""
   with atomic.replaced_when_complete(path) as f:

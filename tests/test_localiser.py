@@ -518,6 +518,9 @@ def test_predict_fuses_the_keypoint_map_into_a_finished_run(run, tmp_path, monke
   Image.fromarray(np.random.default_rng(1).integers(0, 256, (45, 70, 3), dtype=np.uint8)).save(path)
   plain, _ = predict.predict_paths(workdir, [str(path)], str(tmp_path / 'plain'))
   fused, _ = predict.predict_paths(workdir, [str(path)], str(tmp_path / 'fused'), keypoint_map=True)
+  made_with = json.loads((tmp_path / 'fused' / predict.PREDICTED_WITH).read_text())
+  assert made_with['options'] == {'keypoint_map': '--keypoint_map'}
+  assert made_with['detector'].endswith('+ keypoint map (replace)')
   window = 32 * 32  # the tiny run prepares a 32-pixel window of the file, its map placed back
   assert (np.asarray(Image.open(fused[0]['mask'])) == 255).sum() == window
   assert (np.asarray(Image.open(plain[0]['mask'])) == 255).sum() < window

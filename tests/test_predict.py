@@ -73,6 +73,11 @@ def test_cnn_predicts_every_readable_file_and_names_every_broken_one(cnn_run, co
   lines = (tmp_path / 'predictions.jsonl').read_text().splitlines()
   assert [json.loads(l)['path'] for l in lines] == [r['path'] for r in rows]
   assert len((tmp_path / 'predictions.csv').read_text().splitlines()) == len(rows) + 1
+  made_with = json.loads((tmp_path / predict.PREDICTED_WITH).read_text())
+  assert made_with['run'] == os.path.abspath(cnn_run) and made_with['options'] == {}
+  assert made_with['detector'] == 'ELA+SRM' and made_with['threshold'] is None
+  assert made_with['images'] == len(rows) and made_with['failed'] == sum('error' in r for r in rows)
+  assert made_with['environment']['code']['version']
 
 
 def test_wld_run_predicts_too(wld_run, corpus, tmp_path):
