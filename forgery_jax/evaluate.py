@@ -331,6 +331,9 @@ def main(argv):
              manual_dir=f.manual_dir)
   except (ValueError, OSError, datasets.DatasetError) as e:
     progress.exit_with_error(e)
+  except KeyboardInterrupt:
+    progress.exit_interrupted(f'{output}: report.md and report.json not written (any from '
+                              'before are kept whole)')
   print(os.path.join(output, 'report.md'))
 
 

@@ -168,43 +168,50 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
     # Prepared in worker threads, in order, a bounded window ahead of the model.
     pending = [prepare_pool.submit(_prepare, predictor, p) for p in files[:2 * batch_size]]
     writes = []
-    for lo in range(0, len(files), batch_size):
-      batch = []
-      for i in range(lo, min(lo + batch_size, len(files))):
-        prepared = pending[i].result()
-        nxt = i + 2 * batch_size
-        if nxt < len(files):
-          pending.append(prepare_pool.submit(_prepare, predictor, files[nxt]))
-        if isinstance(prepared, str):
-          rows[i]['error'] = prepared
-          progress.write(f'error: {prepared}')
-        else:
-          batch.append((i, prepared))
-      if batch:
-        wants_map = panels or ground_truth is not None
-        predictions = predictor.predict_prepared([p for _, p in batch],
-                                                 saliency=wants_map and not predictor.localises)
-        done += len(batch)
-        for (i, prepared), pred in zip(batch, predictions):
-          row = rows[i]
-          row.update(prediction=pred.label, p_tampered=pred.p_tampered,
-                     probabilities=pred.probabilities)
-          if predictor.threshold is not None:
-            row['threshold'] = predictor.threshold
-          if pred.beyond_training_size is not None:
-            row['beyond_training_size'] = pred.beyond_training_size
-          if predictor.localises:
-            row['mask'] = os.path.join(output, 'masks', f'{_stem(i, prepared.name)}.png')
-          if regions:
-            row['region'] = os.path.join(output, 'regions', f'{_stem(i, prepared.name)}.png')
-            row['pixel_threshold'] = predictor.pixel_threshold
-          if panels:
-            row['panel'] = os.path.join(output, 'panels', f'{_stem(i, prepared.name)}.png')
-          writes.append(writer_pool.submit(_write_outputs, row, prepared, pred,
-                                            predictor.detectors[0], files[i], ground_truth))
-      bar.update(min(lo + batch_size, len(files)) - lo)
-    for w in writes:
-      w.result()
+    try:
+      for lo in range(0, len(files), batch_size):
+        batch = []
+        for i in range(lo, min(lo + batch_size, len(files))):
+          prepared = pending[i].result()
+          nxt = i + 2 * batch_size
+          if nxt < len(files):
+            pending.append(prepare_pool.submit(_prepare, predictor, files[nxt]))
+          if isinstance(prepared, str):
+            rows[i]['error'] = prepared
+            progress.write(f'error: {prepared}')
+          else:
+            batch.append((i, prepared))
+        if batch:
+          wants_map = panels or ground_truth is not None
+          predictions = predictor.predict_prepared([p for _, p in batch],
+                                                   saliency=wants_map and not predictor.localises)
+          done += len(batch)
+          for (i, prepared), pred in zip(batch, predictions):
+            row = rows[i]
+            row.update(prediction=pred.label, p_tampered=pred.p_tampered,
+                       probabilities=pred.probabilities)
+            if predictor.threshold is not None:
+              row['threshold'] = predictor.threshold
+            if pred.beyond_training_size is not None:
+              row['beyond_training_size'] = pred.beyond_training_size
+            if predictor.localises:
+              row['mask'] = os.path.join(output, 'masks', f'{_stem(i, prepared.name)}.png')
+            if regions:
+              row['region'] = os.path.join(output, 'regions', f'{_stem(i, prepared.name)}.png')
+              row['pixel_threshold'] = predictor.pixel_threshold
+            if panels:
+              row['panel'] = os.path.join(output, 'panels', f'{_stem(i, prepared.name)}.png')
+            writes.append(writer_pool.submit(_write_outputs, row, prepared, pred,
+                                              predictor.detectors[0], files[i], ground_truth))
+        bar.update(min(lo + batch_size, len(files)) - lo)
+      for w in writes:
+        w.result()
+    except BaseException:
+      # Ctrl-C (or an error): the queued preparations and panel writes are dropped, not run to
+      # the end before the command stops; what is being written now is finished whole.
+      for pool in (prepare_pool, writer_pool):
+        pool.shutdown(wait=False, cancel_futures=True)
+      raise
   rate = done / max(time.perf_counter() - start, 1e-9)
   beyond = sum(bool(r.get('beyond_training_size')) for r in rows)
   if beyond:
@@ -306,6 +313,9 @@ def main(argv):
                                data_dir=f.data_dir, manual_dir=f.manual_dir)
   except (ValueError, OSError) as e:  # OSError: an output that cannot be written (a full disk)
     progress.exit_with_error(e)
+  except KeyboardInterrupt:
+    progress.exit_interrupted(f'{os.path.join(output, "predictions.jsonl")} not written (one '
+                              'written before is kept whole)')
   failed = sum('error' in r for r in rows)
   decided = next((f'; tampered when p >= {r["threshold"]:.4f}' for r in rows if 'threshold' in r), '')
   decided += next((f'; regions where the map >= {r["pixel_threshold"]:.2f}' for r in rows

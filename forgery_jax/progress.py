@@ -47,6 +47,14 @@ def exit_with_error(message) -> NoReturn:
   raise SystemExit(f'error: {message}') from None
 
 
+def exit_interrupted(what: str) -> NoReturn:
+  """Ends a command stopped by Ctrl-C with one `interrupted: ...` line saying what was not written
+  (its outputs are renamed into place only when complete), exit status 130 as a shell gives."""
+  close_bars()
+  print(f'interrupted: {what}', file=sys.stderr)
+  raise SystemExit(130)
+
+
 def one_line(error: BaseException, limit: int = 300) -> str:
   """'<type>: <what it says>' on one line: a library's message may run to pages (TensorStore
   prints its whole spec, XGBoost its C++ stack), what comes before that is kept."""

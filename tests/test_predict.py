@@ -4,9 +4,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import pathlib
 import subprocess
 import sys
+import time
 
 from PIL import Image, ImageOps
 import pytest
@@ -270,6 +272,36 @@ def test_a_broken_link_and_a_named_pipe_are_error_lines_not_a_stop(cnn_run, corp
       f"{images / 'broken_link.jpg'}: a broken symbolic link (to {tmp_path / 'gone.jpg'})")
   assert by_name['pipe.jpg']['error'] == f"cannot read image {images / 'pipe.jpg'}: not a regular file"
   assert 'error' not in by_name['photo.jpg']
+
+
+def test_ctrl_c_stops_predict_at_once_and_keeps_the_last_predictions(cnn_run, corpus, tmp_path):
+  """Ctrl-C used to wait for every queued panel to be drawn, then end in a traceback."""
+  folder, _ = corpus
+  images = tmp_path / 'images'
+  images.mkdir()
+  for k in range(300):
+    shutil.copy(os.path.join(folder, 'photo.jpg'), images / f'{k:03d}.jpg')
+  out = tmp_path / 'out'
+  out.mkdir()
+  (out / 'predictions.jsonl').write_text('{"path": "from before"}\n')
+  # Ctrl-C as a terminal delivers it: a shell's background job would ignore SIGINT.
+  command = ('import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); '
+             f'sys.argv = ["predict", "--workdir={cnn_run}", "--output={out}", "{images}"]; '
+             'runpy.run_module("forgery_jax.predict", run_name="__main__")')
+  process = subprocess.Popen([sys.executable, '-c', command], cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 240
+  while not (out / 'panels').is_dir() or not any((out / 'panels').glob('*.png')):  # under way
+    assert process.poll() is None and time.time() < deadline, process.communicate()
+    time.sleep(0.05)
+  process.send_signal(signal.SIGINT)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 130, stderr[-2000:]
+  assert stderr.strip().splitlines()[-1] == (
+      f'interrupted: {out / "predictions.jsonl"} not written (one written before is kept whole)')
+  assert 'Traceback' not in stderr
+  assert (out / 'predictions.jsonl').read_text() == '{"path": "from before"}\n'
+  assert len(list((out / 'panels').glob('*.png'))) < 300  # the queued panels were dropped
 
 
 def test_predict_without_panels_writes_no_panel(cnn_run, corpus, tmp_path):
