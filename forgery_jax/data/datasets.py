@@ -194,9 +194,7 @@ def _main(argv):
     # ValueError / OSError: a missing or malformed release, or an unreadable file; the message names it.
     progress.exit_with_error(e)
   except KeyboardInterrupt:  # Ctrl-C, or the run that started the build is gone
-    print(f'stopped: {f.name}/{f.builder_config} was not built (nothing of it is kept)',
-          file=sys.stderr)
-    sys.exit(130)
+    progress.exit_interrupted(f'{f.name}/{f.builder_config} was not built (nothing of it is kept)')
 
 
 if __name__ == '__main__':
