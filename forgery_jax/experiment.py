@@ -248,7 +248,7 @@ def run_one(config, workdir: str, root: str, environment: dict) -> dict:
                   'num_devices': jax.device_count(), 'config': config.to_dict(),
                   'environment': environment})
   if jax.process_index() == 0:
-    runs.write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
+    runs.write_results(workdir, results)
   return results
 
 

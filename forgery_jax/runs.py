@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import time
 from typing import Callable
 
 from absl import logging
@@ -123,6 +125,30 @@ def write_json_atomic(path: str, obj) -> None:
     f.write('\n')
 
 
+REPLACED_RESULTS_DIR = 'results_replaced'
+
+
+def write_results(workdir: str, results: dict) -> None:
+  """results.json of a run, replaced whole. A finished run scored again (its command rerun with
+  other evaluators or datasets) would lose what it held: a results.json that differs from the new
+  one beyond the environment is kept as `results_replaced/results_<its time, UTC>.json`."""
+  path = os.path.join(workdir, RESULTS_FILE)
+  try:
+    with open(path) as f:
+      before = json.load(f)
+  except (OSError, ValueError):
+    before = None
+  comparable = lambda r: json.dumps({k: v for k, v in r.items() if k != 'environment'},
+                                    sort_keys=True)  # as text: NaN equals NaN
+  if isinstance(before, dict) and comparable(before) != comparable(json.loads(json.dumps(results))):
+    stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(os.path.getmtime(path)))
+    kept = os.path.join(workdir, REPLACED_RESULTS_DIR, f'results_{stamp}.json')
+    os.makedirs(os.path.dirname(kept), exist_ok=True)
+    shutil.copy2(path, kept)
+    logging.info('the results.json this replaces is kept as %s', kept)
+  write_json_atomic(path, results)
+
+
 def run_folds(config: ml_collections.ConfigDict, workdir: str,
               train_one: Callable[[ml_collections.ConfigDict, str], dict]) -> dict:
   """`train_one(config, workdir)` once, or once per fold for a k-fold split with `fold < 0`.
@@ -151,5 +177,5 @@ def run_folds(config: ml_collections.ConfigDict, workdir: str,
     if k in per_fold[0]:
       results[k] = per_fold[0][k]
   if jax.process_index() == 0:
-    write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
+    write_results(workdir, results)
   return results

@@ -11,6 +11,7 @@ import ml_collections
 import pytest
 
 from forgery_jax import experiment
+from forgery_jax import runs
 from forgery_jax.data import datasets
 from forgery_jax.detectors import export
 from forgery_jax.training import checkpointing
@@ -324,6 +325,11 @@ def test_finished_run_keeps_only_its_export_and_is_evaluated_again(tiny_config, 
   assert tests(again) == tests(first)
   assert 'cross/synthetic_forgery/tiny/2.0.0/accuracy' in again
   assert again['control/tiny/false_alarm_rate'] == again['control/tiny/reference_false_alarm_rate']
+  # What it held before is kept, once: scored again alike, nothing more is kept.
+  (kept,) = (tmp_path / runs.REPLACED_RESULTS_DIR).iterdir()
+  assert json.loads(kept.read_text()) == json.loads(json.dumps(first))
+  experiment.run(config, str(tmp_path))
+  assert len(list((tmp_path / runs.REPLACED_RESULTS_DIR).iterdir())) == 1
   config.model.hidden = 64  # a training change cannot continue a run whose state is gone
   with pytest.raises(ValueError, match=r"another training config \(fields \['model.hidden'\]\)"):
     experiment.run(config, str(tmp_path))
