@@ -112,9 +112,10 @@ def pil_to_rgb(im: Image.Image) -> np.ndarray:
   return np.asarray(im.convert('RGB'))
 
 
-def open_image(path: str) -> Image.Image:
-  """PIL's open with the pixel limit enforced as an error (not a warning); a path that is not a
-  regular file (a named pipe, a device: the read would block or never end) is refused unopened."""
+def open_image(path) -> Image.Image:
+  """PIL's open (of a path or a binary file object) with the pixel limit enforced as an error (not
+  a warning); a path that is not a regular file (a named pipe, a device: the read would block or
+  never end) is refused unopened."""
   if isinstance(path, (str, os.PathLike)) and os.path.exists(path) and not os.path.isfile(path):
     raise ValueError('not a regular file')
   Image.MAX_IMAGE_PIXELS = MAX_PIXELS

@@ -62,4 +62,3 @@ def one_line(error: BaseException, limit: int = 300) -> str:
   text = re.sub(r'^\[\d\d:\d\d:\d\d\] \S+:\d+: ', '', text.strip())  # XGBoost's time and source line
   text = ' '.join(text.split()) or type(error).__name__
   return f'{type(error).__name__}: {text[:limit]}{"..." if len(text) > limit else ""}'
-

@@ -39,7 +39,10 @@ def _pixel_scope(prefix: str) -> tuple[str, str]:
     maps, rest = 'saliency', rest[1:]
   if rest[:1] == ['pixel_baseline']:
     return scope, f"baseline: {'/'.join(rest[1:])}"
-  return scope, f"{maps}: {'/'.join(rest)}" if rest and maps == 'saliency' else '/'.join(rest) or maps
+  if not rest:
+    return scope, maps
+  forgery_type = '/'.join(rest)
+  return scope, f'saliency: {forgery_type}' if maps == 'saliency' else forgery_type
 
 
 def pixel_table(results: dict, spread: str = '_ci95') -> tuple[str, set[str]]:
