@@ -373,8 +373,9 @@ class Localiser(nnx_detector.NnxDetector):
       self.config.model.score_flips = True
 
   def describe(self) -> str:
-    return (f"localiser (ELA q{'/'.join(map(str, self.config.model.ela_qualities))} + SRM + RGB)"
-            f'{scored_as(self.config)}')
+    qualities = '/'.join(map(str, self.config.model.ela_qualities))
+    stems = f'ELA q{qualities} + SRM + RGB' if qualities else 'SRM + RGB'  # (): no ELA stem
+    return f'localiser ({stems}){scored_as(self.config)}'
 
   # Whole images: padded to multiples of ALIGN (edge pixels, so the JPEG grid stays put), batched
   # by size, tiled when larger than `model.score_tile`.
