@@ -502,6 +502,13 @@ def test_evaluate_keypoint_map_fuses_into_a_finished_run(run):
   assert names[2].endswith('+ keypoint map (replace, mirrored, clusters decision) + mean of four flips)')
   assert ' (synthetic_forgery, mean of 2 runs of localiser (' in names[3]
   assert names[3].endswith('+ keypoint map (upper_copies))')
+  # ... and which stems its network reads.
+  detector = evaluate.load_run(workdir).detectors[0]
+  with detector.config.unlocked():
+    detector.config.model.update(ela_qualities=(), dct_stem=16, constrained_filters=3,
+                                 zscore_features=True, zscore_window=192)
+  assert detector.describe() == ('localiser (SRM + RGB + DCT 16 + 3 constrained filters, Z-scores '
+                                 'over 192 px)')
 
 
 def test_predict_fuses_the_keypoint_map_into_a_finished_run(run, tmp_path, monkeypatch):

@@ -373,9 +373,15 @@ class Localiser(nnx_detector.NnxDetector):
       self.config.model.score_flips = True
 
   def describe(self) -> str:
-    qualities = '/'.join(map(str, self.config.model.ela_qualities))
-    stems = f'ELA q{qualities} + SRM + RGB' if qualities else 'SRM + RGB'  # (): no ELA stem
-    return f'localiser ({stems}){scored_as(self.config)}'
+    m = self.config.model
+    qualities = '/'.join(map(str, m.ela_qualities))
+    stems = [f'ELA q{qualities}'] * bool(qualities) + ['SRM', 'RGB']  # (): no ELA stem
+    stems += [f'DCT {m.dct_stem}'] * bool(m.get('dct_stem', 0))
+    stems += [f'{m.constrained_filters} constrained filters'] * bool(m.get('constrained_filters', 0))
+    window = m.get('zscore_window', 0)
+    zscores = (f', Z-scores over {window} px' if window else ', Z-scores') * bool(
+        m.get('zscore_features', False))
+    return f"localiser ({' + '.join(stems)}{zscores}){scored_as(self.config)}"
 
   # Whole images: padded to multiples of ALIGN (edge pixels, so the JPEG grid stays put), batched
   # by size, tiled when larger than `model.score_tile`.
