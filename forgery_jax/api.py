@@ -98,6 +98,9 @@ class Prepared:
     return full
 
 
+CHUNK = 16  # images prepared and scored together by `Predictor.predict`
+
+
 def _pixels(x, name: str) -> tuple[np.ndarray, str, int]:
   """(RGB pixels as stored, source format, EXIF orientation) of a path, a file's bytes (or a
   binary file object), a PIL image or a uint8 array."""
@@ -208,10 +211,13 @@ class Predictor:
     """One Prediction for one image; a list for a list of images or an (N, H, W, 3) array."""
     many = isinstance(x, (list, tuple)) or (isinstance(x, np.ndarray) and x.ndim == 4)
     items = list(x) if many else [x]
-    prepared = [self.prepare(item, '' if isinstance(item, (str, os.PathLike))
-                             else f'image {i}' if many else 'image')
-                for i, item in enumerate(items)]
-    results = self.predict_prepared(prepared, saliency)
+    results = []
+    # A few at a time: a long list of photos, prepared all at once, would not fit in memory.
+    for lo in range(0, len(items), CHUNK):
+      prepared = [self.prepare(item, '' if isinstance(item, (str, os.PathLike))
+                               else f'image {i}' if many else 'image')
+                  for i, item in enumerate(items[lo:lo + CHUNK], lo)]
+      results += self.predict_prepared(prepared, saliency)
     return results if many else results[0]
 
 

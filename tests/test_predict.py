@@ -17,6 +17,7 @@ import numpy as np
 
 from configs import wld_xgboost as wld_config
 import forgery_jax
+from forgery_jax import api
 from forgery_jax import experiment
 from forgery_jax import image_io
 from forgery_jax import panels
@@ -234,6 +235,21 @@ def test_python_api_predicts_arrays_paths_and_pil_images(cnn_run, wld_run, corpu
   assert saliency.map_kind == 'saliency' and saliency.map.shape == rgb.shape[:2]
   with pytest.raises(ValueError, match='uint8'):
     forgery_jax.load(cnn_run).predict(rgb.astype(np.float32))
+
+
+def test_python_api_scores_a_long_list_a_few_images_at_a_time(cnn_run, corpus, monkeypatch):
+  """A list of paths was prepared whole before scoring: a long list of photos ran out of memory."""
+  folder, _ = corpus
+  path = os.path.join(folder, 'photo.jpg')
+  detector = forgery_jax.load(cnn_run)
+  alone = detector.predict(path)
+  sizes = []
+  scored = detector.predict_prepared
+  monkeypatch.setattr(detector, 'predict_prepared',
+                      lambda prepared, saliency=False: sizes.append(len(prepared)) or scored(prepared, saliency))
+  results = detector.predict([path] * (api.CHUNK * 2 + 3))
+  assert sizes == [api.CHUNK, api.CHUNK, 3]
+  assert all(r.probabilities == alone.probabilities for r in results)
 
 
 def test_python_api_reads_a_files_bytes_an_open_file_and_an_alpha_array(cnn_run, corpus):
