@@ -238,7 +238,7 @@ def test_python_api_predicts_arrays_paths_and_pil_images(cnn_run, wld_run, corpu
 
 
 def test_python_api_scores_a_long_list_a_few_images_at_a_time(cnn_run, corpus, monkeypatch):
-  """A list of paths was prepared whole before scoring: a long list of photos ran out of memory."""
+  """A list of paths was prepared whole before scoring: every photo's planes in memory at once."""
   folder, _ = corpus
   path = os.path.join(folder, 'photo.jpg')
   detector = forgery_jax.load(cnn_run)
