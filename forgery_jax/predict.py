@@ -30,8 +30,9 @@ Writes to OUTPUT (default RUN/predictions):
   on stderr), or {path, error} for a file that could not be used;
 * predictions.csv: the same, one row per image;
 * predicted_with.json: how: the run (its absolute path), its detector as loaded (`describe`: the
-  keypoint map and its rule, four flips, an average of runs), the options as the flags that repeat
-  them, the thresholds used, and the software and machine (`runtime.environment`);
+  keypoint map and its rule, four flips, an average of runs) and its number of folds (their
+  answers averaged), the options as the flags that repeat them, the thresholds used, and the
+  software and machine (`runtime.environment`);
 * masks/<n>_<stem>.png: for a detector that localises, the tamper probability (0-255) at the
   input's own size (n: the image's place in the listing, five digits, so that files of one name in
   two folders stay apart); regions/<n>_<stem>.png with --pixel_threshold: 255 where it reaches the
@@ -222,6 +223,7 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
           file=sys.stderr)
   runs.write_json_atomic(os.path.join(output, PREDICTED_WITH), {
       'run': os.path.abspath(workdir), 'detector': predictor.detectors[0].describe(),
+      'folds': len(predictor.detectors),  # a k-fold run's answers: the mean of its folds'
       'options': runs.as_flags(
           nopanels=not panels,
           keypoint_map=keypoint_map, keypoint_fusion=keypoint_fusion,

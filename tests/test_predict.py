@@ -79,6 +79,7 @@ def test_cnn_predicts_every_readable_file_and_names_every_broken_one(cnn_run, co
   made_with = json.loads((tmp_path / predict.PREDICTED_WITH).read_text())
   assert made_with['run'] == os.path.abspath(cnn_run) and made_with['options'] == {}
   assert made_with['detector'] == 'ELA+SRM' and made_with['threshold'] is None
+  assert made_with['folds'] == 1
   assert made_with['images'] == len(rows) and made_with['failed'] == sum('error' in r for r in rows)
   assert made_with['environment']['code']['version']
 
