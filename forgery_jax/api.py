@@ -113,12 +113,12 @@ def _pixels(x, name: str) -> tuple[np.ndarray, str, int]:
     if os.path.isdir(path):
       raise ValueError(f'{path}: is a folder')
     return image_io.decode_with_orientation(path)
-  if isinstance(x, (bytes, bytearray, memoryview)) or hasattr(x, 'read'):
-    # A file's contents (an upload, a database blob) or an open file: decoded as the file would
-    # be, so that its container and EXIF orientation are known.
-    stream = io.BytesIO(bytes(x)) if isinstance(x, (bytes, bytearray, memoryview)) else x
+  if isinstance(x, (bytes, bytearray, memoryview)):  # a file's contents: an upload, a blob
+    x = io.BytesIO(bytes(x))
+  if hasattr(x, 'read'):
+    # Decoded as the file would be, so that its container and EXIF orientation are known.
     try:
-      return image_io.decode_with_orientation(stream)
+      return image_io.decode_with_orientation(x)
     except ValueError as e:
       cause = str(e.__cause__ or e).split(' <_io.')[0]
       raise ValueError(f'{name}: not a readable image file ({cause})') from e

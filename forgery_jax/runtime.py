@@ -118,10 +118,10 @@ def quiet_libraries() -> None:
   for name in ('orbax', 'jax', 'grain', 'tensorflow_datasets'):  # Python loggers of their own
     std_logging.getLogger(name).setLevel(std_logging.WARNING)
   if sys.unraisablehook is sys.__unraisablehook__:
-    sys.unraisablehook = _closed_loop_callbacks_dropped
+    sys.unraisablehook = _orbax_leftovers_dropped
 
 
-def _closed_loop_callbacks_dropped(unraisable) -> None:
+def _orbax_leftovers_dropped(unraisable) -> None:
   """After Orbax's background save fails, TensorStore's callbacks can find its event loop closed;
   and after a restore fails on one array, its reads of the others are abandoned and each printed
   a traceback of pages (TensorStore's whole spec) when collected. Those say nothing the
