@@ -55,6 +55,7 @@ if any file failed.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import csv
 import glob
 import json
@@ -111,6 +112,18 @@ def _prepare(predictor: api.Predictor, path: str):
     return str(e) if path in str(e) else f'{path}: {e}'
 
 
+@contextlib.contextmanager
+def _dropped_when_stopped(*pools: concurrent.futures.ThreadPoolExecutor):
+  """On Ctrl-C (or an error) the pools' queued work is dropped, not run to the end before the
+  command stops; what runs now is finished whole. Entered after the pools: it exits first."""
+  try:
+    yield
+  except BaseException:
+    for pool in pools:
+      pool.shutdown(wait=False, cancel_futures=True)
+    raise
+
+
 def _stem(index: int, path: str) -> str:
   return f'{index:05d}_{os.path.splitext(os.path.basename(path))[0][:60]}'
 
@@ -164,55 +177,49 @@ def predict_paths(workdir: str, paths: list[str], output: str, batch_size: int =
   start, done = time.perf_counter(), 0
   with concurrent.futures.ThreadPoolExecutor(workers) as prepare_pool, \
        concurrent.futures.ThreadPoolExecutor(1) as writer_pool, \
+       _dropped_when_stopped(prepare_pool, writer_pool), \
        image_io.opencv_threads(1), \
        progress.bar(total=len(files), desc='predict', unit='image') as bar:
     # Prepared in worker threads, in order, a bounded window ahead of the model.
     pending = [prepare_pool.submit(_prepare, predictor, p) for p in files[:2 * batch_size]]
     writes = []
-    try:
-      for lo in range(0, len(files), batch_size):
-        batch = []
-        for i in range(lo, min(lo + batch_size, len(files))):
-          prepared = pending[i].result()
-          nxt = i + 2 * batch_size
-          if nxt < len(files):
-            pending.append(prepare_pool.submit(_prepare, predictor, files[nxt]))
-          if isinstance(prepared, str):
-            rows[i]['error'] = prepared
-            progress.write(f'error: {prepared}')
-          else:
-            batch.append((i, prepared))
-        if batch:
-          wants_map = panels or ground_truth is not None
-          predictions = predictor.predict_prepared([p for _, p in batch],
-                                                   saliency=wants_map and not predictor.localises)
-          done += len(batch)
-          for (i, prepared), pred in zip(batch, predictions):
-            row = rows[i]
-            row.update(prediction=pred.label, p_tampered=pred.p_tampered,
-                       probabilities=pred.probabilities)
-            if predictor.threshold is not None:
-              row['threshold'] = predictor.threshold
-            if pred.beyond_training_size is not None:
-              row['beyond_training_size'] = pred.beyond_training_size
-            if predictor.localises:
-              row['mask'] = os.path.join(output, 'masks', f'{_stem(i, prepared.name)}.png')
-            if regions:
-              row['region'] = os.path.join(output, 'regions', f'{_stem(i, prepared.name)}.png')
-              row['pixel_threshold'] = predictor.pixel_threshold
-            if panels:
-              row['panel'] = os.path.join(output, 'panels', f'{_stem(i, prepared.name)}.png')
-            writes.append(writer_pool.submit(_write_outputs, row, prepared, pred,
-                                              predictor.detectors[0], files[i], ground_truth))
-        bar.update(min(lo + batch_size, len(files)) - lo)
-      for w in writes:
-        w.result()
-    except BaseException:
-      # Ctrl-C (or an error): the queued preparations and panel writes are dropped, not run to
-      # the end before the command stops; what is being written now is finished whole.
-      for pool in (prepare_pool, writer_pool):
-        pool.shutdown(wait=False, cancel_futures=True)
-      raise
+    for lo in range(0, len(files), batch_size):
+      batch = []
+      for i in range(lo, min(lo + batch_size, len(files))):
+        prepared = pending[i].result()
+        nxt = i + 2 * batch_size
+        if nxt < len(files):
+          pending.append(prepare_pool.submit(_prepare, predictor, files[nxt]))
+        if isinstance(prepared, str):
+          rows[i]['error'] = prepared
+          progress.write(f'error: {prepared}')
+        else:
+          batch.append((i, prepared))
+      if batch:
+        wants_map = panels or ground_truth is not None
+        predictions = predictor.predict_prepared([p for _, p in batch],
+                                                 saliency=wants_map and not predictor.localises)
+        done += len(batch)
+        for (i, prepared), pred in zip(batch, predictions):
+          row = rows[i]
+          row.update(prediction=pred.label, p_tampered=pred.p_tampered,
+                     probabilities=pred.probabilities)
+          if predictor.threshold is not None:
+            row['threshold'] = predictor.threshold
+          if pred.beyond_training_size is not None:
+            row['beyond_training_size'] = pred.beyond_training_size
+          if predictor.localises:
+            row['mask'] = os.path.join(output, 'masks', f'{_stem(i, prepared.name)}.png')
+          if regions:
+            row['region'] = os.path.join(output, 'regions', f'{_stem(i, prepared.name)}.png')
+            row['pixel_threshold'] = predictor.pixel_threshold
+          if panels:
+            row['panel'] = os.path.join(output, 'panels', f'{_stem(i, prepared.name)}.png')
+          writes.append(writer_pool.submit(_write_outputs, row, prepared, pred,
+                                            predictor.detectors[0], files[i], ground_truth))
+      bar.update(min(lo + batch_size, len(files)) - lo)
+    for w in writes:
+      w.result()
   rate = done / max(time.perf_counter() - start, 1e-9)
   beyond = sum(bool(r.get('beyond_training_size')) for r in rows)
   if beyond:
