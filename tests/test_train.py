@@ -621,3 +621,29 @@ def test_cosine_schedule_ends_at_the_runs_last_step(tiny_config, tmp_path):
   assert result['final_step'] == 8
   with open(os.path.join(tmp_path, 'run', 'results.json')) as f:
     assert json.load(f)['config']['lr_schedule'] == 'cosine'
+
+
+def test_the_initial_model_is_compiled_once_per_config_and_equals_the_one_built_op_by_op(tiny_config):
+  """`trainer.initial_model` initialises in one compiled program the very bits `create_model`
+  draws op by op; the folds of one k-fold run share the program, and another model gets its own."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from forgery_jax.detectors import paper_cnn  # pylint: disable=g-import-not-at-top
+
+  def leaves(model):
+    return [np.asarray(x) for x in jax.tree.leaves(nnx.state(model))]
+
+  config = ml_collections.ConfigDict(tiny_config.to_dict())
+  config.seed = 3
+  eager = leaves(paper_cnn.create_model(config, nnx.Rngs(params=3)))
+  trainer._INITIALISERS.clear()  # pylint: disable=protected-access
+  compiled = leaves(trainer.initial_model(paper_cnn.create_model, config))
+  assert len(compiled) == len(eager) and all(np.array_equal(a, b) for a, b in zip(compiled, eager))
+  config.dataset.fold = 2
+  again = leaves(trainer.initial_model(paper_cnn.create_model, config))
+  assert len(trainer._INITIALISERS) == 1  # pylint: disable=protected-access
+  assert all(np.array_equal(a, b) for a, b in zip(again, eager))
+  config.seed = 4
+  other = leaves(trainer.initial_model(paper_cnn.create_model, config))
+  assert len(trainer._INITIALISERS) == 2  # pylint: disable=protected-access
+  assert not all(np.array_equal(a, b) for a, b in zip(other, eager))
