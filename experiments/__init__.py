@@ -3,6 +3,7 @@ of it)."""
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import sys
@@ -44,3 +45,19 @@ def write_json(path: str, results) -> None:
   if path:
     with atomic.replaced_when_complete(path) as f:
       json.dump(results, f, indent=2, default=float)
+
+
+def whole_number(minimum: int, meaning: str = '', maximum: int | None = None):
+  """An argparse type: a whole number from `minimum` (to `maximum`; `meaning` says what it counts),
+  so that `--limit=-3` is refused at once rather than read as "all but the last three files"."""
+  def parse(text: str) -> int:
+    try:
+      n = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f'{text!r} is not a whole number') from None
+    if n < minimum or (maximum is not None and n > maximum):
+      bounds = f'at least {minimum}' if maximum is None else f'from {minimum} to {maximum}'
+      raise argparse.ArgumentTypeError(f'{n}: {bounds}' + (f' ({meaning})' if meaning else ''))
+    return n
+  parse.minimum = minimum
+  return parse

@@ -30,8 +30,8 @@ from forgery_jax import runtime
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--other', type=runtime.home, required=True, help='a jpeg.py of another version')
-  parser.add_argument('--batch', type=int, default=4096)
-  parser.add_argument('--rounds', type=int, default=3)
+  parser.add_argument('--batch', type=experiments.whole_number(1), default=4096)
+  parser.add_argument('--rounds', type=experiments.whole_number(1), default=3)
   parser.add_argument('--photos', type=runtime.home, default=jpeg_agreement.DEFAULT_PHOTOS, help='a folder or a glob')
   args = parser.parse_args(argv)
   if not os.path.isfile(args.other) or not args.other.endswith('.py'):

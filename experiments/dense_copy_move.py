@@ -118,7 +118,7 @@ def figures(maps, files) -> str:
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--workdir', type=runtime.home, required=True, help='a casia1 localiser run (for its dataset and split)')
-  parser.add_argument('--limit', type=int, default=40, help='copy-move and authentic files each')
+  parser.add_argument('--limit', type=experiments.whole_number(1), default=40, help='copy-move and authentic files each')
   args = parser.parse_args(argv)
   runtime.quiet_libraries()
   config = evaluate.load_run(args.workdir).config

@@ -320,7 +320,7 @@ def main(argv=None) -> dict:
   parser.add_argument('--workdir', type=runtime.home, required=True, help='a finished localiser run')
   parser.add_argument('--cache', type=runtime.home, default='', help='folder for the scores (npz), reused when there')
   parser.add_argument('--output', type=runtime.home, default='', help='write the figures as JSON here')
-  parser.add_argument('--limit', type=int, default=0, help='the first N files of each split (0 = all)')
+  parser.add_argument('--limit', type=experiments.whole_number(0, '0: all'), default=0, help='the first N files of each split (0 = all)')
   parser.add_argument('--keypoint_decision', default=keypoints.DECISIONS[0], choices=keypoints.DECISIONS,
                       help="how the keypoint map decides an image (its p): forensics.keypoints")
   args = parser.parse_args(argv)

@@ -53,7 +53,7 @@ def load_photos(where: str, limit: int) -> list[np.ndarray]:
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--photos', type=runtime.home, default=DEFAULT_PHOTOS, help='a folder or a glob of photos')
-  parser.add_argument('--limit', type=int, default=200)
+  parser.add_argument('--limit', type=experiments.whole_number(1, 'photos'), default=200)
   args = parser.parse_args(argv)
   photos = load_photos(args.photos, args.limit)
   print('| quality | PIL: equal | PIL: within +-1 | PIL: max diff | OpenCV: equal | OpenCV: within +-1 | OpenCV: max diff |')

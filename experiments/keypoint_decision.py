@@ -161,7 +161,7 @@ def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--release', default='micc_f220', choices=sorted(releases.LISTERS))
   parser.add_argument('--manual_dir', type=runtime.home, required=True)
-  parser.add_argument('--limit', type=int, default=0, help='the first N files only (0 = all)')
+  parser.add_argument('--limit', type=experiments.whole_number(0, '0: all'), default=0, help='the first N files only (0 = all)')
   parser.add_argument('--mirrored', action='store_true', help='match mirror-wise copies too')
   parser.add_argument('--verify', action='store_true',
                       help='also the correlation at the inliers, in sample and grouped 5-fold')

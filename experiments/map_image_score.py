@@ -132,7 +132,7 @@ def main(argv=None) -> dict:
   parser.add_argument('--workdir', type=runtime.home, required=True, help='a finished localiser run')
   parser.add_argument('--average_with', default='', help='runs averaged with it (comma-separated)')
   parser.add_argument('--keypoint_map', action='store_true', help='fuse the copy-move keypoint map')
-  parser.add_argument('--copies', type=int, default=2, help='forgeries made of each validation file')
+  parser.add_argument('--copies', type=experiments.whole_number(1), default=2, help='forgeries made of each validation file')
   parser.add_argument('--cache', type=runtime.home, default='', help='folder for the features (npz), reused when there')
   parser.add_argument('--output', type=runtime.home, default='', help='write the figures as JSON here')
   args = parser.parse_args(argv)

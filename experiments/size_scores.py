@@ -98,11 +98,9 @@ def main(argv=None) -> dict:
   parser.add_argument('--manual_dir', type=runtime.home, default='', help="the release's folder, if it is not built")
   parser.add_argument('--windows', default='384x256,192x192',
                       help='window sizes, WIDTHxHEIGHT, comma-separated')
-  parser.add_argument('--limit', type=int, default=0, help='the first N files only (0: all)')
+  parser.add_argument('--limit', type=experiments.whole_number(0, '0: all'), default=0, help='the first N files only (0: all)')
   parser.add_argument('--output', type=runtime.home, default='', help='write the scores and figures as JSON here')
   args = parser.parse_args(argv)
-  if args.limit < 0:
-    parser.error(f'--limit={args.limit}: a number of files (0: all)')
   flags.FLAGS.mark_as_parsed()
   runtime.quiet_libraries()
   try:

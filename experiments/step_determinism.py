@@ -106,11 +106,11 @@ def _run_processes(args, flags: str, cache_dir: str | None) -> list[dict]:
 def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--model', choices=MODELS, default='localiser')
-  parser.add_argument('--crop', type=int, default=256, help='training window (localiser) or resolution')
-  parser.add_argument('--batch', type=int, default=64)
-  parser.add_argument('--steps', type=int, default=10)
+  parser.add_argument('--crop', type=experiments.whole_number(8, 'one JPEG block'), default=256, help='training window (localiser) or resolution')
+  parser.add_argument('--batch', type=experiments.whole_number(1), default=64)
+  parser.add_argument('--steps', type=experiments.whole_number(1), default=10)
   parser.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32')
-  parser.add_argument('--processes', type=int, default=2)
+  parser.add_argument('--processes', type=experiments.whole_number(1), default=2)
   parser.add_argument('--flags', action='append', default=None,
                       help='one XLA_FLAGS per option given (repeat it; empty: XLA\'s own choices)')
   parser.add_argument('--compilation_cache', action='store_true',
@@ -121,8 +121,6 @@ def main(argv=None) -> list[dict]:
   if args.child:
     print(json.dumps(child(args.model, args.crop, args.batch, args.steps, args.dtype)))
     return []
-  if args.processes < 1 or args.steps < 1 or args.batch < 1:
-    raise SystemExit('error: --processes, --steps and --batch must be at least 1')
   rows = []
   print('| XLA_FLAGS | runs in a process equal | processes equal | images/s (median) | digest |')
   print('|---|---|---|---|---|')

@@ -49,7 +49,7 @@ def main(argv=None) -> dict:
   parser.add_argument('--images', type=runtime.home, required=True, help='folder of the forgeries')
   parser.add_argument('--orientation', type=int, default=3, choices=range(2, 9))
   parser.add_argument('--cut', default='3,5', help='pixels cut from the width and the height')
-  parser.add_argument('--quality', type=int, default=92)
+  parser.add_argument('--quality', type=experiments.whole_number(1, 'a JPEG quality', 100), default=92)
   parser.add_argument('--output', type=runtime.home, default='', help='write the figures as JSON here')
   args = parser.parse_args(argv)
   cut_w, cut_h = (int(v) for v in args.cut.split(','))

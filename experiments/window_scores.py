@@ -30,7 +30,7 @@ FIGURES = ('accuracy', 'auc', 'pixel_f1', 'pixel_auc')
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--workdir', type=runtime.home, required=True, help='a finished localiser run')
-  parser.add_argument('--tile', type=int, default=0,
+  parser.add_argument('--tile', type=experiments.whole_number(0, "0: the run's input.crop"), default=0,
                       help="the windows' side in pixels (0: the run's input.crop)")
   parser.add_argument('--output', type=runtime.home, default='', help='write the figures as JSON here')
   args = parser.parse_args(argv)

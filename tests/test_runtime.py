@@ -198,3 +198,36 @@ def test_every_experiments_folder_option_reads_a_leading_tilde_as_home(name, mon
   assert options, f'experiments.{name} has no path option'
   for option in options:
     assert getattr(namespace, option.dest) == str(tmp_path / option.dest), option.option_strings
+
+
+@pytest.mark.parametrize('name', sorted(
+    p.stem for p in (pathlib.Path(__file__).parents[1] / 'experiments').glob('*.py')
+    if 'argparse.ArgumentParser' in p.read_text()))
+def test_every_experiments_count_option_refuses_a_number_below_its_least(name, monkeypatch, capsys):
+  """`--limit=-3` read as "all but the last three files" (a slice) and ran for minutes; `--crop=0`
+  failed inside a child process. Every whole-number option of every argparse experiment is an
+  `experiments.whole_number`, and one below its least is a usage error naming the option."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  import importlib  # pylint: disable=g-import-not-at-top
+  parse = argparse.ArgumentParser.parse_args
+  refused = []
+
+  def parse_each_count_too_small(parser, argv=None, namespace=None):
+    actions = [a for a in parser._actions if a.option_strings]  # pylint: disable=protected-access
+    assert not [a.dest for a in actions if a.type is int and not a.choices], f'experiments.{name}: a plain int option'
+    required = [f'{a.option_strings[0]}=x' for a in actions if a.required]
+    for a in actions:
+      if hasattr(a.type, 'minimum'):
+        with pytest.raises(SystemExit) as exit_info:
+          parse(parser, [*required, f'{a.option_strings[0]}={a.type.minimum - 1}'], namespace)
+        assert exit_info.value.code == 2
+        assert f'argument {a.option_strings[0]}: {a.type.minimum - 1}: ' in capsys.readouterr().err
+        refused.append(a.dest)
+    raise _Parsed()
+
+  monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', parse_each_count_too_small)
+  with pytest.raises(_Parsed):
+    importlib.import_module(f'experiments.{name}').main([])
+  counts = {'jpeg_agreement': ['limit'], 'dense_copy_move': ['limit'], 'keypoint_decision': ['limit'],
+            'step_determinism': ['crop', 'batch', 'steps', 'processes']}
+  assert set(counts.get(name, [])) <= set(refused)
