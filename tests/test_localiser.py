@@ -296,7 +296,8 @@ def test_native_crops_stay_on_the_jpeg_grid():
   assert small['image'].shape == (64, 64, 3) and not small['mask'][40:].any()
 
 
-@pytest.mark.parametrize('ema_decay', [0.0, 0.9])
+# Without the average the case is a part of the one with it: long, so left to the slow runs.
+@pytest.mark.parametrize('ema_decay', [pytest.param(0.0, marks=pytest.mark.slow), 0.9])
 def test_synthesis_resumes_bit_identically(tiny_config, tmp_path, ema_decay):
   """Forgeries are drawn from the seed and the step: one epoch, then resumed to two, ends with
   the parameters of two epochs straight (with a moving average of the parameters too: the

@@ -64,7 +64,9 @@ def test_two_processes_match_one(tiny_config, tmp_path):
   assert os.listdir(tmp_path / 'two' / 'export')  # written once, by the processes together
 
 
-@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+# A minute each on two cores: the Ctrl-C case is left to the slow runs (Ctrl-C outside training,
+# below, and in one process, in test_preemption, stay in the default suite).
+@pytest.mark.parametrize('signum', [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_sigterm_on_one_process_saves_the_same_step_on_both(tiny_config, tmp_path, signum):
   """Orbax's preemption sync point: a SIGTERM to one process stops both at one step, saved once;
   the same command then resumes both and finishes. So does a Ctrl-C (SIGINT), which aborted the
