@@ -166,6 +166,9 @@ def test_a_helper_ends_with_its_parent_and_cleans_up_first(tmp_path, sigint):
     pass  # gone
 
 
+_ARGPARSE_EXPERIMENTS = sorted(
+    p.stem for p in (pathlib.Path(__file__).parents[1] / 'experiments').glob('*.py')
+    if 'argparse.ArgumentParser' in p.read_text())
 _PATH_OPTIONS = ('--workdir', '--cache', '--output', '--manual_dir', '--json', '--photos', '--other')
 
 
@@ -173,9 +176,7 @@ class _Parsed(Exception):
   """Stops an experiment's `main` once its arguments are read."""
 
 
-@pytest.mark.parametrize('name', sorted(
-    p.stem for p in (pathlib.Path(__file__).parents[1] / 'experiments').glob('*.py')
-    if 'argparse.ArgumentParser' in p.read_text()))
+@pytest.mark.parametrize('name', _ARGPARSE_EXPERIMENTS)
 def test_every_experiments_folder_option_reads_a_leading_tilde_as_home(name, monkeypatch, tmp_path):
   """`--cache=~/scores` made a folder named ~ in the current one: the shell leaves ~ after = as
   it is. Every path option of every argparse experiment goes through `runtime.home`."""
@@ -200,9 +201,7 @@ def test_every_experiments_folder_option_reads_a_leading_tilde_as_home(name, mon
     assert getattr(namespace, option.dest) == str(tmp_path / option.dest), option.option_strings
 
 
-@pytest.mark.parametrize('name', sorted(
-    p.stem for p in (pathlib.Path(__file__).parents[1] / 'experiments').glob('*.py')
-    if 'argparse.ArgumentParser' in p.read_text()))
+@pytest.mark.parametrize('name', _ARGPARSE_EXPERIMENTS)
 def test_every_experiments_count_option_refuses_a_number_below_its_least(name, monkeypatch, capsys):
   """`--limit=-3` read as "all but the last three files" (a slice) and ran for minutes; `--crop=0`
   failed inside a child process. Every whole-number option of every argparse experiment is an
