@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import threading
+from typing import NoReturn
 
 from absl import logging
 import jax
@@ -98,6 +100,9 @@ def stop_together(stops_every_process: tuple[type[BaseException], ...] = ()):
       threading.Event().wait()
     done.set()
     watcher.join()
+    lost = _peer_lost(e)
+    if lost:
+      _stop_without_the_lost_process(client, lost)
     _tell_the_others(client, _reason(e))
     raise
   finally:
@@ -116,6 +121,37 @@ def _reason(e: BaseException) -> str:
 
 def _first_line(e: BaseException) -> str:
   return next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
+
+
+# What a collective raises when another process's end closed its connection (gloo on CPUs), or
+# the coordination service when it found a process gone: a process killed outright (SIGKILL, the
+# out-of-memory killer) says nothing of its own.
+_PEER_LOST = re.compile(r'(Connection (closed|reset) by peer|Broken pipe|Socket closed|'
+                        r'stopped sending heartbeats|heartbeat timeout)', re.IGNORECASE)
+
+
+def _peer_lost(e: BaseException) -> str:
+  """For an error that says another process is gone, a short form of it; else ''."""
+  if not isinstance(e, jax.errors.JaxRuntimeError) or not _PEER_LOST.search(str(e)):
+    return ''
+  first = _first_line(e)
+  first = re.sub(r'\[[^\]]*\.(cc|h):\d+\] ', '', first)  # gloo's source position
+  return re.sub(r'^[A-Z_]+: ', '', first)  # the status code ('UNKNOWN: ')
+
+
+def _stop_without_the_lost_process(client, lost: str) -> NoReturn:
+  """Ends this process at once with one line: a process that is gone never comes to the shutdown
+  barrier, so waiting there only ran out its timeout and ended in JAX's abort at exit."""
+  me = jax.process_index()
+  progress.close_bars()
+  print(f'error: another process of this run is gone ({lost}): killed, or its host lost; process '
+        f'{me} stops too. Run the same command on every process to resume from the last '
+        'checkpoint', file=sys.stderr, flush=True)
+  try:  # any others still here stop at once too, with this line's reason
+    client.key_value_set(f'{_KEYS}{me}', f'another process is gone: {lost}'[:500])
+  except Exception:  # pylint: disable=broad-except  # the service went with it
+    pass
+  os._exit(1)  # pylint: disable=protected-access  # JAX's exit handler would wait for the lost one
 
 
 def _tell_the_others(client, why: str) -> None:

@@ -104,6 +104,49 @@ def test_sigterm_on_one_process_saves_the_same_step_on_both(tiny_config, tmp_pat
   assert logged == list(range(1, 33)), 'a step was lost or logged twice'
 
 
+def test_a_process_killed_outright_ends_the_other_with_one_line(tiny_config, tmp_path):
+  """SIGKILL to process 1 in the middle of training: process 0's next collective fails, and it
+  ends at once with one line (it waited 30 s for the lost process at JAX's shutdown barrier, then
+  printed a traceback and aborted with a C++ stack trace, exit 134); the same command resumes both
+  to the end with no step lost or logged twice. (A killed process 0, which hosts JAX's
+  coordination service, still ends the others in JAX's own abort: README, Interruptions.)"""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  workdir = tmp_path / 'run'
+
+  def start():
+    port = _free_port()
+    return [subprocess.Popen(
+        _command(tiny_config, workdir, f'--coordinator_address=127.0.0.1:{port}',
+                 '--num_processes=2', f'--process_id={i}', '--config.num_epochs=4'),
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+
+  procs = start()
+  deadline = time.time() + 300
+  while (not (workdir / 'metrics.jsonl').exists() or len(_train_losses(workdir)) < 5) \
+      and time.time() < deadline and all(p.poll() is None for p in procs):
+    time.sleep(0.05)
+  procs[1].kill()
+  killed = time.time()
+  _, err = procs[0].communicate(timeout=300)
+  procs[1].communicate(timeout=60)
+  assert time.time() - killed < 20
+  assert procs[0].returncode == 1, err[-3000:]
+  last = err.strip().splitlines()[-1]
+  assert re.fullmatch(
+      r'error: another process of this run is gone \(Gloo all-reduce failed: .*by peer.*\): killed, '
+      r'or its host lost; process 0 stops too\. Run the same command on every process to resume '
+      r'from the last checkpoint', last), last
+  assert 'Traceback' not in err and 'Check failure' not in err
+  procs = start()
+  outs = [p.communicate(timeout=600) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in outs]
+  assert json.loads((workdir / 'results.json').read_text())['final_step'] == 32
+  logged = [r['step'] for r in map(json.loads, (workdir / 'metrics.jsonl').read_text().splitlines())
+            if r['split'] == 'train']
+  assert logged == list(range(1, 33)), 'a step was lost or logged twice'
+
+
 _BAD_ON_ONE = '--config.validate_every_epochs=0'
 
 
