@@ -1,7 +1,9 @@
 """Several JAX processes meet, and stop together: processes that cannot meet end with one line
 (`join`), and one that stops outside the training loop (a Ctrl-C while the data is read or the
 model evaluated, an error on one process only) tells the others through JAX's coordination
-service, and each ends with one line instead of waiting in its collectives (`stop_together`).
+service, and each ends with one line instead of waiting in its collectives (`stop_together`). A
+process killed outright says nothing: the others end with one line when a collective fails
+because its connection closed.
 
 Without it, the others waited for the stopped one in a collective with no timeout, and the stopped
 one waited for them in JAX's shutdown barrier, until that barrier's timeout (300 s) aborted both
