@@ -9,14 +9,13 @@ affine models behind the keypoint map), those pairs.
 
 from __future__ import annotations
 
-import io
 import os
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from forgery_jax import atomic
+from forgery_jax import image_io
 from forgery_jax.forensics import ela as ela_lib
 from forgery_jax.forensics import srm
 
@@ -100,6 +99,4 @@ def write_panel(path: str, prepared, prediction, pairs: tuple | None = None) -> 
   ImageDraw.Draw(panel).text(
       (4, 4), f'{os.path.basename(prepared.name)}: {prediction.label}, '
       f'p(tampered) = {prediction.p_tampered:.3f}', fill=(0, 0, 0))
-  buf = io.BytesIO()
-  panel.save(buf, format='PNG')
-  atomic.write_bytes(path, buf.getvalue())
+  image_io.write_png(path, np.asarray(panel))

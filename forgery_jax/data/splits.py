@@ -25,7 +25,6 @@ import dataclasses
 
 from absl import logging
 import numpy as np
-from sklearn import model_selection
 
 PROTOCOLS = ('grouped', 'random', 'kfold', 'random_kfold')
 KFOLD_PROTOCOLS = ('kfold', 'random_kfold')
@@ -79,6 +78,9 @@ def hold_out_fraction(strata: np.ndarray, components: np.ndarray | None, fractio
 def hold_out(strata: np.ndarray, components: np.ndarray | None, n_splits: int, fold: int,
               seed: int, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Splits `candidates` into (kept, held_out), fold `fold` of `n_splits` held out."""
+  # Imported here: scikit-learn takes a second to import, which `predict` (it reads this
+  # module's names, never splits) would pay before its first answer.
+  from sklearn import model_selection  # pylint: disable=g-import-not-at-top
   x = np.zeros(len(candidates))
   y = strata[candidates]
   counts = np.bincount(y)

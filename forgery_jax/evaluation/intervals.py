@@ -18,7 +18,6 @@ make every interval hinge on how often that one unit is drawn.
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as skm
 
 from forgery_jax.data import splits as splits_lib
 
@@ -164,6 +163,7 @@ def paired_classification(other: np.ndarray, base: np.ndarray, labels: np.ndarra
   tampered = labels != 0
   if 0 < tampered.sum() < len(tampered):
     p = [1.0 - np.asarray(d, np.float64)[:, 0] for d in (other, base)]
+    from sklearn import metrics as skm  # pylint: disable=g-import-not-at-top  # 1 s: not at predict's start
     out['auc'] = float(skm.roc_auc_score(tampered, p[0]) - skm.roc_auc_score(tampered, p[1]))
     if resamples.usable:
       out[f'auc{SUFFIX}'] = _percentiles(_aucs(p[0], tampered, resamples)

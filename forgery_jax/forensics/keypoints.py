@@ -41,7 +41,6 @@ import dataclasses
 
 import cv2
 import numpy as np
-from scipy.cluster import hierarchy
 
 NUM_FEATURES = 2
 RATIO = 0.5         # g2NN threshold (Amerini et al.)
@@ -247,6 +246,9 @@ def cluster_links(src: np.ndarray, dst: np.ndarray, *, linkage: str = CLUSTER_LI
     src, dst = src[keep], dst[keep]
   if len(src) < 2:
     return 0
+  # Imported here: scipy.cluster takes 0.4 s to import, which every detector that reads this
+  # module (the paper CNN among them) paid before its first answer.
+  from scipy.cluster import hierarchy  # pylint: disable=g-import-not-at-top
   ends = np.concatenate([src, dst]).astype(np.float64)
   tree = hierarchy.linkage(ends, method=linkage)
   cluster = hierarchy.fcluster(tree, t=cutoff, criterion='inconsistent', depth=depth)
