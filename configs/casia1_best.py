@@ -7,7 +7,7 @@ Every step is measured in the README's "Beyond the paper" table. Against the pap
   classes no longer do; the original files are scored too (`dataset.also_test`);
 * SRM: the 30 residuals of the grey image in float, kept per kernel (a `lax.conv`);
 * head: global mean + max pooling instead of the 67 M-parameter flatten-dense;
-* copy-move evidence: SIFT keypoints matched within the image (forgery_jax/keypoints.py),
+* copy-move evidence: SIFT keypoints matched within the image (forgery_jax/forensics/keypoints.py),
   computed at full resolution at build time like ELA, joins the pooled features;
 * flips while training; a validation split carved from the training data picks the checkpoint,
   equal validation accuracies decided by the validation loss.
