@@ -20,6 +20,8 @@ import time
 import numpy as np
 import pytest
 
+import forgery_jax
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -62,6 +64,11 @@ def test_two_processes_match_one(tiny_config, tmp_path):
   for k in ('accuracy', 'auc', 'f1'):
     assert abs(two[f'test/{k}'] - one[f'test/{k}']) < 1e-3, k
   assert os.listdir(tmp_path / 'two' / 'export')  # written once, by the processes together
+  # Its export is read by one process, as predict and evaluate read it (it failed: Orbax placed the
+  # arrays over the two processes' devices that the export recorded).
+  photo = np.random.default_rng(0).integers(0, 256, (48, 40, 3), np.uint8)
+  answers = [forgery_jax.load(str(tmp_path / run)).predict(photo) for run in ('one', 'two')]
+  assert abs(answers[1].p_tampered - answers[0].p_tampered) < 1e-3
 
 
 # A minute each on two cores: the Ctrl-C case is left to the slow runs (Ctrl-C outside training,

@@ -134,6 +134,13 @@ class NnxDetector(base.Detector):
     task = cls.task(config, None)
     abstract = nnx.eval_shape(lambda: task.create_model(config, nnx.Rngs(params=0)))
     graphdef, abstract_state = nnx.split(abstract)
+    # Replicated on the devices that score it: without a target, Orbax placed the arrays as the
+    # export records they lay when saved, over the devices of every process that wrote it, which a
+    # single process could not restore (a run trained as two processes failed in predict).
+    devices = jax.devices() if jax.process_count() > 1 else jax.local_devices()[:1]
+    replicated = jax.sharding.NamedSharding(mesh_lib.make_mesh(devices), jax.sharding.PartitionSpec())
+    abstract_state = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), abstract_state)
     try:
       state = _restorer().restore(os.path.abspath(os.path.join(export_dir, PARAMS_DIR)),
                                   abstract_state)
