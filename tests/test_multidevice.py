@@ -58,3 +58,45 @@ def test_eight_device_step_equals_one_device_step():
                           text=True, timeout=600, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'OK' in result.stdout
+
+
+EXPORT_SCRIPT = textwrap.dedent('''
+    import sys
+    import jax
+    from flax import nnx
+    from configs import tiny
+    from forgery_jax.data.preparation import Preparation
+    from forgery_jax.detectors import export, paper_cnn
+    from forgery_jax.training import mesh as mesh_lib
+    assert jax.device_count() == 8, jax.devices()
+    config = tiny.get_config()
+    graphdef, state = nnx.split(paper_cnn.PaperCnn.task(config, None).create_model(
+        config, nnx.Rngs(params=0)))
+    replicated = jax.sharding.NamedSharding(mesh_lib.make_mesh(), jax.sharding.PartitionSpec())
+    state = jax.device_put(state, replicated)  # as training leaves it: on every device of the mesh
+    export.write(paper_cnn.PaperCnn(config, graphdef, state), sys.argv[1],
+                 Preparation('resize', config.dataset.resolution))
+''')
+
+
+def test_an_export_written_on_eight_devices_is_read_on_one(tmp_path):
+  """A run's export copied to a machine with fewer devices (a laptop) is a run there too. It was
+  not: Orbax placed the arrays as the export recorded them, on the 8 devices that wrote it."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from forgery_jax.detectors import export, paper_cnn  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu')
+  result = subprocess.run([sys.executable, '-c', EXPORT_SCRIPT, str(tmp_path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert jax.device_count() < 8
+  restored = export.load(str(tmp_path / export.EXPORT_DIR))
+  config = tiny.get_config()
+  _, expected = nnx.split(paper_cnn.PaperCnn.task(config, None).create_model(
+      config, nnx.Rngs(params=0)))
+  leaves = jax.tree.leaves(restored.state)
+  assert len(leaves) == len(jax.tree.leaves(expected)) > 0
+  for a, b in zip(leaves, jax.tree.leaves(expected)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
