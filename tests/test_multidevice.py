@@ -1,10 +1,18 @@
-"""One train step on an 8-device mesh equals the 1-device step (8 forced CPU devices)."""
+"""One train step on an 8-device mesh equals the 1-device step, and an export written there is read
+on one device (8 forced CPU devices in a subprocess)."""
 
 import os
 import pathlib
 import subprocess
 import sys
 import textwrap
+
+from flax import nnx
+import jax
+import numpy as np
+
+from configs import tiny
+from forgery_jax.detectors import export, paper_cnn
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -82,11 +90,6 @@ EXPORT_SCRIPT = textwrap.dedent('''
 def test_an_export_written_on_eight_devices_is_read_on_one(tmp_path):
   """A run's export copied to a machine with fewer devices (a laptop) is a run there too. It was
   not: Orbax placed the arrays as the export recorded them, on the 8 devices that wrote it."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from flax import nnx  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from configs import tiny  # pylint: disable=g-import-not-at-top
-  from forgery_jax.detectors import export, paper_cnn  # pylint: disable=g-import-not-at-top
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu')
   result = subprocess.run([sys.executable, '-c', EXPORT_SCRIPT, str(tmp_path)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
