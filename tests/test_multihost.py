@@ -116,7 +116,7 @@ def test_a_process_killed_outright_ends_the_other_with_one_line(tiny_config, tmp
   ends at once with one line (it waited 30 s for the lost process at JAX's shutdown barrier, then
   printed a traceback and aborted with a C++ stack trace, exit 134); the same command resumes both
   to the end with no step lost or logged twice. (A killed process 0, which hosts JAX's
-  coordination service, still ends the others in JAX's own abort: README, Interruptions.)"""
+  coordination service, still ends the others in JAX's own abort: README, "Several hosts".)"""
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
   workdir = tmp_path / 'run'
 
