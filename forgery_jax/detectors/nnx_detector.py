@@ -33,8 +33,11 @@ def model_dtype(name: str):
 _RESTORER = []
 
 
-def _checkpointer():
-  return ocp.StandardCheckpointer()
+def _checkpointer() -> ocp.Checkpointer:
+  """Writes the export's arrays uncompressed: trained weights hardly compress (the paper model's
+  257 MB on disk to 238 MB), and reading them back without zstd takes half the time or less,
+  which `predict` waits for before its first answer."""
+  return ocp.Checkpointer(ocp.PyTreeCheckpointHandler(use_compression=False))
 
 
 def _restorer() -> ocp.StandardCheckpointer:
@@ -125,8 +128,8 @@ class NnxDetector(base.Detector):
 
   def save(self, export_dir: str) -> None:
     checkpointer = _checkpointer()
-    checkpointer.save(os.path.abspath(os.path.join(export_dir, PARAMS_DIR)), self.state)
-    checkpointer.wait_until_finished()
+    checkpointer.save(os.path.abspath(os.path.join(export_dir, PARAMS_DIR)),
+                      args=ocp.args.PyTreeSave(self.state))
     checkpointer.close()
 
   @classmethod
