@@ -28,6 +28,7 @@ from forgery_jax import progress
 
 _KEYS = 'forgery_jax/stopped/'
 _POLLS_PER_SECOND = 100  # over all processes together: each asks every max(0.5, N / 100) s
+_RESUME = 'Run the same command on every process to resume from the last checkpoint'
 _SHUTDOWN_WAIT_SECONDS = 30  # the stopped process waits at most this for the others to leave
 
 
@@ -147,8 +148,7 @@ def _stop_without_the_lost_process(client, lost: str) -> NoReturn:
   me = jax.process_index()
   progress.close_bars()
   print(f'error: another process of this run is gone ({lost}): killed, or its host lost; process '
-        f'{me} stops too. Run the same command on every process to resume from the last '
-        'checkpoint', file=sys.stderr, flush=True)
+        f'{me} stops too. {_RESUME}', file=sys.stderr, flush=True)
   try:  # any others still here stop at once too, with this line's reason
     client.key_value_set(f'{_KEYS}{me}', f'another process is gone: {lost}'[:500])
   except Exception:  # pylint: disable=broad-except  # the service went with it
@@ -179,9 +179,8 @@ def _watch(client, state: _Stopping, done: threading.Event) -> None:
     if others and state.claim():
       index, why = others[0]
       progress.close_bars()
-      print(f'error: process {index} of this run stopped ({why}); process {me} stops too. Run the '
-            'same command on every process to resume from the last checkpoint', file=sys.stderr,
-            flush=True)
+      print(f'error: process {index} of this run stopped ({why}); process {me} stops too. '
+            f'{_RESUME}', file=sys.stderr, flush=True)
       _leave(timeout=_SHUTDOWN_WAIT_SECONDS)
       os._exit(1)  # pylint: disable=protected-access  # the main thread may be in a collective
 
