@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 from flax import nnx
 
@@ -35,15 +34,14 @@ def _rate(workdir: str, files: list[str], panels: bool, repeats: int) -> float:
   return len(files) / seconds
 
 
-def first_result_seconds(workdir: str, path: str) -> float:
-  """Wall time of `python -m forgery_jax.predict` on one file in a fresh process, its JAX
-  compilation cache warm (the first invocation fills it)."""
+def first_result_seconds(workdir: str, path: str, repeats: int = 5) -> float:
+  """Median wall time of `python -m forgery_jax.predict` on one file, each in a fresh process,
+  its JAX compilation cache warm (a first invocation, not counted, fills it). One start alone
+  varies by a second on a busy machine."""
   cmd = [sys.executable, '-m', 'forgery_jax.predict', f'--workdir={workdir}', '--nopanels',
          f'--output={workdir}/first', path]
-  subprocess.run(cmd, cwd=REPO, capture_output=True, check=True)
-  start = time.perf_counter()
-  subprocess.run(cmd, cwd=REPO, capture_output=True, check=True)
-  return time.perf_counter() - start
+  return median_seconds(lambda: subprocess.run(cmd, cwd=REPO, capture_output=True, check=True),
+                        repeats, warmup=1)
 
 
 def predict_rows(count: int, repeats: int) -> list[Row]:
@@ -63,8 +61,10 @@ def predict_rows(count: int, repeats: int) -> list[Row]:
       rows.append(Row(f'predict, {name}', ours, keras, ours / keras, 'images/s', target,
                       f'{label}: python API of forgery_jax.predict vs the paper\'s Keras inference '
                       '(PIL decode, temp-file ELA, filter2D SRM, model.predict)'))
-    first = first_result_seconds(paper, files[0])
+    starts = 2 * repeats - 1
+    first = first_result_seconds(paper, files[0], starts)
     rows.append(Row('predict, first result in a fresh process (compilation cache warm)', first, 3.0,
-                    3.0 / first, 'seconds', 1.0, 'python -m forgery_jax.predict on one file, '
-                    'interpreter start and imports included; target 3 s'))
+                    3.0 / first, 'seconds', 1.0, f'python -m forgery_jax.predict on one file, '
+                    f'median of {starts} fresh processes, interpreter start and imports included; '
+                    'target 3 s'))
   return rows
